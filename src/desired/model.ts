@@ -1,4 +1,7 @@
 import type { Labels } from '../core/types.js';
+import type { AppRuntime, Artifact, HealthCheck } from '../core/app-spec.js';
+
+export type { AppRuntime, Artifact, ContainerRuntime, ExecRuntime, FileArtifact, HealthCheck, ImageArtifact } from '../core/app-spec.js';
 
 /** The documents of a fleet repository, as their JSON Schemas in schemas/ describe them. */
 export const API_VERSION = 'cascade/v1';
@@ -16,37 +19,6 @@ export interface FleetObject<K extends Kind, S> {
   kind: K;
   metadata: ObjectMeta;
   spec: S;
-}
-
-export interface ExecRuntime {
-  type: 'exec';
-  /** Shell command; `{version}` and `{artifact}` are substituted. */
-  install: string;
-  start?: string;
-  stop?: string;
-}
-export interface ContainerRuntime {
-  type: 'container';
-  image: string;
-}
-export type AppRuntime = ExecRuntime | ContainerRuntime;
-
-export interface FileArtifact {
-  url: string;
-  sha256: string;
-  size: number;
-}
-export interface ImageArtifact {
-  image: string;
-  digest: string;
-}
-export type Artifact = FileArtifact | ImageArtifact;
-
-export interface HealthCheck {
-  exec?: string;
-  http?: string;
-  timeout?: string;
-  retries?: number;
 }
 
 export interface AppSpec {

@@ -1,4 +1,8 @@
 import type { AppReport, DeviceDesired, DeviceId, Labels } from '../core/types.js';
+import type { AppSpec } from '../desired/model.js';
+
+/** App specs of the applied revision, by app name. */
+export type AppCatalog = Record<string, AppSpec>;
 
 /**
  * What a region keeps in --data (SQLite, WAL). Every write is one transaction:
@@ -37,14 +41,20 @@ export interface StateStore {
   // revisions
   getRevision(): RevisionRecord;
   recordAttempt(revision: string, errors: string[], at: number): void;
-  /** Records the revision as applied together with its resolved desired state, in one transaction. */
-  recordApplied(revision: string, resolved: Map<DeviceId, DeviceDesired>, at: number): void;
+  /**
+   * Records the revision as applied together with its resolved desired state and the specs of
+   * its Apps (runtime, artifacts, health check: what agents need to install), in one transaction.
+   */
+  recordApplied(revision: string, resolved: Map<DeviceId, DeviceDesired>, catalog: AppCatalog, at: number): void;
+  getCatalog(): AppCatalog;
   /** Resolved desired state of the applied revision (what git asks for, before rollout gating). */
   getResolved(): Map<DeviceId, DeviceDesired>;
 
   // devices
   enrollDevice(id: DeviceId, labels: Labels, tokenHash: string, at: number): void;
   getTokenHash(id: DeviceId): string | null;
+  /** The device a token hash belongs to, or null (unknown or revoked): tells a foreign token (403) from a bad one (401). */
+  deviceIdForTokenHash(tokenHash: string): DeviceId | null;
   recordReport(id: DeviceId, apps: Record<string, AppReport>, at: number, labels?: Labels): void;
   getDevice(id: DeviceId): DeviceRecord | null;
   listDevices(): DeviceRecord[];

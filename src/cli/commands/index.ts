@@ -1,9 +1,22 @@
 import type { Command } from 'commander';
+import { registerAgent } from './agent.js';
+import { registerInit } from './init.js';
+import { registerPlan } from './plan.js';
+import { registerValidate } from './validate.js';
+import { registerSimulate } from './simulate.js';
+import { registerRegion } from './region.js';
+import { registerStatus } from './status.js';
 
 /**
  * Each command lives in its own file and exports `register(program)`.
  * The order here is the order of `cascade --help`.
  */
 export function registerCommands(program: Command): void {
-  void program;
+  registerInit(program);
+  registerValidate(program);
+  registerPlan(program);
+  registerRegion(program);
+  registerAgent(program);
+  registerSimulate(program);
+  registerStatus(program);
 }

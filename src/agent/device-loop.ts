@@ -1,0 +1,272 @@
+import type { Logger } from 'pino';
+import { isCascadeError } from '../core/errors.js';
+import type { AppReport, Labels } from '../core/types.js';
+import { isRegionHttpError, type RegionClient } from '../protocol/region-client.js';
+import { errorCodes, type DesiredAppWire, type ReportRequest } from '../protocol/types.js';
+import { sleep } from './abortable.js';
+import { AGENT_STATE_WRITE_FAILED, type AgentState, type AgentStateStore, type InstalledApp } from './agent-state.js';
+import { AppApplyError } from './apply-error.js';
+import type { DeviceRuntime } from './runtime.js';
+
+export type DeviceEvent =
+  | { type: 'enrolled' }
+  | { type: 'reported' }
+  | { type: 'desired'; generation: number }
+  | { type: 'apply-started'; app: string; version: string; from: string | null }
+  | { type: 'applied'; app: string; version: string; from: string | null }
+  | { type: 'apply-failed'; app: string; version: string; running: string | null; message: string }
+  | { type: 'removed'; app: string; version: string }
+  | { type: 'connection-error'; message: string };
+
+export interface DeviceLoopOptions {
+  /** Knows the region URL and the device id; keeps the device token. */
+  client: RegionClient;
+  labels: Labels;
+  enrollmentToken: string | null;
+  runtime: DeviceRuntime;
+  state: AgentStateStore;
+  log: Logger;
+  /** How long each long poll for desired state may be held by the region. */
+  waitSeconds?: number;
+  /** Reconnect delays: doubled per failure from initialMs up to maxMs, with jitter. */
+  backoff?: { initialMs?: number; maxMs?: number };
+  random?: () => number;
+  onEvent?: (event: DeviceEvent) => void;
+}
+
+const MESSAGE_LIMIT = 1000;
+
+/** Region answers that no retry can fix: the loop stops with them. */
+const FATAL_CODES = new Set<string>([errorCodes.enrollmentTokenInvalid, 'device-revoked', errorCodes.deviceIdInvalid, errorCodes.labelsInvalid]);
+
+function truncate(text: string): string {
+  return text.length > MESSAGE_LIMIT ? `${text.slice(0, MESSAGE_LIMIT - 3)}...` : text;
+}
+
+function describe(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}
+
+/**
+ * The device agent's loop: enrol once, report, long-poll the desired state, apply each changed app
+ * through the runtime (going back to the previous version when the new one fails), report, repeat;
+ * reconnect with backoff while the region is unreachable. Resolves when `signal` aborts; rejects
+ * only on errors no retry can fix (a wrong enrollment token, a revoked device).
+ */
+export async function runDeviceLoop(opts: DeviceLoopOptions, signal: AbortSignal): Promise<void> {
+  const loop = new DeviceLoop(opts, signal);
+  await loop.run();
+}
+
+class DeviceLoop {
+  private state: AgentState;
+  private readonly log: Logger;
+  private readonly waitSeconds: number;
+  private readonly random: () => number;
+
+  constructor(
+    private readonly opts: DeviceLoopOptions,
+    private readonly signal: AbortSignal,
+  ) {
+    this.state = opts.state.load();
+    this.log = opts.log.child({ deviceId: opts.client.deviceId });
+    this.waitSeconds = opts.waitSeconds ?? 30;
+    this.random = opts.random ?? Math.random;
+    const client = opts.client;
+    if (this.state.token && this.state.deviceId === client.deviceId && this.state.regionUrl === client.regionUrl) {
+      client.setToken(this.state.token);
+    } else {
+      client.setToken(null);
+    }
+  }
+
+  async run(): Promise<void> {
+    const client = this.opts.client;
+    let etag: string | null = null;
+    let mustReport = true;
+    let failures = 0;
+    while (!this.signal.aborted) {
+      try {
+        if (client.token === null) {
+          await this.enroll();
+          mustReport = true;
+          etag = null;
+        }
+        if (mustReport) {
+          await this.report();
+          mustReport = false;
+        }
+        const result = await client.getDesired(etag, this.waitSeconds, this.signal);
+        failures = 0;
+        if (result.status === 304) continue;
+        this.emit({ type: 'desired', generation: result.body.generation });
+        // Generation 0: the region has handed this device nothing yet, so it has no opinion about
+        // what is installed. Any later state is complete: apps missing from it are removed.
+        if (result.body.generation > 0) await this.apply(result.body.apps);
+        // Only now: if applying was interrupted, the same desired state comes again.
+        etag = result.etag;
+      } catch (err) {
+        if (this.signal.aborted) break;
+        if (isRegionHttpError(err) && FATAL_CODES.has(err.code)) throw err;
+        // Without its state the agent would forget what it installed: stop rather than guess.
+        if (isCascadeError(err) && err.code === AGENT_STATE_WRITE_FAILED) throw err;
+        if (isRegionHttpError(err) && err.code === errorCodes.deviceTokenInvalid) {
+          // The region no longer knows this token (re-enrolled elsewhere, or its state was reset): enrol again.
+          this.log.warn({ err: err.message }, 'device token refused; enrolling again');
+          client.setToken(null);
+        }
+        mustReport = true;
+        failures++;
+        const delay = this.backoffMs(failures);
+        this.emit({ type: 'connection-error', message: describe(err) });
+        this.log.warn({ err: describe(err), retryInMs: delay }, 'region request failed; retrying');
+        try {
+          await sleep(delay, this.signal);
+        } catch {
+          break;
+        }
+      }
+    }
+  }
+
+  private backoffMs(failures: number): number {
+    const initial = this.opts.backoff?.initialMs ?? 500;
+    const max = this.opts.backoff?.maxMs ?? 30_000;
+    const ceiling = Math.min(max, initial * 2 ** Math.min(failures - 1, 20));
+    return Math.round(ceiling / 2 + (ceiling / 2) * this.random());
+  }
+
+  private async enroll(): Promise<void> {
+    const client = this.opts.client;
+    const answer = await client.enroll(this.opts.labels, this.opts.enrollmentToken, this.signal);
+    this.state.deviceId = client.deviceId;
+    this.state.regionUrl = client.regionUrl;
+    this.state.token = answer.token;
+    this.save();
+    this.log.info({ region: answer.region }, 'enrolled');
+    this.emit({ type: 'enrolled' });
+  }
+
+  private reportBody(installing?: { app: string; version: string }): ReportRequest {
+    const apps: Record<string, AppReport> = {};
+    const names = new Set([...Object.keys(this.state.installed), ...Object.keys(this.state.failed)]);
+    for (const app of names) {
+      const running = this.state.installed[app]?.version ?? null;
+      const failed = this.state.failed[app];
+      apps[app] = failed
+        ? { version: running, state: 'failed', message: truncate(`version ${failed.version}: ${failed.message}`) }
+        : { version: running, state: 'healthy' };
+    }
+    if (installing) {
+      apps[installing.app] = { version: this.state.installed[installing.app]?.version ?? null, state: 'installing', message: `installing ${installing.version}` };
+    }
+    return { apps, labels: this.opts.labels };
+  }
+
+  private async report(installing?: { app: string; version: string }): Promise<void> {
+    await this.opts.client.report(this.reportBody(installing), this.signal);
+    this.emit({ type: 'reported' });
+  }
+
+  private save(): void {
+    this.opts.state.save(this.state);
+  }
+
+  private emit(event: DeviceEvent): void {
+    this.opts.onEvent?.(event);
+  }
+
+  /** Brings the device to `desired`; reports when anything changed. */
+  private async apply(desired: Record<string, DesiredAppWire>): Promise<void> {
+    let changed = false;
+    for (const [app, installed] of Object.entries(this.state.installed)) {
+      if (desired[app]) continue;
+      await this.opts.runtime.remove(app, installed, this.signal, this.log);
+      delete this.state.installed[app];
+      delete this.state.failed[app];
+      this.save();
+      changed = true;
+      this.log.info({ app, version: installed.version }, 'removed');
+      this.emit({ type: 'removed', app, version: installed.version });
+    }
+    for (const app of Object.keys(this.state.failed)) {
+      if (desired[app]) continue;
+      delete this.state.failed[app];
+      this.save();
+      changed = true;
+    }
+    for (const app of Object.keys(desired).sort()) {
+      const target = desired[app]!;
+      const current = this.state.installed[app] ?? null;
+      const failed = this.state.failed[app];
+      if (current?.version === target.version) {
+        if (failed) {
+          // The region went back to the running version: the failure is settled.
+          delete this.state.failed[app];
+          this.save();
+          changed = true;
+        }
+        continue;
+      }
+      // A failed version is not tried again until the region asks for another one.
+      if (failed?.version === target.version) continue;
+      await this.applyOne(app, target, current);
+      changed = true;
+    }
+    if (changed) await this.report();
+  }
+
+  private async applyOne(app: string, target: DesiredAppWire, current: InstalledApp | null): Promise<void> {
+    const { runtime } = this.opts;
+    const from = current?.version ?? null;
+    this.log.info({ app, from, to: target.version }, 'applying');
+    this.emit({ type: 'apply-started', app, version: target.version, from });
+    try {
+      await this.report({ app, version: target.version });
+    } catch (err) {
+      if (this.signal.aborted) throw err;
+      // Telling the region is nice to have; applying does not depend on it.
+      this.log.warn({ err: describe(err) }, 'could not report installing');
+    }
+
+    let candidate: InstalledApp | null = null;
+    try {
+      candidate = await runtime.install(app, target, current, this.signal, this.log);
+      await runtime.healthCheck(app, candidate, this.signal, this.log);
+    } catch (err) {
+      if (this.signal.aborted) throw err;
+      await this.recordFailure(app, target, current, candidate, err);
+      return;
+    }
+    this.state.installed[app] = candidate;
+    delete this.state.failed[app];
+    this.save();
+    if (current) {
+      await runtime.discard(app, current).catch((err: unknown) => this.log.warn({ app, err: describe(err) }, 'could not delete old artifact'));
+    }
+    this.log.info({ app, from, to: target.version }, 'applied');
+    this.emit({ type: 'applied', app, version: target.version, from });
+  }
+
+  private async recordFailure(app: string, target: DesiredAppWire, current: InstalledApp | null, candidate: InstalledApp | null, err: unknown): Promise<void> {
+    const applyError = err instanceof AppApplyError ? err : null;
+    let message = describe(err);
+    if (!isCascadeError(err)) this.log.error({ app, err }, 'unexpected error while applying');
+    const touched = applyError ? applyError.touchedPrevious : true;
+    if (touched) {
+      try {
+        await this.opts.runtime.restore(app, current, candidate ?? applyError?.partial ?? null, this.signal, this.log);
+        if (current) message += `; running ${current.version} again`;
+      } catch (restoreErr) {
+        if (this.signal.aborted) throw restoreErr;
+        message += `; going back to ${current?.version ?? 'nothing'} also failed: ${describe(restoreErr)}`;
+      }
+    } else if (current) {
+      message += `; ${current.version} keeps running`;
+    }
+    this.state.failed[app] = { version: target.version, message: truncate(message) };
+    this.save();
+    this.log.warn({ app, version: target.version, running: current?.version ?? null, reason: message }, 'apply failed');
+    this.emit({ type: 'apply-failed', app, version: target.version, running: current?.version ?? null, message });
+  }
+}

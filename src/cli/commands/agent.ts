@@ -1,0 +1,77 @@
+import { InvalidArgumentError, Option, type Command } from 'commander';
+import { ExecRuntime } from '../../agent/runtime-exec.js';
+import { SimulatedRuntime } from '../../agent/runtime-simulated.js';
+import { FileAgentState } from '../../agent/agent-state.js';
+import { runDeviceLoop } from '../../agent/device-loop.js';
+import type { DeviceRuntime } from '../../agent/runtime.js';
+import { CascadeError } from '../../core/errors.js';
+import { RegionClient } from '../../protocol/region-client.js';
+import { MAX_WAIT_SECONDS } from '../../protocol/types.js';
+import { isValidDeviceId, parseLabelList } from '../../protocol/validate.js';
+import { createCliLogger } from '../logger.js';
+
+interface AgentFlags {
+  regionUrl: string;
+  deviceId: string;
+  labels?: string;
+  stateDir: string;
+  enrollmentToken?: string;
+  runtime: 'exec' | 'simulated';
+  wait: number;
+  applyMs: number;
+}
+
+function waitFlag(value: string): number {
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 1 || n > MAX_WAIT_SECONDS) throw new InvalidArgumentError(`"${value}" must be a whole number of seconds from 1 to ${MAX_WAIT_SECONDS}.`);
+  return n;
+}
+
+function millisFlag(value: string): number {
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 0) throw new InvalidArgumentError(`"${value}" is not a whole number of milliseconds.`);
+  return n;
+}
+
+export function registerAgent(program: Command): void {
+  program
+    .command('agent')
+    .description('run the device agent: enrol, report, fetch desired state, install, health-check, roll back')
+    .addOption(new Option('--region-url <url>', 'URL of the region, e.g. http://region.local:8080').env('CASCADE_REGION_URL').makeOptionMandatory())
+    .addOption(new Option('--device-id <id>', 'this device\'s id (letters, digits, ._:-)').env('CASCADE_DEVICE_ID').makeOptionMandatory())
+    .addOption(new Option('--labels <k=v,...>', 'labels Deployments select on, e.g. ring=canary,site=berlin').env('CASCADE_LABELS'))
+    .addOption(new Option('--state-dir <dir>', 'where the device token, installed versions and artifacts are kept').env('CASCADE_STATE_DIR').makeOptionMandatory())
+    .addOption(new Option('--enrollment-token <token>', 'the region\'s enrolment secret (needed once, to enrol)').env('CASCADE_ENROLLMENT_TOKEN'))
+    .addOption(new Option('--runtime <type>', 'how apps are installed').choices(['exec', 'simulated']).env('CASCADE_RUNTIME').default('exec'))
+    .addOption(new Option('--wait <seconds>', 'how long each long poll for desired state may wait').env('CASCADE_WAIT').default(30).argParser(waitFlag))
+    .addOption(new Option('--apply-ms <ms>', 'with --runtime simulated: how long an install takes').default(500).argParser(millisFlag))
+    .action(async (flags: AgentFlags) => {
+      if (!isValidDeviceId(flags.deviceId)) {
+        throw new CascadeError('device-id-invalid', `--device-id '${flags.deviceId}' is invalid: use 1-128 letters, digits or '._:-', starting with a letter or digit`);
+      }
+      const labels = parseLabelList(flags.labels, '--labels');
+      const log = createCliLogger();
+      const runtime: DeviceRuntime =
+        flags.runtime === 'simulated' ? new SimulatedRuntime({ applyMs: flags.applyMs }) : new ExecRuntime({ stateDir: flags.stateDir });
+      const stop = new AbortController();
+      const onSignal = (name: string) => {
+        log.info({ signal: name }, 'stopping');
+        stop.abort();
+      };
+      process.once('SIGINT', () => onSignal('SIGINT'));
+      process.once('SIGTERM', () => onSignal('SIGTERM'));
+      log.info({ regionUrl: flags.regionUrl, deviceId: flags.deviceId, runtime: flags.runtime, stateDir: flags.stateDir }, 'agent starting');
+      await runDeviceLoop(
+        {
+          client: new RegionClient({ regionUrl: flags.regionUrl, deviceId: flags.deviceId }),
+          labels,
+          enrollmentToken: flags.enrollmentToken ?? null,
+          runtime,
+          state: new FileAgentState(flags.stateDir),
+          log,
+          waitSeconds: flags.wait,
+        },
+        stop.signal,
+      );
+    });
+}

@@ -1,0 +1,116 @@
+import { readFile } from 'node:fs/promises';
+import { Command, Option } from 'commander';
+import { CascadeError } from '../../core/errors.js';
+import type { InventoryDevice } from '../../core/types.js';
+import { formatProblem } from '../../desired/format-problem.js';
+import { loadRepository } from '../../desired/load-repository.js';
+import { buildPlan } from '../../plan/diff.js';
+import { parseInventory } from '../../plan/inventory.js';
+import { renderPlanJson } from '../../plan/render-json.js';
+import { renderPlanMarkdown } from '../../plan/render-markdown.js';
+import { renderPlanText } from '../../plan/render-text.js';
+import type { Plan } from '../../plan/types.js';
+import { createCliLogger } from '../logger.js';
+
+type PlanFormat = 'text' | 'json' | 'markdown';
+
+interface PlanFlags {
+  inventory?: string;
+  regionUrl?: string;
+  rev?: string;
+  format: PlanFormat;
+  json?: boolean;
+}
+
+/**
+ * `cascade plan [DIR] --inventory FILE | --region-url URL`: what the fleet repository would change on
+ * which devices, for a reviewer. Exit 1 when the repository has problems (no plan), 2 on bad input.
+ */
+export function registerPlan(program: Command): void {
+  program
+    .command('plan')
+    .description('show the steps (install, upgrade, downgrade, remove) the fleet repository asks for, per region, Deployment and wave')
+    .argument('[dir]', 'fleet repository directory', '.')
+    .option('--inventory <file>', 'JSON array of devices: [{"id", "region", "labels": {...}, "apps": {"<app>": "<version>"}}]')
+    .option('--region-url <url>', 'read the inventory from a running region (GET <url>/api/v1/devices) instead of a file')
+    .option('--rev <rev>', 'plan a commit, branch or tag instead of the working tree')
+    .addOption(new Option('--format <format>', 'output format').choices(['text', 'json', 'markdown']).default('text'))
+    .option('--json', 'same as --format json: only the plan JSON goes to stdout')
+    .action(async (dir: string, flags: PlanFlags) => {
+      const format: PlanFormat = flags.json ? 'json' : flags.format;
+      if ((flags.inventory === undefined) === (flags.regionUrl === undefined)) {
+        throw new CascadeError(
+          'invalid-arguments',
+          flags.inventory === undefined
+            ? 'cascade plan needs the devices to plan for: pass --inventory FILE (a JSON array of devices) or --region-url URL'
+            : 'pass either --inventory or --region-url, not both',
+        );
+      }
+      const logger = createCliLogger();
+      const loaded = await loadRepository(dir, { rev: flags.rev });
+      if (loaded.problems.length > 0) {
+        for (const problem of loaded.problems) process.stderr.write(formatProblem(problem) + '\n');
+        process.stderr.write(
+          `cascade: the fleet repository has ${loaded.problems.length} problem${loaded.problems.length === 1 ? '' : 's'}; fix ${loaded.problems.length === 1 ? 'it' : 'them'} to get a plan\n`,
+        );
+        process.exitCode = 1;
+        return;
+      }
+      const devices = flags.inventory !== undefined ? await readInventoryFile(flags.inventory) : await fetchInventory(flags.regionUrl!);
+      const plan = buildPlan(loaded.fleet, devices);
+      logger.debug({ revision: plan.revision, devices: devices.length, steps: plan.steps.length, conflicts: plan.conflicts.length }, 'plan built');
+      process.stdout.write(render(plan, format));
+    });
+}
+
+function render(plan: Plan, format: PlanFormat): string {
+  switch (format) {
+    case 'json':
+      return renderPlanJson(plan);
+    case 'markdown':
+      return renderPlanMarkdown(plan);
+    case 'text':
+      return renderPlanText(plan);
+  }
+}
+
+async function readInventoryFile(file: string): Promise<InventoryDevice[]> {
+  let text: string;
+  try {
+    text = await readFile(file, 'utf8');
+  } catch (err) {
+    throw new CascadeError(
+      'inventory-unreadable',
+      `cannot read the inventory ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}; check the --inventory path`,
+      { file },
+    );
+  }
+  return parseInventory(text, file);
+}
+
+/** The inventory of a running region: `GET <url>/api/v1/devices` answers the same JSON array as a file. */
+export async function fetchInventory(regionUrl: string): Promise<InventoryDevice[]> {
+  let base: URL;
+  try {
+    base = new URL(regionUrl);
+  } catch {
+    throw new CascadeError('invalid-arguments', `--region-url ${JSON.stringify(regionUrl)} is not a URL; use e.g. http://127.0.0.1:8080`);
+  }
+  const url = `${base.toString().replace(/\/+$/, '')}/api/v1/devices`;
+  let response: Response;
+  try {
+    response = await fetch(url, { signal: AbortSignal.timeout(30_000), headers: { accept: 'application/json' } });
+  } catch (err) {
+    const cause = (err as Error & { cause?: { code?: string; message?: string } }).cause;
+    throw new CascadeError(
+      'region-unreachable',
+      `cannot reach the region at ${url}: ${cause?.code ?? cause?.message ?? (err as Error).message}; check --region-url and that \`cascade region\` is running`,
+      { url },
+    );
+  }
+  const body = await response.text();
+  if (!response.ok) {
+    throw new CascadeError('region-error', `${url} answered ${response.status} ${response.statusText}: ${body.slice(0, 300)}`, { url, status: response.status });
+  }
+  return parseInventory(body, url);
+}

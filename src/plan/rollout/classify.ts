@@ -1,0 +1,23 @@
+import type { DeviceRolloutState, RolloutDeviceInput } from './types.js';
+
+/**
+ * Where a device stands in a rollout to `version`, in this order:
+ * - offline: silent for longer than `offlineAfterMs` (or never reported), whatever it said last;
+ *   set aside, neither failed nor blocking its wave;
+ * - healthy: reports `version`, healthy (whether or not this rollout handed it);
+ * - pending: not handed `version` yet;
+ * - failed: handed `version` and reports the app failed (an attempt that failed);
+ * - updating: handed `version`, not healthy at it yet, not failed.
+ */
+export function classifyDevice(device: RolloutDeviceInput, version: string, now: number, offlineAfterMs: number): DeviceRolloutState {
+  if (device.lastSeen === null || now - device.lastSeen > offlineAfterMs) return 'offline';
+  const report = device.report;
+  if (report && report.version === version && report.state === 'healthy') return 'healthy';
+  if (device.handedVersion !== version) return 'pending';
+  return report?.state === 'failed' ? 'failed' : 'updating';
+}
+
+/** Handed `version` already, or running it healthy: releasing it changes nothing on the device. */
+export function alreadyThere(device: RolloutDeviceInput, version: string): boolean {
+  return device.handedVersion === version || (device.report?.version === version && device.report.state === 'healthy');
+}

@@ -1,0 +1,30 @@
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+
+/** The region's Prometheus metrics, on a registry of its own so several regions can share a process in tests. */
+export interface RegionMetrics {
+  registry: Registry;
+  passDuration: Histogram;
+  revisionsApplied: Counter;
+  revisionsRefused: Counter;
+  updatesSent: Counter;
+  devices: Gauge<'state'>;
+}
+
+export function createRegionMetrics(region: string): RegionMetrics {
+  const registry = new Registry();
+  registry.setDefaultLabels({ region });
+  collectDefaultMetrics({ register: registry, prefix: 'cascade_process_' });
+  return {
+    registry,
+    passDuration: new Histogram({
+      name: 'cascade_reconcile_pass_duration_seconds',
+      help: 'Duration of reconcile passes',
+      buckets: [0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+      registers: [registry],
+    }),
+    revisionsApplied: new Counter({ name: 'cascade_revisions_applied_total', help: 'Revisions that passed validation and were applied', registers: [registry] }),
+    revisionsRefused: new Counter({ name: 'cascade_revisions_refused_total', help: 'Revisions refused (validation failed); the last good one kept being served', registers: [registry] }),
+    updatesSent: new Counter({ name: 'cascade_updates_sent_total', help: 'Desired versions handed to a device that differ from what it was last handed (per device and app)', registers: [registry] }),
+    devices: new Gauge({ name: 'cascade_devices', help: 'Devices by state', labelNames: ['state'], registers: [registry] }),
+  };
+}

@@ -1,0 +1,62 @@
+import type { DeviceDesired, DeviceId } from '../core/types.js';
+import type { DeviceRecord, RevisionRecord } from '../region/state-store.js';
+
+export interface DeviceCounts {
+  total: number;
+  converged: number;
+  updating: number;
+  failed: number;
+  offline: number;
+}
+
+export interface RegionStatus {
+  region: string;
+  revision: { attempted: string | null; applied: string | null; error: string[] | null };
+  source: { reachable: boolean; head: string | null; error: string | null };
+  devices: DeviceCounts;
+  updatesSent: number;
+}
+
+export type DeviceState = 'converged' | 'updating' | 'failed' | 'offline';
+
+/**
+ * Where a device stands against the applied revision. A device that has not reported for
+ * `offlineAfterMs` is offline, whatever it said last; otherwise any failed app makes it failed;
+ * otherwise it is converged when it reports exactly its desired versions, all healthy.
+ */
+export function deviceState(device: DeviceRecord, desired: DeviceDesired | undefined, now: number, offlineAfterMs: number): DeviceState {
+  if (device.lastSeen === null || now - device.lastSeen > offlineAfterMs) return 'offline';
+  for (const app in device.apps) if (device.apps[app]!.state === 'failed') return 'failed';
+  return isConverged(device, desired ?? {}) ? 'converged' : 'updating';
+}
+
+export function isConverged(device: DeviceRecord, desired: DeviceDesired): boolean {
+  for (const app in desired) {
+    const report = device.apps[app];
+    if (!report || report.version !== desired[app]!.version || report.state !== 'healthy') return false;
+  }
+  for (const app in device.apps) {
+    if (!(app in desired) && device.apps[app]!.version !== null) return false;
+  }
+  return true;
+}
+
+export function countDevices(
+  devices: DeviceRecord[],
+  desired: ReadonlyMap<DeviceId, DeviceDesired>,
+  now: number,
+  offlineAfterMs: number,
+): DeviceCounts {
+  const counts: DeviceCounts = { total: 0, converged: 0, updating: 0, failed: 0, offline: 0 };
+  for (const device of devices) {
+    if (device.revoked) continue;
+    counts.total++;
+    counts[deviceState(device, desired.get(device.id), now, offlineAfterMs)]++;
+  }
+  return counts;
+}
+
+export function revisionStatus(record: RevisionRecord): RegionStatus['revision'] {
+  const refused = record.attempted !== null && record.attempted !== record.applied;
+  return { attempted: record.attempted, applied: record.applied, error: refused ? record.errors : null };
+}

@@ -1,0 +1,259 @@
+import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
+import { performance } from 'node:perf_hooks';
+import type { FastifyInstance, FastifyReply, FastifyRequest, preHandlerHookHandler } from 'fastify';
+import type { AppReport, DeviceId, InventoryDevice, Labels } from '../core/types.js';
+import {
+  deviceParamsSchema,
+  desiredQuerySchema,
+  enrollRequestSchema,
+  reportRequestSchema,
+} from '../protocol/schemas.js';
+import {
+  MAX_WAIT_SECONDS,
+  apiPaths,
+  errorCodes,
+  type DesiredAppWire,
+  type DesiredResponse,
+  type EnrollRequest,
+  type EnrollResponse,
+  type ReportRequest,
+} from '../protocol/types.js';
+import { isValidDeviceId, labelsProblem } from '../protocol/validate.js';
+import type { DesiredWatchers } from './desired-watchers.js';
+import { HttpError } from './http-server.js';
+import type { StateStore } from './state-store.js';
+
+export interface DeviceApiDeps {
+  store: StateStore;
+  /** Name of this region, echoed to devices and in the inventory. */
+  region: string;
+  /** Shared secret devices need to enrol; null = open enrolment (any device may enrol). */
+  enrollmentToken: string | null;
+  watchers: DesiredWatchers;
+  /** Epoch ms, for timestamps stored with enrolments and reports. */
+  clock: () => number;
+  /** Called after a device (re-)enrolled, e.g. to hand it its desired state at once. */
+  onEnroll?: (deviceId: DeviceId) => void;
+  /** Called after a device reported, e.g. to re-evaluate a rollout. */
+  onReport?: (deviceId: DeviceId) => void;
+  /** Runs before operator routes (the inventory); open when absent. */
+  operatorGuard?: preHandlerHookHandler;
+}
+
+/** A fresh device token: 32 random bytes, base64url. */
+export function issueDeviceToken(): string {
+  return randomBytes(32).toString('base64url');
+}
+
+/** What the region stores instead of a device token. */
+export function hashDeviceToken(token: string): string {
+  return createHash('sha256').update(token, 'utf8').digest('hex');
+}
+
+function sha256(text: string): Buffer {
+  return createHash('sha256').update(text, 'utf8').digest();
+}
+
+/** Constant-time comparison of two secrets of any length (hashing first makes the lengths equal). */
+function secretsEqual(given: string, expected: string): boolean {
+  return timingSafeEqual(sha256(given), sha256(expected));
+}
+
+interface DeviceParams {
+  id: string;
+}
+
+function checkDeviceId(id: string): void {
+  if (!isValidDeviceId(id)) {
+    throw new HttpError(400, errorCodes.deviceIdInvalid, `device id '${id.slice(0, 140)}' is invalid: use 1-128 letters, digits or '._:-', starting with a letter or digit`);
+  }
+}
+
+function checkLabels(labels: Labels | undefined): void {
+  if (labels === undefined) return;
+  const problem = labelsProblem(labels);
+  if (problem) throw new HttpError(400, errorCodes.labelsInvalid, `labels: ${problem}`);
+}
+
+/** Parses an If-None-Match header into bare entity tags (`*` included). */
+function entityTags(header: string | string[] | undefined): string[] {
+  if (header === undefined) return [];
+  const text = Array.isArray(header) ? header.join(',') : header;
+  return text.split(',').map((tag) => tag.trim().replace(/^W\//, '')).filter((tag) => tag !== '');
+}
+
+/** How long closing the server waits for held long polls to be answered. */
+const CLOSE_DRAIN_MS = 2_000;
+
+function etagOf(generation: number): string {
+  return `"${generation}"`;
+}
+
+/** The device endpoints of the wire protocol (src/protocol/types.ts) on the region's server. */
+export function registerDeviceApi(app: FastifyInstance, deps: DeviceApiDeps): void {
+  const { store, watchers } = deps;
+
+  /** Long polls being held, each settled when its response is finished or its client gone. */
+  const openPolls = new Set<Promise<void>>();
+
+  // Let open long polls answer (304) before fastify drops every connection.
+  app.addHook('preClose', async () => {
+    watchers.closeAll();
+    if (openPolls.size === 0) return;
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([Promise.all(openPolls), new Promise<void>((resolve) => (timer = setTimeout(resolve, CLOSE_DRAIN_MS)))]);
+    clearTimeout(timer);
+  });
+
+  function callHook(hook: ((deviceId: DeviceId) => void) | undefined, deviceId: DeviceId, request: FastifyRequest, what: string): void {
+    if (!hook) return;
+    try {
+      hook(deviceId);
+    } catch (err) {
+      request.log.error({ err, deviceId }, `${what} hook failed`);
+    }
+  }
+
+  /** Checks `Authorization: Bearer <device token>` belongs to the device in the path. */
+  const authenticateDevice = async (request: FastifyRequest, reply: FastifyReply): Promise<void> => {
+    const { id } = request.params as DeviceParams;
+    checkDeviceId(id);
+    const header = request.headers.authorization;
+    const match = typeof header === 'string' ? /^Bearer\s+(\S+)\s*$/i.exec(header) : null;
+    if (!match) {
+      void reply.header('www-authenticate', 'Bearer');
+      throw new HttpError(401, errorCodes.deviceTokenMissing, 'send the device token from enrolment as Authorization: Bearer <token>');
+    }
+    const tokenHash = hashDeviceToken(match[1]!);
+    const owner = store.deviceIdForTokenHash(tokenHash);
+    if (owner === null) {
+      void reply.header('www-authenticate', 'Bearer error="invalid_token"');
+      throw new HttpError(401, errorCodes.deviceTokenInvalid, 'the device token is not valid (unknown, replaced by a newer enrolment, or revoked): enrol the device again');
+    }
+    const stored = store.getTokenHash(id);
+    if (owner !== id || stored === null || !timingSafeEqual(Buffer.from(stored, 'hex'), Buffer.from(tokenHash, 'hex'))) {
+      throw new HttpError(403, errorCodes.deviceMismatch, `this token belongs to device ${owner}; a device may only read and report for itself, not for ${id}`);
+    }
+  };
+
+  app.post<{ Body: EnrollRequest }>(apiPaths.enroll, { schema: { body: enrollRequestSchema } }, async (request, reply) => {
+    const { deviceId, labels, enrollmentToken } = request.body;
+    checkDeviceId(deviceId);
+    checkLabels(labels);
+    if (deps.enrollmentToken !== null && (enrollmentToken === undefined || !secretsEqual(enrollmentToken, deps.enrollmentToken))) {
+      throw new HttpError(
+        401,
+        errorCodes.enrollmentTokenInvalid,
+        enrollmentToken === undefined
+          ? `device ${deviceId}: this region needs an enrollment token (agent flag --enrollment-token)`
+          : `device ${deviceId}: the enrollment token is wrong; use the one the region was started with`,
+      );
+    }
+    const existing = store.getDevice(deviceId);
+    if (existing?.revoked) {
+      throw new HttpError(403, 'device-revoked', `device ${deviceId} was revoked and cannot enrol again with that id`);
+    }
+    const token = issueDeviceToken();
+    store.enrollDevice(deviceId, labels, hashDeviceToken(token), deps.clock());
+    request.log.info({ deviceId, reenrolled: existing !== null }, 'device enrolled');
+    callHook(deps.onEnroll, deviceId, request, 'onEnroll');
+    const answer: EnrollResponse = { deviceId, region: deps.region, token };
+    return reply.code(201).send(answer);
+  });
+
+  app.post<{ Params: DeviceParams; Body: ReportRequest }>(
+    '/api/v1/devices/:id/report',
+    { schema: { params: deviceParamsSchema, body: reportRequestSchema }, preHandler: authenticateDevice },
+    async (request) => {
+      const { id } = request.params;
+      checkLabels(request.body.labels);
+      store.recordReport(id, request.body.apps as Record<string, AppReport>, deps.clock(), request.body.labels);
+      callHook(deps.onReport, id, request, 'onReport');
+      return { ok: true };
+    },
+  );
+
+  function desiredOf(id: DeviceId): DesiredResponse {
+    const handed = store.getHanded(id);
+    const catalog = store.getCatalog();
+    const apps: Record<string, DesiredAppWire> = {};
+    for (const [name, desired] of Object.entries(handed?.apps ?? {})) {
+      const wire: DesiredAppWire = { version: desired.version, deployment: desired.deployment };
+      const spec = catalog[name];
+      if (spec?.runtime) wire.runtime = spec.runtime;
+      const artifact = spec?.artifacts?.[desired.version];
+      if (artifact) wire.artifact = artifact;
+      if (spec?.healthCheck) wire.healthCheck = spec.healthCheck;
+      apps[name] = wire;
+    }
+    return { device: id, region: deps.region, revision: handed?.revision ?? null, generation: handed?.generation ?? 0, apps };
+  }
+
+  function generationOf(id: DeviceId): number {
+    return store.getHanded(id)?.generation ?? 0;
+  }
+
+  app.get<{ Params: DeviceParams; Querystring: { wait?: string } }>(
+    '/api/v1/devices/:id/desired',
+    { schema: { params: deviceParamsSchema, querystring: desiredQuerySchema }, preHandler: authenticateDevice },
+    async (request, reply: FastifyReply) => {
+      const { id } = request.params;
+      const waitSeconds = request.query.wait === undefined ? 0 : Number(request.query.wait);
+      if (waitSeconds > MAX_WAIT_SECONDS) {
+        throw new HttpError(400, errorCodes.invalidQuery, `wait=${waitSeconds} is too long: at most ${MAX_WAIT_SECONDS} seconds`);
+      }
+      void reply.header('cache-control', 'no-store');
+      const known = entityTags(request.headers['if-none-match']);
+      let generation = generationOf(id);
+      const unchanged = () => known.includes('*') || known.includes(etagOf(generation));
+
+      if (unchanged() && waitSeconds > 0) {
+        // Stop waiting as soon as the device hangs up, so abandoned polls cost nothing.
+        const gone = new AbortController();
+        const onClose = () => {
+          if (!reply.raw.writableEnded) gone.abort();
+        };
+        reply.raw.on('close', onClose);
+        const settled = new Promise<void>((resolve) => {
+          const done = () => {
+            openPolls.delete(settled);
+            resolve();
+          };
+          reply.raw.once('finish', done);
+          reply.raw.once('close', done);
+        });
+        openPolls.add(settled);
+        const deadline = performance.now() + waitSeconds * 1000;
+        try {
+          while (unchanged() && !gone.signal.aborted && !watchers.isClosed) {
+            const remaining = deadline - performance.now();
+            if (remaining <= 0) break;
+            await watchers.wait(id, generation, remaining, gone.signal);
+            generation = generationOf(id);
+          }
+        } finally {
+          reply.raw.off('close', onClose);
+        }
+      }
+
+      if (unchanged()) {
+        return reply.code(304).header('etag', etagOf(generation)).send();
+      }
+      const body = desiredOf(id);
+      return reply.code(200).header('etag', etagOf(body.generation)).send(body);
+    },
+  );
+
+  app.get(apiPaths.devices, { preHandler: deps.operatorGuard ? [deps.operatorGuard] : [] }, async () => {
+    const inventory: InventoryDevice[] = [];
+    for (const device of store.listDevices()) {
+      if (device.revoked) continue;
+      const apps: Record<string, string> = {};
+      for (const [name, report] of Object.entries(device.apps)) {
+        if (report.version !== null) apps[name] = report.version;
+      }
+      inventory.push({ id: device.id, region: deps.region, labels: device.labels, apps });
+    }
+    return inventory;
+  });
+}

@@ -1,0 +1,148 @@
+import type { Logger } from 'pino';
+import type { DeviceDesired, DeviceId } from '../core/types.js';
+import { FleetLoader } from '../desired/load.js';
+import { SqliteParseCache } from '../desired/parse-cache.js';
+import { resolveDesired } from '../desired/resolve.js';
+import { openFleetSource, type GitAuth } from '../source/fleet-source.js';
+import { PassScheduler } from '../reconciler/pass-scheduler.js';
+import { Reconciler, installedVersions } from '../reconciler/reconciler.js';
+import { createRegionMetrics } from '../reconciler/region-metrics.js';
+import { countDevices, deviceState, revisionStatus, type RegionStatus } from '../reconciler/region-status.js';
+import { DesiredWatchers } from './desired-watchers.js';
+import { registerDeviceApi } from './device-api.js';
+import { createRegionHttpServer } from './http-server.js';
+import { SqliteStateStore } from './sqlite-state-store.js';
+
+export interface RegionConfig {
+  repo: string;
+  branch: string;
+  region: string;
+  host: string;
+  port: number;
+  dataDir: string;
+  intervalMs: number;
+  /** null only with --insecure-open-enrollment. */
+  enrollmentToken: string | null;
+  gitAuth?: GitAuth;
+  offlineAfterMs?: number;
+  log: Logger;
+  clock?: () => number;
+}
+
+export interface RunningRegion {
+  url: string;
+  /** Runs a pass that fetches the source, and waits for it. */
+  reconcileNow(): Promise<void>;
+  status(): RegionStatus;
+  close(): Promise<void>;
+}
+
+const DEFAULT_OFFLINE_AFTER_MS = 10 * 60_000;
+
+/** Composes one region: state store, git source, loader, reconciler, device and operator APIs. */
+export async function startRegion(config: RegionConfig): Promise<RunningRegion> {
+  const clock = config.clock ?? Date.now;
+  const log = config.log;
+  const offlineAfterMs = config.offlineAfterMs ?? DEFAULT_OFFLINE_AFTER_MS;
+  const store = SqliteStateStore.open(config.dataDir);
+  const source = await openFleetSource({ repo: config.repo, branch: config.branch, dataDir: config.dataDir, auth: config.gitAuth, log });
+  const loader = new FleetLoader({ cache: SqliteParseCache.inDir(config.dataDir) });
+  const metrics = createRegionMetrics(config.region);
+  const watchers = new DesiredWatchers();
+  const reconciler = new Reconciler({
+    region: config.region,
+    source,
+    store,
+    loader,
+    clock,
+    log,
+    metrics,
+    onHandOut: (devices) => watchers.notify(devices),
+  });
+  const scheduler = new PassScheduler((request) => reconciler.runPass(request));
+
+  const app = createRegionHttpServer({ log });
+  registerDeviceApi(app, {
+    store,
+    region: config.region,
+    enrollmentToken: config.enrollmentToken,
+    watchers,
+    clock,
+    onEnroll: () => scheduler.request({ fetch: false, reason: 'device enrolled' }),
+    onReport: () => scheduler.request({ fetch: false, reason: 'device reported' }),
+  });
+
+  const currentDesired = (): ReadonlyMap<DeviceId, DeviceDesired> => {
+    const fleet = reconciler.appliedFleet;
+    if (!fleet) return store.getResolved();
+    const inventory = store
+      .listDevices()
+      .filter((d) => !d.revoked)
+      .map((d) => ({ id: d.id, region: config.region, labels: d.labels, apps: installedVersions(d) }));
+    return resolveDesired(fleet, inventory).desired;
+  };
+
+  const status = (): RegionStatus => {
+    const condition = reconciler.sourceCondition;
+    return {
+      region: config.region,
+      revision: revisionStatus(store.getRevision()),
+      source: { reachable: condition.reachable, head: condition.head, error: condition.error },
+      devices: countDevices(store.listDevices(), currentDesired(), clock(), offlineAfterMs),
+      updatesSent: store.updatesSent(),
+    };
+  };
+
+  app.get('/healthz', async () => ({ ok: true }));
+  app.get('/readyz', async (_request, reply) => {
+    const applied = store.getRevision().applied;
+    if (!applied) return reply.code(503).send({ ready: false, reason: 'no revision applied yet' });
+    return { ready: true, revision: applied };
+  });
+  app.get('/metrics', async (_request, reply) => {
+    const desired = currentDesired();
+    const now = clock();
+    const byState: Record<string, number> = { converged: 0, updating: 0, failed: 0, offline: 0 };
+    for (const device of store.listDevices()) {
+      if (!device.revoked) byState[deviceState(device, desired.get(device.id), now, offlineAfterMs)]!++;
+    }
+    for (const state in byState) metrics.devices.set({ state }, byState[state]!);
+    reply.header('content-type', metrics.registry.contentType);
+    return metrics.registry.metrics();
+  });
+  app.get('/api/v1/status', async () => status());
+  app.post('/api/v1/reconcile', async (request, reply) => {
+    scheduler.request({ fetch: true, reason: 'POST /api/v1/reconcile' });
+    const wait = (request.query as Record<string, string | undefined>)['wait'];
+    if (wait === 'true' || wait === '1') await scheduler.idle();
+    return reply.code(202).send({ accepted: true, revision: revisionStatus(store.getRevision()) });
+  });
+
+  await app.listen({ host: config.host, port: config.port });
+  const address = app.server.address();
+  const port = typeof address === 'object' && address ? address.port : config.port;
+  const url = `http://${config.host.includes(':') ? `[${config.host}]` : config.host}:${port}`;
+  log.info({ url, region: config.region, repo: config.repo, branch: config.branch }, `region ${config.region} listening on ${url}`);
+
+  scheduler.request({ fetch: true, reason: 'startup' });
+  const interval = setInterval(() => scheduler.request({ fetch: true, reason: 'interval' }), config.intervalMs);
+  const unwatch = source.watch(() => scheduler.request({ fetch: true, reason: 'source changed' }));
+
+  return {
+    url,
+    async reconcileNow() {
+      scheduler.request({ fetch: true, reason: 'reconcileNow' });
+      await scheduler.idle();
+    },
+    status,
+    async close() {
+      clearInterval(interval);
+      unwatch();
+      watchers.closeAll();
+      await scheduler.close();
+      await app.close();
+      await source.close();
+      store.close();
+    },
+  };
+}

@@ -1,0 +1,350 @@
+import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import Database from 'better-sqlite3';
+import { CascadeError } from '../core/errors.js';
+import type { AppHealth, AppReport, DeviceDesired, DeviceId, Labels } from '../core/types.js';
+import type { AppCatalog, DeviceRecord, HandedState, RevisionRecord, StateStore } from './state-store.js';
+
+/**
+ * Schema migrations, applied in order; `PRAGMA user_version` records how many ran.
+ * Append new steps, never edit old ones: existing data dirs have run them.
+ */
+const MIGRATIONS: readonly string[] = [
+  `
+  CREATE TABLE meta (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    applied TEXT,
+    applied_at INTEGER,
+    attempted TEXT,
+    attempted_at INTEGER,
+    errors TEXT NOT NULL DEFAULT '[]',
+    catalog TEXT NOT NULL DEFAULT '{}'
+  );
+  INSERT INTO meta (id) VALUES (1);
+
+  CREATE TABLE resolved (
+    device_id TEXT PRIMARY KEY,
+    apps TEXT NOT NULL
+  ) WITHOUT ROWID;
+
+  CREATE TABLE devices (
+    id TEXT PRIMARY KEY,
+    labels TEXT NOT NULL,
+    token_hash TEXT NOT NULL,
+    enrolled_at INTEGER NOT NULL,
+    last_seen INTEGER,
+    revoked INTEGER NOT NULL DEFAULT 0
+  );
+  CREATE UNIQUE INDEX devices_token_hash ON devices (token_hash);
+
+  CREATE TABLE reports (
+    device_id TEXT NOT NULL,
+    app TEXT NOT NULL,
+    version TEXT,
+    state TEXT NOT NULL,
+    message TEXT,
+    updated_at INTEGER NOT NULL,
+    PRIMARY KEY (device_id, app)
+  ) WITHOUT ROWID;
+
+  CREATE TABLE handed (
+    device_id TEXT PRIMARY KEY,
+    revision TEXT NOT NULL,
+    apps TEXT NOT NULL,
+    generation INTEGER NOT NULL,
+    updated_at INTEGER NOT NULL
+  ) WITHOUT ROWID;
+
+  CREATE TABLE counters (
+    name TEXT PRIMARY KEY,
+    value INTEGER NOT NULL
+  ) WITHOUT ROWID;
+  INSERT INTO counters (name, value) VALUES ('updates_sent', 0);
+  `,
+];
+
+export const STATE_FILE_NAME = 'state.sqlite';
+
+interface MetaRow {
+  applied: string | null;
+  applied_at: number | null;
+  attempted: string | null;
+  attempted_at: number | null;
+  errors: string;
+  catalog: string;
+}
+interface DeviceRow {
+  id: string;
+  labels: string;
+  enrolled_at: number;
+  last_seen: number | null;
+  revoked: number;
+}
+interface ReportRow {
+  device_id: string;
+  app: string;
+  version: string | null;
+  state: string;
+  message: string | null;
+}
+interface HandedRow {
+  device_id: string;
+  revision: string;
+  apps: string;
+  generation: number;
+}
+
+/** JSON with object keys sorted, so equal desired states serialize to equal strings. */
+function stableStringify(value: unknown): string {
+  return JSON.stringify(value, (_key, inner: unknown) => {
+    if (inner && typeof inner === 'object' && !Array.isArray(inner)) {
+      const sorted: Record<string, unknown> = {};
+      for (const key of Object.keys(inner).sort()) sorted[key] = (inner as Record<string, unknown>)[key];
+      return sorted;
+    }
+    return inner;
+  });
+}
+
+function toReport(row: ReportRow): AppReport {
+  const report: AppReport = { version: row.version, state: row.state as AppHealth };
+  if (row.message !== null) report.message = row.message;
+  return report;
+}
+
+function toDevice(row: DeviceRow, apps: Record<string, AppReport>): DeviceRecord {
+  return {
+    id: row.id,
+    labels: JSON.parse(row.labels) as Labels,
+    enrolledAt: row.enrolled_at,
+    lastSeen: row.last_seen,
+    apps,
+    revoked: row.revoked !== 0,
+  };
+}
+
+/** The region's state in `<data>/state.sqlite` (WAL). Each mutating method is one transaction. */
+export class SqliteStateStore implements StateStore {
+  readonly path: string;
+  private readonly db: Database.Database;
+  private catalogCache: AppCatalog | null = null;
+  private readonly statements;
+
+  /** Opens (creating if needed) `<dataDir>/state.sqlite` and brings its schema up to date. */
+  static open(dataDir: string): SqliteStateStore {
+    try {
+      mkdirSync(dataDir, { recursive: true });
+      return new SqliteStateStore(join(dataDir, STATE_FILE_NAME));
+    } catch (err) {
+      if (err instanceof CascadeError) throw err;
+      throw new CascadeError('state-open-failed', `cannot open the region state in ${dataDir}: ${(err as Error).message} (check --data points to a writable directory)`, { dataDir });
+    }
+  }
+
+  private constructor(path: string) {
+    this.path = path;
+    this.db = new Database(path);
+    // WAL + NORMAL: a committed transaction survives the process being killed; readers never block the writer.
+    this.db.pragma('journal_mode = WAL');
+    this.db.pragma('synchronous = NORMAL');
+    this.db.pragma('busy_timeout = 5000');
+    this.migrate();
+    this.statements = this.prepare();
+  }
+
+  private migrate(): void {
+    const current = this.db.pragma('user_version', { simple: true }) as number;
+    if (current > MIGRATIONS.length) {
+      this.db.close();
+      throw new CascadeError('state-schema-newer', `${this.path} has schema version ${current}, newer than this cascade (${MIGRATIONS.length}); upgrade cascade or use another --data directory`);
+    }
+    const run = this.db.transaction(() => {
+      for (let version = current; version < MIGRATIONS.length; version++) {
+        this.db.exec(MIGRATIONS[version]!);
+      }
+      this.db.pragma(`user_version = ${MIGRATIONS.length}`);
+    });
+    run();
+  }
+
+  private prepare() {
+    const db = this.db;
+    return {
+      getMeta: db.prepare<[], MetaRow>('SELECT applied, applied_at, attempted, attempted_at, errors, catalog FROM meta WHERE id = 1'),
+      setAttempt: db.prepare<[string | null, number, string]>('UPDATE meta SET attempted = ?, attempted_at = ?, errors = ? WHERE id = 1'),
+      setApplied: db.prepare<[{ revision: string; at: number; catalog: string }]>(
+        "UPDATE meta SET applied = @revision, applied_at = @at, attempted = @revision, attempted_at = @at, errors = '[]', catalog = @catalog WHERE id = 1",
+      ),
+      clearResolved: db.prepare('DELETE FROM resolved'),
+      insertResolved: db.prepare<[string, string]>('INSERT INTO resolved (device_id, apps) VALUES (?, ?)'),
+      allResolved: db.prepare<[], { device_id: string; apps: string }>('SELECT device_id, apps FROM resolved'),
+      upsertDevice: db.prepare<[string, string, string, number]>(
+        `INSERT INTO devices (id, labels, token_hash, enrolled_at) VALUES (?, ?, ?, ?)
+         ON CONFLICT (id) DO UPDATE SET labels = excluded.labels, token_hash = excluded.token_hash`,
+      ),
+      tokenHash: db.prepare<[string], { token_hash: string }>('SELECT token_hash FROM devices WHERE id = ?'),
+      deviceByTokenHash: db.prepare<[string], { id: string }>('SELECT id FROM devices WHERE token_hash = ? AND revoked = 0'),
+      device: db.prepare<[string], DeviceRow>('SELECT id, labels, enrolled_at, last_seen, revoked FROM devices WHERE id = ?'),
+      allDevices: db.prepare<[], DeviceRow>('SELECT id, labels, enrolled_at, last_seen, revoked FROM devices ORDER BY id'),
+      touchDevice: db.prepare<[number, string]>('UPDATE devices SET last_seen = ? WHERE id = ?'),
+      relabelDevice: db.prepare<[string, string]>('UPDATE devices SET labels = ? WHERE id = ?'),
+      clearReports: db.prepare<[string]>('DELETE FROM reports WHERE device_id = ?'),
+      insertReport: db.prepare<[string, string, string | null, string, string | null, number]>(
+        'INSERT INTO reports (device_id, app, version, state, message, updated_at) VALUES (?, ?, ?, ?, ?, ?)',
+      ),
+      deviceReports: db.prepare<[string], ReportRow>('SELECT device_id, app, version, state, message FROM reports WHERE device_id = ? ORDER BY app'),
+      allReports: db.prepare<[], ReportRow>('SELECT device_id, app, version, state, message FROM reports ORDER BY device_id, app'),
+      handed: db.prepare<[string], HandedRow>('SELECT device_id, revision, apps, generation FROM handed WHERE device_id = ?'),
+      allHanded: db.prepare<[], HandedRow>('SELECT device_id, revision, apps, generation FROM handed'),
+      upsertHanded: db.prepare<[string, string, string, number, number]>(
+        `INSERT INTO handed (device_id, revision, apps, generation, updated_at) VALUES (?, ?, ?, ?, ?)
+         ON CONFLICT (device_id) DO UPDATE SET revision = excluded.revision, apps = excluded.apps,
+           generation = excluded.generation, updated_at = excluded.updated_at`,
+      ),
+      counter: db.prepare<[string], { value: number }>('SELECT value FROM counters WHERE name = ?'),
+      addCounter: db.prepare<[number, string]>('UPDATE counters SET value = value + ? WHERE name = ?'),
+    };
+  }
+
+  // revisions
+
+  getRevision(): RevisionRecord {
+    const row = this.statements.getMeta.get()!;
+    return {
+      applied: row.applied,
+      attempted: row.attempted,
+      errors: JSON.parse(row.errors) as string[],
+      appliedAt: row.applied_at,
+      attemptedAt: row.attempted_at,
+    };
+  }
+
+  recordAttempt(revision: string, errors: string[], at: number): void {
+    this.db.transaction(() => {
+      this.statements.setAttempt.run(revision, at, JSON.stringify(errors));
+    })();
+  }
+
+  /** Also records the revision as the last attempted one, with no errors: it passed validation. */
+  recordApplied(revision: string, resolved: Map<DeviceId, DeviceDesired>, catalog: AppCatalog, at: number): void {
+    const catalogJson = JSON.stringify(catalog);
+    this.db.transaction(() => {
+      this.statements.clearResolved.run();
+      for (const [deviceId, apps] of resolved) {
+        this.statements.insertResolved.run(deviceId, stableStringify(apps));
+      }
+      this.statements.setApplied.run({ revision, at, catalog: catalogJson });
+    })();
+    this.catalogCache = JSON.parse(catalogJson) as AppCatalog;
+  }
+
+  getCatalog(): AppCatalog {
+    if (this.catalogCache === null) {
+      this.catalogCache = JSON.parse(this.statements.getMeta.get()!.catalog) as AppCatalog;
+    }
+    return this.catalogCache;
+  }
+
+  getResolved(): Map<DeviceId, DeviceDesired> {
+    const resolved = new Map<DeviceId, DeviceDesired>();
+    for (const row of this.statements.allResolved.iterate()) {
+      resolved.set(row.device_id, JSON.parse(row.apps) as DeviceDesired);
+    }
+    return resolved;
+  }
+
+  // devices
+
+  /** Enrols a device, or re-enrols it: the new token replaces the old one and the labels are updated. */
+  enrollDevice(id: DeviceId, labels: Labels, tokenHash: string, at: number): void {
+    this.db.transaction(() => {
+      this.statements.upsertDevice.run(id, JSON.stringify(labels), tokenHash, at);
+    })();
+  }
+
+  getTokenHash(id: DeviceId): string | null {
+    return this.statements.tokenHash.get(id)?.token_hash ?? null;
+  }
+
+  deviceIdForTokenHash(tokenHash: string): DeviceId | null {
+    return this.statements.deviceByTokenHash.get(tokenHash)?.id ?? null;
+  }
+
+  /** Replaces everything the device said about its apps (a report lists all of them) and marks it seen. */
+  recordReport(id: DeviceId, apps: Record<string, AppReport>, at: number, labels?: Labels): void {
+    this.db.transaction(() => {
+      const changed = this.statements.touchDevice.run(at, id).changes;
+      if (changed === 0) {
+        throw new CascadeError('device-unknown', `device ${id} is not enrolled; it must enrol before it reports`, { deviceId: id });
+      }
+      if (labels) this.statements.relabelDevice.run(JSON.stringify(labels), id);
+      this.statements.clearReports.run(id);
+      for (const app of Object.keys(apps).sort()) {
+        const report = apps[app]!;
+        this.statements.insertReport.run(id, app, report.version, report.state, report.message ?? null, at);
+      }
+    })();
+  }
+
+  getDevice(id: DeviceId): DeviceRecord | null {
+    const row = this.statements.device.get(id);
+    if (!row) return null;
+    const apps: Record<string, AppReport> = {};
+    for (const report of this.statements.deviceReports.iterate(id)) apps[report.app] = toReport(report);
+    return toDevice(row, apps);
+  }
+
+  listDevices(): DeviceRecord[] {
+    const appsByDevice = new Map<string, Record<string, AppReport>>();
+    for (const report of this.statements.allReports.iterate()) {
+      let apps = appsByDevice.get(report.device_id);
+      if (!apps) {
+        apps = {};
+        appsByDevice.set(report.device_id, apps);
+      }
+      apps[report.app] = toReport(report);
+    }
+    return this.statements.allDevices.all().map((row) => toDevice(row, appsByDevice.get(row.id) ?? {}));
+  }
+
+  // what was handed out
+
+  handOut(changes: Map<DeviceId, DeviceDesired>, revision: string, at: number): number {
+    return this.db.transaction(() => {
+      let updates = 0;
+      for (const [deviceId, apps] of changes) {
+        const json = stableStringify(apps);
+        const previous = this.statements.handed.get(deviceId);
+        if (previous && previous.apps === json) continue;
+        const before = previous ? (JSON.parse(previous.apps) as DeviceDesired) : {};
+        for (const [app, desired] of Object.entries(apps)) {
+          if (before[app]?.version !== desired.version) updates++;
+        }
+        this.statements.upsertHanded.run(deviceId, revision, json, (previous?.generation ?? 0) + 1, at);
+      }
+      if (updates > 0) this.statements.addCounter.run(updates, 'updates_sent');
+      return updates;
+    })();
+  }
+
+  getHanded(id: DeviceId): HandedState | null {
+    const row = this.statements.handed.get(id);
+    return row ? { revision: row.revision, apps: JSON.parse(row.apps) as DeviceDesired, generation: row.generation } : null;
+  }
+
+  listHanded(): Map<DeviceId, HandedState> {
+    const handed = new Map<DeviceId, HandedState>();
+    for (const row of this.statements.allHanded.iterate()) {
+      handed.set(row.device_id, { revision: row.revision, apps: JSON.parse(row.apps) as DeviceDesired, generation: row.generation });
+    }
+    return handed;
+  }
+
+  updatesSent(): number {
+    return this.statements.counter.get('updates_sent')?.value ?? 0;
+  }
+
+  close(): void {
+    if (this.db.open) this.db.close();
+  }
+}

@@ -1,0 +1,291 @@
+import http from 'node:http';
+import https from 'node:https';
+import { pino, type Logger } from 'pino';
+import { MemoryAgentState, type InstalledApp } from '../agent/agent-state.js';
+import { runDeviceLoop, type DeviceEvent } from '../agent/device-loop.js';
+import { SimulatedRuntime } from '../agent/runtime-simulated.js';
+import type { Labels } from '../core/types.js';
+import { RegionClient } from '../protocol/region-client.js';
+import { seededRandom, unitHash } from './seeded.js';
+
+export interface SimulationOptions {
+  regionUrl: string;
+  /** How many devices to simulate. */
+  devices: number;
+  enrollmentToken: string | null;
+  /** Labels of every device. */
+  labels?: Labels;
+  /** Extra labels per device (index from 1), merged over `labels`; for in-process callers such as the demo. */
+  labelsFor?: (index: number, deviceId: string) => Labels;
+  /** Device ids are `<prefix>-0001`, `<prefix>-0002`, ... */
+  prefix?: string;
+  /** Typical install time; each install takes 0.5x to 1.5x of it. */
+  applyMs?: number;
+  /** Fraction of updates that fail their health check (decided per device and version, from the seed). */
+  failRate?: number;
+  /** Every update to this version fails. */
+  failVersion?: string | null;
+  /** Fraction of devices that enrol, report once and then go silent. */
+  offlineRate?: number;
+  /** Apps installed on every device before it starts: app -> version. */
+  initial?: Record<string, string>;
+  seed?: string | number;
+  /** Long-poll wait of each device. */
+  waitSeconds?: number;
+  /** Devices enrolling at the same time. */
+  enrollConcurrency?: number;
+  /** Logger of the simulation; each device logs only errors through it. */
+  log?: Logger;
+  /** Writes a stats line this often (0: never). */
+  statsIntervalMs?: number;
+  /** Where stats lines go; standard error by default. */
+  out?: (line: string) => void;
+  /** Called once per device whose loop stopped on an error no retry can fix (e.g. a wrong enrollment token). */
+  onFatal?: (deviceId: string, err: Error) => void;
+}
+
+export interface SimulationStats {
+  devices: number;
+  /** Devices that enrolled at least once. */
+  enrolled: number;
+  /** Devices that went silent on purpose (--offline-rate). */
+  offline: number;
+  /** Installs in progress now. */
+  applying: number;
+  /** Updates that succeeded, in total. */
+  applied: number;
+  /** Updates that failed (and were rolled back), in total. */
+  failed: number;
+  /** Devices whose state of some app is failed now. */
+  failing: number;
+  connectionErrors: number;
+  /** Devices stopped by an unrecoverable error. */
+  fatal: number;
+  /** Installed versions: app -> version -> number of devices. */
+  versions: Record<string, Record<string, number>>;
+}
+
+export interface Simulation {
+  readonly deviceIds: readonly string[];
+  stats(): SimulationStats;
+  /** The stats as one line, as printed every interval. */
+  statsLine(): string;
+  /** Stops every device and closes their connections. */
+  stop(): Promise<void>;
+}
+
+interface SimulatedDevice {
+  id: string;
+  state: MemoryAgentState;
+  enrolled: boolean;
+  offline: boolean;
+  applying: number;
+  fatal: boolean;
+  done: Promise<void>;
+}
+
+/** A counting semaphore: at most `limit` holders at once. */
+class Slots {
+  private free: number;
+  private readonly waiting: (() => void)[] = [];
+
+  constructor(limit: number) {
+    this.free = limit;
+  }
+
+  acquire(): Promise<void> {
+    if (this.free > 0) {
+      this.free--;
+      return Promise.resolve();
+    }
+    return new Promise((resolve) => this.waiting.push(resolve));
+  }
+
+  release(): void {
+    const next = this.waiting.shift();
+    if (next) next();
+    else this.free++;
+  }
+}
+
+export function deviceIdOf(prefix: string, index: number): string {
+  return `${prefix}-${String(index).padStart(4, '0')}`;
+}
+
+/**
+ * Runs `devices` simulated agents in this process. Each speaks the real protocol over real HTTP
+ * (enrol, report, long-poll its own desired state) and applies with the simulated runtime.
+ * Returns once every device is started; they enrol a few at a time.
+ */
+export async function startSimulation(opts: SimulationOptions): Promise<Simulation> {
+  const prefix = opts.prefix ?? 'sim';
+  const seed = String(opts.seed ?? 1);
+  const applyMs = opts.applyMs ?? 1000;
+  const failRate = opts.failRate ?? 0;
+  const offlineRate = opts.offlineRate ?? 0;
+  const log = opts.log ?? pino({ level: 'info' }, pino.destination(2));
+  const deviceLog = log.child({}, { level: 'error' });
+  const out = opts.out ?? ((line: string) => process.stderr.write(`${line}\n`));
+  const isHttps = opts.regionUrl.startsWith('https:');
+  // One pool of keep-alive sockets for the whole simulation, closed on stop.
+  const agent = isHttps ? new https.Agent({ keepAlive: true, maxSockets: Infinity }) : new http.Agent({ keepAlive: true, maxSockets: Infinity });
+  const enrolling = new Slots(opts.enrollConcurrency ?? 25);
+  const stop = new AbortController();
+  const devices: SimulatedDevice[] = [];
+  let applied = 0;
+  let failed = 0;
+  let connectionErrors = 0;
+
+  const initialInstalled: Record<string, InstalledApp> = {};
+  for (const [app, version] of Object.entries(opts.initial ?? {})) initialInstalled[app] = { version };
+
+  for (let index = 1; index <= opts.devices; index++) {
+    const id = deviceIdOf(prefix, index);
+    const labels = { ...opts.labels, ...opts.labelsFor?.(index, id) };
+    const device: SimulatedDevice = {
+      id,
+      state: new MemoryAgentState({ installed: structuredClone(initialInstalled) }),
+      enrolled: false,
+      offline: unitHash(seed, id, 'offline') < offlineRate,
+      applying: 0,
+      fatal: false,
+      done: Promise.resolve(),
+    };
+    const runtime = new SimulatedRuntime({
+      applyMs,
+      random: seededRandom(Math.floor(unitHash(seed, id, 'jitter') * 2 ** 32)),
+      failure: (app, version) => {
+        if (opts.failVersion && version === opts.failVersion) return `version ${version} is set to fail (--fail-version)`;
+        if (failRate > 0 && unitHash(seed, id, app, version) < failRate) return `simulated failure of ${app} ${version} (--fail-rate ${failRate})`;
+        return null;
+      },
+    });
+    // Offline devices stop after their first report; the others run until the simulation stops.
+    const own = new AbortController();
+    const signal = AbortSignal.any([stop.signal, own.signal]);
+    let holdsSlot = true;
+    const releaseSlot = () => {
+      if (holdsSlot) {
+        holdsSlot = false;
+        enrolling.release();
+      }
+    };
+    const onEvent = (event: DeviceEvent) => {
+      switch (event.type) {
+        case 'enrolled':
+          device.enrolled = true;
+          break;
+        case 'reported':
+          releaseSlot();
+          if (device.offline) own.abort();
+          break;
+        case 'apply-started':
+          device.applying++;
+          break;
+        case 'applied':
+          device.applying--;
+          applied++;
+          break;
+        case 'apply-failed':
+          device.applying--;
+          failed++;
+          break;
+        case 'connection-error':
+          connectionErrors++;
+          break;
+        default:
+          break;
+      }
+    };
+    device.done = (async () => {
+      await enrolling.acquire();
+      if (signal.aborted) {
+        releaseSlot();
+        return;
+      }
+      try {
+        await runDeviceLoop(
+          {
+            client: new RegionClient({ regionUrl: opts.regionUrl, deviceId: id, agent }),
+            labels,
+            enrollmentToken: opts.enrollmentToken,
+            runtime,
+            state: device.state,
+            log: deviceLog,
+            waitSeconds: opts.waitSeconds ?? 30,
+            random: seededRandom(Math.floor(unitHash(seed, id, 'backoff') * 2 ** 32)),
+            onEvent,
+          },
+          signal,
+        );
+      } catch (err) {
+        device.fatal = true;
+        if (opts.onFatal) opts.onFatal(id, err as Error);
+        else deviceLog.error({ deviceId: id, err: (err as Error).message }, 'simulated device stopped');
+      } finally {
+        device.applying = 0;
+        releaseSlot();
+      }
+    })();
+    devices.push(device);
+  }
+
+  const stats = (): SimulationStats => {
+    const versions: Record<string, Record<string, number>> = {};
+    let failing = 0;
+    for (const device of devices) {
+      const state = device.state.peek();
+      for (const [app, installed] of Object.entries(state.installed)) {
+        const counts = (versions[app] ??= {});
+        counts[installed.version] = (counts[installed.version] ?? 0) + 1;
+      }
+      if (Object.keys(state.failed).length > 0) failing++;
+    }
+    return {
+      devices: devices.length,
+      enrolled: devices.filter((d) => d.enrolled).length,
+      offline: devices.filter((d) => d.offline).length,
+      applying: devices.reduce((sum, d) => sum + d.applying, 0),
+      applied,
+      failed,
+      failing,
+      connectionErrors,
+      fatal: devices.filter((d) => d.fatal).length,
+      versions,
+    };
+  };
+
+  const statsLine = (): string => {
+    const s = stats();
+    const versions = Object.entries(s.versions)
+      .sort(([a], [b]) => a.localeCompare(b))
+      .map(([app, counts]) => `${app} ${Object.entries(counts).sort(([a], [b]) => a.localeCompare(b)).map(([v, n]) => `${v}=${n}`).join(' ')}`)
+      .join('; ');
+    return (
+      `simulate: ${s.devices} devices, ${s.enrolled} enrolled, ${s.offline} offline, ${s.applying} applying, ` +
+      `${s.applied} updated, ${s.failed} failed updates, ${s.failing} failing now, ${s.connectionErrors} connection errors` +
+      (s.fatal ? `, ${s.fatal} stopped` : '') +
+      (versions ? ` | ${versions}` : '')
+    );
+  };
+
+  const intervalMs = opts.statsIntervalMs ?? 10_000;
+  const timer = intervalMs > 0 ? setInterval(() => out(statsLine()), intervalMs) : null;
+  timer?.unref();
+
+  let stopped: Promise<void> | null = null;
+  return {
+    deviceIds: devices.map((d) => d.id),
+    stats,
+    statsLine,
+    stop: () => {
+      stopped ??= (async () => {
+        if (timer) clearInterval(timer);
+        stop.abort();
+        await Promise.all(devices.map((d) => d.done));
+        agent.destroy();
+      })();
+      return stopped;
+    },
+  };
+}

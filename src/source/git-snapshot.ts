@@ -1,0 +1,151 @@
+import nodeFs from 'node:fs';
+import git from 'isomorphic-git';
+import { CascadeError } from '../core/errors.js';
+import { IGNORE_FILE, fleetPathFilter, isYamlName } from './ignore.js';
+import { UNKNOWN_SIZE, byPath, type FleetFile, type FleetSnapshot } from './snapshot.js';
+
+/** The entries of one git tree that can matter to a fleet (same oid, same entries, at any path). */
+interface TreeEntries {
+  blobs: Array<[name: string, oid: string]>;
+  trees: Array<[name: string, oid: string]>;
+}
+
+/**
+ * What one readGitSnapshot call learnt, handed to the next call so that it reads only trees whose
+ * oid changed (a subtree with an unchanged oid has unchanged contents, however deep).
+ */
+export interface GitSnapshotState {
+  revision: string;
+  trees: Map<string, TreeEntries>;
+  ignoreFile: { oid: string; text: string } | null;
+  /** isomorphic-git's object cache (packfile indexes), reused across reads. */
+  cache: object;
+}
+
+export interface ReadGitSnapshotOptions {
+  /** Working tree directory; its .git is used. Give `gitdir` instead for a bare repository. */
+  dir?: string;
+  gitdir?: string;
+  /** Branch, tag, remote branch, HEAD, or a (possibly abbreviated) commit oid. */
+  ref: string;
+  previous?: GitSnapshotState;
+  fs?: typeof nodeFs;
+}
+
+const BLOB_MODES = new Set(['100644', '100755']);
+const TREE_MODE = '040000';
+
+/**
+ * The fleet files of a commit, read from the object database alone (no working tree, so bare
+ * repositories work). Only trees are read here; blobs are read when the loader asks for them.
+ */
+export async function readGitSnapshot(
+  options: ReadGitSnapshotOptions,
+): Promise<{ snapshot: FleetSnapshot; state: GitSnapshotState }> {
+  const fs = options.fs ?? nodeFs;
+  const gitdir = options.gitdir ?? (options.dir !== undefined ? `${options.dir}/.git` : undefined);
+  if (gitdir === undefined) throw new CascadeError('bad-options', 'readGitSnapshot needs dir or gitdir');
+  const cache = options.previous?.cache ?? {};
+  const { oid: revision, commit } = await resolveCommit(fs, gitdir, options.dir ?? gitdir, options.ref, cache);
+
+  const previousTrees = options.previous?.trees ?? new Map<string, TreeEntries>();
+  const trees = new Map<string, TreeEntries>();
+  const readEntries = async (oid: string): Promise<TreeEntries> => {
+    const known = trees.get(oid) ?? previousTrees.get(oid);
+    if (known) {
+      trees.set(oid, known);
+      return known;
+    }
+    const { tree } = await git.readTree({ fs, gitdir, oid, cache });
+    const entries: TreeEntries = { blobs: [], trees: [] };
+    for (const entry of tree) {
+      if (entry.mode === TREE_MODE) entries.trees.push([entry.path, entry.oid]);
+      else if (BLOB_MODES.has(entry.mode) && (isYamlName(entry.path) || entry.path === IGNORE_FILE)) {
+        entries.blobs.push([entry.path, entry.oid]);
+      }
+    }
+    trees.set(oid, entries);
+    return entries;
+  };
+
+  const root = await readEntries(commit.tree);
+  const ignoreOid = root.blobs.find(([name]) => name === IGNORE_FILE)?.[1];
+  let ignoreFile: GitSnapshotState['ignoreFile'] = null;
+  if (ignoreOid) {
+    const previousIgnore = options.previous?.ignoreFile;
+    ignoreFile =
+      previousIgnore?.oid === ignoreOid
+        ? previousIgnore
+        : { oid: ignoreOid, text: new TextDecoder().decode((await git.readBlob({ fs, gitdir, oid: ignoreOid, cache })).blob) };
+  }
+  const filter = fleetPathFilter(ignoreFile?.text ?? null);
+
+  const files: FleetFile[] = [];
+  await collect('', root);
+  async function collect(prefix: string, entries: TreeEntries): Promise<void> {
+    for (const [name, blobOid] of entries.blobs) {
+      const path = prefix + name;
+      if (filter.includesFile(path)) files.push(gitFile(fs, gitdir!, cache, path, blobOid));
+    }
+    const included = entries.trees.filter(([name]) => filter.includesDir(prefix + name));
+    const children = await Promise.all(included.map(([, childOid]) => readEntries(childOid)));
+    await Promise.all(included.map(([name], i) => collect(`${prefix}${name}/`, children[i]!)));
+  }
+  files.sort(byPath);
+  return { snapshot: { revision, files }, state: { revision, trees, ignoreFile, cache } };
+}
+
+function gitFile(fs: typeof nodeFs, gitdir: string, cache: object, path: string, oid: string): FleetFile {
+  return {
+    path,
+    id: oid,
+    size: UNKNOWN_SIZE,
+    read: async () => (await git.readBlob({ fs, gitdir, oid, cache })).blob,
+  };
+}
+
+/** Resolves a ref or abbreviated oid to a commit (annotated tags are peeled). */
+async function resolveCommit(fs: typeof nodeFs, gitdir: string, where: string, ref: string, cache: object): Promise<git.ReadCommitResult> {
+  let oid: string | undefined;
+  try {
+    oid = await git.resolveRef({ fs, gitdir, ref });
+  } catch (err) {
+    if (!isNotFound(err)) throw wrapGitError(err, where, ref);
+  }
+  if (oid === undefined && /^[0-9a-f]{4,40}$/i.test(ref)) {
+    try {
+      oid = await git.expandOid({ fs, gitdir, oid: ref.toLowerCase(), cache });
+    } catch (err) {
+      if ((err as { code?: string }).code === 'AmbiguousError') {
+        throw new CascadeError('ambiguous-rev', `"${ref}" matches more than one object in ${where}; give more digits of the commit id`, { ref });
+      }
+      if (!isNotFound(err)) throw wrapGitError(err, where, ref);
+    }
+  }
+  if (oid === undefined) {
+    throw new CascadeError(
+      'unknown-rev',
+      `"${ref}" is not a branch, tag or commit in ${where}; list them with \`git -C ${where} branch -a\` and \`git -C ${where} tag\`, or fetch it first`,
+      { ref, gitdir },
+    );
+  }
+  try {
+    return await git.readCommit({ fs, gitdir, oid, cache });
+  } catch (err) {
+    throw new CascadeError('unknown-rev', `"${ref}" (${oid}) is not a commit in ${where}; give a branch, tag or commit`, {
+      ref,
+      cause: String(err),
+    });
+  }
+}
+
+function isNotFound(err: unknown): boolean {
+  return (err as { code?: string }).code === 'NotFoundError';
+}
+
+function wrapGitError(err: unknown, where: string, ref: string): CascadeError {
+  return new CascadeError('git-read', `cannot read "${ref}" from ${where}: ${(err as Error).message}; is this a git repository?`, {
+    ref,
+    where,
+  });
+}

@@ -1,0 +1,438 @@
+import * as nodeFs from 'node:fs';
+import { mkdir, readdir, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { randomBytes } from 'node:crypto';
+import git, { type HttpClient } from 'isomorphic-git';
+import nodeHttp from 'isomorphic-git/http/node';
+import type { Logger } from 'pino';
+import { CascadeError } from '../core/errors.js';
+import type { FleetSource, FleetSourceOptions } from './fleet-source.js';
+import {
+  authorizationHeaders,
+  cancelOnAuthRequest,
+  GIT_AUTH_HINT,
+  hasCredentials,
+  splitUrlCredentials,
+  type GitCredentials,
+} from './git-auth.js';
+
+/**
+ * A fleet repository on a git host, kept as a bare repository in
+ * `<dataDir>/repo.git` (no work tree: readers take files straight from objects).
+ *
+ * Each sync costs one small ref lookup (protocol v2 `ls-refs` for the one branch,
+ * ~0.8 KB whatever else the host holds) when nothing changed, and one incremental
+ * fetch with a thin pack when something did (about native git's bytes). Never
+ * fetched with `depth`: a shallow fetch re-sends the whole snapshot every time.
+ * The local branch `refs/heads/<branch>` always follows the remote's, even
+ * backwards (force-push): isomorphic-git tells the server only about local
+ * branches, so a stale one would make every fetch download everything again.
+ * Every file is written via scratch file + rename, and the first clone goes to a
+ * scratch gitdir renamed into place: a crash never leaves half-written state.
+ */
+export class RemoteSource implements FleetSource {
+  readonly location: { gitdir: string };
+  private readonly url: string;
+  private readonly fullRef: string;
+  private readonly remoteRef: string;
+  private readonly headers: Record<string, string>;
+  private readonly fs: typeof nodeFs;
+  private readonly http: GitHttp;
+  private queue: Promise<unknown> = Promise.resolve();
+
+  private constructor(
+    private readonly opts: {
+      url: string;
+      branch: string;
+      dataDir: string;
+      credentials?: GitCredentials;
+      log?: Logger;
+      timeoutMs: number;
+    },
+  ) {
+    this.url = opts.url;
+    this.fullRef = `refs/heads/${opts.branch}`;
+    this.remoteRef = `refs/remotes/origin/${opts.branch}`;
+    this.location = { gitdir: join(opts.dataDir, 'repo.git') };
+    this.headers = authorizationHeaders(opts.credentials);
+    this.fs = atomicWriteFs(join(opts.dataDir, '.repo-writes'));
+    this.http = gitHttp(opts.timeoutMs);
+  }
+
+  static async open(opts: FleetSourceOptions): Promise<RemoteSource> {
+    const { url, credentials: inUrl } = splitUrlCredentials(opts.repo);
+    const credentials = hasCredentials(opts.auth) ? opts.auth : inUrl;
+    const source = new RemoteSource({
+      url,
+      branch: opts.branch,
+      dataDir: opts.dataDir,
+      credentials,
+      log: opts.log,
+      timeoutMs: opts.timeoutMs ?? 30_000,
+    });
+    await source.prepareDataDir();
+    return source;
+  }
+
+  sync(): Promise<string> {
+    // One sync at a time: two fetches into the same gitdir would race on refs.
+    const run = this.queue.then(() => this.syncNow());
+    this.queue = run.catch(() => undefined);
+    return run;
+  }
+
+  async current(): Promise<string | null> {
+    try {
+      return await git.resolveRef({ fs: nodeFs, gitdir: this.location.gitdir, ref: this.fullRef });
+    } catch {
+      return null;
+    }
+  }
+
+  watch(): () => void {
+    return () => undefined;
+  }
+
+  async close(): Promise<void> {
+    await this.queue;
+  }
+
+  private async syncNow(): Promise<string> {
+    try {
+      return await this.syncOrThrow();
+    } catch (err) {
+      const code = (err as { code?: string })?.code;
+      if (!(err instanceof CascadeError) && isStorageError(code)) throw this.storageError(err);
+      throw err;
+    }
+  }
+
+  private async syncOrThrow(): Promise<string> {
+    const started = this.http.bytesReceived;
+    if (!(await exists(join(this.location.gitdir, 'HEAD')))) {
+      const commit = await this.cloneFresh();
+      this.opts.log?.info({ repo: this.url, branch: this.opts.branch, commit, bytes: this.http.bytesReceived - started }, 'cloned fleet repository');
+      return commit;
+    }
+    const before = await this.current();
+    const commit = await this.update(before);
+    const bytes = this.http.bytesReceived - started;
+    if (commit === before) this.opts.log?.debug({ commit, bytes }, 'fleet repository: no new commit');
+    else this.opts.log?.info({ repo: this.url, branch: this.opts.branch, from: before, to: commit, bytes }, 'fetched fleet repository');
+    return commit;
+  }
+
+  /** Clones into a scratch gitdir renamed into place once complete, so a crash never leaves half a clone. */
+  private async cloneFresh(): Promise<string> {
+    const scratch = `${this.location.gitdir}.tmp-${process.pid}-${randomBytes(4).toString('hex')}`;
+    try {
+      await git.init({ fs: this.fs, gitdir: scratch, bare: true, defaultBranch: this.opts.branch });
+      // The usual refspec, so that a later --branch change still maps to refs/remotes/origin/<branch>.
+      await git.addRemote({ fs: this.fs, gitdir: scratch, remote: 'origin', url: this.url });
+      const commit = await this.fetch(scratch);
+      await rename(scratch, this.location.gitdir);
+      return commit;
+    } finally {
+      await rm(scratch, { recursive: true, force: true });
+    }
+  }
+
+  private async update(before: string | null): Promise<string> {
+    const advertised = await this.remoteCommit();
+    if (advertised === before) return advertised;
+    // A force-push back to a commit we already hold needs no download at all.
+    if (await this.hasCommit(advertised)) {
+      await this.moveBranch(this.location.gitdir, advertised);
+      return advertised;
+    }
+    return this.fetch(this.location.gitdir);
+  }
+
+  /** Asks the host where the branch points: protocol v2 `ls-refs` limited to that one ref, whatever else the host holds. */
+  private async remoteCommit(): Promise<string> {
+    let refs: Array<{ ref: string; oid: string }>;
+    try {
+      refs = await git.listServerRefs({
+        http: this.http.client,
+        url: this.url,
+        prefix: this.fullRef,
+        protocolVersion: 2,
+        headers: { ...this.headers },
+        onAuth: cancelOnAuthRequest,
+        onAuthFailure: cancelOnAuthRequest,
+      });
+    } catch (err) {
+      throw this.toSourceError(err);
+    }
+    const found = refs.find((r) => r.ref === this.fullRef);
+    if (!found) throw this.branchMissing();
+    return found.oid;
+  }
+
+  private async fetch(gitdir: string): Promise<string> {
+    const packsBefore = await listPacks(gitdir);
+    let fetchHead: string | null;
+    try {
+      const result = await git.fetch({
+        fs: this.fs,
+        http: this.http.client,
+        gitdir,
+        url: this.url,
+        remote: 'origin',
+        ref: this.fullRef,
+        remoteRef: this.fullRef,
+        singleBranch: true,
+        tags: false,
+        headers: { ...this.headers },
+        onAuth: cancelOnAuthRequest,
+        onAuthFailure: cancelOnAuthRequest,
+      });
+      fetchHead = result.fetchHead;
+    } catch (err) {
+      throw this.toSourceError(err);
+    }
+    for (const pack of await listPacks(gitdir)) {
+      if (!packsBefore.has(pack)) await fattenThinPack(this.fs, gitdir, pack);
+    }
+    if (!fetchHead) throw this.branchMissing();
+    await this.moveBranch(gitdir, fetchHead);
+    return fetchHead;
+  }
+
+  private async moveBranch(gitdir: string, commit: string): Promise<void> {
+    // force: the remote branch may have moved backwards or to an unrelated history.
+    await git.writeRef({ fs: this.fs, gitdir, ref: this.remoteRef, value: commit, force: true });
+    await git.writeRef({ fs: this.fs, gitdir, ref: this.fullRef, value: commit, force: true });
+  }
+
+  private async hasCommit(oid: string): Promise<boolean> {
+    try {
+      await git.readCommit({ fs: nodeFs, gitdir: this.location.gitdir, oid });
+      return true;
+    } catch {
+      return false;
+    }
+  }
+
+  private async prepareDataDir(): Promise<void> {
+    await mkdir(this.opts.dataDir, { recursive: true });
+    // Leftovers of a run that died mid-clone or mid-write.
+    await rm(join(this.opts.dataDir, '.repo-writes'), { recursive: true, force: true });
+    const leftovers = (await readdir(this.opts.dataDir)).filter((name) => name.startsWith('repo.git.tmp-'));
+    for (const name of leftovers) await rm(join(this.opts.dataDir, name), { recursive: true, force: true });
+    await mkdir(join(this.opts.dataDir, '.repo-writes'), { recursive: true });
+    if (await exists(join(this.location.gitdir, 'HEAD'))) {
+      const gitdir = this.location.gitdir;
+      const configured = await git.getConfig({ fs: nodeFs, gitdir, path: 'remote.origin.url' });
+      if (configured !== this.url) {
+        this.opts.log?.info({ from: configured, to: this.url }, 'fleet repository URL changed; fetching from the new one');
+        await git.setConfig({ fs: this.fs, gitdir, path: 'remote.origin.url', value: this.url });
+      }
+    }
+  }
+
+  private branchMissing(): CascadeError {
+    return new CascadeError(
+      'source-branch-missing',
+      `branch "${this.opts.branch}" does not exist in ${this.url}; check --branch (or push the branch)`,
+      { repo: this.url, branch: this.opts.branch },
+    );
+  }
+
+  private storageError(err: unknown): CascadeError {
+    const cause = (err as Error)?.message ?? String(err);
+    return new CascadeError(
+      'source-storage-failed',
+      `cannot write the fleet repository copy under ${this.opts.dataDir}: ${cause}; check free space and permissions of --data-dir`,
+      { repo: this.url, dataDir: this.opts.dataDir, cause },
+    );
+  }
+
+  private toSourceError(err: unknown): CascadeError {
+    if (err instanceof CascadeError) return err;
+    const e = err as { code?: string; message?: string; data?: { statusCode?: number; statusMessage?: string } };
+    const cause = e?.message ?? String(err);
+    const details = { repo: this.url, branch: this.opts.branch, cause };
+    const status = e?.code === git.Errors.HttpError.code ? e.data?.statusCode : undefined;
+    if (e?.code === git.Errors.UserCanceledError.code || status === 401 || status === 403) {
+      const what = hasCredentials(this.opts.credentials)
+        ? `${this.url} refused the credentials given`
+        : `${this.url} requires credentials`;
+      return new CascadeError('source-auth-failed', `${what}: ${GIT_AUTH_HINT}`, details);
+    }
+    if (e?.code === git.Errors.NotFoundError.code) return this.branchMissing();
+    if (isStorageError(e?.code)) return this.storageError(err);
+    const hint = status === 404 ? ' (no repository at that URL: check --repo)' : '';
+    return new CascadeError(
+      'source-unreachable',
+      `cannot reach the fleet repository ${this.url}: ${cause}${hint}; check --repo and that the git host is up (commits fetched before stay readable)`,
+      details,
+    );
+  }
+}
+
+export function openRemoteSource(opts: FleetSourceOptions): Promise<RemoteSource> {
+  return RemoteSource.open(opts);
+}
+
+function isStorageError(code: string | undefined): boolean {
+  return code === 'ENOSPC' || code === 'EACCES' || code === 'EPERM' || code === 'EROFS' || code === 'EDQUOT' || code === 'EIO';
+}
+
+/** The pack files of a gitdir, as paths relative to it. */
+async function listPacks(gitdir: string): Promise<Set<string>> {
+  const names = await readdir(join(gitdir, 'objects', 'pack')).catch(() => [] as string[]);
+  return new Set(names.filter((n) => n.endsWith('.pack')).map((n) => join('objects', 'pack', n)));
+}
+
+async function exists(path: string): Promise<boolean> {
+  try {
+    await stat(path);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * The node fs for isomorphic-git, except that every file it writes (refs,
+ * packs, indexes, config) goes to a scratch file first and is renamed into
+ * place: a crash never leaves a half-written ref or pack index behind.
+ */
+function atomicWriteFs(scratchDir: string): typeof nodeFs {
+  let counter = 0;
+  const atomicWriteFile = async (path: string, data: string | Uint8Array, options?: Parameters<typeof writeFile>[2]) => {
+    const scratch = join(scratchDir, `${process.pid}-${++counter}`);
+    await writeFile(scratch, data, options);
+    try {
+      await rename(scratch, path);
+    } catch (err) {
+      await rm(scratch, { force: true });
+      throw err;
+    }
+  };
+  const promises = { ...nodeFs.promises, writeFile: atomicWriteFile };
+  return { ...nodeFs, promises } as unknown as typeof nodeFs;
+}
+
+interface GitHttp {
+  client: HttpClient;
+  /** Response body bytes received so far (after any content decoding), for logs. */
+  readonly bytesReceived: number;
+}
+
+/**
+ * Capabilities isomorphic-git leaves out of its fetch request, added when the server offers them:
+ * - `thin-pack`: changed trees come as deltas against the trees the reconciler already
+ *   has, instead of whole (4x native git's bytes for a 10-file rollout in a 2,000-file
+ *   repository without it). The pack received is made self-contained by `fattenThinPack`.
+ * - `no-progress`: the server's "Counting objects: 3% (1/33)\r..." lines cost more than
+ *   the pack itself for a small change, and nobody reads them.
+ */
+const EXTRA_FETCH_CAPABILITIES = ['thin-pack', 'no-progress'];
+
+/**
+ * isomorphic-git's node HTTP client, with an idle timeout (a host that stops
+ * answering must not hang the reconciler), a count of the bytes received, and
+ * EXTRA_FETCH_CAPABILITIES.
+ */
+function gitHttp(timeoutMs: number): GitHttp {
+  const state = { bytesReceived: 0, offered: new Set<string>() };
+  const client: HttpClient = {
+    async request(req) {
+      const isDiscovery = (req.method ?? 'GET') === 'GET' && req.url.includes('/info/refs?service=git-upload-pack');
+      const isUploadPack = req.method === 'POST' && req.url.endsWith('/git-upload-pack');
+      if (isDiscovery) state.offered = new Set();
+      let body = req.body;
+      const extra = EXTRA_FETCH_CAPABILITIES.filter((c) => state.offered.has(c));
+      if (isUploadPack && body && extra.length) body = [withCapabilities(await collect(body), extra)] as unknown as typeof body;
+      const res = await nodeHttp.request({ ...req, body, fetchOptions: { ...req.fetchOptions, timeout: timeoutMs } });
+      if (!res.body) return res;
+      const source = res.body;
+      async function* counted(): AsyncGenerator<Uint8Array> {
+        let head = '';
+        for await (const chunk of source) {
+          state.bytesReceived += chunk.byteLength;
+          if (isDiscovery && head.length < 65536 && !state.offered.size) {
+            head += Buffer.from(chunk).toString('latin1');
+            // v0/v1 advertisement: the capabilities follow a NUL on the first ref line.
+            const match = /\0([^\n]*)\n/.exec(head);
+            if (match) state.offered = new Set(match[1]!.trim().split(' '));
+          }
+          yield chunk;
+        }
+      }
+      return { ...res, body: counted() };
+    },
+  };
+  return {
+    client,
+    get bytesReceived() {
+      return state.bytesReceived;
+    },
+  };
+}
+
+async function collect(body: AsyncIterable<Uint8Array> | Iterable<Uint8Array>): Promise<Buffer> {
+  const chunks: Uint8Array[] = [];
+  for await (const chunk of body) chunks.push(chunk);
+  return Buffer.concat(chunks);
+}
+
+/** Adds capabilities to the first `want` line of an upload-pack request (pkt-line framed); anything else is left as is. */
+export function withCapabilities(request: Buffer, capabilities: string[]): Buffer {
+  if (request.length < 4) return request;
+  const length = parseInt(request.subarray(0, 4).toString('latin1'), 16);
+  if (!Number.isFinite(length) || length < 4 || length > request.length) return request;
+  const line = request.subarray(4, length).toString('latin1');
+  if (!line.startsWith('want ')) return request;
+  const body = line.endsWith('\n') ? line.slice(0, -1) : line;
+  const present = new Set(body.split(' '));
+  const missing = capabilities.filter((c) => !present.has(c));
+  if (!missing.length) return request;
+  const newLine = `${[body, ...missing].join(' ')}${line.endsWith('\n') ? '\n' : ''}`;
+  const header = (newLine.length + 4).toString(16).padStart(4, '0');
+  return Buffer.concat([Buffer.from(header + newLine, 'latin1'), request.subarray(length)]);
+}
+
+/**
+ * A thin pack holds deltas against objects that live in other packs. Kept as
+ * is, every fetch would lengthen a delta chain across packs (the root tree
+ * changes in every commit), and reads would slow down without end. Like
+ * `git index-pack --fix-thin`, the pack is replaced with one that holds every
+ * object whole; a pack without outside bases (e.g. the first clone) is left alone.
+ */
+async function fattenThinPack(fs: typeof nodeFs, gitdir: string, packfile: string): Promise<void> {
+  const packPath = join(gitdir, packfile);
+  const idxPath = packPath.replace(/\.pack$/, '.idx');
+  const [pack, idx] = await Promise.all([fs.promises.readFile(packPath), fs.promises.readFile(idxPath)]);
+  const entries = readPackIndex(idx);
+  const REF_DELTA = 7;
+  if (!entries.some(({ offset }) => ((pack[offset]! >> 4) & 0b111) === REF_DELTA)) return;
+  const cache = {};
+  const oids = entries.map((e) => e.oid);
+  const { filename, packfile: fat } = await git.packObjects({ fs, gitdir, oids, cache });
+  if (!fat || join(gitdir, 'objects/pack', filename) === packPath) return;
+  await fs.promises.writeFile(join(gitdir, 'objects/pack', filename), fat);
+  await git.indexPack({ fs, dir: gitdir, gitdir, filepath: join('objects/pack', filename), cache });
+  // The index goes first: a pack without an index is ignored by readers.
+  await fs.promises.rm(idxPath, { force: true });
+  await fs.promises.rm(packPath, { force: true });
+}
+
+/** The object ids and pack offsets of a version 2 pack index. */
+function readPackIndex(idx: Buffer): Array<{ oid: string; offset: number }> {
+  if (idx.readUInt32BE(0) !== 0xff744f63 || idx.readUInt32BE(4) !== 2) throw new Error('unsupported pack index version');
+  const count = idx.readUInt32BE(8 + 255 * 4);
+  const oidsAt = 8 + 256 * 4;
+  const offsetsAt = oidsAt + count * 20 + count * 4;
+  const largeAt = offsetsAt + count * 4;
+  const entries: Array<{ oid: string; offset: number }> = [];
+  for (let i = 0; i < count; i++) {
+    const oid = idx.subarray(oidsAt + i * 20, oidsAt + (i + 1) * 20).toString('hex');
+    let offset = idx.readUInt32BE(offsetsAt + i * 4);
+    if (offset & 0x80000000) offset = Number(idx.readBigUInt64BE(largeAt + (offset & 0x7fffffff) * 8));
+    entries.push({ oid, offset });
+  }
+  return entries;
+}

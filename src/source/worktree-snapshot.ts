@@ -1,0 +1,71 @@
+import { createReadStream } from 'node:fs';
+import { lstat, readdir, readFile } from 'node:fs/promises';
+import { createHash } from 'node:crypto';
+import { join } from 'node:path';
+import { CascadeError } from '../core/errors.js';
+import { IGNORE_FILE, fleetPathFilter } from './ignore.js';
+import { byPath, gitBlobId, type FleetFile, type FleetSnapshot } from './snapshot.js';
+
+/** Files up to this size are read once and kept; bigger ones are hashed as a stream (the loader refuses them anyway). */
+const KEEP_IN_MEMORY_BYTES = 1024 * 1024;
+const PARALLEL_READS = 32;
+
+/** The fleet files in a directory as they are on disk (uncommitted changes included). Symlinks are not followed. */
+export async function readWorktreeSnapshot(dir: string): Promise<FleetSnapshot> {
+  const rootStat = await lstat(dir).catch(() => null);
+  if (!rootStat?.isDirectory()) {
+    throw new CascadeError('no-such-dir', `${dir} is not a directory; pass the directory of a fleet repository`, { dir });
+  }
+  const filter = fleetPathFilter(await readIgnoreFile(dir));
+  const paths: string[] = [];
+  const pending: string[] = [''];
+  while (pending.length > 0) {
+    const relDir = pending.pop()!;
+    const entries = await readdir(join(dir, relDir), { withFileTypes: true });
+    for (const entry of entries) {
+      const path = relDir ? `${relDir}/${entry.name}` : entry.name;
+      if (entry.isDirectory()) {
+        if (filter.includesDir(path)) pending.push(path);
+      } else if (entry.isFile() && filter.includesFile(path)) {
+        paths.push(path);
+      }
+    }
+  }
+  const files: FleetFile[] = new Array(paths.length);
+  let next = 0;
+  const worker = async () => {
+    while (next < paths.length) {
+      const i = next++;
+      files[i] = await readWorktreeFile(dir, paths[i]!);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(PARALLEL_READS, paths.length) }, worker));
+  files.sort(byPath);
+  return { revision: null, files };
+}
+
+async function readIgnoreFile(dir: string): Promise<string | null> {
+  try {
+    return await readFile(join(dir, IGNORE_FILE), 'utf8');
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null;
+    throw err;
+  }
+}
+
+async function readWorktreeFile(dir: string, path: string): Promise<FleetFile> {
+  const full = join(dir, path);
+  const { size } = await lstat(full);
+  if (size > KEEP_IN_MEMORY_BYTES) {
+    return { path, id: await hashLargeFile(full, size), size, read: async () => new Uint8Array(await readFile(full)) };
+  }
+  // Keep the bytes that were hashed, so read() can never disagree with id.
+  const content = new Uint8Array(await readFile(full));
+  return { path, id: gitBlobId(content), size: content.byteLength, read: async () => content };
+}
+
+async function hashLargeFile(full: string, size: number): Promise<string> {
+  const hash = createHash('sha1').update(`blob ${size}\0`);
+  for await (const chunk of createReadStream(full)) hash.update(chunk as Buffer);
+  return hash.digest('hex');
+}
