@@ -4,8 +4,9 @@ import { isCascadeError } from '../core/errors.js';
 import type { LoadedFleet } from '../desired/model.js';
 import type { FleetLoader } from '../desired/load.js';
 import { formatProblem } from '../desired/format-problem.js';
-import { resolveDesired } from '../desired/resolve.js';
+import { createResolver, type DesiredResolver } from '../desired/resolve.js';
 import { computeHandOut } from '../plan/hand-out.js';
+import { collectRolloutInputs, planRollouts, releasedBy, type DeploymentRolloutStatus } from '../plan/rollout/index.js';
 import type { FleetSource } from '../source/fleet-source.js';
 import { readGitSnapshot, type GitSnapshotState } from '../source/git-snapshot.js';
 import type { AppCatalog, DeviceRecord, StateStore } from '../region/state-store.js';
@@ -22,6 +23,10 @@ export interface ReconcilerOptions {
   metrics: RegionMetrics;
   /** Called with the devices whose handed state changed, so their long-polls return at once. */
   onHandOut: (devices: Iterable<DeviceId>) => void;
+  /** Asks for a pass at a given time (a bake ends, a window opens). */
+  wakeUpAt?: (at: number) => void;
+  /** Called after every pass, e.g. to push a summary to the hub. */
+  onPassComplete?: () => void;
 }
 
 /** The state of the source as the last pass saw it, for status and readiness. */
@@ -39,6 +44,8 @@ export interface SourceCondition {
  */
 export class Reconciler {
   private fleet: LoadedFleet | null = null;
+  private resolver: DesiredResolver | null = null;
+  private rollouts: DeploymentRolloutStatus[] = [];
   private snapshotState: GitSnapshotState | undefined;
   private condition: SourceCondition = { reachable: false, head: null, error: null, checkedAt: null };
 
@@ -53,6 +60,22 @@ export class Reconciler {
     return this.condition;
   }
 
+  /** Rollout status per Deployment, as of the last pass. */
+  get rolloutStatuses(): DeploymentRolloutStatus[] {
+    return this.rollouts;
+  }
+
+  /** What git asks of each enrolled device, by the last good revision (before rollout gating). */
+  resolveAll(devices: DeviceRecord[]): Map<DeviceId, DeviceDesired> {
+    if (!this.fleet) return this.options.store.getResolved();
+    return this.resolverFor(this.fleet).resolveAll(this.inventory(devices)).desired;
+  }
+
+  private resolverFor(fleet: LoadedFleet): DesiredResolver {
+    if (!this.resolver || this.fleet !== fleet) this.resolver = createResolver(fleet);
+    return this.resolver;
+  }
+
   async runPass(request: PassRequest): Promise<void> {
     const { metrics, log, clock } = this.options;
     const started = clock();
@@ -60,6 +83,7 @@ export class Reconciler {
       if (request.fetch) await this.refreshDesired();
       if (!this.fleet) await this.restoreLastGood();
       if (this.fleet) this.dispatch(this.fleet);
+      this.options.onPassComplete?.();
     } catch (err) {
       log.error({ err, reason: request.reason }, 'reconcile pass failed');
     } finally {
@@ -104,7 +128,8 @@ export class Reconciler {
       return;
     }
     this.fleet = result.fleet;
-    const resolved = resolveDesired(result.fleet, this.inventory(store.listDevices())).desired;
+    this.resolver = null;
+    const resolved = this.resolveAll(store.listDevices());
     store.recordApplied(head, resolved, catalogOf(result.fleet), clock());
     metrics.revisionsApplied.inc();
     if (!result.fleet.regions.has(region)) {
@@ -122,27 +147,72 @@ export class Reconciler {
       const { snapshot, state } = await readGitSnapshot({ gitdir: source.location.gitdir, ref: applied });
       this.snapshotState = state;
       const result = await loader.load(snapshot);
-      if (result.problems.length === 0) this.fleet = result.fleet;
-      else log.error({ revision: applied }, 'the last good revision no longer loads; devices keep what they were handed');
+      if (result.problems.length === 0) {
+        this.fleet = result.fleet;
+        this.resolver = null;
+      } else log.error({ revision: applied }, 'the last good revision no longer loads; devices keep what they were handed');
     } catch (err) {
       log.error({ err, revision: applied }, 'cannot read the last good revision from disk; devices keep what they were handed');
     }
   }
 
+  /**
+   * Hands each device what it should run next: what git asks, where the rollout rules release it;
+   * otherwise what it was handed before. Rollout memory is written with the hand-out, in one transaction.
+   */
   private dispatch(fleet: LoadedFleet): void {
-    const { store, clock, metrics, onHandOut } = this.options;
+    const { store, clock, metrics, onHandOut, log, region } = this.options;
+    const now = clock();
     const devices = store.listDevices();
-    const { desired } = resolveDesired(fleet, this.inventory(devices));
+    const desired = this.resolveAll(devices);
     const handed = new Map<DeviceId, DeviceDesired>();
     for (const [id, state] of store.listHanded()) handed.set(id, state.apps);
     const installed = new Map<DeviceId, Record<string, string>>();
     for (const device of devices) installed.set(device.id, installedVersions(device));
-    const changes = computeHandOut({ resolved: desired, handed, installed });
-    if (changes.size === 0) return;
+
     const revision = fleet.revision ?? store.getRevision().applied ?? 'unknown';
-    const count = store.handOut(changes, revision, clock());
-    metrics.updatesSent.inc(count);
-    onHandOut(changes.keys());
+    const previous = store.getRolloutStates();
+    const inputs = collectRolloutInputs({ fleet, region, resolved: desired, handed, devices, previous });
+    const plan = planRollouts({ now, revision, deployments: inputs, previous });
+    this.reportTransitions(plan.statuses);
+    this.rollouts = plan.statuses;
+
+    const changes = computeHandOut({ resolved: desired, handed, installed, released: releasedBy(plan) });
+    const count = store.handOut(changes, revision, now, plan.states);
+    if (count > 0) metrics.updatesSent.inc(count);
+    if (changes.size > 0) {
+      log.debug({ devices: changes.size, updates: count }, 'handed out desired state');
+      onHandOut(changes.keys());
+    }
+    this.scheduleWakeUp(now);
+  }
+
+  /** A log line when a rollout halts, completes or starts waiting; the halt names its reason and devices. */
+  private reportTransitions(statuses: DeploymentRolloutStatus[]): void {
+    const { log, metrics } = this.options;
+    const before = new Map(this.rollouts.map((s) => [s.deployment, s]));
+    for (const status of statuses) {
+      metrics.rolloutHalted.set({ deployment: status.deployment }, status.state === 'Halted' ? 1 : 0);
+      const old = before.get(status.deployment);
+      if (old && old.state === status.state && old.version === status.version) continue;
+      const fields = { deployment: status.deployment, version: status.version, state: status.state, wave: status.currentWave };
+      if (status.state === 'Halted') {
+        log.error({ ...fields, reason: status.halted?.reason, devices: status.halted?.devices }, `rollout of ${status.deployment} ${status.version} Halted: ${status.halted?.reason ?? status.message}`);
+      } else if (old || status.state !== 'Complete') {
+        log.info(fields, `rollout of ${status.deployment} ${status.version}: ${status.state} (${status.message})`);
+      }
+    }
+  }
+
+  private scheduleWakeUp(now: number): void {
+    if (!this.options.wakeUpAt) return;
+    let next = Infinity;
+    for (const status of this.rollouts) {
+      for (const at of [status.nextWaveAt, status.window?.opensAt, status.window?.closesAt]) {
+        if (at !== undefined && at !== null && at > now && at < next) next = at;
+      }
+    }
+    if (next !== Infinity) this.options.wakeUpAt(next);
   }
 
   private inventory(devices: DeviceRecord[]): InventoryDevice[] {

@@ -1,4 +1,5 @@
 import type { DeviceDesired, DeviceId } from '../core/types.js';
+import type { DeploymentRolloutStatus } from '../plan/rollout/types.js';
 import type { DeviceRecord, RevisionRecord } from '../region/state-store.js';
 
 export interface DeviceCounts {
@@ -15,6 +16,8 @@ export interface RegionStatus {
   source: { reachable: boolean; head: string | null; error: string | null };
   devices: DeviceCounts;
   updatesSent: number;
+  /** Per Deployment with devices in this region: its rollout. */
+  rollouts: DeploymentRolloutStatus[];
 }
 
 export type DeviceState = 'converged' | 'updating' | 'failed' | 'offline';

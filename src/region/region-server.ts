@@ -2,10 +2,9 @@ import type { Logger } from 'pino';
 import type { DeviceDesired, DeviceId } from '../core/types.js';
 import { FleetLoader } from '../desired/load.js';
 import { SqliteParseCache } from '../desired/parse-cache.js';
-import { resolveDesired } from '../desired/resolve.js';
 import { openFleetSource, type GitAuth } from '../source/fleet-source.js';
 import { PassScheduler } from '../reconciler/pass-scheduler.js';
-import { Reconciler, installedVersions } from '../reconciler/reconciler.js';
+import { Reconciler } from '../reconciler/reconciler.js';
 import { createRegionMetrics } from '../reconciler/region-metrics.js';
 import { countDevices, deviceState, revisionStatus, type RegionStatus } from '../reconciler/region-status.js';
 import { DesiredWatchers } from './desired-watchers.js';
@@ -49,7 +48,17 @@ export async function startRegion(config: RegionConfig): Promise<RunningRegion> 
   const loader = new FleetLoader({ cache: SqliteParseCache.inDir(config.dataDir) });
   const metrics = createRegionMetrics(config.region);
   const watchers = new DesiredWatchers();
-  const reconciler = new Reconciler({
+  let wakeUp: { at: number; timer: NodeJS.Timeout } | null = null;
+  const wakeUpAt = (at: number): void => {
+    if (wakeUp && wakeUp.at <= at) return;
+    if (wakeUp) clearTimeout(wakeUp.timer);
+    // Capped so a far-off window still gets a timely look; the interval passes cover the rest.
+    const delay = Math.min(Math.max(at - clock(), 0) + 5, 2 ** 31 - 1);
+    wakeUp = { at, timer: setTimeout(() => {
+      wakeUp = null;
+      scheduler.request({ fetch: false, reason: 'rollout timer' });
+    }, delay) };
+  };  const reconciler = new Reconciler({
     region: config.region,
     source,
     store,
@@ -58,8 +67,10 @@ export async function startRegion(config: RegionConfig): Promise<RunningRegion> 
     log,
     metrics,
     onHandOut: (devices) => watchers.notify(devices),
+    wakeUpAt: (at) => wakeUpAt(at),
   });
   const scheduler = new PassScheduler((request) => reconciler.runPass(request));
+
 
   const app = createRegionHttpServer({ log });
   registerDeviceApi(app, {
@@ -72,15 +83,7 @@ export async function startRegion(config: RegionConfig): Promise<RunningRegion> 
     onReport: () => scheduler.request({ fetch: false, reason: 'device reported' }),
   });
 
-  const currentDesired = (): ReadonlyMap<DeviceId, DeviceDesired> => {
-    const fleet = reconciler.appliedFleet;
-    if (!fleet) return store.getResolved();
-    const inventory = store
-      .listDevices()
-      .filter((d) => !d.revoked)
-      .map((d) => ({ id: d.id, region: config.region, labels: d.labels, apps: installedVersions(d) }));
-    return resolveDesired(fleet, inventory).desired;
-  };
+  const currentDesired = (): ReadonlyMap<DeviceId, DeviceDesired> => reconciler.resolveAll(store.listDevices());
 
   const status = (): RegionStatus => {
     const condition = reconciler.sourceCondition;
@@ -90,6 +93,7 @@ export async function startRegion(config: RegionConfig): Promise<RunningRegion> 
       source: { reachable: condition.reachable, head: condition.head, error: condition.error },
       devices: countDevices(store.listDevices(), currentDesired(), clock(), offlineAfterMs),
       updatesSent: store.updatesSent(),
+      rollouts: reconciler.rolloutStatuses,
     };
   };
 
@@ -111,6 +115,7 @@ export async function startRegion(config: RegionConfig): Promise<RunningRegion> 
     return metrics.registry.metrics();
   });
   app.get('/api/v1/status', async () => status());
+  app.get('/api/v1/rollouts', async () => reconciler.rolloutStatuses);
   app.post('/api/v1/reconcile', async (request, reply) => {
     scheduler.request({ fetch: true, reason: 'POST /api/v1/reconcile' });
     const wait = (request.query as Record<string, string | undefined>)['wait'];
@@ -137,6 +142,7 @@ export async function startRegion(config: RegionConfig): Promise<RunningRegion> 
     status,
     async close() {
       clearInterval(interval);
+      if (wakeUp) clearTimeout(wakeUp.timer);
       unwatch();
       watchers.closeAll();
       await scheduler.close();

@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { CascadeError } from '../core/errors.js';
 import type { AppHealth, AppReport, DeviceDesired, DeviceId, Labels } from '../core/types.js';
+import type { RolloutState } from '../plan/rollout/types.js';
 import type { AppCatalog, DeviceRecord, HandedState, RevisionRecord, StateStore } from './state-store.js';
 
 /**
@@ -60,6 +61,13 @@ const MIGRATIONS: readonly string[] = [
     value INTEGER NOT NULL
   ) WITHOUT ROWID;
   INSERT INTO counters (name, value) VALUES ('updates_sent', 0);
+  `,
+  `
+  CREATE TABLE rollouts (
+    deployment TEXT PRIMARY KEY,
+    state TEXT NOT NULL,
+    updated_at INTEGER NOT NULL
+  ) WITHOUT ROWID;
   `,
 ];
 
@@ -170,6 +178,11 @@ export class SqliteStateStore implements StateStore {
   private prepare() {
     const db = this.db;
     return {
+      allRollouts: db.prepare<[], { deployment: string; state: string }>('SELECT deployment, state FROM rollouts'),
+      upsertRollout: db.prepare<[string, string, number]>(
+        'INSERT INTO rollouts (deployment, state, updated_at) VALUES (?, ?, ?) ON CONFLICT (deployment) DO UPDATE SET state = excluded.state, updated_at = excluded.updated_at',
+      ),
+      deleteRollout: db.prepare<[string]>('DELETE FROM rollouts WHERE deployment = ?'),
       getMeta: db.prepare<[], MetaRow>('SELECT applied, applied_at, attempted, attempted_at, errors, catalog FROM meta WHERE id = 1'),
       setAttempt: db.prepare<[string | null, number, string]>('UPDATE meta SET attempted = ?, attempted_at = ?, errors = ? WHERE id = 1'),
       setApplied: db.prepare<[{ revision: string; at: number; catalog: string }]>(
@@ -309,8 +322,9 @@ export class SqliteStateStore implements StateStore {
 
   // what was handed out
 
-  handOut(changes: Map<DeviceId, DeviceDesired>, revision: string, at: number): number {
+  handOut(changes: Map<DeviceId, DeviceDesired>, revision: string, at: number, rollouts?: ReadonlyMap<string, RolloutState>): number {
     return this.db.transaction(() => {
+      if (rollouts) this.writeRollouts(rollouts, at);
       let updates = 0;
       for (const [deviceId, apps] of changes) {
         const json = stableStringify(apps);
@@ -325,6 +339,23 @@ export class SqliteStateStore implements StateStore {
       if (updates > 0) this.statements.addCounter.run(updates, 'updates_sent');
       return updates;
     })();
+  }
+
+  getRolloutStates(): Map<string, RolloutState> {
+    const states = new Map<string, RolloutState>();
+    for (const row of this.statements.allRollouts.iterate()) states.set(row.deployment, JSON.parse(row.state) as RolloutState);
+    return states;
+  }
+
+  /** Replaces the rollout states; only changed rows are written, and Deployments that are gone are dropped. */
+  private writeRollouts(rollouts: ReadonlyMap<string, RolloutState>, at: number): void {
+    const before = new Map<string, string>();
+    for (const row of this.statements.allRollouts.iterate()) before.set(row.deployment, row.state);
+    for (const [deployment, state] of rollouts) {
+      const json = stableStringify(state);
+      if (before.get(deployment) !== json) this.statements.upsertRollout.run(deployment, json, at);
+    }
+    for (const deployment of before.keys()) if (!rollouts.has(deployment)) this.statements.deleteRollout.run(deployment);
   }
 
   getHanded(id: DeviceId): HandedState | null {

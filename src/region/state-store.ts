@@ -1,5 +1,6 @@
 import type { AppReport, DeviceDesired, DeviceId, Labels } from '../core/types.js';
 import type { AppSpec } from '../desired/model.js';
+import type { RolloutState } from '../plan/rollout/types.js';
 
 /** App specs of the applied revision, by app name. */
 export type AppCatalog = Record<string, AppSpec>;
@@ -60,8 +61,14 @@ export interface StateStore {
   listDevices(): DeviceRecord[];
 
   // what was handed out
-  /** Replaces what each listed device is handed; counts, per device and app, each version that differs from the last one handed. Returns that count. */
-  handOut(changes: Map<DeviceId, DeviceDesired>, revision: string, at: number): number;
+  /**
+   * Replaces what each listed device is handed; counts, per device and app, each version that
+   * differs from the last one handed. Returns that count. The rollout states of the same pass,
+   * when given, are written in the same transaction.
+   */
+  handOut(changes: Map<DeviceId, DeviceDesired>, revision: string, at: number, rollouts?: ReadonlyMap<string, RolloutState>): number;
+  /** What the rollout engine remembers per Deployment (waves started, halts, completed versions). */
+  getRolloutStates(): Map<string, RolloutState>;
   getHanded(id: DeviceId): HandedState | null;
   listHanded(): Map<DeviceId, HandedState>;
   updatesSent(): number;
