@@ -25,6 +25,8 @@ export interface ReconcilerOptions {
   onHandOut: (devices: Iterable<DeviceId>) => void;
   /** Asks for a pass at a given time (a bake ends, a window opens). */
   wakeUpAt?: (at: number) => void;
+  /** Is the device connected right now (an open long poll)? Such a device counts as seen now. */
+  isConnected?: (device: DeviceId) => boolean;
   /** Called after every pass, e.g. to push a summary to the hub. */
   onPassComplete?: () => void;
 }
@@ -163,7 +165,7 @@ export class Reconciler {
   private dispatch(fleet: LoadedFleet): void {
     const { store, clock, metrics, onHandOut, log, region } = this.options;
     const now = clock();
-    const devices = store.listDevices();
+    const devices = withConnected(store.listDevices(), now, this.options.isConnected);
     const desired = this.resolveAll(devices);
     const handed = new Map<DeviceId, DeviceDesired>();
     for (const [id, state] of store.listHanded()) handed.set(id, state.apps);
@@ -220,6 +222,12 @@ export class Reconciler {
       .filter((d) => !d.revoked)
       .map((d) => ({ id: d.id, region: this.options.region, labels: d.labels, apps: installedVersions(d) }));
   }
+}
+
+/** Devices holding a connection open are seen now, whatever their last report. */
+export function withConnected(devices: DeviceRecord[], now: number, isConnected?: (device: DeviceId) => boolean): DeviceRecord[] {
+  if (!isConnected) return devices;
+  return devices.map((d) => (isConnected(d.id) ? { ...d, lastSeen: now } : d));
 }
 
 export function installedVersions(device: DeviceRecord): Record<string, string> {

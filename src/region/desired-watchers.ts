@@ -27,6 +27,11 @@ export class DesiredWatchers {
     return count;
   }
 
+  /** Does the device hold a long poll open right now (it is connected)? */
+  isWaiting(deviceId: DeviceId): boolean {
+    return this.waiting.has(deviceId);
+  }
+
   get isClosed(): boolean {
     return this.closed;
   }

@@ -203,6 +203,8 @@ export function registerDeviceApi(app: FastifyInstance, deps: DeviceApiDeps): vo
         throw new HttpError(400, errorCodes.invalidQuery, `wait=${waitSeconds} is too long: at most ${MAX_WAIT_SECONDS} seconds`);
       }
       void reply.header('cache-control', 'no-store');
+      // A device that polls is online, even with nothing new to report.
+      store.markSeen(id, deps.clock());
       const known = entityTags(request.headers['if-none-match']);
       let generation = generationOf(id);
       const unchanged = () => known.includes('*') || known.includes(etagOf(generation));
@@ -236,6 +238,7 @@ export function registerDeviceApi(app: FastifyInstance, deps: DeviceApiDeps): vo
         }
       }
 
+      if (waitSeconds > 0) store.markSeen(id, deps.clock());
       if (unchanged()) {
         return reply.code(304).header('etag', etagOf(generation)).send();
       }

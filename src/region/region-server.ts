@@ -4,7 +4,7 @@ import { FleetLoader } from '../desired/load.js';
 import { SqliteParseCache } from '../desired/parse-cache.js';
 import { openFleetSource, type GitAuth } from '../source/fleet-source.js';
 import { PassScheduler } from '../reconciler/pass-scheduler.js';
-import { Reconciler } from '../reconciler/reconciler.js';
+import { Reconciler, withConnected } from '../reconciler/reconciler.js';
 import { createRegionMetrics } from '../reconciler/region-metrics.js';
 import { countDevices, deviceState, revisionStatus, type RegionStatus } from '../reconciler/region-status.js';
 import { DesiredWatchers } from './desired-watchers.js';
@@ -37,6 +37,7 @@ export interface RunningRegion {
 }
 
 const DEFAULT_OFFLINE_AFTER_MS = 10 * 60_000;
+const TICK_MS = 5_000;
 
 /** Composes one region: state store, git source, loader, reconciler, device and operator APIs. */
 export async function startRegion(config: RegionConfig): Promise<RunningRegion> {
@@ -68,6 +69,7 @@ export async function startRegion(config: RegionConfig): Promise<RunningRegion> 
     metrics,
     onHandOut: (devices) => watchers.notify(devices),
     wakeUpAt: (at) => wakeUpAt(at),
+    isConnected: (device) => watchers.isWaiting(device),
   });
   const scheduler = new PassScheduler((request) => reconciler.runPass(request));
 
@@ -91,7 +93,7 @@ export async function startRegion(config: RegionConfig): Promise<RunningRegion> 
       region: config.region,
       revision: revisionStatus(store.getRevision()),
       source: { reachable: condition.reachable, head: condition.head, error: condition.error },
-      devices: countDevices(store.listDevices(), currentDesired(), clock(), offlineAfterMs),
+      devices: countDevices(withConnected(store.listDevices(), clock(), (d) => watchers.isWaiting(d)), currentDesired(), clock(), offlineAfterMs),
       updatesSent: store.updatesSent(),
       rollouts: reconciler.rolloutStatuses,
     };
@@ -107,7 +109,7 @@ export async function startRegion(config: RegionConfig): Promise<RunningRegion> 
     const desired = currentDesired();
     const now = clock();
     const byState: Record<string, number> = { converged: 0, updating: 0, failed: 0, offline: 0 };
-    for (const device of store.listDevices()) {
+    for (const device of withConnected(store.listDevices(), now, (d) => watchers.isWaiting(d))) {
       if (!device.revoked) byState[deviceState(device, desired.get(device.id), now, offlineAfterMs)]!++;
     }
     for (const state in byState) metrics.devices.set({ state }, byState[state]!);
@@ -131,6 +133,8 @@ export async function startRegion(config: RegionConfig): Promise<RunningRegion> 
 
   scheduler.request({ fetch: true, reason: 'startup' });
   const interval = setInterval(() => scheduler.request({ fetch: true, reason: 'interval' }), config.intervalMs);
+  // Time alone changes rollouts (devices fall silent and go offline): re-plan without fetching.
+  const tick = setInterval(() => scheduler.request({ fetch: false, reason: 'tick' }), Math.min(TICK_MS, config.intervalMs));
   const unwatch = source.watch(() => scheduler.request({ fetch: true, reason: 'source changed' }));
 
   return {
@@ -142,6 +146,7 @@ export async function startRegion(config: RegionConfig): Promise<RunningRegion> 
     status,
     async close() {
       clearInterval(interval);
+      clearInterval(tick);
       if (wakeUp) clearTimeout(wakeUp.timer);
       unwatch();
       watchers.closeAll();

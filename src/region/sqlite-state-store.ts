@@ -341,6 +341,10 @@ export class SqliteStateStore implements StateStore {
     })();
   }
 
+  markSeen(id: DeviceId, at: number): void {
+    this.statements.touchDevice.run(at, id);
+  }
+
   getRolloutStates(): Map<string, RolloutState> {
     const states = new Map<string, RolloutState>();
     for (const row of this.statements.allRollouts.iterate()) states.set(row.deployment, JSON.parse(row.state) as RolloutState);

@@ -58,6 +58,8 @@ export interface StateStore {
   deviceIdForTokenHash(tokenHash: string): DeviceId | null;
   recordReport(id: DeviceId, apps: Record<string, AppReport>, at: number, labels?: Labels): void;
   getDevice(id: DeviceId): DeviceRecord | null;
+  /** A device asked for its desired state: it is alive even when it has nothing new to report. */
+  markSeen(id: DeviceId, at: number): void;
   listDevices(): DeviceRecord[];
 
   // what was handed out
