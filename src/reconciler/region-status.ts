@@ -5,7 +5,10 @@ import type { DeviceRecord, RevisionRecord } from '../region/state-store.js';
 export interface DeviceCounts {
   total: number;
   converged: number;
+  /** Handed a version they do not run yet. */
   updating: number;
+  /** Behind git, but held back by their rollout (a later wave, a window, a halt). Absent in summaries of older regions. */
+  pending?: number;
   failed: number;
   offline: number;
 }
@@ -20,17 +23,25 @@ export interface RegionStatus {
   rollouts: DeploymentRolloutStatus[];
 }
 
-export type DeviceState = 'converged' | 'updating' | 'failed' | 'offline';
+export type DeviceState = 'converged' | 'updating' | 'pending' | 'failed' | 'offline';
 
 /**
  * Where a device stands against the applied revision. A device that has not reported for
  * `offlineAfterMs` is offline, whatever it said last; otherwise any failed app makes it failed;
  * otherwise it is converged when it reports exactly its desired versions, all healthy.
  */
-export function deviceState(device: DeviceRecord, desired: DeviceDesired | undefined, now: number, offlineAfterMs: number): DeviceState {
+export function deviceState(
+  device: DeviceRecord,
+  desired: DeviceDesired | undefined,
+  now: number,
+  offlineAfterMs: number,
+  handed?: DeviceDesired,
+): DeviceState {
   if (device.lastSeen === null || now - device.lastSeen > offlineAfterMs) return 'offline';
   for (const app in device.apps) if (device.apps[app]!.state === 'failed') return 'failed';
-  return isConverged(device, desired ?? {}) ? 'converged' : 'updating';
+  if (isConverged(device, desired ?? {})) return 'converged';
+  // Running what it was handed, yet behind git: its rollout holds it back.
+  return handed && isConverged(device, handed) ? 'pending' : 'updating';
 }
 
 export function isConverged(device: DeviceRecord, desired: DeviceDesired): boolean {
@@ -47,14 +58,15 @@ export function isConverged(device: DeviceRecord, desired: DeviceDesired): boole
 export function countDevices(
   devices: DeviceRecord[],
   desired: ReadonlyMap<DeviceId, DeviceDesired>,
+  handed: ReadonlyMap<DeviceId, { apps: DeviceDesired }>,
   now: number,
   offlineAfterMs: number,
 ): DeviceCounts {
-  const counts: DeviceCounts = { total: 0, converged: 0, updating: 0, failed: 0, offline: 0 };
+  const counts: DeviceCounts = { total: 0, converged: 0, updating: 0, pending: 0, failed: 0, offline: 0 };
   for (const device of devices) {
     if (device.revoked) continue;
     counts.total++;
-    counts[deviceState(device, desired.get(device.id), now, offlineAfterMs)]++;
+    counts[deviceState(device, desired.get(device.id), now, offlineAfterMs, handed.get(device.id)?.apps)]!++;
   }
   return counts;
 }

@@ -93,7 +93,7 @@ export async function startRegion(config: RegionConfig): Promise<RunningRegion> 
       region: config.region,
       revision: revisionStatus(store.getRevision()),
       source: { reachable: condition.reachable, head: condition.head, error: condition.error },
-      devices: countDevices(withConnected(store.listDevices(), clock(), (d) => watchers.isWaiting(d)), currentDesired(), clock(), offlineAfterMs),
+      devices: countDevices(withConnected(store.listDevices(), clock(), (d) => watchers.isWaiting(d)), currentDesired(), store.listHanded(), clock(), offlineAfterMs),
       updatesSent: store.updatesSent(),
       rollouts: reconciler.rolloutStatuses,
     };
@@ -108,9 +108,10 @@ export async function startRegion(config: RegionConfig): Promise<RunningRegion> 
   app.get('/metrics', async (_request, reply) => {
     const desired = currentDesired();
     const now = clock();
-    const byState: Record<string, number> = { converged: 0, updating: 0, failed: 0, offline: 0 };
+    const handed = store.listHanded();
+    const byState: Record<string, number> = { converged: 0, updating: 0, pending: 0, failed: 0, offline: 0 };
     for (const device of withConnected(store.listDevices(), now, (d) => watchers.isWaiting(d))) {
-      if (!device.revoked) byState[deviceState(device, desired.get(device.id), now, offlineAfterMs)]!++;
+      if (!device.revoked) byState[deviceState(device, desired.get(device.id), now, offlineAfterMs, handed.get(device.id)?.apps)]!++;
     }
     for (const state in byState) metrics.devices.set({ state }, byState[state]!);
     reply.header('content-type', metrics.registry.contentType);

@@ -1,3 +1,6 @@
+import { execFile } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
 import { afterEach, describe, expect, it } from 'vitest';
 import { waveOf } from '../../src/plan/waves.js';
 import { startSimulation, type Simulation } from '../../src/simulate/simulation.js';
@@ -6,6 +9,8 @@ import { waitFor } from '../support/region-process.js';
 import { SCENARIO_TOKEN, startRegionScenario, type RegionScenario } from '../support/region-scenario.js';
 import { smallFleet, webDeployment } from '../support/small-fleet.js';
 
+const BIN = fileURLToPath(new URL('../../bin/cascade.js', import.meta.url));
+const run = promisify(execFile);
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 describe('progressive rollouts, end to end', () => {
@@ -61,6 +66,12 @@ describe('progressive rollouts, end to end', () => {
     for (const wave of after.waves.filter((w) => w.wave > 1)) expect(wave.updating + wave.failed + wave.healthy).toBe(0);
     const inventory = (await (await fetch(`${s.region.url}/api/v1/devices`)).json()) as Array<{ id: string; apps: Record<string, string> }>;
     expect(inventory.every((d) => d.apps['web'] === '1.0.0')).toBe(true); // failed canaries went back to 1.0.0 themselves
+    // What an operator sees: `cascade status` names the halt and how to undo it; --watch stops on it.
+    const shown = await run(process.execPath, [BIN, 'status', '--region-url', s.region.url]);
+    expect(shown.stdout).toMatch(/web -> 2\.0\.0\s+Halted\s+wave 1\/3/);
+    expect(shown.stdout).toContain('cascade rollback --deployment web');
+    const watched = await run(process.execPath, [BIN, 'status', '--region-url', s.region.url, '--watch', '--interval', '200ms'], { timeout: 20_000 });
+    expect(watched.stderr).toMatch(/web .*HALTED/);
     const metrics = await (await fetch(`${s.region.url}/metrics`)).text();
     expect(metrics).toMatch(/cascade_rollout_halted\{deployment="web",region="us-east"\} 1/);
 

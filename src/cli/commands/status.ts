@@ -1,11 +1,16 @@
 import { Command, Option } from 'commander';
-import cliProgress from 'cli-progress';
+import { CascadeError } from '../../core/errors.js';
+import { showHubStatus } from '../../hub-client/show-hub-status.js';
 import { fetchRegionStatus } from '../../status/fetch-status.js';
-import { isSettled, renderRegionStatus } from '../../status/render-status.js';
+import { renderRegionStatus } from '../../status/render-status.js';
+import { watchRegionStatus } from '../../status/watch-status.js';
 import { durationFlag } from '../parse-flags.js';
 
 interface StatusFlags {
-  regionUrl: string;
+  regionUrl?: string;
+  hubUrl?: string;
+  hubToken?: string;
+  revision?: string;
   json?: boolean;
   watch?: boolean;
   interval: number;
@@ -15,41 +20,25 @@ export function registerStatus(program: Command): void {
   program
     .command('status')
     .description("show a region's revision, devices and rollout progress (--watch: live progress bars)")
-    .addOption(new Option('--region-url <url>', 'URL of a running region').env('CASCADE_REGION_URL').makeOptionMandatory())
+    .addOption(new Option('--region-url <url>', 'URL of a running region').env('CASCADE_REGION_URL'))
+    .addOption(new Option('--hub-url <url>', 'URL of the hub: every region and the recent commits').env('CASCADE_HUB_URL'))
+    .addOption(new Option('--hub-token <token>', "the hub's read token, when it requires one").env('CASCADE_HUB_READ_TOKEN'))
+    .option('--revision <sha>', 'with --hub-url: one commit across the fleet')
     .option('--json', 'print the status as JSON')
     .option('--watch', 'redraw a live progress bar until the rollout settles')
     .addOption(new Option('--interval <duration>', 'refresh period with --watch').default(1000, '1s').argParser(durationFlag))
     .action(async (flags: StatusFlags) => {
+      if (flags.hubUrl && !flags.regionUrl) {
+        await showHubStatus({ hubUrl: flags.hubUrl, token: flags.hubToken, revision: flags.revision, json: flags.json });
+        return;
+      }
+      if (!flags.regionUrl) throw new CascadeError('status-url-required', 'say what to ask: --region-url URL (one region) or --hub-url URL (the fleet)');
       if (!flags.watch) {
         const status = await fetchRegionStatus(flags.regionUrl);
         process.stdout.write(flags.json ? JSON.stringify(status, null, 2) + '\n' : renderRegionStatus(status) + '\n');
         return;
       }
-      await watchStatus(flags.regionUrl, flags.interval);
+      const settled = await watchRegionStatus(flags.regionUrl, flags.interval);
+      process.stdout.write(renderRegionStatus(settled) + '\n');
     });
-}
-
-async function watchStatus(regionUrl: string, intervalMs: number): Promise<void> {
-  const bars = new cliProgress.MultiBar(
-    {
-      format: ' {region} |{bar}| {value}/{total} converged  {updating} updating  {failed} failed  {offline} offline  rev {rev}',
-      hideCursor: true,
-      clearOnComplete: false,
-      noTTYOutput: true,
-      notTTYSchedule: 2000,
-    },
-    cliProgress.Presets.shades_classic,
-  );
-  let bar: cliProgress.SingleBar | null = null;
-  for (;;) {
-    const status = await fetchRegionStatus(regionUrl);
-    const d = status.devices;
-    const payload = { region: status.region, updating: d.updating, failed: d.failed, offline: d.offline, rev: (status.revision.applied ?? '-').slice(0, 8) };
-    if (!bar) bar = bars.create(Math.max(d.total, 1), d.converged, payload);
-    bar.setTotal(Math.max(d.total, 1));
-    bar.update(d.converged, payload);
-    if (isSettled(status) && d.total > 0) break;
-    await new Promise((resolve) => setTimeout(resolve, intervalMs));
-  }
-  bars.stop();
 }
