@@ -49,8 +49,11 @@ async function measure(root: string): Promise<BenchFigure[]> {
   writeRepo(repo, files);
   const gitRun = (...args: string[]) => execFileSync('git', args, { cwd: repo, env: GIT_ENV, encoding: 'utf8' }).trim();
   gitRun('init', '-q', '-b', 'main');
+  // No background auto-gc racing the measurements; pack everything once, as a clone would be.
+  gitRun('config', 'gc.auto', '0');
   gitRun('add', '-A');
   gitRun('commit', '-q', '-m', 'fleet of 10,000 files');
+  gitRun('gc', '-q');
   const fileCount = Object.keys(files).length;
   process.stderr.write(`  generated ${fileCount} files (${(totalBytes(files) / 1e6).toFixed(1)} MB) in a git repository\n`);
 
@@ -58,7 +61,12 @@ async function measure(root: string): Promise<BenchFigure[]> {
   const { snapshot: listing } = await readGitSnapshot({ dir: repo, ref: 'main' });
   const readAllMs = await timed(async () => {
     const gitCache = {};
-    for (const file of listing.files) await git.readBlob({ fs, dir: repo, oid: file.id, cache: gitCache });
+    let next = 0;
+    // As many reads in flight as the loader keeps.
+    const worker = async () => {
+      while (next < listing.files.length) await git.readBlob({ fs, dir: repo, oid: listing.files[next++]!.id, cache: gitCache });
+    };
+    await Promise.all(Array.from({ length: 16 }, worker));
   });
   const contents = listing.files.map((f) => new TextEncoder().encode(files[f.path]!));
   const jsonTexts = contents.map((bytes) => JSON.stringify(parseYamlBytes(bytes).documents.map((d) => d.value)));
@@ -115,8 +123,8 @@ async function measure(root: string): Promise<BenchFigure[]> {
 
   const cold = { name: 'cold load', value: coldMs, unit: 'ms' };
   return [
-    figure(`cold load, ${fileCount} files (read + parse + validate + cache)`, coldMs, 'ms', 'cold load < 4x reading every blob', coldMs < 4 * readAllMs, {
-      name: 'isomorphic-git readBlob of every file',
+    figure(`cold load, ${fileCount} files (read + parse + validate + cache)`, coldMs, 'ms', 'cold load < 2x reading every blob', coldMs < 2 * readAllMs, {
+      name: 'isomorphic-git readBlob of every file (packed, 16 in flight)',
       value: readAllMs,
       unit: 'ms',
     }),
@@ -126,7 +134,7 @@ async function measure(root: string): Promise<BenchFigure[]> {
       unit: 'ms',
     }),
     figure(`incremental load, 1 file changed (median of ${INCREMENTAL_ROUNDS})`, incrementalMs, 'ms', 'incremental < 5% of cold', incrementalMs < 0.05 * coldMs, cold),
-    figure('restart with warm disk cache (median of 3)', restartMs, 'ms', 'restart < 25% of cold', restartMs < 0.25 * coldMs, cold),
+    figure('restart with warm disk cache (median of 3)', restartMs, 'ms', 'restart < 5% of cold', restartMs < 0.05 * coldMs, cold),
   ];
 }
 

@@ -9,6 +9,7 @@ const SUITES: Record<string, () => Promise<{ suite: BenchSuite }>> = {
   load: () => import('./load.bench.js'),
   plan: () => import('./plan.bench.js'),
   fetch: () => import('./fetch.bench.js'),
+  region: () => import('./region.bench.js'),
 };
 
 async function main(): Promise<void> {

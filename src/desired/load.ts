@@ -61,7 +61,9 @@ const PARALLEL_READS = 16;
  */
 export class FleetLoader {
   private readonly cache: ParseCache | undefined;
+  /** Results of the last load, and of the one before (callers often alternate between two revisions). */
   private memory = new Map<string, FileEntry>();
+  private previousMemory = new Map<string, FileEntry>();
 
   constructor(options: FleetLoaderOptions = {}) {
     this.cache = options.cache;
@@ -74,7 +76,7 @@ export class FleetLoader {
     const pendingIds = new Set<string>();
 
     for (const file of snapshot.files) {
-      const known = entries.get(file.id) ?? this.memory.get(file.id);
+      const known = entries.get(file.id) ?? this.memory.get(file.id) ?? this.previousMemory.get(file.id);
       if (known) {
         entries.set(file.id, known);
         stats.cached++;
@@ -108,27 +110,31 @@ export class FleetLoader {
     }
 
     const toStore: Array<{ id: string; documents: CachedDocument[] }> = [];
+    const failedReads = new Set<string>();
     await forEachLimited(toParse, PARALLEL_READS, async (file) => {
-      const { parsed, readable } = await parseFile(file);
+      const { parsed, readable, readFailed } = await parseFile(file);
       if (readable) stats.parsed++;
+      if (readFailed) failedReads.add(file.id);
       entries.set(file.id, entryFromDocuments(parsed.documents, parsed.problems, parsed.positions)!);
       if (readable && parsed.problems.length === 0) toStore.push({ id: file.id, documents: parsed.documents });
     });
     this.cache?.putMany(toStore);
-    this.memory = entries;
+    this.previousMemory = this.memory;
+    // A failed read may succeed next time (an object still being fetched), so it is not remembered.
+    this.memory = failedReads.size === 0 ? entries : new Map([...entries].filter(([id]) => !failedReads.has(id)));
 
     return assemble(snapshot, entries, stats);
   }
 }
 
 /** Reads and parses one file; read failures and oversize content become problems, never exceptions. */
-async function parseFile(file: FleetFile): Promise<{ parsed: ParsedYaml; readable: boolean }> {
+async function parseFile(file: FleetFile): Promise<{ parsed: ParsedYaml; readable: boolean; readFailed?: boolean }> {
   let bytes: Uint8Array;
   try {
     bytes = await file.read();
   } catch (err) {
     const problem: FileProblem = { code: 'unreadable', line: 1, col: 1, pointer: '', index: 0, message: `cannot be read: ${(err as Error).message}` };
-    return { parsed: { documents: [], problems: [problem], positions: null }, readable: false };
+    return { parsed: { documents: [], problems: [problem], positions: null }, readable: false, readFailed: true };
   }
   if (bytes.byteLength > PARSE_LIMITS.maxFileBytes) {
     return { parsed: { documents: [], problems: [fileTooLarge(bytes.byteLength)], positions: null }, readable: false };
@@ -251,12 +257,10 @@ export function compareProblems(a: Problem, b: Problem): number {
 
 /** Cached documents are shared by every load that sees the same blob, so nobody may change them. */
 function deepFreeze<T>(value: T): T {
-  const stack: unknown[] = [value];
-  while (stack.length > 0) {
-    const v = stack.pop();
-    if (typeof v !== 'object' || v === null || Object.isFrozen(v)) continue;
-    Object.freeze(v);
-    for (const child of Object.values(v)) stack.push(child);
+  // Recursion is safe: parsed documents are at most PARSE_LIMITS.maxDepth deep.
+  if (typeof value === 'object' && value !== null && !Object.isFrozen(value)) {
+    Object.freeze(value);
+    for (const key in value) deepFreeze((value as Record<string, unknown>)[key]);
   }
   return value;
 }

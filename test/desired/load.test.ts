@@ -63,6 +63,15 @@ describe('FleetLoader', () => {
     expect(result.fleet.revision).toBe('r2');
   });
 
+  it('remembers the two latest snapshots, so going back to the previous revision parses nothing', async () => {
+    const loader = new FleetLoader();
+    const before = fleetFiles(3);
+    const after = { ...before, 'apps/app-1.yaml': APP('app-1', 'spec:\n  description: changed\n') };
+    await loader.load(memorySnapshot(before));
+    expect((await loader.load(memorySnapshot(after))).stats.parsed).toBe(1);
+    expect((await loader.load(memorySnapshot(before))).stats.parsed).toBe(0);
+  });
+
   it('parses nothing after a restart with a warm disk cache', async () => {
     const dir = tempDir();
     const files = fleetFiles(10);
@@ -152,7 +161,12 @@ describe('FleetLoader', () => {
     snapshot.files[0]!.read = async () => {
       throw new Error('object 1234 is missing');
     };
-    const { problems } = await new FleetLoader().load(snapshot);
+    const loader = new FleetLoader();
+    const { problems } = await loader.load(snapshot);
     expect(problems.map(formatProblem)).toEqual(['a.yaml:1:1: cannot be read: object 1234 is missing']);
+    // Not remembered: the next load tries again.
+    const retry = await loader.load(memorySnapshot({ 'a.yaml': APP('x') }));
+    expect(retry.problems).toEqual([]);
+    expect(retry.stats.parsed).toBe(1);
   });
 });
