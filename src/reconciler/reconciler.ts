@@ -11,6 +11,7 @@ import type { FleetSource } from '../source/fleet-source.js';
 import { readGitSnapshot, type GitSnapshotState } from '../source/git-snapshot.js';
 import type { AppCatalog, DeviceRecord, StateStore } from '../region/state-store.js';
 import type { PassRequest } from './pass-scheduler.js';
+import { refuseRevision, type RevisionGuardOptions } from './revision-guard.js';
 import type { RegionMetrics } from './region-metrics.js';
 
 export interface ReconcilerOptions {
@@ -27,6 +28,8 @@ export interface ReconcilerOptions {
   wakeUpAt?: (at: number) => void;
   /** Is the device connected right now (an open long poll)? Such a device counts as seen now. */
   isConnected?: (device: DeviceId) => boolean;
+  /** Signature and history checks on each new head before it is loaded. */
+  guard?: Omit<RevisionGuardOptions, 'gitdir'>;
   /** Called after every pass, e.g. to push a summary to the hub. */
   onPassComplete?: () => void;
 }
@@ -115,6 +118,13 @@ export class Reconciler {
 
   private async loadRevision(head: string): Promise<void> {
     const { source, store, loader, log, clock, metrics, region } = this.options;
+    const refusal = await refuseRevision({ ...this.options.guard, gitdir: source.location.gitdir }, head, store.getRevision().applied);
+    if (refusal) {
+      store.recordAttempt(head, [refusal], clock());
+      metrics.revisionsRefused.inc();
+      log.error({ revision: head }, refusal);
+      return;
+    }
     const { snapshot, state } = await readGitSnapshot({
       gitdir: source.location.gitdir,
       ref: head,

@@ -15,6 +15,8 @@ export class HttpError extends CascadeError {
 }
 
 export interface RegionHttpServerOptions {
+  /** Serve HTTPS with this certificate and key (PEM). */
+  https?: { cert: Buffer; key: Buffer };
   /** pino logger of the region; false for none (tests). */
   log: Logger | false;
   bodyLimit?: number;
@@ -86,6 +88,7 @@ export function createRegionHttpServer(opts: RegionHttpServerOptions): FastifyIn
     forceCloseConnections: true,
     return503OnClosing: true,
     routerOptions: { maxParamLength: 1024 },
+    ...(opts.https ? { https: opts.https } : {}),
     ajv: {
       // Reject what is wrong instead of quietly fixing it: unknown fields and wrong types are errors.
       customOptions: { removeAdditional: false, coerceTypes: false, useDefaults: false, allErrors: false },

@@ -11,6 +11,9 @@ import { DesiredWatchers } from './desired-watchers.js';
 import { registerDeviceApi } from './device-api.js';
 import { createRegionHttpServer } from './http-server.js';
 import { SqliteStateStore } from './sqlite-state-store.js';
+import { limitEnrollment } from './enrollment-limiter.js';
+import { operatorGuard, registerOperatorApi } from './operator-api.js';
+import type { TrustedKeys } from '../source/trusted-keys.js';
 
 export interface RegionConfig {
   repo: string;
@@ -23,6 +26,12 @@ export interface RegionConfig {
   /** null only with --insecure-open-enrollment. */
   enrollmentToken: string | null;
   gitAuth?: GitAuth;
+  /** Serve HTTPS (PEM contents). */
+  tls?: { cert: Buffer; key: Buffer };
+  /** Bearer token for the operator API and the live inventory; null leaves them open. */
+  operatorToken?: string | null;
+  /** Commit signature and history checks (--verify-commits, --allow-non-fast-forward). */
+  guard?: { trustedKeys?: TrustedKeys; allowNonFastForward?: boolean };
   offlineAfterMs?: number;
   log: Logger;
   clock?: () => number;
@@ -70,12 +79,17 @@ export async function startRegion(config: RegionConfig): Promise<RunningRegion> 
     onHandOut: (devices) => watchers.notify(devices),
     wakeUpAt: (at) => wakeUpAt(at),
     isConnected: (device) => watchers.isWaiting(device),
+    guard: config.guard,
   });
   const scheduler = new PassScheduler((request) => reconciler.runPass(request));
 
 
-  const app = createRegionHttpServer({ log });
+  const app = createRegionHttpServer({ log, https: config.tls });
+  limitEnrollment(app, clock);
+  const operatorToken = config.operatorToken ?? null;
+  registerOperatorApi(app, { store, operatorToken, clock, onRevoke: (id) => watchers.notify([id]) });
   registerDeviceApi(app, {
+    operatorGuard: operatorGuard(operatorToken),
     store,
     region: config.region,
     enrollmentToken: config.enrollmentToken,
@@ -129,7 +143,7 @@ export async function startRegion(config: RegionConfig): Promise<RunningRegion> 
   await app.listen({ host: config.host, port: config.port });
   const address = app.server.address();
   const port = typeof address === 'object' && address ? address.port : config.port;
-  const url = `http://${config.host.includes(':') ? `[${config.host}]` : config.host}:${port}`;
+  const url = `${config.tls ? 'https' : 'http'}://${config.host.includes(':') ? `[${config.host}]` : config.host}:${port}`;
   log.info({ url, region: config.region, repo: config.repo, branch: config.branch }, `region ${config.region} listening on ${url}`);
 
   scheduler.request({ fetch: true, reason: 'startup' });

@@ -181,6 +181,7 @@ export class SqliteStateStore implements StateStore {
   private prepare() {
     const db = this.db;
     return {
+      revokeDevice: db.prepare<[string]>('UPDATE devices SET revoked = 1 WHERE id = ?'),
       allRollouts: db.prepare<[], { deployment: string; state: string }>('SELECT deployment, state FROM rollouts'),
       upsertRollout: db.prepare<[string, string, number]>(
         'INSERT INTO rollouts (deployment, state, updated_at) VALUES (?, ?, ?) ON CONFLICT (deployment) DO UPDATE SET state = excluded.state, updated_at = excluded.updated_at',
@@ -342,6 +343,11 @@ export class SqliteStateStore implements StateStore {
       if (updates > 0) this.statements.addCounter.run(updates, 'updates_sent');
       return updates;
     })();
+  }
+
+  revokeDevice(id: DeviceId, at: number): boolean {
+    void at;
+    return this.statements.revokeDevice.run(id).changes > 0;
   }
 
   markSeen(id: DeviceId, at: number): void {

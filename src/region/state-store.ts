@@ -58,6 +58,8 @@ export interface StateStore {
   deviceIdForTokenHash(tokenHash: string): DeviceId | null;
   recordReport(id: DeviceId, apps: Record<string, AppReport>, at: number, labels?: Labels): void;
   getDevice(id: DeviceId): DeviceRecord | null;
+  /** Revokes a device: its token stops working at once and it cannot enrol again under that id. Returns false for an unknown id. */
+  revokeDevice(id: DeviceId, at: number): boolean;
   /** A device asked for its desired state: it is alive even when it has nothing new to report. */
   markSeen(id: DeviceId, at: number): void;
   listDevices(): DeviceRecord[];

@@ -32,7 +32,7 @@ export function registerPlan(program: Command): void {
     .description('show the steps (install, upgrade, downgrade, remove) the fleet repository asks for, per region, Deployment and wave')
     .argument('[dir]', 'fleet repository directory', '.')
     .option('--inventory <file>', 'JSON array of devices: [{"id", "region", "labels": {...}, "apps": {"<app>": "<version>"}}]')
-    .option('--region-url <url>', 'read the inventory from a running region (GET <url>/api/v1/devices) instead of a file')
+    .option('--region-url <url>', 'read the inventory from a running region (GET <url>/api/v1/devices; operator token from CASCADE_OPERATOR_TOKEN) instead of a file')
     .option('--rev <rev>', 'plan a commit, branch or tag instead of the working tree')
     .addOption(new Option('--format <format>', 'output format').choices(['text', 'json', 'markdown']).default('text'))
     .option('--json', 'same as --format json: only the plan JSON goes to stdout')

@@ -1,7 +1,10 @@
 import { Command, Option } from 'commander';
 import { CascadeError } from '../../core/errors.js';
 import { startRegion } from '../../region/region-server.js';
+import { readFileSync } from 'node:fs';
+import { loadTrustedKeys } from '../../source/trusted-keys.js';
 import { createCliLogger } from '../logger.js';
+import { envFlag, secretFrom } from '../secrets.js';
 import { durationFlag, listenFlag } from '../parse-flags.js';
 
 interface RegionFlags {
@@ -17,6 +20,12 @@ interface RegionFlags {
   gitUsername?: string;
   gitPassword?: string;
   gitToken?: string;
+  tlsCert?: string;
+  tlsKey?: string;
+  operatorToken?: string;
+  verifyCommits?: boolean;
+  trustedKeys?: string;
+  allowNonFastForward?: boolean;
 }
 
 export function registerRegion(program: Command): void {
@@ -31,18 +40,40 @@ export function registerRegion(program: Command): void {
     .addOption(new Option('--interval <duration>', 'poll the repository this often').env('CASCADE_INTERVAL').default(30_000, '30s').argParser(durationFlag))
     .addOption(new Option('--offline-after <duration>', 'a device silent this long counts as offline').env('CASCADE_OFFLINE_AFTER').default(600_000, '10m').argParser(durationFlag))
     .addOption(new Option('--enrollment-token <token>', 'secret devices present to enrol').env('CASCADE_ENROLLMENT_TOKEN'))
-    .addOption(new Option('--insecure-open-enrollment', 'let any device enrol without a token (lab use only)').env('CASCADE_INSECURE_OPEN_ENROLLMENT'))
+    .addOption(new Option('--insecure-open-enrollment', 'let any device enrol without a token (lab use only; env CASCADE_INSECURE_OPEN_ENROLLMENT=true)'))
     .addOption(new Option('--git-username <name>', 'basic auth user for an http(s) repository').env('CASCADE_GIT_USERNAME'))
     .addOption(new Option('--git-password <password>', 'basic auth password for an http(s) repository').env('CASCADE_GIT_PASSWORD'))
     .addOption(new Option('--git-token <token>', 'access token for an http(s) repository').env('CASCADE_GIT_TOKEN'))
+    .addOption(new Option('--tls-cert <file>', 'serve HTTPS with this certificate (PEM)').env('CASCADE_TLS_CERT'))
+    .addOption(new Option('--tls-key <file>', 'private key of --tls-cert (PEM)').env('CASCADE_TLS_KEY'))
+    .addOption(new Option('--operator-token <token>', 'bearer token for the operator API (device list and revocation, live inventory)').env('CASCADE_OPERATOR_TOKEN'))
+    .addOption(new Option('--verify-commits', 'apply only revisions whose head commit is signed by a trusted key (env CASCADE_VERIFY_COMMITS=true)'))
+    .addOption(new Option('--trusted-keys <file>', 'OpenPGP public keys and/or SSH allowed-signers lines trusted to sign commits').env('CASCADE_TRUSTED_KEYS'))
+    .addOption(new Option('--allow-non-fast-forward', 'accept a branch moved to a commit that does not descend from the served one (env CASCADE_ALLOW_NON_FAST_FORWARD=true)'))
     .action(async (flags: RegionFlags) => {
+      flags.enrollmentToken = secretFrom(flags.enrollmentToken, 'CASCADE_ENROLLMENT_TOKEN');
+      flags.gitToken = secretFrom(flags.gitToken, 'CASCADE_GIT_TOKEN');
+      flags.gitPassword = secretFrom(flags.gitPassword, 'CASCADE_GIT_PASSWORD');
+      flags.operatorToken = secretFrom(flags.operatorToken, 'CASCADE_OPERATOR_TOKEN');
+      flags.insecureOpenEnrollment ||= envFlag('CASCADE_INSECURE_OPEN_ENROLLMENT');
+      flags.verifyCommits ||= envFlag('CASCADE_VERIFY_COMMITS');
+      flags.allowNonFastForward ||= envFlag('CASCADE_ALLOW_NON_FAST_FORWARD');
+      if (flags.verifyCommits && !flags.trustedKeys) {
+        throw new CascadeError('trusted-keys-required', '--verify-commits needs --trusted-keys FILE (OpenPGP public keys or SSH allowed-signers lines).');
+      }
+      if (Boolean(flags.tlsCert) !== Boolean(flags.tlsKey)) {
+        throw new CascadeError('tls-incomplete', 'HTTPS needs both --tls-cert and --tls-key.');
+      }
       if (!flags.enrollmentToken && !flags.insecureOpenEnrollment) {
         throw new CascadeError(
           'enrollment-token-required',
           'refusing to start without an enrolment token: set --enrollment-token (or CASCADE_ENROLLMENT_TOKEN), or pass --insecure-open-enrollment to let any device enrol.',
         );
       }
+      const trustedKeys = flags.verifyCommits ? await loadTrustedKeys(flags.trustedKeys!) : undefined;
+      const tls = flags.tlsCert ? { cert: readPem(flags.tlsCert, '--tls-cert'), key: readPem(flags.tlsKey!, '--tls-key') } : undefined;
       const log = createCliLogger();
+      if (!flags.operatorToken) log.warn('no --operator-token: the operator API (device list, revocation) and the live inventory are open to anyone who can reach this region');
       if (!flags.enrollmentToken) log.warn('open enrolment: any device that can reach this region can enrol (--insecure-open-enrollment)');
       const region = await startRegion({
         repo: flags.repo,
@@ -55,6 +86,9 @@ export function registerRegion(program: Command): void {
         offlineAfterMs: flags.offlineAfter,
         enrollmentToken: flags.enrollmentToken ?? null,
         gitAuth: { username: flags.gitUsername, password: flags.gitPassword, token: flags.gitToken },
+        tls,
+        operatorToken: flags.operatorToken ?? null,
+        guard: { trustedKeys, allowNonFastForward: flags.allowNonFastForward },
         log,
       });
       await new Promise<void>((resolve) => {
@@ -66,4 +100,12 @@ export function registerRegion(program: Command): void {
         process.once('SIGINT', stop);
       });
     });
+}
+
+function readPem(file: string, flag: string): Buffer {
+  try {
+    return readFileSync(file);
+  } catch (err) {
+    throw new CascadeError('tls-file-unreadable', `cannot read ${flag} ${file}: ${(err as Error).message}`);
+  }
 }

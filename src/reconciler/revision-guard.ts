@@ -1,0 +1,38 @@
+import { isDescendant } from '../source/ancestry.js';
+import type { TrustedKeys } from '../source/trusted-keys.js';
+import { verifyCommitSignature } from '../source/verify-commit.js';
+
+export interface RevisionGuardOptions {
+  gitdir: string;
+  /** Apply only commits signed by one of these keys (--verify-commits --trusted-keys). */
+  trustedKeys?: TrustedKeys;
+  /** Accept a branch that moves to a commit not descending from the served one (--allow-non-fast-forward). */
+  allowNonFastForward?: boolean;
+}
+
+/**
+ * Why a new head must not be applied, or null when it may be. Checked before the revision is even
+ * loaded: a force-push back to an old commit is a rollback attack (a rollback must be a new commit),
+ * and with --verify-commits an unsigned or foreign-signed head is refused.
+ */
+export async function refuseRevision(options: RevisionGuardOptions, head: string, served: string | null): Promise<string | null> {
+  const short = head.slice(0, 8);
+  if (served && !options.allowNonFastForward) {
+    let descends: boolean;
+    try {
+      descends = await isDescendant({ gitdir: options.gitdir, oid: head, ancestor: served });
+    } catch {
+      descends = false;
+    }
+    if (!descends) {
+      return `refused ${short}: the branch moved to a commit that does not descend from the served revision ${served.slice(0, 8)} (a force-push or rewritten history). Roll back with a new commit (git revert, cascade rollback); start the region with --allow-non-fast-forward to accept rewritten history.`;
+    }
+  }
+  if (options.trustedKeys) {
+    const verdict = await verifyCommitSignature({ gitdir: options.gitdir, oid: head, trusted: options.trustedKeys });
+    if (!verdict.ok) {
+      return `refused ${short}: ${verdict.reason}; only commits signed by a key in ${options.trustedKeys.path} are applied (sign the commit, e.g. git commit -S, or add the signer's key).`;
+    }
+  }
+  return null;
+}
