@@ -21,7 +21,8 @@ export function renderFleet(fleet: FleetView): string {
     const refused = r.revision.error ? `  refused ${short(r.revision.attempted)}` : '';
     const git = r.source.reachable ? '' : '  (git unreachable)';
     lines.push(
-      `  ${r.region.padEnd(width)}  applied ${short(r.revision.applied)}${refused}  ${d.total} devices: ${d.converged} converged, ${d.updating} updating, ${d.failed} failed, ${d.offline} offline  [${heard}]${git}`,
+      `  ${r.region.padEnd(width)}  applied ${short(r.revision.applied)}${refused}  ${d.total} devices: ${d.converged} converged, ${d.updating} updating, ` +
+        `${d.pending ? `${d.pending} waiting, ` : ''}${d.failed} failed, ${d.offline} offline  [${heard}]${git}`,
     );
   }
   return lines.join('\n');
@@ -36,14 +37,15 @@ export function renderRevision(view: RevisionView): string {
     for (const rollback of view.undo.rollbacks) lines.push(`          or ${rollback}`);
   }
   for (const region of view.regions) {
-    const flags = [region.applied ? 'applied' : region.refused ? 'refused' : 'not applied', region.stale ? 'stale' : ''].filter(Boolean).join(', ');
+    const where = region.applied ? 'applied' : region.refused ? 'refused' : `not on it (applied ${short(region.current)})`;
+    const flags = [where, region.stale ? 'stale' : ''].filter(Boolean).join(', ');
     lines.push(`  ${region.region}: ${flags}`);
     for (const error of (region.errors ?? []).slice(0, 5)) lines.push(`      ${error}`);
     for (const d of region.deployments) {
       const c = d.counts;
       lines.push(
-        `    ${d.deployment} ${d.app} ${d.version}  ${d.state}, wave ${d.currentWave}/${d.waves.length}: ` +
-          `${c.converged}/${c.devices} converged, ${c.updating + c.pending} updating, ${c.failed} failed, ${c.offline} offline`,
+        `    ${d.deployment} -> ${d.version}  ${d.state}  wave ${d.currentWave}/${d.waves.length}: ` +
+          `${c.converged}/${c.devices} converged, ${c.updating} updating, ${c.pending} waiting, ${c.failed} failed, ${c.offline} offline`,
       );
     }
   }
