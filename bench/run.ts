@@ -10,6 +10,7 @@ const SUITES: Record<string, () => Promise<{ suite: BenchSuite }>> = {
   plan: () => import('./plan.bench.js'),
   fetch: () => import('./fetch.bench.js'),
   region: () => import('./region.bench.js'),
+  mqtt: () => import('./mqtt.bench.js'),
 };
 
 async function main(): Promise<void> {

@@ -1,7 +1,7 @@
 import type { Logger } from 'pino';
 import { isCascadeError } from '../core/errors.js';
 import type { AppReport, Labels } from '../core/types.js';
-import { isRegionHttpError, type RegionClient } from '../protocol/region-client.js';
+import { isRegionHttpError, type DesiredResult, type RegionClient } from '../protocol/region-client.js';
 import { errorCodes, type DesiredAppWire, type ReportRequest } from '../protocol/types.js';
 import { sleep } from './abortable.js';
 import { AGENT_STATE_WRITE_FAILED, type AgentState, type AgentStateStore, type InstalledApp } from './agent-state.js';
@@ -18,9 +18,18 @@ export type DeviceEvent =
   | { type: 'removed'; app: string; version: string }
   | { type: 'connection-error'; message: string };
 
+/** How an enrolled device reports and learns its desired state: the HTTP client, or e.g. MQTT. */
+export interface DeviceChannel {
+  report(body: ReportRequest, signal?: AbortSignal): Promise<void>;
+  /** 200 with the desired state once it differs from `etag`, or 304 after `waitSeconds`. */
+  getDesired(etag: string | null, waitSeconds: number, signal?: AbortSignal): Promise<DesiredResult>;
+}
+
 export interface DeviceLoopOptions {
   /** Knows the region URL and the device id; keeps the device token. */
   client: RegionClient;
+  /** Carries reports and desired state after enrolment; `client` (HTTP long polls) by default. */
+  channel?: DeviceChannel;
   labels: Labels;
   enrollmentToken: string | null;
   runtime: DeviceRuntime;
@@ -96,7 +105,7 @@ class DeviceLoop {
           await this.report();
           mustReport = false;
         }
-        const result = await client.getDesired(etag, this.waitSeconds, this.signal);
+        const result = await (this.opts.channel ?? client).getDesired(etag, this.waitSeconds, this.signal);
         failures = 0;
         if (result.status === 304) continue;
         this.emit({ type: 'desired', generation: result.body.generation });
@@ -164,7 +173,7 @@ class DeviceLoop {
   }
 
   private async report(installing?: { app: string; version: string }): Promise<void> {
-    await this.opts.client.report(this.reportBody(installing), this.signal);
+    await (this.opts.channel ?? this.opts.client).report(this.reportBody(installing), this.signal);
     this.emit({ type: 'reported' });
   }
 

@@ -1,4 +1,5 @@
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
+import type { ServerResponse } from 'node:http';
 import { performance } from 'node:perf_hooks';
 import type { FastifyInstance, FastifyReply, FastifyRequest, preHandlerHookHandler } from 'fastify';
 import type { AppReport, DeviceId, InventoryDevice, Labels } from '../core/types.js';
@@ -19,7 +20,7 @@ import {
   type ReportRequest,
 } from '../protocol/types.js';
 import { isValidDeviceId, labelsProblem } from '../protocol/validate.js';
-import type { DesiredWatchers } from './desired-watchers.js';
+import { DesiredWaiter, type DesiredWatchers } from './desired-watchers.js';
 import { HttpError } from './http-server.js';
 import type { StateStore } from './state-store.js';
 
@@ -34,6 +35,11 @@ export interface DeviceApiDeps {
   clock: () => number;
   /** Called after a device (re-)enrolled, e.g. to hand it its desired state at once. */
   onEnroll?: (deviceId: DeviceId) => void;
+  /**
+   * Called with the token issued at enrolment, the only moment the region sees it in plain text,
+   * e.g. to give the device the same secret as its MQTT password. Runs before the answer is sent.
+   */
+  onTokenIssued?: (deviceId: DeviceId, token: string) => void;
   /** Called after a device reported, e.g. to re-evaluate a rollout. */
   onReport?: (deviceId: DeviceId) => void;
   /** Runs before operator routes (the inventory); open when absent. */
@@ -57,6 +63,23 @@ function sha256(text: string): Buffer {
 /** Constant-time comparison of two secrets of any length (hashing first makes the lengths equal). */
 function secretsEqual(given: string, expected: string): boolean {
   return timingSafeEqual(sha256(given), sha256(expected));
+}
+
+/** A device's desired state as the protocol carries it (HTTP `GET .../desired`, MQTT `.../desired`). */
+export function desiredResponse(store: StateStore, region: string, id: DeviceId): DesiredResponse {
+  const handed = store.getHanded(id);
+  const catalog = store.getCatalog();
+  const apps: Record<string, DesiredAppWire> = {};
+  for (const [name, desired] of Object.entries(handed?.apps ?? {})) {
+    const wire: DesiredAppWire = { version: desired.version, deployment: desired.deployment };
+    const spec = catalog[name];
+    if (spec?.runtime) wire.runtime = spec.runtime;
+    const artifact = spec?.artifacts?.[desired.version];
+    if (artifact) wire.artifact = artifact;
+    if (spec?.healthCheck) wire.healthCheck = spec.healthCheck;
+    apps[name] = wire;
+  }
+  return { device: id, region, revision: handed?.revision ?? null, generation: handed?.generation ?? 0, apps };
 }
 
 interface DeviceParams {
@@ -89,21 +112,82 @@ function etagOf(generation: number): string {
   return `"${generation}"`;
 }
 
+function isUnchanged(known: string[], generation: number): boolean {
+  return known.includes('*') || known.includes(etagOf(generation));
+}
+
+/** What held polls share: one object per server, so a poll carries a single reference. */
+interface LongPolls {
+  /** Held polls whose responses are not closed yet. */
+  open: number;
+  /** Called when `open` drops to 0 while the server is closing. */
+  drained: (() => void) | null;
+  readonly store: StateStore;
+  readonly watchers: DesiredWatchers;
+  readonly clock: () => number;
+  readonly generationOf: (id: DeviceId) => number;
+  readonly answer: (reply: FastifyReply, id: DeviceId, known: string[], generation: number, waited: boolean) => void;
+}
+
+/** A `GET .../desired?wait=N` held until its device's desired state changes or N seconds pass. */
+class HeldPoll extends DesiredWaiter {
+  constructor(
+    deviceId: DeviceId,
+    knownGeneration: number,
+    readonly reply: FastifyReply,
+    /** The entity tags of If-None-Match. */
+    readonly known: string[],
+    /** performance.now() at which the device gets its 304. */
+    readonly deadline: number,
+    readonly polls: LongPolls,
+  ) {
+    super(deviceId, knownGeneration);
+  }
+
+  /** Notified, timed out or closing: answer, or wait on when the device's state has not really changed. */
+  wake(): void {
+    const { polls } = this;
+    try {
+      const generation = polls.generationOf(this.deviceId);
+      if (isUnchanged(this.known, generation) && !polls.watchers.isClosed) {
+        this.knownGeneration = generation;
+        const remaining = this.deadline - performance.now();
+        if (remaining > 0 && polls.watchers.hold(this, remaining)) return;
+      }
+      polls.answer(this.reply, this.deviceId, this.known, generation, true);
+    } catch (err) {
+      void this.reply.send(err as Error);
+    }
+  }
+}
+
+const heldPollKey = Symbol('cascade.heldPoll');
+type PollResponse = ServerResponse & { [heldPollKey]?: HeldPoll | undefined };
+
+/** The response of a held poll closed: answered, or its client hung up (then stop waiting). Shared by all polls. */
+function onPollResponseClose(this: PollResponse): void {
+  const poll = this[heldPollKey];
+  if (!poll) return;
+  this[heldPollKey] = undefined;
+  const { polls } = poll;
+  if (!this.writableEnded) {
+    polls.watchers.cancel(poll);
+    try {
+      polls.store.markSeen(poll.deviceId, polls.clock());
+    } catch (err) {
+      poll.reply.log.warn({ err, deviceId: poll.deviceId }, 'cannot record when the device was last seen');
+    }
+  }
+  polls.open--;
+  if (polls.open === 0 && polls.drained) {
+    polls.drained();
+    polls.drained = null;
+  }
+}
+
 /** The device endpoints of the wire protocol (src/protocol/types.ts) on the region's server. */
 export function registerDeviceApi(app: FastifyInstance, deps: DeviceApiDeps): void {
   const { store, watchers } = deps;
-
-  /** Long polls being held, each settled when its response is finished or its client gone. */
-  const openPolls = new Set<Promise<void>>();
-
-  // Let open long polls answer (304) before fastify drops every connection.
-  app.addHook('preClose', async () => {
-    watchers.closeAll();
-    if (openPolls.size === 0) return;
-    let timer: NodeJS.Timeout | undefined;
-    await Promise.race([Promise.all(openPolls), new Promise<void>((resolve) => (timer = setTimeout(resolve, CLOSE_DRAIN_MS)))]);
-    clearTimeout(timer);
-  });
 
   function callHook(hook: ((deviceId: DeviceId) => void) | undefined, deviceId: DeviceId, request: FastifyRequest, what: string): void {
     if (!hook) return;
@@ -155,6 +239,13 @@ export function registerDeviceApi(app: FastifyInstance, deps: DeviceApiDeps): vo
     }
     const token = issueDeviceToken();
     store.enrollDevice(deviceId, labels, hashDeviceToken(token), deps.clock());
+    if (deps.onTokenIssued) {
+      try {
+        deps.onTokenIssued(deviceId, token);
+      } catch (err) {
+        request.log.error({ err, deviceId }, 'onTokenIssued hook failed');
+      }
+    }
     request.log.info({ deviceId, reenrolled: existing !== null }, 'device enrolled');
     callHook(deps.onEnroll, deviceId, request, 'onEnroll');
     const answer: EnrollResponse = { deviceId, region: deps.region, token };
@@ -174,29 +265,22 @@ export function registerDeviceApi(app: FastifyInstance, deps: DeviceApiDeps): vo
   );
 
   function desiredOf(id: DeviceId): DesiredResponse {
-    const handed = store.getHanded(id);
-    const catalog = store.getCatalog();
-    const apps: Record<string, DesiredAppWire> = {};
-    for (const [name, desired] of Object.entries(handed?.apps ?? {})) {
-      const wire: DesiredAppWire = { version: desired.version, deployment: desired.deployment };
-      const spec = catalog[name];
-      if (spec?.runtime) wire.runtime = spec.runtime;
-      const artifact = spec?.artifacts?.[desired.version];
-      if (artifact) wire.artifact = artifact;
-      if (spec?.healthCheck) wire.healthCheck = spec.healthCheck;
-      apps[name] = wire;
-    }
-    return { device: id, region: deps.region, revision: handed?.revision ?? null, generation: handed?.generation ?? 0, apps };
+    return desiredResponse(store, deps.region, id);
   }
 
   function generationOf(id: DeviceId): number {
     return store.getHanded(id)?.generation ?? 0;
   }
 
+  /** Long polls held open (their responses not closed yet); closing the server waits for them. */
+  const polls: LongPolls = { open: 0, drained: null, store, watchers, clock: deps.clock, generationOf, answer };
+
   app.get<{ Params: DeviceParams; Querystring: { wait?: string } }>(
     '/api/v1/devices/:id/desired',
     { schema: { params: deviceParamsSchema, querystring: desiredQuerySchema }, preHandler: authenticateDevice },
-    async (request, reply: FastifyReply) => {
+    // Not async: a held poll is answered later from a timer or a notify, so no promise or async
+    // frame stays alive per waiting device, only its HeldPoll.
+    (request, reply: FastifyReply) => {
       const { id } = request.params;
       const waitSeconds = request.query.wait === undefined ? 0 : Number(request.query.wait);
       if (waitSeconds > MAX_WAIT_SECONDS) {
@@ -206,46 +290,45 @@ export function registerDeviceApi(app: FastifyInstance, deps: DeviceApiDeps): vo
       // A device that polls is online, even with nothing new to report.
       store.markSeen(id, deps.clock());
       const known = entityTags(request.headers['if-none-match']);
-      let generation = generationOf(id);
-      const unchanged = () => known.includes('*') || known.includes(etagOf(generation));
+      const generation = generationOf(id);
 
-      if (unchanged() && waitSeconds > 0) {
-        // Stop waiting as soon as the device hangs up, so abandoned polls cost nothing.
-        const gone = new AbortController();
-        const onClose = () => {
-          if (!reply.raw.writableEnded) gone.abort();
-        };
-        reply.raw.on('close', onClose);
-        const settled = new Promise<void>((resolve) => {
-          const done = () => {
-            openPolls.delete(settled);
-            resolve();
-          };
-          reply.raw.once('finish', done);
-          reply.raw.once('close', done);
-        });
-        openPolls.add(settled);
-        const deadline = performance.now() + waitSeconds * 1000;
-        try {
-          while (unchanged() && !gone.signal.aborted && !watchers.isClosed) {
-            const remaining = deadline - performance.now();
-            if (remaining <= 0) break;
-            await watchers.wait(id, generation, remaining, gone.signal);
-            generation = generationOf(id);
-          }
-        } finally {
-          reply.raw.off('close', onClose);
+      // (A client gone already gets no 'close' event any more: answer it at once.)
+      if (waitSeconds > 0 && isUnchanged(known, generation) && !watchers.isClosed && !reply.raw.closed) {
+        const poll = new HeldPoll(id, generation, reply, known, performance.now() + waitSeconds * 1000, polls);
+        if (watchers.hold(poll, waitSeconds * 1000)) {
+          // Stop waiting as soon as the device hangs up, so abandoned polls cost nothing.
+          (reply.raw as PollResponse)[heldPollKey] = poll;
+          reply.raw.on('close', onPollResponseClose);
+          polls.open++;
+          return;
         }
       }
-
-      if (waitSeconds > 0) store.markSeen(id, deps.clock());
-      if (unchanged()) {
-        return reply.code(304).header('etag', etagOf(generation)).send();
-      }
-      const body = desiredOf(id);
-      return reply.code(200).header('etag', etagOf(body.generation)).send(body);
+      answer(reply, id, known, generation, waitSeconds > 0);
     },
   );
+
+  /** 304 while the device has what its ETag says, else 200 with its desired state. */
+  function answer(reply: FastifyReply, id: DeviceId, known: string[], generation: number, waited: boolean): void {
+    if (waited) store.markSeen(id, deps.clock());
+    if (isUnchanged(known, generation)) {
+      void reply.code(304).header('etag', etagOf(generation)).send();
+      return;
+    }
+    const body = desiredOf(id);
+    void reply.code(200).header('etag', etagOf(body.generation)).send(body);
+  }
+
+  // Let open long polls answer (304) before fastify drops every connection.
+  app.addHook('preClose', async () => {
+    watchers.closeAll();
+    if (polls.open === 0) return;
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([
+      new Promise<void>((resolve) => (polls.drained = resolve)),
+      new Promise<void>((resolve) => (timer = setTimeout(resolve, CLOSE_DRAIN_MS))),
+    ]);
+    clearTimeout(timer);
+  });
 
   app.get(apiPaths.devices, { preHandler: deps.operatorGuard ? [deps.operatorGuard] : [] }, async () => {
     const inventory: InventoryDevice[] = [];

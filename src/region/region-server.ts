@@ -10,10 +10,15 @@ import { countDevices, deviceState, revisionStatus, type RegionStatus } from '..
 import { DesiredWatchers } from './desired-watchers.js';
 import { registerDeviceApi } from './device-api.js';
 import { createRegionHttpServer } from './http-server.js';
+import { registerDashboard } from '../dashboard/serve.js';
+import { startHubPush, type HubPush } from '../hub-client/hub-push.js';
+import { buildRegionSummary } from '../hub-client/region-summary.js';
+import type { HubSummaryInput } from '../hub/summary.js';
 import { SqliteStateStore } from './sqlite-state-store.js';
 import { limitEnrollment } from './enrollment-limiter.js';
 import { operatorGuard, registerOperatorApi } from './operator-api.js';
 import type { TrustedKeys } from '../source/trusted-keys.js';
+import { RegionMqtt, type RegionMqttOptions } from '../transport/mqtt/region-mqtt.js';
 
 export interface RegionConfig {
   repo: string;
@@ -33,6 +38,10 @@ export interface RegionConfig {
   /** Commit signature and history checks (--verify-commits, --allow-non-fast-forward). */
   guard?: { trustedKeys?: TrustedKeys; allowNonFastForward?: boolean };
   offlineAfterMs?: number;
+  /** Push a summary to the hub (`cascade hub`) on every pass and heartbeat: its URL and this region's token. */
+  hub?: { url: string; token: string; intervalMs?: number };
+  /** Also serve devices over MQTT through this broker (docs/mqtt.md). */
+  mqtt?: RegionMqttOptions;
   log: Logger;
   clock?: () => number;
 }
@@ -58,6 +67,12 @@ export async function startRegion(config: RegionConfig): Promise<RunningRegion> 
   const loader = new FleetLoader({ cache: SqliteParseCache.inDir(config.dataDir) });
   const metrics = createRegionMetrics(config.region);
   const watchers = new DesiredWatchers();
+  const mqtt = config.mqtt ? RegionMqtt.open(config.mqtt, { region: config.region, store, log }) : null;
+  /** A device holding a long poll open, or connected to the MQTT broker, counts as seen now. */
+  const isConnected = (device: DeviceId): boolean => watchers.isWaiting(device) || (mqtt?.isConnected(device) ?? false);
+  // The hub hears from the region only after its first pass, so it never sees a restart's empty rollouts.
+  let firstPassDone = false;
+  let hubPush: HubPush | null = null;
   let wakeUp: { at: number; timer: NodeJS.Timeout } | null = null;
   const wakeUpAt = (at: number): void => {
     if (wakeUp && wakeUp.at <= at) return;
@@ -76,9 +91,17 @@ export async function startRegion(config: RegionConfig): Promise<RunningRegion> 
     clock,
     log,
     metrics,
-    onHandOut: (devices) => watchers.notify(devices),
+    onHandOut: (devices) => {
+      const changed = [...devices];
+      watchers.notify(changed);
+      mqtt?.publishDesired(changed);
+    },
     wakeUpAt: (at) => wakeUpAt(at),
-    isConnected: (device) => watchers.isWaiting(device),
+    onPassComplete: () => {
+      firstPassDone = true;
+      hubPush?.changed();
+    },
+    isConnected,
     guard: config.guard,
   });
   const scheduler = new PassScheduler((request) => reconciler.runPass(request));
@@ -87,7 +110,15 @@ export async function startRegion(config: RegionConfig): Promise<RunningRegion> 
   const app = createRegionHttpServer({ log, https: config.tls });
   limitEnrollment(app, clock);
   const operatorToken = config.operatorToken ?? null;
-  registerOperatorApi(app, { store, operatorToken, clock, onRevoke: (id) => watchers.notify([id]) });
+  registerOperatorApi(app, {
+    store,
+    operatorToken,
+    clock,
+    onRevoke: (id) => {
+      watchers.notify([id]);
+      mqtt?.revoke(id);
+    },
+  });
   registerDeviceApi(app, {
     operatorGuard: operatorGuard(operatorToken),
     store,
@@ -96,6 +127,7 @@ export async function startRegion(config: RegionConfig): Promise<RunningRegion> 
     watchers,
     clock,
     onEnroll: () => scheduler.request({ fetch: false, reason: 'device enrolled' }),
+    onTokenIssued: mqtt?.onTokenIssued,
     onReport: () => scheduler.request({ fetch: false, reason: 'device reported' }),
   });
 
@@ -107,11 +139,18 @@ export async function startRegion(config: RegionConfig): Promise<RunningRegion> 
       region: config.region,
       revision: revisionStatus(store.getRevision()),
       source: { reachable: condition.reachable, head: condition.head, error: condition.error },
-      devices: countDevices(withConnected(store.listDevices(), clock(), (d) => watchers.isWaiting(d)), currentDesired(), store.listHanded(), clock(), offlineAfterMs),
+      devices: countDevices(withConnected(store.listDevices(), clock(), isConnected), currentDesired(), store.listHanded(), clock(), offlineAfterMs),
       updatesSent: store.updatesSent(),
       rollouts: reconciler.rolloutStatuses,
     };
   };
+
+  const summary = (): HubSummaryInput => {
+    const now = clock();
+    const devices = withConnected(store.listDevices(), now, isConnected);
+    return buildRegionSummary({ status: status(), devices, desired: currentDesired(), handed: store.listHanded(), now, offlineAfterMs });
+  };
+  registerDashboard(app, { mode: 'region', summary, clock, devicesGuard: operatorGuard(operatorToken) });
 
   app.get('/healthz', async () => ({ ok: true }));
   app.get('/readyz', async (_request, reply) => {
@@ -124,7 +163,7 @@ export async function startRegion(config: RegionConfig): Promise<RunningRegion> 
     const now = clock();
     const handed = store.listHanded();
     const byState: Record<string, number> = { converged: 0, updating: 0, pending: 0, failed: 0, offline: 0 };
-    for (const device of withConnected(store.listDevices(), now, (d) => watchers.isWaiting(d))) {
+    for (const device of withConnected(store.listDevices(), now, isConnected)) {
       if (!device.revoked) byState[deviceState(device, desired.get(device.id), now, offlineAfterMs, handed.get(device.id)?.apps)]!++;
     }
     for (const state in byState) metrics.devices.set({ state }, byState[state]!);
@@ -140,12 +179,24 @@ export async function startRegion(config: RegionConfig): Promise<RunningRegion> 
     return reply.code(202).send({ accepted: true, revision: revisionStatus(store.getRevision()) });
   });
 
+  // Connects, reads back the retained desired states and publishes what is out of date; fails startup on bad flags.
+  await mqtt?.start({ clock, registry: metrics.registry, onReport: () => scheduler.request({ fetch: false, reason: 'device reported' }) });
   await app.listen({ host: config.host, port: config.port });
   const address = app.server.address();
   const port = typeof address === 'object' && address ? address.port : config.port;
   const url = `${config.tls ? 'https' : 'http'}://${config.host.includes(':') ? `[${config.host}]` : config.host}:${port}`;
   log.info({ url, region: config.region, repo: config.repo, branch: config.branch }, `region ${config.region} listening on ${url}`);
 
+  if (config.hub) {
+    hubPush = startHubPush({
+      hubUrl: config.hub.url,
+      token: config.hub.token,
+      region: config.region,
+      summary: () => (firstPassDone ? summary() : null),
+      log,
+      intervalMs: config.hub.intervalMs,
+    });
+  }
   scheduler.request({ fetch: true, reason: 'startup' });
   const interval = setInterval(() => scheduler.request({ fetch: true, reason: 'interval' }), config.intervalMs);
   // Time alone changes rollouts (devices fall silent and go offline): re-plan without fetching.
@@ -160,6 +211,7 @@ export async function startRegion(config: RegionConfig): Promise<RunningRegion> 
     },
     status,
     async close() {
+      await hubPush?.close();
       clearInterval(interval);
       clearInterval(tick);
       if (wakeUp) clearTimeout(wakeUp.timer);
@@ -167,6 +219,7 @@ export async function startRegion(config: RegionConfig): Promise<RunningRegion> 
       watchers.closeAll();
       await scheduler.close();
       await app.close();
+      await mqtt?.close();
       await source.close();
       store.close();
     },

@@ -6,6 +6,8 @@ import { runDeviceLoop, type DeviceEvent } from '../agent/device-loop.js';
 import { SimulatedRuntime } from '../agent/runtime-simulated.js';
 import type { Labels } from '../core/types.js';
 import { RegionClient } from '../protocol/region-client.js';
+import { brokerClientOptions, readCaFile } from '../transport/mqtt/connection.js';
+import { MqttDeviceChannel } from '../transport/mqtt/device-channel.js';
 import { seededRandom, unitHash } from './seeded.js';
 
 export interface SimulationOptions {
@@ -42,6 +44,11 @@ export interface SimulationOptions {
   out?: (line: string) => void;
   /** Called once per device whose loop stopped on an error no retry can fix (e.g. a wrong enrollment token). */
   onFatal?: (deviceId: string, err: Error) => void;
+  /**
+   * Report and take desired state over MQTT through this broker (after enrolling over HTTP),
+   * each device with its own connection, username = device id, password = device token.
+   */
+  mqtt?: { url: string; caFile?: string };
 }
 
 export interface SimulationStats {
@@ -130,6 +137,9 @@ export async function startSimulation(opts: SimulationOptions): Promise<Simulati
   // One pool of keep-alive sockets for the whole simulation, closed on stop.
   const agent = isHttps ? new https.Agent({ keepAlive: true, maxSockets: Infinity }) : new http.Agent({ keepAlive: true, maxSockets: Infinity });
   const enrolling = new Slots(opts.enrollConcurrency ?? 25);
+  const mqttCa = opts.mqtt?.caFile ? readCaFile(opts.mqtt.caFile) : undefined;
+  // Checks the URL (and CA file) once, before any device starts.
+  if (opts.mqtt) brokerClientOptions(opts.mqtt, mqttCa);
   const stop = new AbortController();
   const devices: SimulatedDevice[] = [];
   let applied = 0;
@@ -203,10 +213,13 @@ export async function startSimulation(opts: SimulationOptions): Promise<Simulati
         releaseSlot();
         return;
       }
+      const client = new RegionClient({ regionUrl: opts.regionUrl, deviceId: id, agent });
+      const channel = opts.mqtt ? new MqttDeviceChannel({ url: opts.mqtt.url, ca: mqttCa, client, log: deviceLog }) : undefined;
       try {
         await runDeviceLoop(
           {
-            client: new RegionClient({ regionUrl: opts.regionUrl, deviceId: id, agent }),
+            client,
+            channel,
             labels,
             enrollmentToken: opts.enrollmentToken,
             runtime,
@@ -225,6 +238,8 @@ export async function startSimulation(opts: SimulationOptions): Promise<Simulati
       } finally {
         device.applying = 0;
         releaseSlot();
+        // A device that went silent (or stopped) hangs up, as a real one would.
+        await channel?.close();
       }
     })();
     devices.push(device);

@@ -6,6 +6,7 @@ import { runDeviceLoop } from '../../agent/device-loop.js';
 import type { DeviceRuntime } from '../../agent/runtime.js';
 import { CascadeError } from '../../core/errors.js';
 import { RegionClient } from '../../protocol/region-client.js';
+import { MqttDeviceChannel } from '../../transport/mqtt/device-channel.js';
 import { MAX_WAIT_SECONDS } from '../../protocol/types.js';
 import { isValidDeviceId, parseLabelList } from '../../protocol/validate.js';
 import { createCliLogger } from '../logger.js';
@@ -19,6 +20,8 @@ interface AgentFlags {
   runtime: 'exec' | 'simulated';
   wait: number;
   applyMs: number;
+  mqttUrl?: string;
+  mqttCaFile?: string;
 }
 
 function waitFlag(value: string): number {
@@ -45,6 +48,8 @@ export function registerAgent(program: Command): void {
     .addOption(new Option('--runtime <type>', 'how apps are installed').choices(['exec', 'simulated']).env('CASCADE_RUNTIME').default('exec'))
     .addOption(new Option('--wait <seconds>', 'how long each long poll for desired state may wait').env('CASCADE_WAIT').default(30).argParser(waitFlag))
     .addOption(new Option('--apply-ms <ms>', 'with --runtime simulated: how long an install takes').default(500).argParser(millisFlag))
+    .addOption(new Option('--mqtt-url <url>', 'after enrolling over HTTP, report and take desired state over MQTT, e.g. mqtts://broker:8883').env('CASCADE_MQTT_URL'))
+    .addOption(new Option('--mqtt-ca-file <file>', 'with mqtts://: PEM file of the CA that signed the broker\'s certificate').env('CASCADE_MQTT_CA_FILE'))
     .action(async (flags: AgentFlags) => {
       if (!isValidDeviceId(flags.deviceId)) {
         throw new CascadeError('device-id-invalid', `--device-id '${flags.deviceId}' is invalid: use 1-128 letters, digits or '._:-', starting with a letter or digit`);
@@ -60,18 +65,27 @@ export function registerAgent(program: Command): void {
       };
       process.once('SIGINT', () => onSignal('SIGINT'));
       process.once('SIGTERM', () => onSignal('SIGTERM'));
-      log.info({ regionUrl: flags.regionUrl, deviceId: flags.deviceId, runtime: flags.runtime, stateDir: flags.stateDir }, 'agent starting');
-      await runDeviceLoop(
-        {
-          client: new RegionClient({ regionUrl: flags.regionUrl, deviceId: flags.deviceId }),
-          labels,
-          enrollmentToken: flags.enrollmentToken ?? null,
-          runtime,
-          state: new FileAgentState(flags.stateDir),
-          log,
-          waitSeconds: flags.wait,
-        },
-        stop.signal,
-      );
+      const client = new RegionClient({ regionUrl: flags.regionUrl, deviceId: flags.deviceId });
+      // The device's MQTT username is its id and its password the device token from enrolment.
+      const channel = flags.mqttUrl ? new MqttDeviceChannel({ url: flags.mqttUrl, caFile: flags.mqttCaFile, client, log }) : undefined;
+      if (!channel && flags.mqttCaFile) throw new CascadeError('mqtt-ca-file-without-url', '--mqtt-ca-file needs --mqtt-url');
+      log.info({ regionUrl: flags.regionUrl, deviceId: flags.deviceId, runtime: flags.runtime, stateDir: flags.stateDir, mqtt: flags.mqttUrl ?? null }, 'agent starting');
+      try {
+        await runDeviceLoop(
+          {
+            client,
+            channel,
+            labels,
+            enrollmentToken: flags.enrollmentToken ?? null,
+            runtime,
+            state: new FileAgentState(flags.stateDir),
+            log,
+            waitSeconds: flags.wait,
+          },
+          stop.signal,
+        );
+      } finally {
+        await channel?.close();
+      }
     });
 }

@@ -6,6 +6,10 @@ import { registerValidate } from './validate.js';
 import { registerSimulate } from './simulate.js';
 import { registerRegion } from './region.js';
 import { registerStatus } from './status.js';
+import { registerRollback } from './rollback.js';
+import { registerDevices } from './devices.js';
+import { registerHub } from './hub.js';
+import { registerDemo } from './demo.js';
 
 /**
  * Each command lives in its own file and exports `register(program)`.
@@ -19,4 +23,8 @@ export function registerCommands(program: Command): void {
   registerAgent(program);
   registerSimulate(program);
   registerStatus(program);
+  registerRollback(program);
+  registerDevices(program);
+  registerHub(program);
+  registerDemo(program);
 }

@@ -20,12 +20,20 @@ interface RegionFlags {
   gitUsername?: string;
   gitPassword?: string;
   gitToken?: string;
+  hubUrl?: string;
+  hubToken?: string;
   tlsCert?: string;
   tlsKey?: string;
   operatorToken?: string;
   verifyCommits?: boolean;
   trustedKeys?: string;
   allowNonFastForward?: boolean;
+  mqttUrl?: string;
+  mqttUsername?: string;
+  mqttPassword?: string;
+  mqttCaFile?: string;
+  mqttDevicePasswords?: string;
+  mqttBrokerPidFile?: string;
 }
 
 export function registerRegion(program: Command): void {
@@ -44,22 +52,38 @@ export function registerRegion(program: Command): void {
     .addOption(new Option('--git-username <name>', 'basic auth user for an http(s) repository').env('CASCADE_GIT_USERNAME'))
     .addOption(new Option('--git-password <password>', 'basic auth password for an http(s) repository').env('CASCADE_GIT_PASSWORD'))
     .addOption(new Option('--git-token <token>', 'access token for an http(s) repository').env('CASCADE_GIT_TOKEN'))
+    .addOption(new Option('--hub-url <url>', 'push a summary to this hub (`cascade hub`) on every change and heartbeat').env('CASCADE_HUB_URL'))
+    .addOption(new Option('--hub-token <token>', "this region's hub token, from `cascade hub region-token REGION`").env('CASCADE_HUB_TOKEN'))
     .addOption(new Option('--tls-cert <file>', 'serve HTTPS with this certificate (PEM)').env('CASCADE_TLS_CERT'))
     .addOption(new Option('--tls-key <file>', 'private key of --tls-cert (PEM)').env('CASCADE_TLS_KEY'))
     .addOption(new Option('--operator-token <token>', 'bearer token for the operator API (device list and revocation, live inventory)').env('CASCADE_OPERATOR_TOKEN'))
     .addOption(new Option('--verify-commits', 'apply only revisions whose head commit is signed by a trusted key (env CASCADE_VERIFY_COMMITS=true)'))
     .addOption(new Option('--trusted-keys <file>', 'OpenPGP public keys and/or SSH allowed-signers lines trusted to sign commits').env('CASCADE_TRUSTED_KEYS'))
     .addOption(new Option('--allow-non-fast-forward', 'accept a branch moved to a commit that does not descend from the served one (env CASCADE_ALLOW_NON_FAST_FORWARD=true)'))
+    .addOption(new Option('--mqtt-url <url>', 'also serve devices over MQTT through this broker, e.g. mqtts://broker:8883 (docs/mqtt.md)').env('CASCADE_MQTT_URL'))
+    .addOption(new Option('--mqtt-username <name>', 'the region\'s MQTT user').env('CASCADE_MQTT_USERNAME'))
+    .addOption(new Option('--mqtt-password <password>', 'the region\'s MQTT password').env('CASCADE_MQTT_PASSWORD'))
+    .addOption(new Option('--mqtt-ca-file <file>', 'with mqtts://: PEM file of the CA that signed the broker\'s certificate').env('CASCADE_MQTT_CA_FILE'))
+    .addOption(new Option('--mqtt-device-passwords <file>', 'Mosquitto password file in which the region writes each device\'s credentials (username = device id, password = device token)').env('CASCADE_MQTT_DEVICE_PASSWORDS'))
+    .addOption(new Option('--mqtt-broker-pid-file <file>', 'pid file of the broker, sent SIGHUP after each change to --mqtt-device-passwords').env('CASCADE_MQTT_BROKER_PID_FILE'))
     .action(async (flags: RegionFlags) => {
       flags.enrollmentToken = secretFrom(flags.enrollmentToken, 'CASCADE_ENROLLMENT_TOKEN');
       flags.gitToken = secretFrom(flags.gitToken, 'CASCADE_GIT_TOKEN');
+      flags.hubToken = secretFrom(flags.hubToken, 'CASCADE_HUB_TOKEN');
       flags.gitPassword = secretFrom(flags.gitPassword, 'CASCADE_GIT_PASSWORD');
       flags.operatorToken = secretFrom(flags.operatorToken, 'CASCADE_OPERATOR_TOKEN');
+      flags.mqttPassword = secretFrom(flags.mqttPassword, 'CASCADE_MQTT_PASSWORD');
       flags.insecureOpenEnrollment ||= envFlag('CASCADE_INSECURE_OPEN_ENROLLMENT');
       flags.verifyCommits ||= envFlag('CASCADE_VERIFY_COMMITS');
       flags.allowNonFastForward ||= envFlag('CASCADE_ALLOW_NON_FAST_FORWARD');
       if (flags.verifyCommits && !flags.trustedKeys) {
         throw new CascadeError('trusted-keys-required', '--verify-commits needs --trusted-keys FILE (OpenPGP public keys or SSH allowed-signers lines).');
+      }
+      if (!flags.mqttUrl && (flags.mqttUsername || flags.mqttPassword || flags.mqttCaFile || flags.mqttDevicePasswords || flags.mqttBrokerPidFile)) {
+        throw new CascadeError('mqtt-url-required', 'the --mqtt-* flags need --mqtt-url (e.g. --mqtt-url mqtts://broker:8883).');
+      }
+      if (flags.mqttBrokerPidFile && !flags.mqttDevicePasswords) {
+        throw new CascadeError('mqtt-device-passwords-required', '--mqtt-broker-pid-file only makes sense with --mqtt-device-passwords (the broker is signalled after each change to it).');
       }
       if (Boolean(flags.tlsCert) !== Boolean(flags.tlsKey)) {
         throw new CascadeError('tls-incomplete', 'HTTPS needs both --tls-cert and --tls-key.');
@@ -72,6 +96,9 @@ export function registerRegion(program: Command): void {
       }
       const trustedKeys = flags.verifyCommits ? await loadTrustedKeys(flags.trustedKeys!) : undefined;
       const tls = flags.tlsCert ? { cert: readPem(flags.tlsCert, '--tls-cert'), key: readPem(flags.tlsKey!, '--tls-key') } : undefined;
+      if (flags.hubUrl && !flags.hubToken) {
+        throw new CascadeError('hub-token-required', `--hub-url needs --hub-token (or CASCADE_HUB_TOKEN): print it with \`cascade hub region-token ${flags.region}\` on the hub.`);
+      }
       const log = createCliLogger();
       if (!flags.operatorToken) log.warn('no --operator-token: the operator API (device list, revocation) and the live inventory are open to anyone who can reach this region');
       if (!flags.enrollmentToken) log.warn('open enrolment: any device that can reach this region can enrol (--insecure-open-enrollment)');
@@ -86,9 +113,20 @@ export function registerRegion(program: Command): void {
         offlineAfterMs: flags.offlineAfter,
         enrollmentToken: flags.enrollmentToken ?? null,
         gitAuth: { username: flags.gitUsername, password: flags.gitPassword, token: flags.gitToken },
+        hub: flags.hubUrl ? { url: flags.hubUrl, token: flags.hubToken! } : undefined,
         tls,
         operatorToken: flags.operatorToken ?? null,
         guard: { trustedKeys, allowNonFastForward: flags.allowNonFastForward },
+        mqtt: flags.mqttUrl
+          ? {
+              url: flags.mqttUrl,
+              username: flags.mqttUsername,
+              password: flags.mqttPassword,
+              caFile: flags.mqttCaFile,
+              passwordFile: flags.mqttDevicePasswords,
+              brokerPidFile: flags.mqttBrokerPidFile,
+            }
+          : undefined,
         log,
       });
       await new Promise<void>((resolve) => {

@@ -18,6 +18,8 @@ interface SimulateFlags {
   initial?: string;
   seed: string;
   wait: number;
+  mqttUrl?: string;
+  mqttCaFile?: string;
 }
 
 function countFlag(value: string): number {
@@ -73,9 +75,12 @@ export function registerSimulate(program: Command): void {
     .addOption(new Option('--initial <app=version,...>', 'apps installed on every device at start'))
     .addOption(new Option('--seed <seed>', 'makes failures and offline devices reproducible').default('1'))
     .addOption(new Option('--wait <seconds>', 'long-poll wait of each device').default(30).argParser(waitFlag))
+    .addOption(new Option('--mqtt-url <url>', 'after enrolling over HTTP, each device reports and takes desired state over MQTT').env('CASCADE_MQTT_URL'))
+    .addOption(new Option('--mqtt-ca-file <file>', 'with mqtts://: PEM file of the CA that signed the broker\'s certificate').env('CASCADE_MQTT_CA_FILE'))
     .action(async (flags: SimulateFlags) => {
       const labels = parseLabelList(flags.labels, '--labels');
       const initial = parseInitial(flags.initial);
+      if (flags.mqttCaFile && !flags.mqttUrl) throw new CascadeError('mqtt-ca-file-without-url', '--mqtt-ca-file needs --mqtt-url');
       const log = createCliLogger();
       let fatal: { deviceId: string; err: Error } | null = null;
       let finish: () => void = () => {};
@@ -93,6 +98,7 @@ export function registerSimulate(program: Command): void {
         initial,
         seed: flags.seed,
         waitSeconds: flags.wait,
+        mqtt: flags.mqttUrl ? { url: flags.mqttUrl, caFile: flags.mqttCaFile } : undefined,
         log,
         // Errors no retry can fix (wrong enrollment token, say) are the same for every device: stop at the first.
         onFatal: (deviceId, err) => {

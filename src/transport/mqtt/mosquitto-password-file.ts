@@ -1,0 +1,267 @@
+import { pbkdf2Sync, randomBytes, timingSafeEqual } from 'node:crypto';
+import { chmodSync, chownSync, readFileSync, renameSync, statSync, writeFileSync } from 'node:fs';
+import type { Logger } from 'pino';
+import { CascadeError } from '../../core/errors.js';
+import type { DeviceId } from '../../core/types.js';
+
+/**
+ * Per-device MQTT credentials in a Mosquitto password file: username = device id, password = the
+ * device token issued at enrolment. The broker reads the file (`password_file`) and, with an
+ * `acl_file` of `pattern` lines, lets each username read and write only its own topics.
+ *
+ * The region owns one block of the file, between marker lines; every other line belongs to the
+ * operator (the region's own user, admins) and is kept as it is. A device never gets an entry
+ * whose username already has one outside the block, so no device can take over such an account.
+ */
+
+/** What Mosquitto 2.0's mosquitto_passwd writes: `$7$` = PBKDF2-HMAC-SHA512, 101 rounds, 12-byte salt. */
+const HASH_ITERATIONS = 101;
+/**
+ * Rounds for device tokens. Key stretching only protects secrets people choose; a device token is
+ * 32 random bytes, beyond any guessing at one round or a thousand (the region's own store keeps a
+ * single SHA-256 of it). The broker hashes every connected client's password again each time it
+ * re-reads the file: at 10,000 devices one round costs it ~0.1 s per reload, 101 rounds ~1 s.
+ */
+export const DEVICE_TOKEN_HASH_ITERATIONS = 1;
+const SALT_BYTES = 12;
+const HASH_BYTES = 64;
+
+/** A password hash in the `$7$<iterations>$<salt>$<hash>` format of mosquitto_passwd (Mosquitto 2.0). */
+export function mosquittoPasswordHash(password: string, salt: Buffer = randomBytes(SALT_BYTES), iterations = HASH_ITERATIONS): string {
+  const hash = pbkdf2Sync(password, salt, iterations, HASH_BYTES, 'sha512');
+  return `$7$${iterations}$${salt.toString('base64')}$${hash.toString('base64')}`;
+}
+
+/** Whether `password` matches a `$7$` hash (what the broker checks on CONNECT). */
+export function verifyMosquittoPassword(password: string, encoded: string): boolean {
+  const parts = encoded.split('$');
+  if (parts.length !== 5 || parts[1] !== '7') return false;
+  const iterations = Number(parts[2]);
+  const salt = Buffer.from(parts[3]!, 'base64');
+  const expected = Buffer.from(parts[4]!, 'base64');
+  if (!Number.isInteger(iterations) || iterations < 1 || expected.length === 0) return false;
+  const actual = pbkdf2Sync(password, salt, iterations, expected.length, 'sha512');
+  return timingSafeEqual(actual, expected);
+}
+
+/** Why a device id cannot be a username in a Mosquitto password file, or null when it can. */
+export function passwordFileUsernameProblem(deviceId: DeviceId): string | null {
+  // Mosquitto splits each line at the first ':', so a username cannot contain one.
+  if (deviceId.includes(':')) return "contains ':', which a Mosquitto password file cannot hold in a username";
+  return null;
+}
+
+/** Where the region keeps device credentials the broker checks. */
+export interface DeviceCredentialStore {
+  /** Gives the device this password (its new token), replacing the old one. */
+  setDevicePassword(deviceId: DeviceId, password: string): void;
+  removeDevice(deviceId: DeviceId): void;
+  /** Devices that have an entry now. */
+  devices(): DeviceId[];
+  /** Writes pending changes and tells the broker, now. */
+  flush(): void;
+  close(): void;
+}
+
+export interface MosquittoPasswordFileOptions {
+  path: string;
+  /** Names the block of this region in the file. */
+  region: string;
+  /** Tells the broker to re-read the file (e.g. SIGHUP to its pid); called after every write. */
+  reload: () => void;
+  log: Logger;
+  /** Changes within this window are written together, with one reload (enrolment comes in bursts). */
+  batchMs?: number;
+}
+
+const DEFAULT_BATCH_MS = 500;
+
+function beginMarker(region: string): string {
+  return `# BEGIN cascade devices of region ${region}: written by \`cascade region\`; edits inside this block are lost`;
+}
+function endMarker(region: string): string {
+  return `# END cascade devices of region ${region}`;
+}
+
+interface ParsedFile {
+  /** Lines before the block (or the whole file when there is no block yet). */
+  before: string[];
+  after: string[];
+  devices: Map<DeviceId, string>;
+}
+
+function parseFile(text: string, region: string, path: string): ParsedFile {
+  const lines = text.split('\n');
+  if (lines.at(-1) === '') lines.pop();
+  const begin = lines.indexOf(beginMarker(region));
+  const end = lines.indexOf(endMarker(region));
+  if (begin < 0 && end < 0) return { before: lines, after: [], devices: new Map() };
+  if (begin < 0 || end < begin) {
+    throw new CascadeError('mqtt-password-file-invalid', `${path}: the block of region ${region} is broken (its BEGIN and END marker lines are missing or out of order); remove both marker lines and restart the region`);
+  }
+  const devices = new Map<DeviceId, string>();
+  for (let index = begin + 1; index < end; index++) {
+    const line = lines[index]!;
+    const colon = line.indexOf(':');
+    if (line === '' || line.startsWith('#') || colon <= 0) continue;
+    devices.set(line.slice(0, colon), line.slice(colon + 1));
+  }
+  return { before: lines.slice(0, begin), after: lines.slice(end + 1), devices };
+}
+
+function usernamesOf(lines: string[]): Set<string> {
+  const names = new Set<string>();
+  for (const line of lines) {
+    const colon = line.indexOf(':');
+    if (line.startsWith('#') || colon <= 0) continue;
+    names.add(line.slice(0, colon));
+  }
+  return names;
+}
+
+/**
+ * The region's block of a Mosquitto password file. Reads the file once; each write replaces the
+ * whole file atomically (temp file + rename, keeping its mode and owner), re-reading the operator's
+ * lines first so edits made while the region runs are kept.
+ */
+export class MosquittoPasswordFile implements DeviceCredentialStore {
+  private readonly entries: Map<DeviceId, string>;
+  /** Usernames outside the region's block when the file was last read. */
+  private reserved: Set<string>;
+  private timer: NodeJS.Timeout | null = null;
+  private dirty = false;
+  private closed = false;
+  /** Writes so far, for logs and tests. */
+  writes = 0;
+
+  private constructor(
+    private readonly opts: MosquittoPasswordFileOptions,
+    parsed: ParsedFile,
+  ) {
+    this.entries = parsed.devices;
+    this.reserved = usernamesOf([...parsed.before, ...parsed.after]);
+  }
+
+  /** Opens the file (it must exist: the broker's config points at it) and reads the region's block. */
+  static open(opts: MosquittoPasswordFileOptions): MosquittoPasswordFile {
+    return new MosquittoPasswordFile(opts, parseFile(MosquittoPasswordFile.read(opts.path), opts.region, opts.path));
+  }
+
+  private static read(path: string): string {
+    try {
+      return readFileSync(path, 'utf8');
+    } catch (err) {
+      throw new CascadeError(
+        'mqtt-password-file-unreadable',
+        `cannot read the MQTT password file ${path} (--mqtt-device-passwords): ${(err as Error).message}; create it (it may be empty) and make it writable by the region and readable by the broker`,
+      );
+    }
+  }
+
+  devices(): DeviceId[] {
+    return [...this.entries.keys()];
+  }
+
+  setDevicePassword(deviceId: DeviceId, password: string): void {
+    const problem = passwordFileUsernameProblem(deviceId);
+    if (problem) {
+      this.opts.log.warn({ deviceId }, `device ${deviceId} gets no MQTT credentials: its id ${problem}; it can use HTTP only`);
+      return;
+    }
+    if (this.reserved.has(deviceId)) {
+      this.refuseReserved(deviceId);
+      return;
+    }
+    this.entries.set(deviceId, mosquittoPasswordHash(password, undefined, DEVICE_TOKEN_HASH_ITERATIONS));
+    this.schedule();
+  }
+
+  removeDevice(deviceId: DeviceId): void {
+    if (this.entries.delete(deviceId)) this.schedule();
+  }
+
+  flush(): void {
+    if (this.timer) {
+      clearTimeout(this.timer);
+      this.timer = null;
+    }
+    if (!this.dirty) return;
+    this.dirty = false;
+    this.write();
+    this.opts.reload();
+  }
+
+  close(): void {
+    if (this.closed) return;
+    this.flush();
+    this.closed = true;
+  }
+
+  private schedule(): void {
+    this.dirty = true;
+    if (this.timer || this.closed) return;
+    this.timer = setTimeout(() => {
+      this.timer = null;
+      try {
+        this.flush();
+      } catch (err) {
+        this.opts.log.error({ err, path: this.opts.path }, 'cannot write the MQTT password file; retrying with the next change');
+        this.dirty = true;
+      }
+    }, this.opts.batchMs ?? DEFAULT_BATCH_MS);
+  }
+
+  private refuseReserved(deviceId: DeviceId): void {
+    this.opts.log.error(
+      { deviceId, path: this.opts.path },
+      `device ${deviceId} gets no MQTT credentials: the password file ${this.opts.path} has a user of that name outside the region's block (an operator account); it can use HTTP only`,
+    );
+  }
+
+  private write(): void {
+    const { path, region, log } = this.opts;
+    const current = parseFile(MosquittoPasswordFile.read(path), region, path);
+    this.reserved = usernamesOf([...current.before, ...current.after]);
+    const block: string[] = [];
+    for (const [deviceId, hash] of [...this.entries].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))) {
+      if (this.reserved.has(deviceId)) {
+        this.entries.delete(deviceId);
+        this.refuseReserved(deviceId);
+        continue;
+      }
+      block.push(`${deviceId}:${hash}`);
+    }
+    const text = [...current.before, beginMarker(region), ...block, endMarker(region), ...current.after].join('\n') + '\n';
+    const temp = `${path}.${process.pid}.tmp`;
+    const stat = statSync(path);
+    writeFileSync(temp, text, { mode: stat.mode & 0o777 });
+    chmodSync(temp, stat.mode & 0o777);
+    try {
+      chownSync(temp, stat.uid, stat.gid);
+    } catch {
+      // Only root may give a file away; the mode (e.g. group-readable for the broker) is kept either way.
+    }
+    renameSync(temp, path);
+    this.writes++;
+    log.debug({ path, devices: block.length }, 'MQTT password file written');
+  }
+}
+
+/** A reload that sends SIGHUP to the broker whose pid is in `pidFile` (Mosquitto's `pid_file`). */
+export function signalReload(pidFile: string, log: Logger): () => void {
+  return () => {
+    let pid: number;
+    try {
+      pid = Number(readFileSync(pidFile, 'utf8').trim());
+    } catch (err) {
+      log.error({ pidFile, err: (err as Error).message }, 'cannot read the broker pid file (--mqtt-broker-pid-file); the broker did not re-read the password file');
+      return;
+    }
+    try {
+      if (!Number.isInteger(pid) || pid <= 1) throw new Error(`'${pid}' is not a process id`);
+      process.kill(pid, 'SIGHUP');
+    } catch (err) {
+      log.error({ pidFile, pid, err: (err as Error).message }, 'cannot signal the broker to re-read the password file');
+    }
+  };
+}

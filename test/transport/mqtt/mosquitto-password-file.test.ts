@@ -1,0 +1,106 @@
+import { execFile } from 'node:child_process';
+import { chmodSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { pino } from 'pino';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { MosquittoPasswordFile, mosquittoPasswordHash, verifyMosquittoPassword } from '../../../src/transport/mqtt/mosquitto-password-file.js';
+
+const execFileAsync = promisify(execFile);
+
+let dir: string;
+let path: string;
+let reloads: number;
+let logged: string[];
+
+const log = pino({ level: 'warn' }, { write: (line: string) => logged.push((JSON.parse(line) as { msg: string }).msg) });
+
+function open(): MosquittoPasswordFile {
+  return MosquittoPasswordFile.open({ path, region: 'eu-west', reload: () => reloads++, log, batchMs: 60_000 });
+}
+
+beforeEach(() => {
+  dir = mkdtempSync(join(tmpdir(), 'cascade-passwd-'));
+  path = join(dir, 'passwd');
+  reloads = 0;
+  logged = [];
+});
+afterEach(() => {
+  rmSync(dir, { recursive: true, force: true });
+});
+
+describe('mosquittoPasswordHash', () => {
+  it('writes what mosquitto_passwd writes and reads back what it wrote', async () => {
+    const encoded = mosquittoPasswordHash('s3cret');
+    expect(encoded).toMatch(/^\$7\$101\$[A-Za-z0-9+/]{16}\$[A-Za-z0-9+/]{86}==$/);
+    expect(verifyMosquittoPassword('s3cret', encoded)).toBe(true);
+    expect(verifyMosquittoPassword('s3cret!', encoded)).toBe(false);
+
+    writeFileSync(path, '');
+    await execFileAsync('mosquitto_passwd', ['-b', path, 'alice', 'from-the-tool']);
+    const line = readFileSync(path, 'utf8').trim();
+    expect(line.startsWith('alice:$7$101$')).toBe(true);
+    expect(verifyMosquittoPassword('from-the-tool', line.slice('alice:'.length))).toBe(true);
+  });
+});
+
+describe('MosquittoPasswordFile', () => {
+  it('keeps the operator\'s lines, writes devices in its own block, and reloads the broker once per batch', () => {
+    writeFileSync(path, '# operator accounts\ncascade-region:$7$101$abc$def\n');
+    chmodSync(path, 0o640);
+    const file = open();
+    file.setDevicePassword('dev-b', 'token-b');
+    file.setDevicePassword('dev-a', 'token-a');
+    expect(reloads).toBe(0);
+    file.flush();
+    expect(reloads).toBe(1);
+    const lines = readFileSync(path, 'utf8').split('\n');
+    expect(lines.slice(0, 3)).toEqual(['# operator accounts', 'cascade-region:$7$101$abc$def', '# BEGIN cascade devices of region eu-west: written by `cascade region`; edits inside this block are lost']);
+    expect(lines[3]!.startsWith('dev-a:$7$')).toBe(true);
+    expect(lines[4]!.startsWith('dev-b:$7$')).toBe(true);
+    expect(lines.slice(5)).toEqual(['# END cascade devices of region eu-west', '']);
+    expect(verifyMosquittoPassword('token-a', lines[3]!.slice('dev-a:'.length))).toBe(true);
+    expect(statSync(path).mode & 0o777).toBe(0o640);
+
+    // Nothing changed: no write, no reload.
+    file.flush();
+    expect(reloads).toBe(1);
+
+    // A new token replaces the old one; a removed device loses its line; lines the operator added meanwhile stay.
+    writeFileSync(path, `admin:$7$101$x$y\n${readFileSync(path, 'utf8')}`);
+    file.setDevicePassword('dev-a', 'token-a2');
+    file.removeDevice('dev-b');
+    file.close();
+    const text = readFileSync(path, 'utf8');
+    expect(text.startsWith('admin:$7$101$x$y\n# operator accounts\ncascade-region:')).toBe(true);
+    expect(text).not.toContain('dev-b:');
+    const entry = text.split('\n').find((l) => l.startsWith('dev-a:'))!;
+    expect(verifyMosquittoPassword('token-a2', entry.slice('dev-a:'.length))).toBe(true);
+
+    // A region started again finds its devices in the file.
+    expect(open().devices()).toEqual(['dev-a']);
+  });
+
+  it('never gives a device the name of an operator account, nor one with a colon', () => {
+    writeFileSync(path, 'cascade-region:$7$101$abc$def\n');
+    const file = open();
+    file.setDevicePassword('cascade-region', 'device-token');
+    file.setDevicePassword('site:42', 'device-token');
+    file.setDevicePassword('dev-a', 'token-a');
+    file.flush();
+    const text = readFileSync(path, 'utf8');
+    expect(text.match(/^cascade-region:/gm)).toHaveLength(1);
+    expect(text).toContain('cascade-region:$7$101$abc$def');
+    expect(text).not.toContain('site:42');
+    expect(file.devices()).toEqual(['dev-a']);
+    expect(logged.join('\n')).toMatch(/device cascade-region gets no MQTT credentials: the password file .* has a user of that name outside the region's block/);
+    expect(logged.join('\n')).toMatch(/device site:42 gets no MQTT credentials: its id contains ':'/);
+  });
+
+  it('says what to do when the file is missing or its block is broken', () => {
+    expect(() => open()).toThrow(/cannot read the MQTT password file .*passwd \(--mqtt-device-passwords\).*create it/);
+    writeFileSync(path, '# END cascade devices of region eu-west\n');
+    expect(() => open()).toThrow(/the block of region eu-west is broken/);
+  });
+});
