@@ -1,7 +1,5 @@
-import { mkdirSync } from 'node:fs';
-import { join } from 'node:path';
 import Database from 'better-sqlite3';
-import { CascadeError } from '../core/errors.js';
+import { openStateDatabase } from '../storage/open-state-database.js';
 import type { HubSummary } from './summary.js';
 
 /**
@@ -112,36 +110,14 @@ export class HubStore {
   private readonly statements;
 
   static open(dataDir: string): HubStore {
-    try {
-      mkdirSync(dataDir, { recursive: true });
-      return new HubStore(join(dataDir, HUB_STATE_FILE_NAME));
-    } catch (err) {
-      if (err instanceof CascadeError) throw err;
-      throw new CascadeError('hub-state-open-failed', `cannot open the hub state in ${dataDir}: ${(err as Error).message} (check --data points to a writable directory)`, { dataDir });
-    }
+    const { db, path } = openStateDatabase({ dataDir, fileName: HUB_STATE_FILE_NAME, migrations: MIGRATIONS, owner: 'hub', cacheKib: 4000 });
+    return new HubStore(db, path);
   }
 
-  private constructor(path: string) {
+  private constructor(db: Database.Database, path: string) {
+    this.db = db;
     this.path = path;
-    this.db = new Database(path);
-    // WAL + NORMAL: a committed transaction survives the process being killed; readers never block the writer.
-    this.db.pragma('journal_mode = WAL');
-    this.db.pragma('synchronous = NORMAL');
-    this.db.pragma('busy_timeout = 5000');
-    this.migrate();
     this.statements = this.prepare();
-  }
-
-  private migrate(): void {
-    const current = this.db.pragma('user_version', { simple: true }) as number;
-    if (current > MIGRATIONS.length) {
-      this.db.close();
-      throw new CascadeError('hub-state-schema-newer', `${this.path} has schema version ${current}, newer than this cascade (${MIGRATIONS.length}); upgrade cascade or use another --data directory`);
-    }
-    this.db.transaction(() => {
-      for (let version = current; version < MIGRATIONS.length; version++) this.db.exec(MIGRATIONS[version]!);
-      this.db.pragma(`user_version = ${MIGRATIONS.length}`);
-    })();
   }
 
   private prepare() {

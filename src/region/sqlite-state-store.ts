@@ -1,7 +1,6 @@
-import { mkdirSync } from 'node:fs';
-import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { CascadeError } from '../core/errors.js';
+import { openStateDatabase } from '../storage/open-state-database.js';
 import type { AppHealth, AppReport, DeviceDesired, DeviceId, Labels } from '../core/types.js';
 import type { RolloutState } from '../plan/rollout/types.js';
 import type { AppCatalog, DeviceRecord, HandedState, RevisionRecord, StateStore } from './state-store.js';
@@ -140,42 +139,15 @@ export class SqliteStateStore implements StateStore {
 
   /** Opens (creating if needed) `<dataDir>/state.sqlite` and brings its schema up to date. */
   static open(dataDir: string): SqliteStateStore {
-    try {
-      mkdirSync(dataDir, { recursive: true });
-      return new SqliteStateStore(join(dataDir, STATE_FILE_NAME));
-    } catch (err) {
-      if (err instanceof CascadeError) throw err;
-      throw new CascadeError('state-open-failed', `cannot open the region state in ${dataDir}: ${(err as Error).message} (check --data points to a writable directory)`, { dataDir });
-    }
+    // The state is small and hot rows stay in the OS page cache: 4 MB keeps a region in its memory budget.
+    const { db, path } = openStateDatabase({ dataDir, fileName: STATE_FILE_NAME, migrations: MIGRATIONS, owner: 'region', cacheKib: 4000 });
+    return new SqliteStateStore(db, path);
   }
 
-  private constructor(path: string) {
+  private constructor(db: Database.Database, path: string) {
+    this.db = db;
     this.path = path;
-    this.db = new Database(path);
-    // WAL + NORMAL: a committed transaction survives the process being killed; readers never block the writer.
-    this.db.pragma('journal_mode = WAL');
-    this.db.pragma('synchronous = NORMAL');
-    this.db.pragma('busy_timeout = 5000');
-    // better-sqlite3 is built with a 16 MB page cache per connection; the state is small and
-    // hot rows stay in the OS page cache, so 4 MB keeps a region's memory in its budget.
-    this.db.pragma('cache_size = -4000');
-    this.migrate();
     this.statements = this.prepare();
-  }
-
-  private migrate(): void {
-    const current = this.db.pragma('user_version', { simple: true }) as number;
-    if (current > MIGRATIONS.length) {
-      this.db.close();
-      throw new CascadeError('state-schema-newer', `${this.path} has schema version ${current}, newer than this cascade (${MIGRATIONS.length}); upgrade cascade or use another --data directory`);
-    }
-    const run = this.db.transaction(() => {
-      for (let version = current; version < MIGRATIONS.length; version++) {
-        this.db.exec(MIGRATIONS[version]!);
-      }
-      this.db.pragma(`user_version = ${MIGRATIONS.length}`);
-    });
-    run();
   }
 
   private prepare() {
