@@ -14,6 +14,10 @@
 #               or `deps-prebuilt` (copies them from the build context named `prebuilt`,
 #               made on a machine with the same Node and libc; see scripts/container-base-image.sh
 #               and test/container/, which build this way where no registry or apt is reachable)
+#   BUILD_TOOLS which stage provides the TypeScript compiler that makes dist/: `build-tools`
+#               (default, installs the devDependencies here) or `build-tools-prebuilt` (copies
+#               a node_modules folder holding `typescript` from the build context named
+#               `prebuilt-build-tools`; test/container/ hands in this checkout's)
 #
 # Build with BuildKit (Docker's default since 23.0), buildx, podman or buildah: they build only the
 # stages the target needs. Docker's legacy builder builds every stage and fails on `prebuilt`.
@@ -21,6 +25,7 @@
 ARG BASE=node:20-bookworm-slim
 ARG BUILD_BASE=${BASE}
 ARG DEPS=deps
+ARG BUILD_TOOLS=build-tools
 
 # Production dependencies. better-sqlite3 compiles its native addon when no prebuilt
 # binary can be downloaded, so the compilers stay in this stage only.
@@ -30,7 +35,11 @@ RUN apt-get update \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /app
 COPY package.json package-lock.json ./
-RUN npm ci --omit=dev --no-audit --no-fund \
+# --ignore-scripts skips the project's own `prepare` (it compiles src/, which is not here, with a
+# devDependency: the build stage below does that); `npm rebuild` then runs the dependencies'
+# install scripts, e.g. the one that builds better-sqlite3's addon.
+RUN npm ci --omit=dev --ignore-scripts --no-audit --no-fund \
+ && npm rebuild \
  && npm cache clean --force
 
 # Production dependencies made elsewhere (`npm ci --omit=dev` or `npm prune --omit=dev`
@@ -41,8 +50,39 @@ COPY --from=prebuilt . /app/node_modules/
 
 FROM ${DEPS} AS dependencies
 
+# The TypeScript compiler (a devDependency). Compiling runs no install script, so no compiler
+# toolchain either.
+FROM ${BUILD_BASE} AS build-tools
+WORKDIR /app
+COPY package.json package-lock.json ./
+RUN npm ci --ignore-scripts --no-audit --no-fund \
+ && npm cache clean --force
+
+# The same made elsewhere, handed in with `--build-context prebuilt-build-tools=DIR`, DIR holding
+# node_modules contents with `typescript` among them.
+FROM scratch AS build-tools-prebuilt
+COPY --from=prebuilt-build-tools . /app/node_modules/
+
+FROM ${BUILD_TOOLS} AS tools
+
+# src/ compiled to dist/ (`npm run build`): bin/cascade.js runs it instead of the sources through
+# tsx, which takes ~25 MB less memory per process and starts faster.
+FROM ${BUILD_BASE} AS build
+WORKDIR /app
+COPY --from=tools /app/node_modules ./node_modules
+COPY package.json tsconfig.json tsconfig.build.json ./
+COPY bin ./bin
+COPY scripts/build-dist.mjs ./scripts/
+COPY src ./src
+RUN node scripts/build-dist.mjs
+
 FROM ${BASE} AS runtime
+# --max-semi-space-size=4: V8's young generation at most 2 x 4 MB instead of 2 x 16 MB. bin/cascade.js
+# keeps a region's heap small (it holds a long poll per device), pinning the young generation at
+# 2 x 1 MB unless it is sized here; 4 MB gives about the same peak (~135 MB with 2,500 devices) for
+# half the GC work.
 ENV NODE_ENV=production \
+    NODE_OPTIONS=--max-semi-space-size=4 \
     CASCADE_DATA=/var/lib/cascade \
     CASCADE_LISTEN=0.0.0.0:8080 \
     CASCADE_LOG_FORMAT=json
@@ -60,6 +100,8 @@ COPY bin ./bin
 COPY schemas ./schemas
 COPY fleet-repo-template ./fleet-repo-template
 COPY src ./src
+# Compiled from the same src/ as above: bin/cascade.js checks that, and runs dist/.
+COPY --from=build /app/dist ./dist
 USER 10001:10001
 VOLUME ["/var/lib/cascade"]
 EXPOSE 8080

@@ -1,7 +1,9 @@
+import { spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import type { RegionStatus } from '../src/reconciler/region-status.js';
 import { startSimulation } from '../src/simulate/simulation.js';
 import { commitAndPush, makeFleetRemote } from '../test/support/git-fixtures.js';
@@ -18,6 +20,21 @@ import { figure, type BenchFigure, type BenchSuite } from './types.js';
  */
 const DEVICES = Number(process.env['CASCADE_BENCH_DEVICES'] ?? 2_500);
 const TOKEN = 'bench-token';
+const BUILD = fileURLToPath(new URL('../scripts/build-dist.mjs', import.meta.url));
+
+/**
+ * Measures the region as it is deployed: bin/cascade.js runs the compiled dist/ only while it matches
+ * src/ (otherwise the sources through tsx, ~25 MB more), so build it first unless it is up to date.
+ */
+function buildDist(): void {
+  const built = spawnSync(process.execPath, [BUILD, '--if-stale'], { stdio: ['ignore', 'inherit', 'inherit'] });
+  if (built.status !== 0) throw new Error(`${BUILD} --if-stale failed (exit ${built.status ?? built.signal}): cannot measure the compiled region`);
+}
+
+/** False when src/ changed during the run: a region started then ran the sources through tsx. */
+function distStillCurrent(): boolean {
+  return spawnSync(process.execPath, [BUILD, '--check'], { stdio: 'ignore' }).status === 0;
+}
 
 function peakRssMb(region: RegionProcess): number {
   const status = readFileSync(`/proc/${region.child.pid}/status`, 'utf8');
@@ -32,6 +49,7 @@ async function status(region: RegionProcess): Promise<RegionStatus> {
 export const suite: BenchSuite = {
   name: 'region',
   async run(): Promise<BenchFigure[]> {
+    buildDist();
     const root = await mkdtemp(join(tmpdir(), 'cascade-bench-region-'));
     const remote = await makeFleetRemote(join(root, 'git'), 'fleet', smallFleet({ web: '1.0.0', db: null }));
     const server = await startGitHttpServer({ root: join(root, 'git') });
@@ -72,6 +90,7 @@ export const suite: BenchSuite = {
       process.stderr.write(`region memory now: heap used ${metric('cascade_process_nodejs_heap_size_used_bytes').toFixed(0)} MB, heap total ${metric('cascade_process_nodejs_heap_size_total_bytes').toFixed(0)} MB, external ${metric('cascade_process_nodejs_external_memory_bytes').toFixed(0)} MB, rss ${metric('cascade_process_resident_memory_bytes').toFixed(0)} MB\n`);
       const rss = peakRssMb(region);
       const idleRss = peakRssMb(idle);
+      if (!distStillCurrent()) process.stderr.write('warning: src/ changed during the run, so the regions may have run the sources through tsx instead of dist/; run again\n');
       const noopBaseline = { name: 'push of a no-op commit to applied', value: noopMs, unit: 'ms' };
       return [
         figure(`push to every update handed out (${DEVICES} devices)`, handedMs, 'ms', '< 5 s', handedMs < 5000, noopBaseline),

@@ -73,7 +73,7 @@ export class Reconciler {
   /** What git asks of each enrolled device, by the last good revision (before rollout gating). */
   resolveAll(devices: DeviceRecord[]): Map<DeviceId, DeviceDesired> {
     if (!this.fleet) return this.options.store.getResolved();
-    return this.resolverFor(this.fleet).resolveAll(this.inventory(devices)).desired;
+    return this.resolverFor(this.fleet).resolveAll(this.resolutionInputs(devices)).desired;
   }
 
   private resolverFor(fleet: LoadedFleet): DesiredResolver {
@@ -227,10 +227,17 @@ export class Reconciler {
     if (next !== Infinity) this.options.wakeUpAt(next);
   }
 
-  private inventory(devices: DeviceRecord[]): InventoryDevice[] {
-    return devices
-      .filter((d) => !d.revoked)
-      .map((d) => ({ id: d.id, region: this.options.region, labels: d.labels, apps: installedVersions(d) }));
+  /**
+   * What resolution reads of each device that is not revoked. Only that: this runs on every pass and
+   * every status request, so it builds no installed-versions map resolution would not look at.
+   */
+  private resolutionInputs(devices: DeviceRecord[]): Array<Pick<InventoryDevice, 'id' | 'region' | 'labels'>> {
+    const { region } = this.options;
+    const inputs: Array<Pick<InventoryDevice, 'id' | 'region' | 'labels'>> = [];
+    for (const device of devices) {
+      if (!device.revoked) inputs.push({ id: device.id, region, labels: device.labels });
+    }
+    return inputs;
   }
 }
 

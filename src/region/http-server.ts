@@ -82,6 +82,10 @@ export function createRegionHttpServer(opts: RegionHttpServerOptions): FastifyIn
     bodyLimit,
     // Thousands of devices poll constantly; per-request log lines would drown everything else.
     logController: new LogController({ disableRequestLogging: true }),
+    // Requests log through the server's own logger: a pino child per request (its bound log methods
+    // and formatters, ~1 KB) would be kept alive by each of thousands of held long polls. Lines
+    // about a failed request name its id themselves.
+    childLoggerFactory: (logger) => logger,
     // Longer than any long poll, so a device's socket survives between polls.
     keepAliveTimeout: 75_000,
     // Open long polls and idle keep-alive sockets must not hold `close()` up.
@@ -97,7 +101,7 @@ export function createRegionHttpServer(opts: RegionHttpServerOptions): FastifyIn
 
   app.setErrorHandler((err: FastifyError, request, reply) => {
     const answer = toErrorAnswer(err, bodyLimit);
-    if (answer.status >= 500) request.log.error({ err, url: request.url }, 'request failed');
+    if (answer.status >= 500) request.log.error({ err, reqId: request.id, url: request.url }, 'request failed');
     const body: ErrorBody = { error: { code: answer.code, message: answer.message } };
     void reply.code(answer.status).type('application/json').send(body);
   });

@@ -13,7 +13,9 @@ import { imageExists, podman, RUNTIME_FLAGS } from './podman.js';
  *   scripts/container-base-image.sh;
  * - node_modules come from the Dockerfile's `deps-prebuilt` stage (`--build-arg DEPS=deps-prebuilt`):
  *   a copy of this checkout's node_modules pruned to production dependencies
- *   (`npm prune --omit=dev`), whose better-sqlite3 addon was built for this very node and libc.
+ *   (`npm prune --omit=dev`), whose better-sqlite3 addon was built for this very node and libc;
+ * - the TypeScript compiler that makes dist/ comes from the `build-tools-prebuilt` stage
+ *   (`--build-arg BUILD_TOOLS=build-tools-prebuilt`): a copy of this checkout's `typescript` package.
  *
  * Every other instruction (user, volume, files, health check, entrypoint) is the one real users build.
  * Both the pruned node_modules and the image are cached: the image is tagged with a hash of
@@ -28,7 +30,7 @@ const IMAGE_REPOSITORY = 'localhost/cascade-test';
 const CACHE_DIR = process.env['CASCADE_CONTAINER_CACHE'] ?? '/var/tmp/cascade-container-cache';
 const NODE_VERSION_LABEL = 'org.cascade.node-version';
 /** What the Dockerfile copies from the build context (see .dockerignore). */
-const CONTEXT_FILES = ['Dockerfile', '.dockerignore', 'package.json', 'package-lock.json'];
+const CONTEXT_FILES = ['Dockerfile', '.dockerignore', 'package.json', 'package-lock.json', 'tsconfig.json', 'tsconfig.build.json', 'scripts/build-dist.mjs'];
 const CONTEXT_DIRS = ['bin', 'src', 'schemas', 'fleet-repo-template'];
 
 /**
@@ -97,6 +99,7 @@ export async function buildCascadeImage(): Promise<BuiltImage> {
   if (await imageExists(tag)) return { tag, built: false, seconds: (Date.now() - started) / 1000 };
 
   const nodeModules = await prunedNodeModules();
+  const buildTools = await typescriptOnly();
   await podman(
     [
       'build',
@@ -106,6 +109,8 @@ export async function buildCascadeImage(): Promise<BuiltImage> {
       '--build-arg', `BASE=${BASE_IMAGE}`,
       '--build-arg', 'DEPS=deps-prebuilt',
       '--build-context', `prebuilt=${nodeModules}`,
+      '--build-arg', 'BUILD_TOOLS=build-tools-prebuilt',
+      '--build-context', `prebuilt-build-tools=${buildTools}`,
       '--tag', tag,
       '--file', join(ROOT, 'Dockerfile'),
       ROOT,
@@ -181,6 +186,29 @@ async function prunedNodeModules(): Promise<string> {
     }
   }
   return result;
+}
+
+/**
+ * A node_modules folder holding only this checkout's `typescript`, all the image's build stage
+ * needs to make dist/ (it emits without type checking), cached by the compiler's version.
+ */
+async function typescriptOnly(): Promise<string> {
+  const source = join(ROOT, 'node_modules', 'typescript');
+  const { version } = JSON.parse(await readFile(join(source, 'package.json'), 'utf8')) as { version: string };
+  const dir = join(CACHE_DIR, `build-tools-typescript-${version}`);
+  if (await exists(join(dir, 'typescript', 'package.json'))) return dir;
+  await mkdir(CACHE_DIR, { recursive: true });
+  const staging = `${dir}.tmp-${process.pid}`;
+  await rm(staging, { recursive: true, force: true });
+  await mkdir(staging);
+  await execFileAsync('cp', ['-a', source, join(staging, 'typescript')], { timeout: 180_000 });
+  try {
+    await rename(staging, dir);
+  } catch {
+    // Another test run finished the same folder first: use theirs.
+    await rm(staging, { recursive: true, force: true });
+  }
+  return dir;
 }
 
 /** Keeps one test image: the older ones differ only in their sources and would fill the disk. */
