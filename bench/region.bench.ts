@@ -87,7 +87,7 @@ export const suite: BenchSuite = {
 
       const metrics = await (await fetch(`${region.url}/metrics`)).text();
       const metric = (name: string) => Number(new RegExp(`^${name}\\{[^}]*\\} (\\S+)`, 'm').exec(metrics)?.[1] ?? NaN) / 1024 / 1024;
-      process.stderr.write(`region memory now: heap used ${metric('cascade_process_nodejs_heap_size_used_bytes').toFixed(0)} MB, heap total ${metric('cascade_process_nodejs_heap_size_total_bytes').toFixed(0)} MB, external ${metric('cascade_process_nodejs_external_memory_bytes').toFixed(0)} MB, rss ${metric('cascade_process_resident_memory_bytes').toFixed(0)} MB\n`);
+      process.stderr.write(`region memory now: heap used ${metric('cascade_process_nodejs_heap_size_used_bytes').toFixed(0)} MB, heap total ${metric('cascade_process_nodejs_heap_size_total_bytes').toFixed(0)} MB, external ${metric('cascade_process_nodejs_external_memory_bytes').toFixed(0)} MB, rss ${metric('cascade_process_process_resident_memory_bytes').toFixed(0)} MB\n`);
       const rss = peakRssMb(region);
       const idleRss = peakRssMb(idle);
       if (!distStillCurrent()) process.stderr.write('warning: src/ changed during the run, so the regions may have run the sources through tsx instead of dist/; run again\n');

@@ -33,7 +33,7 @@ const say = (line) => process.stderr.write(`build: ${line}\n`);
 
 function skipOrFail(reason) {
   if (flags.has('--if-possible')) {
-    say(`nothing built: ${reason}; bin/cascade.js runs the TypeScript sources through tsx`);
+    say(`nothing built: ${reason}`);
     process.exit(0);
   }
   say(`cannot build: ${reason}`);
@@ -51,7 +51,7 @@ let tsc;
 try {
   tsc = createRequire(join(ROOT, 'package.json')).resolve('typescript/bin/tsc');
 } catch {
-  skipOrFail('the TypeScript compiler (devDependency typescript) is not installed; run `npm ci` with dev dependencies');
+  skipOrFail('the TypeScript compiler (devDependency typescript) is not installed, so bin/cascade.js runs the sources through tsx; `npm ci` with dev dependencies installs it');
 }
 
 // Fingerprints taken before compiling: a file edited while tsc runs makes the stamp stale, not wrong.
