@@ -1,6 +1,7 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { CascadeError } from '../core/errors.js';
-import type { DeploymentRolloutStatus, WaveStatus } from '../plan/rollout/types.js';
+import { sumWaves } from '../plan/rollout/totals.js';
+import type { DeploymentRolloutStatus } from '../plan/rollout/types.js';
 import type { RegionStatus } from '../reconciler/region-status.js';
 import type { Simulation } from '../simulate/simulation.js';
 import type { ProgressPrinter } from './progress-printer.js';
@@ -138,18 +139,6 @@ function describeDevices(status: RegionStatus, devices: number, revision: string
   return parts.join(', ');
 }
 
-function sumWaves(waves: WaveStatus[]): Omit<WaveStatus, 'wave' | 'percent'> {
-  const total = { devices: 0, pending: 0, updating: 0, healthy: 0, failed: 0, offline: 0 };
-  for (const wave of waves) {
-    total.devices += wave.devices;
-    total.pending += wave.pending;
-    total.updating += wave.updating;
-    total.healthy += wave.healthy;
-    total.failed += wave.failed;
-    total.offline += wave.offline;
-  }
-  return total;
-}
 
 export function plural(n: number, word: string): string {
   return `${n} ${word}${n === 1 ? '' : 's'}`;

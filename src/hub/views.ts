@@ -1,3 +1,4 @@
+import { sumWaves } from '../plan/rollout/totals.js';
 import type { DeploymentRolloutStatus, HaltRecord, RolloutPhase, WaveStatus } from '../plan/rollout/types.js';
 import type { DeviceCounts, DeviceState } from '../reconciler/region-status.js';
 import type { RegionRecord } from './hub-store.js';
@@ -162,16 +163,8 @@ function emptyCounts(): RolloutCounts {
 }
 
 export function rolloutCounts(waves: WaveStatus[]): RolloutCounts {
-  const counts = emptyCounts();
-  for (const wave of waves) {
-    counts.devices += wave.devices;
-    counts.converged += wave.healthy;
-    counts.updating += wave.updating;
-    counts.pending += wave.pending;
-    counts.failed += wave.failed;
-    counts.offline += wave.offline;
-  }
-  return counts;
+  const total = sumWaves(waves);
+  return { devices: total.devices, converged: total.healthy, updating: total.updating, pending: total.pending, failed: total.failed, offline: total.offline };
 }
 
 function isRefused(summary: HubSummary, sha: string): boolean {

@@ -1,5 +1,6 @@
 import cliProgress from 'cli-progress';
 import type { RegionStatus } from '../reconciler/region-status.js';
+import { sumWaves } from '../plan/rollout/totals.js';
 import { fetchRegionStatus } from './fetch-status.js';
 import { isSettled } from './render-status.js';
 
@@ -36,9 +37,7 @@ export async function watchRegionStatus(regionUrl: string, intervalMs: number, o
       const d = status.devices;
       draw(`region ${status.region}`, d.converged, d.total, `converged  ${d.updating} updating  ${d.pending ?? 0} pending  ${d.failed} failed  ${d.offline} offline  rev ${(status.revision.applied ?? '-').slice(0, 8)}`);
       for (const rollout of status.rollouts ?? []) {
-        const total = rollout.waves.reduce((n, w) => n + w.devices, 0);
-        const healthy = rollout.waves.reduce((n, w) => n + w.healthy, 0);
-        const failed = rollout.waves.reduce((n, w) => n + w.failed, 0);
+        const { devices: total, healthy, failed } = sumWaves(rollout.waves);
         const halt = rollout.halted ? `  HALTED: ${rollout.halted.reason}` : '';
         draw(rollout.deployment, healthy, total, `at ${rollout.version}  ${rollout.state}  wave ${rollout.currentWave}/${rollout.waves.length}  ${failed} failed${halt}`);
       }

@@ -15,3 +15,4 @@ export {
 export { MAX_COMPLETED_VERSIONS, startingState } from './state.js';
 export type * from './types.js';
 export { checkWindow } from './window.js';
+export { sumWaves, type RolloutTotals } from './totals.js';
