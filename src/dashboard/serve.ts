@@ -2,8 +2,8 @@ import { readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { FastifyInstance, preHandlerHookHandler } from 'fastify';
-import type { RegionRecord } from '../hub/hub-store.js';
-import type { HubSummaryInput } from '../hub/summary.js';
+import type { RegionRecord } from '../storage/hub-store.js';
+import type { HubSummaryInput } from '../protocol/hub-summary.js';
 import { referencedRevisions, regionView, revisionView, searchDevices, type DeviceSearch, type RegionView, type RevisionView } from '../hub/views.js';
 
 /** What the dashboard page polls: `GET /api/v1/dashboard`. */

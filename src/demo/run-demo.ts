@@ -7,7 +7,7 @@ import git from 'isomorphic-git';
 import { pino, type Logger } from 'pino';
 import { parse } from 'yaml';
 import { CascadeError } from '../core/errors.js';
-import { startRegion, type RunningRegion } from '../region/region-server.js';
+import { startRegion, type RunningRegion } from '../region/compose.js';
 import { startSimulation, type Simulation } from '../simulate/simulation.js';
 import { commitFiles } from '../source/commit-files.js';
 import { initFleetRepository } from '../source/init-repository.js';

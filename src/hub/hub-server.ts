@@ -2,13 +2,13 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { Logger } from 'pino';
 import { CascadeError } from '../core/errors.js';
 import { registerDashboard } from '../dashboard/serve.js';
-import { HttpError, createRegionHttpServer } from '../region/http-server.js';
-import { SIGNATURE_HEADER, bearerToken, regionToken, secretsEqual, signBody } from './auth.js';
+import { HttpError, createRegionHttpServer } from '../http/http-server.js';
+import { SIGNATURE_HEADER, bearerToken, regionToken, secretsEqual, signBody } from '../protocol/hub-auth.js';
 import { FleetTracker } from './fleet-tracker.js';
 import { createHubMetrics } from './hub-metrics.js';
-import { HubStore } from './hub-store.js';
+import { HubStore } from '../storage/hub-store.js';
 import { createReadGuard } from './read-access.js';
-import { MAX_SUMMARY_BYTES, hubSummarySchema, isValidRegionName, type HubSummary } from './summary.js';
+import { MAX_SUMMARY_BYTES, hubSummarySchema, isValidRegionName, type HubSummary } from '../protocol/hub-summary.js';
 import type { FleetView, RevisionView } from './views.js';
 import { WebhookDispatcher } from './webhooks.js';
 

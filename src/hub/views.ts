@@ -1,8 +1,8 @@
 import { sumWaves } from '../plan/rollout/totals.js';
 import type { DeploymentRolloutStatus, HaltRecord, RolloutPhase, WaveStatus } from '../plan/rollout/types.js';
 import type { DeviceCounts, DeviceState } from '../reconciler/region-status.js';
-import type { RegionRecord } from './hub-store.js';
-import type { HubSummary } from './summary.js';
+import type { RegionRecord } from '../storage/hub-store.js';
+import type { HubSummary } from '../protocol/hub-summary.js';
 
 /**
  * Pure views over the regions' latest summaries: what the hub API, the dashboard, the webhooks

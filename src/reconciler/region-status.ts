@@ -1,6 +1,6 @@
 import type { DeviceDesired, DeviceId } from '../core/types.js';
 import type { DeploymentRolloutStatus } from '../plan/rollout/types.js';
-import type { DeviceRecord, RevisionRecord } from '../region/state-store.js';
+import type { DeviceRecord, RevisionRecord } from './state-store.js';
 
 export interface DeviceCounts {
   total: number;

@@ -5,9 +5,9 @@ import { MemoryAgentState, type InstalledApp } from '../agent/agent-state.js';
 import { runDeviceLoop, type DeviceEvent } from '../agent/device-loop.js';
 import { SimulatedRuntime } from '../agent/runtime-simulated.js';
 import type { Labels } from '../core/types.js';
-import { RegionClient } from '../protocol/region-client.js';
-import { brokerClientOptions, readCaFile } from '../transport/mqtt/connection.js';
-import { MqttDeviceChannel } from '../transport/mqtt/device-channel.js';
+import { RegionClient } from '../agent/http/region-client.js';
+import { brokerClientOptions, readCaFile } from '../protocol/mqtt-connection.js';
+import { MqttDeviceChannel } from '../agent/mqtt/device-channel.js';
 import { seededRandom, unitHash } from './seeded.js';
 
 export interface SimulationOptions {

@@ -1,9 +1,9 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { regionToken, signBody } from '../../src/hub/auth.js';
+import { regionToken, signBody } from '../../src/protocol/hub-auth.js';
 import { startHub, type HubConfig, type RunningHub } from '../../src/hub/hub-server.js';
-import { SUMMARY_PATH, type HubSummary } from '../../src/hub/summary.js';
+import { SUMMARY_PATH, type HubSummary } from '../../src/protocol/hub-summary.js';
 import type { DeploymentRolloutStatus, RolloutPhase, WaveStatus } from '../../src/plan/rollout/types.js';
 
 export const HUB_TOKEN = 'hub-secret-for-tests';

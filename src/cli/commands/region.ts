@@ -1,6 +1,6 @@
 import { Command, Option } from 'commander';
 import { CascadeError } from '../../core/errors.js';
-import { startRegion } from '../../region/region-server.js';
+import { startRegion } from '../../region/compose.js';
 import { readFileSync } from 'node:fs';
 import { loadTrustedKeys } from '../../source/trusted-keys.js';
 import { createCliLogger } from '../logger.js';

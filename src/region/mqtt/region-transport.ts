@@ -8,10 +8,10 @@ import { MQTT_ONLINE, MQTT_QOS, desiredTopic, deviceOfTopic, regionSubscription,
 import { parseMqttReport } from '../../protocol/report-validator.js';
 import type { DesiredResponse } from '../../protocol/types.js';
 import { isValidDeviceId } from '../../protocol/validate.js';
-import type { StateStore } from '../../region/state-store.js';
-import { brokerClientOptions, describeBroker, isAuthRefusal, type MqttBrokerOptions } from './connection.js';
-import type { MqttMetrics } from './metrics.js';
-import { Window } from './window.js';
+import type { StateStore } from '../../reconciler/state-store.js';
+import { brokerClientOptions, describeBroker, isAuthRefusal, type MqttBrokerOptions } from '../../protocol/mqtt-connection.js';
+import type { MqttMetrics } from './mqtt-metrics.js';
+import { Window } from './in-flight-limiter.js';
 
 export interface MqttRegionTransportOptions extends MqttBrokerOptions {
   region: string;

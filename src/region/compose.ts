@@ -7,18 +7,18 @@ import { PassScheduler } from '../reconciler/pass-scheduler.js';
 import { Reconciler, withConnected } from '../reconciler/reconciler.js';
 import { createRegionMetrics } from '../reconciler/region-metrics.js';
 import { countDevices, deviceState, revisionStatus, type RegionStatus } from '../reconciler/region-status.js';
-import { DesiredWatchers } from './desired-watchers.js';
-import { registerDeviceApi } from './device-api.js';
-import { createRegionHttpServer } from './http-server.js';
+import { DesiredWatchers } from './routes/desired-watchers.js';
+import { registerDeviceApi } from './routes/device-routes.js';
+import { createRegionHttpServer } from '../http/http-server.js';
 import { registerDashboard } from '../dashboard/serve.js';
-import { startHubPush, type HubPush } from '../hub-client/hub-push.js';
-import { buildRegionSummary } from '../hub-client/region-summary.js';
-import type { HubSummaryInput } from '../hub/summary.js';
-import { SqliteStateStore } from './sqlite-state-store.js';
-import { limitEnrollment } from './enrollment-limiter.js';
-import { operatorGuard, registerOperatorApi } from './operator-api.js';
+import { startHubPush, type HubPush } from './hub/hub-push.js';
+import { buildRegionSummary } from './hub/hub-report.js';
+import type { HubSummaryInput } from '../protocol/hub-summary.js';
+import { SqliteStateStore } from '../storage/region-state-store.js';
+import { limitEnrollment } from './routes/enrollment-limiter.js';
+import { operatorGuard, registerOperatorApi } from './routes/operator-routes.js';
 import type { TrustedKeys } from '../source/trusted-keys.js';
-import { RegionMqtt, type RegionMqttOptions } from '../transport/mqtt/region-mqtt.js';
+import { RegionMqtt, type RegionMqttOptions } from './mqtt/region-mqtt.js';
 
 export interface RegionConfig {
   repo: string;

@@ -1,4 +1,4 @@
-import { renderHubStatus, renderRevision } from '../status/render-fleet.js';
+import { renderHubStatus, renderRevision } from '../render/render-fleet.js';
 import { fetchFleet, fetchRecentRevisions, fetchRevision } from './fetch-fleet.js';
 
 export interface ShowHubStatusOptions {

@@ -4,9 +4,9 @@ import type { Logger } from 'pino';
 import { CascadeError } from '../../core/errors.js';
 import type { DeviceId } from '../../core/types.js';
 import { MQTT_OFFLINE, MQTT_ONLINE, MQTT_QOS, desiredTopic, reportedTopic, statusTopic, type MqttReport } from '../../protocol/mqtt-topics.js';
-import { RegionHttpError, type DesiredResult, type RegionClient } from '../../protocol/region-client.js';
+import { RegionHttpError, type DesiredResult, type RegionClient } from '../http/region-client.js';
 import { errorCodes, type DesiredResponse, type ReportRequest } from '../../protocol/types.js';
-import { brokerClientOptions, describeBroker, isAuthRefusal, readCaFile } from './connection.js';
+import { brokerClientOptions, describeBroker, isAuthRefusal, readCaFile } from '../../protocol/mqtt-connection.js';
 
 export interface MqttDeviceChannelOptions {
   /** `mqtt://host:port` or `mqtts://host:port`. */

@@ -1,6 +1,6 @@
 import cliProgress from 'cli-progress';
-import type { RegionStatus } from '../reconciler/region-status.js';
-import { sumWaves } from '../plan/rollout/totals.js';
+import type { RegionStatus } from '../../reconciler/region-status.js';
+import { sumWaves } from '../../plan/rollout/totals.js';
 import { fetchRegionStatus } from './fetch-status.js';
 import { isSettled } from './render-status.js';
 

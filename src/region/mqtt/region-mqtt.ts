@@ -1,10 +1,10 @@
 import type { Logger } from 'pino';
 import type { Registry } from 'prom-client';
 import type { DeviceId } from '../../core/types.js';
-import { desiredResponse } from '../../region/device-api.js';
-import type { StateStore } from '../../region/state-store.js';
-import type { MqttBrokerOptions } from './connection.js';
-import { createMqttMetrics } from './metrics.js';
+import { desiredResponse } from '../routes/device-routes.js';
+import type { StateStore } from '../../reconciler/state-store.js';
+import type { MqttBrokerOptions } from '../../protocol/mqtt-connection.js';
+import { createMqttMetrics } from './mqtt-metrics.js';
 import { MosquittoPasswordFile, signalReload } from './mosquitto-password-file.js';
 import { startMqttRegionTransport, type MqttRegionStats, type MqttRegionTransport } from './region-transport.js';
 

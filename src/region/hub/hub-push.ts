@@ -1,6 +1,6 @@
 import type { Logger } from 'pino';
-import { SIGNATURE_HEADER, signBody } from '../hub/auth.js';
-import { SUMMARY_PATH, type HubSummary, type HubSummaryInput } from '../hub/summary.js';
+import { SIGNATURE_HEADER, signBody } from '../../protocol/hub-auth.js';
+import { SUMMARY_PATH, type HubSummary, type HubSummaryInput } from '../../protocol/hub-summary.js';
 
 export interface HubPushOptions {
   hubUrl: string;

@@ -1,8 +1,8 @@
-import type { DeviceDesired, DeviceId } from '../core/types.js';
-import { MAX_DEVICES_LIST, type DeviceSummary, type HubSummaryInput } from '../hub/summary.js';
-import { deviceState, type RegionStatus } from '../reconciler/region-status.js';
-import { installedVersions } from '../reconciler/reconciler.js';
-import type { DeviceRecord } from '../region/state-store.js';
+import type { DeviceDesired, DeviceId } from '../../core/types.js';
+import { MAX_DEVICES_LIST, type DeviceSummary, type HubSummaryInput } from '../../protocol/hub-summary.js';
+import { deviceState, type RegionStatus } from '../../reconciler/region-status.js';
+import { installedVersions } from '../../reconciler/reconciler.js';
+import type { DeviceRecord } from '../../reconciler/state-store.js';
 
 export interface RegionSummaryInput {
   /** The region's status, rollouts included. */

@@ -1,5 +1,5 @@
 import type { FastifyInstance } from 'fastify';
-import { apiPaths } from '../protocol/types.js';
+import { apiPaths } from '../../protocol/types.js';
 
 export interface EnrollmentLimits {
   /** Failed enrolments one address may make per window before it is refused. */

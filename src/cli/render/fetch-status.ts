@@ -1,5 +1,5 @@
-import { CascadeError } from '../core/errors.js';
-import type { RegionStatus } from '../reconciler/region-status.js';
+import { CascadeError } from '../../core/errors.js';
+import type { RegionStatus } from '../../reconciler/region-status.js';
 
 /** Reads a region's status; errors name the URL and what to check. */
 export async function fetchRegionStatus(regionUrl: string): Promise<RegionStatus> {

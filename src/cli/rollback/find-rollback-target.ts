@@ -1,6 +1,6 @@
-import { CascadeError } from '../core/errors.js';
-import { parseYamlText } from '../desired/parse-yaml.js';
-import { commitsTouching, readFileAt } from '../source/file-history.js';
+import { CascadeError } from '../../core/errors.js';
+import { parseYamlText } from '../../desired/parse-yaml.js';
+import { commitsTouching, readFileAt } from '../../source/file-history.js';
 
 export interface RollbackTarget {
   /** The commit to revert. */

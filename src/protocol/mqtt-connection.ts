@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import type { IClientOptions } from 'mqtt';
-import { CascadeError } from '../../core/errors.js';
+import { CascadeError } from '../core/errors.js';
 
 /** Where and how to reach the broker: the `--mqtt-*` flags of region, agent and simulate. */
 export interface MqttBrokerOptions {

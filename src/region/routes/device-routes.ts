@@ -2,13 +2,13 @@ import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import type { ServerResponse } from 'node:http';
 import { performance } from 'node:perf_hooks';
 import type { FastifyInstance, FastifyReply, FastifyRequest, preHandlerHookHandler } from 'fastify';
-import type { AppReport, DeviceId, InventoryDevice, Labels } from '../core/types.js';
+import type { AppReport, DeviceId, InventoryDevice, Labels } from '../../core/types.js';
 import {
   deviceParamsSchema,
   desiredQuerySchema,
   enrollRequestSchema,
   reportRequestSchema,
-} from '../protocol/schemas.js';
+} from '../../protocol/schemas.js';
 import {
   MAX_WAIT_SECONDS,
   apiPaths,
@@ -18,11 +18,11 @@ import {
   type EnrollRequest,
   type EnrollResponse,
   type ReportRequest,
-} from '../protocol/types.js';
-import { isValidDeviceId, labelsProblem } from '../protocol/validate.js';
+} from '../../protocol/types.js';
+import { isValidDeviceId, labelsProblem } from '../../protocol/validate.js';
 import { DesiredWaiter, type DesiredWatchers } from './desired-watchers.js';
-import { HttpError } from './http-server.js';
-import type { StateStore } from './state-store.js';
+import { HttpError } from '../../http/http-server.js';
+import type { StateStore } from '../../reconciler/state-store.js';
 
 export interface DeviceApiDeps {
   store: StateStore;

@@ -1,4 +1,4 @@
-import type { FleetView, RevisionView } from '../hub/views.js';
+import type { FleetView, RevisionView } from '../../hub/views.js';
 
 const short = (sha: string | null) => (sha ? sha.slice(0, 8) : '-');
 

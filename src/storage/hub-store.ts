@@ -1,6 +1,6 @@
 import Database from 'better-sqlite3';
-import { openStateDatabase } from '../storage/open-state-database.js';
-import type { HubSummary } from './summary.js';
+import { openStateDatabase } from './open-state-database.js';
+import type { HubSummary } from '../protocol/hub-summary.js';
 
 /**
  * Schema migrations, applied in order; `PRAGMA user_version` records how many ran.

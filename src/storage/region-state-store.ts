@@ -1,9 +1,9 @@
 import Database from 'better-sqlite3';
 import { CascadeError } from '../core/errors.js';
-import { openStateDatabase } from '../storage/open-state-database.js';
+import { openStateDatabase } from './open-state-database.js';
 import type { AppHealth, AppReport, DeviceDesired, DeviceId, Labels } from '../core/types.js';
 import type { RolloutState } from '../plan/rollout/types.js';
-import type { AppCatalog, DeviceRecord, HandedState, RevisionRecord, StateStore } from './state-store.js';
+import type { AppCatalog, DeviceRecord, HandedState, RevisionRecord, StateStore } from '../reconciler/state-store.js';
 
 /**
  * Schema migrations, applied in order; `PRAGMA user_version` records how many ran.

@@ -1,5 +1,5 @@
-import type { DeploymentRolloutStatus, WaveStatus } from '../plan/rollout/types.js';
-import type { RegionStatus } from '../reconciler/region-status.js';
+import type { DeploymentRolloutStatus, WaveStatus } from '../../plan/rollout/types.js';
+import type { RegionStatus } from '../../reconciler/region-status.js';
 
 const short = (sha: string | null) => (sha ? sha.slice(0, 8) : '-');
 

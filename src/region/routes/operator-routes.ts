@@ -1,7 +1,7 @@
 import { timingSafeEqual, createHash } from 'node:crypto';
 import type { FastifyInstance, preHandlerHookHandler } from 'fastify';
-import type { StateStore } from './state-store.js';
-import { HttpError } from './http-server.js';
+import type { StateStore } from '../../reconciler/state-store.js';
+import { HttpError } from '../../http/http-server.js';
 
 export interface OperatorApiDeps {
   store: StateStore;

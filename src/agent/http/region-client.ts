@@ -1,7 +1,7 @@
 import http from 'node:http';
 import https from 'node:https';
-import { CascadeError } from '../core/errors.js';
-import type { DeviceId, Labels } from '../core/types.js';
+import { CascadeError } from '../../core/errors.js';
+import type { DeviceId, Labels } from '../../core/types.js';
 import {
   apiPaths,
   type DesiredResponse,
@@ -10,7 +10,7 @@ import {
   type ErrorBody,
   type InventoryDevice,
   type ReportRequest,
-} from './types.js';
+} from '../../protocol/types.js';
 
 /** An HTTP answer outside 2xx/304 from the region: status, the region's error code and the URL. */
 export class RegionHttpError extends CascadeError {

@@ -1,4 +1,4 @@
-import type { DeviceId } from '../core/types.js';
+import type { DeviceId } from '../../core/types.js';
 
 /**
  * One request waiting for its device's handed state to change. The long-poll handler keeps its

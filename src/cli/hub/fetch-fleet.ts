@@ -1,5 +1,5 @@
-import { CascadeError } from '../core/errors.js';
-import type { FleetView, RevisionView } from '../hub/views.js';
+import { CascadeError } from '../../core/errors.js';
+import type { FleetView, RevisionView } from '../../hub/views.js';
 
 export interface HubReadOptions {
   hubUrl: string;
