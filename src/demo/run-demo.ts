@@ -1,3 +1,4 @@
+import { regionDashboard } from '../dashboard/serve.js';
 import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -129,6 +130,7 @@ export async function runDemo(options: DemoOptions): Promise<DemoResult> {
     say(`[2/6] Region ${REGION} and ${plural(n, 'device')}`);
     const enrollmentToken = randomBytes(16).toString('hex');
     region = await startRegion({
+      plugins: [regionDashboard],
       repo: remote.url,
       branch: BRANCH,
       region: REGION,

@@ -103,6 +103,17 @@ export interface RevisionView {
   stateChangedAt?: number;
 }
 
+/** What the dashboard page polls: `GET /api/v1/dashboard`, from the hub or a region. */
+export interface DashboardOverview {
+  mode: 'hub' | 'region';
+  at: number;
+  /** Hub only: a region silent this long is stale. */
+  staleAfterMs: number | null;
+  regions: RegionView[];
+  /** Recent commits, newest first. */
+  revisions: RevisionView[];
+}
+
 export interface DeviceRow {
   region: string;
   id: string;

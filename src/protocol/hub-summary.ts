@@ -1,5 +1,5 @@
-import type { DeploymentRolloutStatus } from '../plan/rollout/types.js';
-import type { DeviceCounts, DeviceState } from '../reconciler/region-status.js';
+import type { DeploymentRolloutStatus } from './rollout-status.js';
+import type { DeviceCounts, DeviceState } from './region-status.js';
 
 /**
  * What a region pushes to the hub: `POST /api/v1/regions/<region>/summary`, signed by the region

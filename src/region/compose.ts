@@ -1,8 +1,10 @@
+import type { FastifyInstance, preHandlerHookHandler } from 'fastify';
 import type { Logger } from 'pino';
 import type { DeviceDesired, DeviceId } from '../core/types.js';
 import { FleetLoader } from '../desired/load.js';
 import { SqliteParseCache } from '../desired/parse-cache.js';
-import { openFleetSource, type GitAuth } from '../source/fleet-source.js';
+import type { GitAuth } from '../source/fleet-source.js';
+import { openFleetSource } from '../source/open-fleet-source.js';
 import { PassScheduler } from '../reconciler/pass-scheduler.js';
 import { Reconciler, withConnected } from '../reconciler/reconciler.js';
 import { createRegionMetrics } from '../reconciler/region-metrics.js';
@@ -10,7 +12,6 @@ import { countDevices, deviceState, revisionStatus, type RegionStatus } from '..
 import { DesiredWatchers } from './routes/desired-watchers.js';
 import { registerDeviceApi } from './routes/device-routes.js';
 import { createRegionHttpServer } from '../http/http-server.js';
-import { registerDashboard } from '../dashboard/serve.js';
 import { startHubPush, type HubPush } from './hub/hub-push.js';
 import { buildRegionSummary } from './hub/hub-report.js';
 import type { HubSummaryInput } from '../protocol/hub-summary.js';
@@ -44,7 +45,20 @@ export interface RegionConfig {
   mqtt?: RegionMqttOptions;
   log: Logger;
   clock?: () => number;
+  /** Routes served beside the region's APIs, such as its web dashboard (dashboard/serve.ts: regionDashboard). */
+  plugins?: readonly RegionPlugin[];
 }
+
+/** What a plugin of the region (its dashboard) may read. */
+export interface RegionPluginContext {
+  /** This region as the hub would see it. */
+  summary(): HubSummaryInput;
+  clock: () => number;
+  /** Guards what only operators may read (device ids and versions). */
+  operatorGuard: preHandlerHookHandler | undefined;
+}
+
+export type RegionPlugin = (app: FastifyInstance, region: RegionPluginContext) => void;
 
 export interface RunningRegion {
   url: string;
@@ -150,7 +164,7 @@ export async function startRegion(config: RegionConfig): Promise<RunningRegion> 
     const devices = withConnected(store.listDevices(), now, isConnected);
     return buildRegionSummary({ status: status(), devices, desired: currentDesired(), handed: store.listHanded(), now, offlineAfterMs });
   };
-  registerDashboard(app, { mode: 'region', summary, clock, devicesGuard: operatorGuard(operatorToken) });
+  for (const plugin of config.plugins ?? []) plugin(app, { summary, clock, operatorGuard: operatorGuard(operatorToken) });
 
   app.get('/healthz', async () => ({ ok: true }));
   app.get('/readyz', async (_request, reply) => {

@@ -3,7 +3,7 @@ import { CascadeError } from '../core/errors.js';
 import { openStateDatabase } from './open-state-database.js';
 import type { AppHealth, AppReport, DeviceDesired, DeviceId, Labels } from '../core/types.js';
 import type { RolloutState } from '../plan/rollout/types.js';
-import type { AppCatalog, DeviceRecord, HandedState, RevisionRecord, StateStore } from '../reconciler/state-store.js';
+import type { AppCatalog, DeviceRecord, HandedState, RevisionRecord } from './region-records.js';
 
 /**
  * Schema migrations, applied in order; `PRAGMA user_version` records how many ran.
@@ -131,7 +131,7 @@ function toDevice(row: DeviceRow, apps: Record<string, AppReport>): DeviceRecord
 }
 
 /** The region's state in `<data>/state.sqlite` (WAL). Each mutating method is one transaction. */
-export class SqliteStateStore implements StateStore {
+export class SqliteStateStore {
   readonly path: string;
   private readonly db: Database.Database;
   private catalogCache: AppCatalog | null = null;

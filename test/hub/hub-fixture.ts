@@ -1,3 +1,4 @@
+import { hubDashboard } from '../../src/dashboard/serve.js';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -14,7 +15,7 @@ export async function tempDir(prefix: string): Promise<{ path: string; remove: (
 }
 
 export function startTestHub(dataDir: string, overrides: Partial<HubConfig> = {}): Promise<RunningHub> {
-  return startHub({ host: '127.0.0.1', port: 0, dataDir, token: HUB_TOKEN, log: false, ...overrides });
+  return startHub({ host: '127.0.0.1', port: 0, dataDir, token: HUB_TOKEN, log: false, plugins: [hubDashboard], ...overrides });
 }
 
 export function wave(n: number, percent: number, counts: Partial<Omit<WaveStatus, 'wave' | 'percent'>>): WaveStatus {

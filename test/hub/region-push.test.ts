@@ -1,3 +1,4 @@
+import { regionDashboard } from '../../src/dashboard/serve.js';
 import { join } from 'node:path';
 import { pino } from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -26,6 +27,7 @@ describe('a region pushing to the hub', () => {
     const hubPort = Number(new URL(hub.url).port);
 
     const region = await startRegion({
+      plugins: [regionDashboard],
       repo: repo.dir,
       branch: 'main',
       region: 'us-east',

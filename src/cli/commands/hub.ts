@@ -1,3 +1,4 @@
+import { hubDashboard } from '../../dashboard/serve.js';
 import { Command, Option } from 'commander';
 import { CascadeError } from '../../core/errors.js';
 import { regionToken } from '../../protocol/hub-auth.js';
@@ -49,6 +50,7 @@ export function registerHub(program: Command): void {
       flags.webhookSecret = secretFrom(flags.webhookSecret, 'CASCADE_HUB_WEBHOOK_SECRET');
       const log = createCliLogger();
       const running = await startHub({
+        plugins: [hubDashboard],
         host: flags.listen.host,
         port: flags.listen.port,
         dataDir: flags.data,

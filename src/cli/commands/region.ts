@@ -1,3 +1,4 @@
+import { regionDashboard } from '../../dashboard/serve.js';
 import { Command, Option } from 'commander';
 import { CascadeError } from '../../core/errors.js';
 import { startRegion } from '../../region/compose.js';
@@ -103,6 +104,7 @@ export function registerRegion(program: Command): void {
       if (!flags.operatorToken) log.warn('no --operator-token: the operator API (device list, revocation) and the live inventory are open to anyone who can reach this region');
       if (!flags.enrollmentToken) log.warn('open enrolment: any device that can reach this region can enrol (--insecure-open-enrollment)');
       const region = await startRegion({
+        plugins: [regionDashboard],
         repo: flags.repo,
         branch: flags.branch,
         region: flags.region,

@@ -1,7 +1,7 @@
 import type { Logger } from 'pino';
 import type { Registry } from 'prom-client';
 import type { DeviceId } from '../../core/types.js';
-import { desiredResponse } from '../routes/device-routes.js';
+import { desiredResponse } from '../desired-document.js';
 import type { StateStore } from '../../reconciler/state-store.js';
 import type { MqttBrokerOptions } from '../../protocol/mqtt-connection.js';
 import { createMqttMetrics } from './mqtt-metrics.js';

@@ -1,6 +1,4 @@
-import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
-import type { ServerResponse } from 'node:http';
-import { performance } from 'node:perf_hooks';
+import { timingSafeEqual } from 'node:crypto';
 import type { FastifyInstance, FastifyReply, FastifyRequest, preHandlerHookHandler } from 'fastify';
 import type { AppReport, DeviceId, InventoryDevice, Labels } from '../../core/types.js';
 import {
@@ -13,14 +11,16 @@ import {
   MAX_WAIT_SECONDS,
   apiPaths,
   errorCodes,
-  type DesiredAppWire,
   type DesiredResponse,
   type EnrollRequest,
   type EnrollResponse,
   type ReportRequest,
 } from '../../protocol/types.js';
 import { isValidDeviceId, labelsProblem } from '../../protocol/validate.js';
-import { DesiredWaiter, type DesiredWatchers } from './desired-watchers.js';
+import type { DesiredWatchers } from './desired-watchers.js';
+import { desiredResponse } from '../desired-document.js';
+import { hashDeviceToken, issueDeviceToken, secretsEqual } from '../device-tokens.js';
+import { drainLongPolls, entityTags, etagOf, holdLongPoll, isUnchanged, type LongPolls } from './long-poll.js';
 import { HttpError } from '../../http/http-server.js';
 import type { StateStore } from '../../reconciler/state-store.js';
 
@@ -46,41 +46,7 @@ export interface DeviceApiDeps {
   operatorGuard?: preHandlerHookHandler;
 }
 
-/** A fresh device token: 32 random bytes, base64url. */
-export function issueDeviceToken(): string {
-  return randomBytes(32).toString('base64url');
-}
 
-/** What the region stores instead of a device token. */
-export function hashDeviceToken(token: string): string {
-  return createHash('sha256').update(token, 'utf8').digest('hex');
-}
-
-function sha256(text: string): Buffer {
-  return createHash('sha256').update(text, 'utf8').digest();
-}
-
-/** Constant-time comparison of two secrets of any length (hashing first makes the lengths equal). */
-function secretsEqual(given: string, expected: string): boolean {
-  return timingSafeEqual(sha256(given), sha256(expected));
-}
-
-/** A device's desired state as the protocol carries it (HTTP `GET .../desired`, MQTT `.../desired`). */
-export function desiredResponse(store: StateStore, region: string, id: DeviceId): DesiredResponse {
-  const handed = store.getHanded(id);
-  const catalog = store.getCatalog();
-  const apps: Record<string, DesiredAppWire> = {};
-  for (const [name, desired] of Object.entries(handed?.apps ?? {})) {
-    const wire: DesiredAppWire = { version: desired.version, deployment: desired.deployment };
-    const spec = catalog[name];
-    if (spec?.runtime) wire.runtime = spec.runtime;
-    const artifact = spec?.artifacts?.[desired.version];
-    if (artifact) wire.artifact = artifact;
-    if (spec?.healthCheck) wire.healthCheck = spec.healthCheck;
-    apps[name] = wire;
-  }
-  return { device: id, region, revision: handed?.revision ?? null, generation: handed?.generation ?? 0, apps };
-}
 
 interface DeviceParams {
   id: string;
@@ -98,92 +64,7 @@ function checkLabels(labels: Labels | undefined): void {
   if (problem) throw new HttpError(400, errorCodes.labelsInvalid, `labels: ${problem}`);
 }
 
-/** Parses an If-None-Match header into bare entity tags (`*` included). */
-function entityTags(header: string | string[] | undefined): string[] {
-  if (header === undefined) return [];
-  const text = Array.isArray(header) ? header.join(',') : header;
-  return text.split(',').map((tag) => tag.trim().replace(/^W\//, '')).filter((tag) => tag !== '');
-}
 
-/** How long closing the server waits for held long polls to be answered. */
-const CLOSE_DRAIN_MS = 2_000;
-
-function etagOf(generation: number): string {
-  return `"${generation}"`;
-}
-
-function isUnchanged(known: string[], generation: number): boolean {
-  return known.includes('*') || known.includes(etagOf(generation));
-}
-
-/** What held polls share: one object per server, so a poll carries a single reference. */
-interface LongPolls {
-  /** Held polls whose responses are not closed yet. */
-  open: number;
-  /** Called when `open` drops to 0 while the server is closing. */
-  drained: (() => void) | null;
-  readonly store: StateStore;
-  readonly watchers: DesiredWatchers;
-  readonly clock: () => number;
-  readonly generationOf: (id: DeviceId) => number;
-  readonly answer: (reply: FastifyReply, id: DeviceId, known: string[], generation: number, waited: boolean) => void;
-}
-
-/** A `GET .../desired?wait=N` held until its device's desired state changes or N seconds pass. */
-class HeldPoll extends DesiredWaiter {
-  constructor(
-    deviceId: DeviceId,
-    knownGeneration: number,
-    readonly reply: FastifyReply,
-    /** The entity tags of If-None-Match. */
-    readonly known: string[],
-    /** performance.now() at which the device gets its 304. */
-    readonly deadline: number,
-    readonly polls: LongPolls,
-  ) {
-    super(deviceId, knownGeneration);
-  }
-
-  /** Notified, timed out or closing: answer, or wait on when the device's state has not really changed. */
-  wake(): void {
-    const { polls } = this;
-    try {
-      const generation = polls.generationOf(this.deviceId);
-      if (isUnchanged(this.known, generation) && !polls.watchers.isClosed) {
-        this.knownGeneration = generation;
-        const remaining = this.deadline - performance.now();
-        if (remaining > 0 && polls.watchers.hold(this, remaining)) return;
-      }
-      polls.answer(this.reply, this.deviceId, this.known, generation, true);
-    } catch (err) {
-      void this.reply.send(err as Error);
-    }
-  }
-}
-
-const heldPollKey = Symbol('cascade.heldPoll');
-type PollResponse = ServerResponse & { [heldPollKey]?: HeldPoll | undefined };
-
-/** The response of a held poll closed: answered, or its client hung up (then stop waiting). Shared by all polls. */
-function onPollResponseClose(this: PollResponse): void {
-  const poll = this[heldPollKey];
-  if (!poll) return;
-  this[heldPollKey] = undefined;
-  const { polls } = poll;
-  if (!this.writableEnded) {
-    polls.watchers.cancel(poll);
-    try {
-      polls.store.markSeen(poll.deviceId, polls.clock());
-    } catch (err) {
-      poll.reply.log.warn({ err, deviceId: poll.deviceId }, 'cannot record when the device was last seen');
-    }
-  }
-  polls.open--;
-  if (polls.open === 0 && polls.drained) {
-    polls.drained();
-    polls.drained = null;
-  }
-}
 
 /** The device endpoints of the wire protocol (src/protocol/types.ts) on the region's server. */
 export function registerDeviceApi(app: FastifyInstance, deps: DeviceApiDeps): void {
@@ -294,12 +175,7 @@ export function registerDeviceApi(app: FastifyInstance, deps: DeviceApiDeps): vo
 
       // (A client gone already gets no 'close' event any more: answer it at once.)
       if (waitSeconds > 0 && isUnchanged(known, generation) && !watchers.isClosed && !reply.raw.closed) {
-        const poll = new HeldPoll(id, generation, reply, known, performance.now() + waitSeconds * 1000, polls);
-        if (watchers.hold(poll, waitSeconds * 1000)) {
-          // Stop waiting as soon as the device hangs up, so abandoned polls cost nothing.
-          (reply.raw as PollResponse)[heldPollKey] = poll;
-          reply.raw.on('close', onPollResponseClose);
-          polls.open++;
+        if (holdLongPoll(polls, id, generation, reply, known, waitSeconds * 1000)) {
           return;
         }
       }
@@ -319,16 +195,7 @@ export function registerDeviceApi(app: FastifyInstance, deps: DeviceApiDeps): vo
   }
 
   // Let open long polls answer (304) before fastify drops every connection.
-  app.addHook('preClose', async () => {
-    watchers.closeAll();
-    if (polls.open === 0) return;
-    let timer: NodeJS.Timeout | undefined;
-    await Promise.race([
-      new Promise<void>((resolve) => (polls.drained = resolve)),
-      new Promise<void>((resolve) => (timer = setTimeout(resolve, CLOSE_DRAIN_MS))),
-    ]);
-    clearTimeout(timer);
-  });
+  app.addHook('preClose', () => drainLongPolls(polls));
 
   app.get(apiPaths.devices, { preHandler: deps.operatorGuard ? [deps.operatorGuard] : [] }, async () => {
     const inventory: InventoryDevice[] = [];

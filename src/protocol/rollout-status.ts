@@ -1,0 +1,60 @@
+import type { DeviceId } from '../core/types.js';
+
+/** A Deployment's rollout as the region reports it: status API, hub summaries, dashboard, CLI. */
+
+export interface HaltRecord {
+  /** For a person, e.g. "3 of 10 attempted devices failed (30% >= 20%)". */
+  reason: string;
+  /** Failed devices when the rollout halted, sorted, at most MAX_HALTED_DEVICES. */
+  devices: DeviceId[];
+  /** `now` of the pass that halted. */
+  at: number;
+}
+
+export type RolloutPhase = 'Progressing' | 'WaitingForWindow' | 'Baking' | 'Halted' | 'Complete';
+
+/** Where one device stands in one Deployment's rollout. */
+export type DeviceRolloutState = 'pending' | 'updating' | 'healthy' | 'failed' | 'offline';
+
+export interface WaveStatus {
+  wave: number;
+  /** Cumulative percentage of the wave. */
+  percent: number;
+  devices: number;
+  pending: number;
+  updating: number;
+  healthy: number;
+  failed: number;
+  offline: number;
+}
+
+export interface WindowStatus {
+  open: boolean;
+  /** When the open window opened; null when closed. */
+  openedAt: number | null;
+  /** When the open window closes; null when closed. */
+  closesAt: number | null;
+  /** When the window next opens; null while open. */
+  opensAt: number | null;
+}
+
+export interface DeploymentRolloutStatus {
+  deployment: string;
+  app: string;
+  version: string;
+  /** Revision that started this rollout. */
+  revision: string;
+  state: RolloutPhase;
+  currentWave: number;
+  /** Counts after this pass's releases: a device released now counts as updating. */
+  waves: WaveStatus[];
+  halted?: HaltRecord;
+  rollback: boolean;
+  startedAt: number;
+  /** When Baking: when the next wave may start. */
+  nextWaveAt?: number;
+  /** The maintenance window, when the rollout has one. */
+  window?: WindowStatus;
+  /** One line for a person: what the rollout waits for. */
+  message: string;
+}
