@@ -1,3 +1,4 @@
+import { compareStrings } from '../core/text.js';
 import { regionDashboard } from '../dashboard/serve.js';
 import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
@@ -18,7 +19,8 @@ import { BROKEN_DEPLOYMENT_PATH, BROKEN_DEPLOYMENT_YAML, DEMO_ROLLOUT, bumpDeplo
 import { startGitHttpServer, type GitHttpServer } from './git-http-server.js';
 import { ProgressPrinter, type DemoOutput } from './progress-printer.js';
 import { getStatus, triggerReconcile } from './region-api.js';
-import { plural, short, waitForConvergence, type ConvergenceContext } from './wait-for-convergence.js';
+import { plural } from '../core/text.js';
+import { short, waitForConvergence, type ConvergenceContext } from './wait-for-convergence.js';
 
 export interface DemoOptions {
   /** Simulated devices in the region. */
@@ -180,7 +182,7 @@ export async function runDemo(options: DemoOptions): Promise<DemoResult> {
         versions: { [DEPLOYMENT.app]: initialVersion },
       });
       const versions = Object.entries(sim.stats().versions)
-        .sort(([a], [b]) => a.localeCompare(b))
+        .sort(([a], [b]) => compareStrings(a, b))
         .map(([app, counts]) => `${app} ${Object.keys(counts).join('/')}`)
         .join(', ');
       say(`  converged: ${n}/${n} devices run ${versions} (revision ${short(remote.head)}, ${plural(converged.status.updatesSent, 'update')} handed out)`);

@@ -8,7 +8,7 @@ export class HttpError extends CascadeError {
   readonly status: number;
 
   constructor(status: number, code: string, message: string) {
-    super(code, message, { status });
+    super(code, message, { status }, { retry: status >= 500 || status === 429 ? 'temporary' : 'final' });
     this.name = 'HttpError';
     this.status = status;
   }

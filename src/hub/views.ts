@@ -1,3 +1,4 @@
+import { compareStrings } from '../core/text.js';
 import { sumWaves } from '../plan/rollout/totals.js';
 import type { DeploymentRolloutStatus, HaltRecord, RolloutPhase, WaveStatus } from '../plan/rollout/types.js';
 import type { DeviceCounts, DeviceState } from '../reconciler/region-status.js';
@@ -154,7 +155,7 @@ export function regionView(record: RegionRecord, now: number, staleAfterMs: numb
 }
 
 export function fleetView(records: RegionRecord[], now: number, staleAfterMs: number): FleetView {
-  const regions = records.map((r) => regionView(r, now, staleAfterMs)).sort((a, b) => a.region.localeCompare(b.region));
+  const regions = records.map((r) => regionView(r, now, staleAfterMs)).sort((a, b) => compareStrings(a.region, b.region));
   return { at: now, staleAfterMs, regions };
 }
 
@@ -195,7 +196,7 @@ export function revisionView(sha: string, records: RegionRecord[], now: number, 
   let applying = 0;
   let allComplete = true;
 
-  const sorted = [...records].sort((a, b) => a.summary.region.localeCompare(b.summary.region));
+  const sorted = [...records].sort((a, b) => compareStrings(a.summary.region, b.summary.region));
   for (const record of sorted) {
     const s = record.summary;
     const stale = isStale(record, now, staleAfterMs);
@@ -221,7 +222,7 @@ export function revisionView(sha: string, records: RegionRecord[], now: number, 
         if (r.message) view.message = r.message;
         return view;
       })
-      .sort((a, b) => a.deployment.localeCompare(b.deployment));
+      .sort((a, b) => compareStrings(a.deployment, b.deployment));
 
     for (const d of deployments) {
       if (d.state !== 'Complete') allComplete = false;
@@ -268,7 +269,7 @@ export function revisionView(sha: string, records: RegionRecord[], now: number, 
     state,
     superseded: false,
     regions,
-    deployments: [...totals.values()].sort((a, b) => a.deployment.localeCompare(b.deployment) || a.version.localeCompare(b.version)),
+    deployments: [...totals.values()].sort((a, b) => compareStrings(a.deployment, b.deployment) || compareStrings(a.version, b.version)),
     halted,
     undo,
   };
@@ -281,7 +282,7 @@ export function searchDevices(records: RegionRecord[], query: string, limit: num
   let total = 0;
   let matched = 0;
   const truncatedRegions: string[] = [];
-  const sorted = [...records].sort((a, b) => a.summary.region.localeCompare(b.summary.region));
+  const sorted = [...records].sort((a, b) => compareStrings(a.summary.region, b.summary.region));
   for (const { summary } of sorted) {
     total += summary.devices.total;
     if (summary.devicesTruncated) truncatedRegions.push(summary.region);

@@ -1,3 +1,4 @@
+import { compareStrings } from '../core/text.js';
 import http from 'node:http';
 import https from 'node:https';
 import { pino, type Logger } from 'pino';
@@ -273,8 +274,8 @@ export async function startSimulation(opts: SimulationOptions): Promise<Simulati
   const statsLine = (): string => {
     const s = stats();
     const versions = Object.entries(s.versions)
-      .sort(([a], [b]) => a.localeCompare(b))
-      .map(([app, counts]) => `${app} ${Object.entries(counts).sort(([a], [b]) => a.localeCompare(b)).map(([v, n]) => `${v}=${n}`).join(' ')}`)
+      .sort(([a], [b]) => compareStrings(a, b))
+      .map(([app, counts]) => `${app} ${Object.entries(counts).sort(([a], [b]) => compareStrings(a, b)).map(([v, n]) => `${v}=${n}`).join(' ')}`)
       .join('; ');
     return (
       `simulate: ${s.devices} devices, ${s.enrolled} enrolled, ${s.offline} offline, ${s.applying} applying, ` +

@@ -3,6 +3,7 @@ import { CascadeError } from '../core/errors.js';
 import { openStateDatabase } from './open-state-database.js';
 import type { AppHealth, AppReport, DeviceDesired, DeviceId, Labels } from '../core/types.js';
 import type { RolloutState } from '../plan/rollout/types.js';
+import { stableJson } from '../core/stable-json.js';
 import type { AppCatalog, DeviceRecord, HandedState, RevisionRecord } from './region-records.js';
 
 /**
@@ -101,17 +102,6 @@ interface HandedRow {
   generation: number;
 }
 
-/** JSON with object keys sorted, so equal desired states serialize to equal strings. */
-function stableStringify(value: unknown): string {
-  return JSON.stringify(value, (_key, inner: unknown) => {
-    if (inner && typeof inner === 'object' && !Array.isArray(inner)) {
-      const sorted: Record<string, unknown> = {};
-      for (const key of Object.keys(inner).sort()) sorted[key] = (inner as Record<string, unknown>)[key];
-      return sorted;
-    }
-    return inner;
-  });
-}
 
 function toReport(row: ReportRow): AppReport {
   const report: AppReport = { version: row.version, state: row.state as AppHealth };
@@ -220,7 +210,7 @@ export class SqliteStateStore {
     this.db.transaction(() => {
       this.statements.clearResolved.run();
       for (const [deviceId, apps] of resolved) {
-        this.statements.insertResolved.run(deviceId, stableStringify(apps));
+        this.statements.insertResolved.run(deviceId, stableJson(apps));
       }
       this.statements.setApplied.run({ revision, at, catalog: catalogJson });
     })();
@@ -303,7 +293,7 @@ export class SqliteStateStore {
       if (rollouts) this.writeRollouts(rollouts, at);
       let updates = 0;
       for (const [deviceId, apps] of changes) {
-        const json = stableStringify(apps);
+        const json = stableJson(apps);
         const previous = this.statements.handed.get(deviceId);
         if (previous && previous.apps === json) continue;
         const before = previous ? (JSON.parse(previous.apps) as DeviceDesired) : {};
@@ -337,7 +327,7 @@ export class SqliteStateStore {
     const before = new Map<string, string>();
     for (const row of this.statements.allRollouts.iterate()) before.set(row.deployment, row.state);
     for (const [deployment, state] of rollouts) {
-      const json = stableStringify(state);
+      const json = stableJson(state);
       if (before.get(deployment) !== json) this.statements.upsertRollout.run(deployment, json, at);
     }
     for (const deployment of before.keys()) if (!rollouts.has(deployment)) this.statements.deleteRollout.run(deployment);

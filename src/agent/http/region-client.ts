@@ -18,7 +18,8 @@ export class RegionHttpError extends CascadeError {
   readonly url: string;
 
   constructor(status: number, code: string, message: string, url: string) {
-    super(code, message, { status, url });
+    // The region's 5xx and 429 pass; its other refusals stand until the request changes.
+    super(code, message, { status, url }, { retry: status >= 500 || status === 429 ? 'temporary' : 'final' });
     this.name = 'RegionHttpError';
     this.status = status;
     this.url = url;

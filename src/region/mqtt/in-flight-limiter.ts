@@ -2,7 +2,7 @@
  * At most `size` holders at once, released in arrival order: keeps the QoS 1 messages in flight
  * within the Receive Maximum the broker announced.
  */
-export class Window {
+export class InFlightLimiter {
   private inUse = 0;
   private readonly waiting: (() => void)[] = [];
 

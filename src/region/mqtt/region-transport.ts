@@ -11,7 +11,7 @@ import { isValidDeviceId } from '../../protocol/validate.js';
 import type { StateStore } from '../../reconciler/state-store.js';
 import { brokerClientOptions, describeBroker, isAuthRefusal, type MqttBrokerOptions } from '../../protocol/mqtt-connection.js';
 import type { MqttMetrics } from './mqtt-metrics.js';
-import { Window } from './in-flight-limiter.js';
+import { InFlightLimiter } from './in-flight-limiter.js';
 
 export interface MqttRegionTransportOptions extends MqttBrokerOptions {
   region: string;
@@ -99,7 +99,7 @@ class RegionTransport implements MqttRegionTransport {
   private readonly broker: string;
   /** Generation of each device's retained desired state at the broker, as far as the region knows. */
   private readonly atBroker = new Map<DeviceId, number>();
-  private window = new Window(MAX_IN_FLIGHT);
+  private inFlight = new InFlightLimiter(MAX_IN_FLIGHT);
   private publishedCount = 0;
   private reportsRecorded = 0;
   private readonly dropped: DroppedReports = { invalid: 0, identityMismatch: 0, unknownDevice: 0 };
@@ -141,7 +141,7 @@ class RegionTransport implements MqttRegionTransport {
     this.client.on('connect', (connack) => {
       this.connections++;
       const serverMaximum = connack.properties?.receiveMaximum;
-      this.window.resize(serverMaximum ?? MAX_IN_FLIGHT);
+      this.inFlight.resize(serverMaximum ?? MAX_IN_FLIGHT);
       this.log.info({ broker: this.broker, sessionPresent: connack.sessionPresent, reconnect: this.connections > 1 }, `connected to MQTT broker ${this.broker}`);
       const setup = this.onConnected();
       if (this.connections === 1) this.firstSetup = setup;
@@ -327,7 +327,7 @@ class RegionTransport implements MqttRegionTransport {
   }
 
   private async send(deviceId: DeviceId, desired: DesiredResponse): Promise<boolean> {
-    await this.window.acquire();
+    await this.inFlight.acquire();
     try {
       await this.client.publishAsync(desiredTopic(this.opts.region, deviceId), JSON.stringify(desired), { qos: MQTT_QOS, retain: true });
       this.publishedCount++;
@@ -339,7 +339,7 @@ class RegionTransport implements MqttRegionTransport {
       if (!this.closed) this.log.error({ err: (err as Error).message, deviceId }, `publishing the desired state of ${deviceId} failed`);
       return false;
     } finally {
-      this.window.release();
+      this.inFlight.release();
     }
   }
 
