@@ -10,6 +10,9 @@ import { Reconciler, withConnected } from '../reconciler/reconciler.js';
 import { createRegionMetrics } from '../reconciler/region-metrics.js';
 import { countDevices, deviceState, revisionStatus, type RegionStatus } from '../reconciler/region-status.js';
 import { DesiredWatchers } from './routes/desired-watchers.js';
+import { registerRegionRoutes } from './routes/region-routes.js';
+import { startRegionLoops, type RegionLoops } from './loops.js';
+import { DEFAULT_OFFLINE_AFTER_MS } from '../plan/rollout/settings.js';
 import { registerDeviceApi } from './routes/device-routes.js';
 import { createRegionHttpServer } from '../http/http-server.js';
 import { startHubPush, type HubPush } from './hub/hub-push.js';
@@ -68,174 +71,168 @@ export interface RunningRegion {
   close(): Promise<void>;
 }
 
-const DEFAULT_OFFLINE_AFTER_MS = 10 * 60_000;
-const TICK_MS = 5_000;
 
-/** Composes one region: state store, git source, loader, reconciler, device and operator APIs. */
+/**
+ * Composes one region: state store, git source, loader, reconciler, device and operator APIs, the MQTT
+ * side, the push to the hub and the timers. Whatever was started is torn down again, in reverse order,
+ * when a later step fails (a port in use, a broker that refuses), so a failed start leaks nothing.
+ */
 export async function startRegion(config: RegionConfig): Promise<RunningRegion> {
   const clock = config.clock ?? Date.now;
   const log = config.log;
   const offlineAfterMs = config.offlineAfterMs ?? DEFAULT_OFFLINE_AFTER_MS;
-  const store = SqliteStateStore.open(config.dataDir);
-  const source = await openFleetSource({ repo: config.repo, branch: config.branch, dataDir: config.dataDir, auth: config.gitAuth, log });
-  const loader = new FleetLoader({ cache: SqliteParseCache.inDir(config.dataDir) });
-  const metrics = createRegionMetrics(config.region);
-  const watchers = new DesiredWatchers();
-  const mqtt = config.mqtt ? RegionMqtt.open(config.mqtt, { region: config.region, store, log }) : null;
-  /** A device holding a long poll open, or connected to the MQTT broker, counts as seen now. */
-  const isConnected = (device: DeviceId): boolean => watchers.isWaiting(device) || (mqtt?.isConnected(device) ?? false);
-  // The hub hears from the region only after its first pass, so it never sees a restart's empty rollouts.
-  let firstPassDone = false;
-  let hubPush: HubPush | null = null;
-  let wakeUp: { at: number; timer: NodeJS.Timeout } | null = null;
-  const wakeUpAt = (at: number): void => {
-    if (wakeUp && wakeUp.at <= at) return;
-    if (wakeUp) clearTimeout(wakeUp.timer);
-    // Capped so a far-off window still gets a timely look; the interval passes cover the rest.
-    const delay = Math.min(Math.max(at - clock(), 0) + 5, 2 ** 31 - 1);
-    wakeUp = { at, timer: setTimeout(() => {
-      wakeUp = null;
-      scheduler.request({ fetch: false, reason: 'rollout timer' });
-    }, delay) };
-  };  const reconciler = new Reconciler({
-    region: config.region,
-    source,
-    store,
-    loader,
-    clock,
-    log,
-    metrics,
-    onHandOut: (devices) => {
-      const changed = [...devices];
-      watchers.notify(changed);
-      mqtt?.publishDesired(changed);
-    },
-    wakeUpAt: (at) => wakeUpAt(at),
-    onPassComplete: () => {
-      firstPassDone = true;
-      hubPush?.changed();
-    },
-    isConnected,
-    guard: config.guard,
-  });
-  const scheduler = new PassScheduler((request) => reconciler.runPass(request));
-
-
-  const app = createRegionHttpServer({ log, https: config.tls });
-  limitEnrollment(app, clock);
-  const operatorToken = config.operatorToken ?? null;
-  registerOperatorApi(app, {
-    store,
-    operatorToken,
-    clock,
-    onRevoke: (id) => {
-      watchers.notify([id]);
-      mqtt?.revoke(id);
-    },
-  });
-  registerDeviceApi(app, {
-    operatorGuard: operatorGuard(operatorToken),
-    store,
-    region: config.region,
-    enrollmentToken: config.enrollmentToken,
-    watchers,
-    clock,
-    onEnroll: () => scheduler.request({ fetch: false, reason: 'device enrolled' }),
-    onTokenIssued: mqtt?.onTokenIssued,
-    onReport: () => scheduler.request({ fetch: false, reason: 'device reported' }),
-  });
-
-  const currentDesired = (): ReadonlyMap<DeviceId, DeviceDesired> => reconciler.resolveAll(store.listDevices());
-
-  const status = (): RegionStatus => {
-    const condition = reconciler.sourceCondition;
-    return {
-      region: config.region,
-      revision: revisionStatus(store.getRevision()),
-      source: { reachable: condition.reachable, head: condition.head, error: condition.error },
-      devices: countDevices(withConnected(store.listDevices(), clock(), isConnected), currentDesired(), store.listHanded(), clock(), offlineAfterMs),
-      updatesSent: store.updatesSent(),
-      rollouts: reconciler.rolloutStatuses,
-    };
-  };
-
-  const summary = (): HubSummaryInput => {
-    const now = clock();
-    const devices = withConnected(store.listDevices(), now, isConnected);
-    return buildRegionSummary({ status: status(), devices, desired: currentDesired(), handed: store.listHanded(), now, offlineAfterMs });
-  };
-  for (const plugin of config.plugins ?? []) plugin(app, { summary, clock, operatorGuard: operatorGuard(operatorToken) });
-
-  app.get('/healthz', async () => ({ ok: true }));
-  app.get('/readyz', async (_request, reply) => {
-    const applied = store.getRevision().applied;
-    if (!applied) return reply.code(503).send({ ready: false, reason: 'no revision applied yet' });
-    return { ready: true, revision: applied };
-  });
-  app.get('/metrics', async (_request, reply) => {
-    const desired = currentDesired();
-    const now = clock();
-    const handed = store.listHanded();
-    const byState: Record<string, number> = { converged: 0, updating: 0, pending: 0, failed: 0, offline: 0 };
-    for (const device of withConnected(store.listDevices(), now, isConnected)) {
-      if (!device.revoked) byState[deviceState(device, desired.get(device.id), now, offlineAfterMs, handed.get(device.id)?.apps)]!++;
+  const teardown: Array<() => unknown> = [];
+  const tearDown = async (): Promise<void> => {
+    for (const step of teardown.reverse()) {
+      try {
+        await step();
+      } catch (err) {
+        log.warn({ err }, 'region shutdown step failed');
+      }
     }
-    for (const state in byState) metrics.devices.set({ state }, byState[state]!);
-    reply.header('content-type', metrics.registry.contentType);
-    return metrics.registry.metrics();
-  });
-  app.get('/api/v1/status', async () => status());
-  app.get('/api/v1/rollouts', async () => reconciler.rolloutStatuses);
-  app.post('/api/v1/reconcile', async (request, reply) => {
-    scheduler.request({ fetch: true, reason: 'POST /api/v1/reconcile' });
-    const wait = (request.query as Record<string, string | undefined>)['wait'];
-    if (wait === 'true' || wait === '1') await scheduler.idle();
-    return reply.code(202).send({ accepted: true, revision: revisionStatus(store.getRevision()) });
-  });
-
-  // Connects, reads back the retained desired states and publishes what is out of date; fails startup on bad flags.
-  await mqtt?.start({ clock, registry: metrics.registry, onReport: () => scheduler.request({ fetch: false, reason: 'device reported' }) });
-  await app.listen({ host: config.host, port: config.port });
-  const address = app.server.address();
-  const port = typeof address === 'object' && address ? address.port : config.port;
-  const url = `${config.tls ? 'https' : 'http'}://${config.host.includes(':') ? `[${config.host}]` : config.host}:${port}`;
-  log.info({ url, region: config.region, repo: config.repo, branch: config.branch }, `region ${config.region} listening on ${url}`);
-
-  if (config.hub) {
-    hubPush = startHubPush({
-      hubUrl: config.hub.url,
-      token: config.hub.token,
-      region: config.region,
-      summary: () => (firstPassDone ? summary() : null),
-      log,
-      intervalMs: config.hub.intervalMs,
-    });
-  }
-  scheduler.request({ fetch: true, reason: 'startup' });
-  const interval = setInterval(() => scheduler.request({ fetch: true, reason: 'interval' }), config.intervalMs);
-  // Time alone changes rollouts (devices fall silent and go offline): re-plan without fetching.
-  const tick = setInterval(() => scheduler.request({ fetch: false, reason: 'tick' }), Math.min(TICK_MS, config.intervalMs));
-  const unwatch = source.watch(() => scheduler.request({ fetch: true, reason: 'source changed' }));
-
-  return {
-    url,
-    async reconcileNow() {
-      scheduler.request({ fetch: true, reason: 'reconcileNow' });
-      await scheduler.idle();
-    },
-    status,
-    async close() {
-      await hubPush?.close();
-      clearInterval(interval);
-      clearInterval(tick);
-      if (wakeUp) clearTimeout(wakeUp.timer);
-      unwatch();
-      watchers.closeAll();
-      await scheduler.close();
-      await app.close();
-      await mqtt?.close();
-      await source.close();
-      store.close();
-    },
+    teardown.length = 0;
   };
+  try {
+    const store = SqliteStateStore.open(config.dataDir);
+    teardown.push(() => store.close());
+    const source = await openFleetSource({ repo: config.repo, branch: config.branch, dataDir: config.dataDir, auth: config.gitAuth, log });
+    teardown.push(() => source.close());
+    const loader = new FleetLoader({ cache: SqliteParseCache.inDir(config.dataDir) });
+    const metrics = createRegionMetrics(config.region);
+    const watchers = new DesiredWatchers();
+    teardown.push(() => watchers.closeAll());
+    const mqtt = config.mqtt ? RegionMqtt.open(config.mqtt, { region: config.region, store, log }) : null;
+    if (mqtt) teardown.push(() => mqtt.close());
+    /** A device holding a long poll open, or connected to the MQTT broker, counts as seen now. */
+    const isConnected = (device: DeviceId): boolean => watchers.isWaiting(device) || (mqtt?.isConnected(device) ?? false);
+    // The hub hears from the region only after its first pass, so it never sees a restart's empty rollouts.
+    let firstPassDone = false;
+    let hubPush: HubPush | null = null;
+    let loops: RegionLoops | null = null;
+    const reconciler = new Reconciler({
+      region: config.region,
+      source,
+      store,
+      loader,
+      clock,
+      log,
+      metrics,
+      onHandOut: (devices) => {
+        const changed = [...devices];
+        watchers.notify(changed);
+        mqtt?.publishDesired(changed);
+      },
+      wakeUpAt: (at) => loops?.wakeUpAt(at),
+      onPassComplete: () => {
+        firstPassDone = true;
+        hubPush?.changed();
+      },
+      isConnected,
+      guard: config.guard,
+    });
+    const scheduler = new PassScheduler((request) => reconciler.runPass(request));
+    teardown.push(() => scheduler.close());
+
+    const currentDesired = (): ReadonlyMap<DeviceId, DeviceDesired> => reconciler.resolveAll(store.listDevices());
+    const status = (): RegionStatus => {
+      const condition = reconciler.sourceCondition;
+      return {
+        region: config.region,
+        revision: revisionStatus(store.getRevision()),
+        source: { reachable: condition.reachable, head: condition.head, error: condition.error },
+        devices: countDevices(withConnected(store.listDevices(), clock(), isConnected), currentDesired(), store.listHanded(), clock(), offlineAfterMs),
+        updatesSent: store.updatesSent(),
+        rollouts: reconciler.rolloutStatuses,
+      };
+    };
+    const summary = (): HubSummaryInput => {
+      const now = clock();
+      const devices = withConnected(store.listDevices(), now, isConnected);
+      return buildRegionSummary({ status: status(), devices, desired: currentDesired(), handed: store.listHanded(), now, offlineAfterMs });
+    };
+
+    const app = createRegionHttpServer({ log, https: config.tls });
+    teardown.push(() => app.close());
+    limitEnrollment(app, clock);
+    const operatorToken = config.operatorToken ?? null;
+    registerOperatorApi(app, {
+      store,
+      operatorToken,
+      clock,
+      onRevoke: (id) => {
+        watchers.notify([id]);
+        mqtt?.revoke(id);
+      },
+    });
+    registerDeviceApi(app, {
+      operatorGuard: operatorGuard(operatorToken),
+      store,
+      region: config.region,
+      enrollmentToken: config.enrollmentToken,
+      watchers,
+      clock,
+      onEnroll: () => scheduler.request({ fetch: false, reason: 'device enrolled' }),
+      onTokenIssued: mqtt?.onTokenIssued,
+      onReport: () => scheduler.request({ fetch: false, reason: 'device reported' }),
+    });
+    registerRegionRoutes(app, {
+      status,
+      rollouts: () => reconciler.rolloutStatuses,
+      notReady: () => (store.getRevision().applied ? null : { reason: 'no revision applied yet' }),
+      appliedRevision: () => store.getRevision().applied,
+      registry: metrics.registry,
+      refreshMetrics: () => {
+        const desired = currentDesired();
+        const now = clock();
+        const handed = store.listHanded();
+        const byState: Record<string, number> = { converged: 0, updating: 0, pending: 0, failed: 0, offline: 0 };
+        for (const device of withConnected(store.listDevices(), now, isConnected)) {
+          if (!device.revoked) byState[deviceState(device, desired.get(device.id), now, offlineAfterMs, handed.get(device.id)?.apps)]!++;
+        }
+        for (const state in byState) metrics.devices.set({ state }, byState[state]!);
+      },
+      reconcile: async (reason, wait) => {
+        scheduler.request({ fetch: true, reason });
+        if (wait) await scheduler.idle();
+      },
+    });
+    for (const plugin of config.plugins ?? []) plugin(app, { summary, clock, operatorGuard: operatorGuard(operatorToken) });
+
+    // Connects, reads back the retained desired states and publishes what is out of date; fails startup on bad flags.
+    await mqtt?.start({ clock, registry: metrics.registry, onReport: () => scheduler.request({ fetch: false, reason: 'device reported' }) });
+    await app.listen({ host: config.host, port: config.port });
+    const address = app.server.address();
+    const port = typeof address === 'object' && address ? address.port : config.port;
+    const url = `${config.tls ? 'https' : 'http'}://${config.host.includes(':') ? `[${config.host}]` : config.host}:${port}`;
+    log.info({ url, region: config.region, repo: config.repo, branch: config.branch }, `region ${config.region} listening on ${url}`);
+
+    if (config.hub) {
+      const push = startHubPush({
+        hubUrl: config.hub.url,
+        token: config.hub.token,
+        region: config.region,
+        summary: () => (firstPassDone ? summary() : null),
+        log,
+        intervalMs: config.hub.intervalMs,
+      });
+      hubPush = push;
+      teardown.push(() => push.close());
+    }
+    const running = startRegionLoops({ scheduler, source, intervalMs: config.intervalMs, clock });
+    loops = running;
+    teardown.push(() => running.stop());
+
+    return {
+      url,
+      async reconcileNow() {
+        scheduler.request({ fetch: true, reason: 'reconcileNow' });
+        await scheduler.idle();
+      },
+      status,
+      close: tearDown,
+    };
+  } catch (err) {
+    await tearDown();
+    throw err;
+  }
 }
