@@ -12,6 +12,7 @@ import { countDevices, deviceState, revisionStatus, type RegionStatus } from '..
 import { DesiredWatchers } from './routes/desired-watchers.js';
 import { registerRegionRoutes } from './routes/region-routes.js';
 import { startRegionLoops, type RegionLoops } from './loops.js';
+import { startMaintenance } from './maintenance.js';
 import { DEFAULT_OFFLINE_AFTER_MS } from '../plan/rollout/settings.js';
 import { registerDeviceApi } from './routes/device-routes.js';
 import { createRegionHttpServer } from '../http/http-server.js';
@@ -48,6 +49,8 @@ export interface RegionConfig {
   mqtt?: RegionMqttOptions;
   log: Logger;
   clock?: () => number;
+  /** Housekeeping on a cron schedule (region/maintenance.ts); none when absent. */
+  maintenance?: { schedule: string; timezone?: string; backupDir: string | null; backupsKept?: number; reportRetentionMs?: number };
   /** Routes served beside the region's APIs, such as its web dashboard (dashboard/serve.ts: regionDashboard). */
   plugins?: readonly RegionPlugin[];
 }
@@ -217,6 +220,10 @@ export async function startRegion(config: RegionConfig): Promise<RunningRegion> 
       });
       hubPush = push;
       teardown.push(() => push.close());
+    }
+    if (config.maintenance) {
+      const maintenance = startMaintenance({ ...config.maintenance, store, source, registry: metrics.registry, log, clock });
+      teardown.push(() => maintenance.stop());
     }
     const running = startRegionLoops({ scheduler, source, intervalMs: config.intervalMs, clock });
     loops = running;

@@ -23,6 +23,8 @@ export interface FleetSource {
   readonly location: { gitdir: string; dir?: string };
   /** Calls back when the source may have a new commit (local watch); a no-op for remote. Returns an unsubscribe. */
   watch(onChange: () => void): () => void;
+  /** Housekeeping: merges the packs fetches left behind (remote sources only). */
+  compact?(): Promise<{ packsBefore: number; packsAfter: number; objects: number }>;
   close(): Promise<void>;
 }
 

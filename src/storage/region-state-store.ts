@@ -1,6 +1,6 @@
 import Database from 'better-sqlite3';
 import { CascadeError } from '../core/errors.js';
-import { openStateDatabase } from './open-state-database.js';
+import { backupStateDatabase, openStateDatabase, optimizeStateDatabase } from './open-state-database.js';
 import type { AppHealth, AppReport, DeviceDesired, DeviceId, Labels } from '../core/types.js';
 import type { RolloutState } from '../plan/rollout/types.js';
 import { stableJson } from '../core/stable-json.js';
@@ -348,6 +348,30 @@ export class SqliteStateStore {
 
   updatesSent(): number {
     return this.statements.counter.get('updates_sent')?.value ?? 0;
+  }
+
+  // housekeeping (region/maintenance.ts)
+
+  optimize(): void {
+    optimizeStateDatabase(this.db);
+  }
+
+  backup(toFile: string): Promise<void> {
+    return backupStateDatabase(this.db, toFile);
+  }
+
+  /**
+   * Forgets report rows nobody reads any more: apps a device reported removed (no version) before
+   * `before`, and everything of devices revoked before it. Returns the rows removed.
+   */
+  pruneReports(before: number): number {
+    return this.db.transaction(() => {
+      const removed = this.db.prepare('DELETE FROM reports WHERE version IS NULL AND updated_at < ?').run(before).changes;
+      const revoked = this.db
+        .prepare('DELETE FROM reports WHERE device_id IN (SELECT id FROM devices WHERE revoked = 1) AND updated_at < ?')
+        .run(before).changes;
+      return removed + revoked;
+    })();
   }
 
   close(): void {
