@@ -1,3 +1,4 @@
+import type { ArtifactUrlPolicy } from '../core/artifact-url.js';
 import type { Logger } from 'pino';
 import type { DeviceDesired, DeviceId } from '../core/types.js';
 import { FleetLoader } from '../desired/load.js';
@@ -37,6 +38,8 @@ export interface RegionConfig {
   operatorToken?: string | null;
   /** Commit signature and history checks (--verify-commits, --allow-non-fast-forward). */
   guard?: { trustedKeys?: TrustedKeys; allowNonFastForward?: boolean };
+  /** Artifact URLs accepted beyond the default (https:, public hosts): --allow-artifact-origin, --allow-http-artifacts. */
+  artifactPolicy?: ArtifactUrlPolicy;
   offlineAfterMs?: number;
   /** Push a summary to the hub (`cascade hub`) on every pass and heartbeat: its URL and this region's token. */
   hub?: { url: string; token: string; intervalMs?: number };
@@ -64,7 +67,7 @@ export async function startRegion(config: RegionConfig): Promise<RunningRegion> 
   const offlineAfterMs = config.offlineAfterMs ?? DEFAULT_OFFLINE_AFTER_MS;
   const store = SqliteStateStore.open(config.dataDir);
   const source = await openFleetSource({ repo: config.repo, branch: config.branch, dataDir: config.dataDir, auth: config.gitAuth, log });
-  const loader = new FleetLoader({ cache: SqliteParseCache.inDir(config.dataDir) });
+  const loader = new FleetLoader({ cache: SqliteParseCache.inDir(config.dataDir), artifactPolicy: config.artifactPolicy });
   const metrics = createRegionMetrics(config.region);
   const watchers = new DesiredWatchers();
   const mqtt = config.mqtt ? RegionMqtt.open(config.mqtt, { region: config.region, store, log }) : null;

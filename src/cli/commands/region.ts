@@ -5,7 +5,7 @@ import { readFileSync } from 'node:fs';
 import { loadTrustedKeys } from '../../source/trusted-keys.js';
 import { createCliLogger } from '../logger.js';
 import { envFlag, secretFrom } from '../secrets.js';
-import { durationFlag, listenFlag } from '../parse-flags.js';
+import { allowArtifactOriginOption, allowHttpArtifactsOption, artifactPolicyFrom, durationFlag, listenFlag } from '../parse-flags.js';
 
 interface RegionFlags {
   repo: string;
@@ -34,6 +34,8 @@ interface RegionFlags {
   mqttCaFile?: string;
   mqttDevicePasswords?: string;
   mqttBrokerPidFile?: string;
+  allowArtifactOrigin?: string[];
+  allowHttpArtifacts?: boolean;
 }
 
 export function registerRegion(program: Command): void {
@@ -66,6 +68,8 @@ export function registerRegion(program: Command): void {
     .addOption(new Option('--mqtt-ca-file <file>', 'with mqtts://: PEM file of the CA that signed the broker\'s certificate').env('CASCADE_MQTT_CA_FILE'))
     .addOption(new Option('--mqtt-device-passwords <file>', 'Mosquitto password file in which the region writes each device\'s credentials (username = device id, password = device token)').env('CASCADE_MQTT_DEVICE_PASSWORDS'))
     .addOption(new Option('--mqtt-broker-pid-file <file>', 'pid file of the broker, sent SIGHUP after each change to --mqtt-device-passwords').env('CASCADE_MQTT_BROKER_PID_FILE'))
+    .addOption(allowArtifactOriginOption())
+    .addOption(allowHttpArtifactsOption())
     .action(async (flags: RegionFlags) => {
       flags.enrollmentToken = secretFrom(flags.enrollmentToken, 'CASCADE_ENROLLMENT_TOKEN');
       flags.gitToken = secretFrom(flags.gitToken, 'CASCADE_GIT_TOKEN');
@@ -117,6 +121,7 @@ export function registerRegion(program: Command): void {
         tls,
         operatorToken: flags.operatorToken ?? null,
         guard: { trustedKeys, allowNonFastForward: flags.allowNonFastForward },
+        artifactPolicy: artifactPolicyFrom(flags),
         mqtt: flags.mqttUrl
           ? {
               url: flags.mqttUrl,
