@@ -1,3 +1,4 @@
+import { artifactAndCommandProblems, type ArtifactUrlPolicy } from './artifact-policy.js';
 import type { AnyDoc, AppDoc, DeploymentDoc, DocSource, Kind, RolloutSpec } from './model.js';
 import type { PointAt } from './parse-yaml.js';
 import { closest } from './schemas.js';
@@ -28,10 +29,10 @@ export interface CheckProblem {
 
 /**
  * The checks no single document's schema can express: unique names, references between
- * documents, artifacts for deployed versions, wave order, one Fleet, and equal-priority
- * Deployments that might select the same device.
+ * documents, artifacts for deployed versions, wave order, one Fleet, equal-priority
+ * Deployments that might select the same device, and artifact URLs and commands (artifact-policy.ts).
  */
-export function checkFleet(valid: readonly CheckedDoc[], named: readonly NamedDoc[]): CheckProblem[] {
+export function checkFleet(valid: readonly CheckedDoc[], named: readonly NamedDoc[], policy: ArtifactUrlPolicy = {}): CheckProblem[] {
   const problems: CheckProblem[] = [];
   const ordered = [...named].sort((a, b) => compareSources(a.source, b.source));
   problems.push(...duplicateNames(ordered), ...extraFleets(ordered));
@@ -50,6 +51,7 @@ export function checkFleet(valid: readonly CheckedDoc[], named: readonly NamedDo
     problems.push(...referenceProblems(doc, source, appNames, regionNames, validApps));
   }
   problems.push(...priorityOverlaps(deployments));
+  problems.push(...artifactAndCommandProblems(valid, policy));
   return problems;
 }
 
