@@ -13,7 +13,7 @@
 import { artifactUrlProblem, isAllowedOrigin, type ArtifactUrlPolicy } from '../core/artifact-url.js';
 import type { CommandTemplate } from '../core/app-spec.js';
 import { commandTemplateProblem } from '../core/command-template.js';
-import type { CheckedDoc, CheckProblem } from './check.js';
+import type { CheckedDoc, CheckProblem } from './check-types.js';
 import type { AppDoc, DeploymentDoc, RegionDoc } from './model.js';
 import { escapePointer } from './parse-yaml.js';
 
