@@ -1,3 +1,5 @@
+import fs from 'node:fs';
+import git from 'isomorphic-git';
 import { CascadeError } from '../../core/errors.js';
 import { parseYamlText } from '../../desired/parse-yaml.js';
 import { commitsTouching, readFileAt } from '../../source/file-history.js';
@@ -11,6 +13,8 @@ export interface RollbackTarget {
   from: string | null;
   /** Version that commit introduced (null when the commit deleted the Deployment). */
   to: string | null;
+  /** That commit is itself a revert (`This reverts commit X.`): the commit it reverted. */
+  reverts: string | null;
 }
 
 /**
@@ -23,7 +27,8 @@ export async function findRollbackTarget(options: { gitdir: string; ref: string;
     const after = deploymentSpec(await readFileAt({ gitdir, commit: change.commit, filepath: path }), deployment);
     const before = change.parent ? deploymentSpec(await readFileAt({ gitdir, commit: change.parent, filepath: path }), deployment) : null;
     if (JSON.stringify(after) === JSON.stringify(before)) continue;
-    return { commit: change.commit, subject: change.subject, deployment, from: versionOf(before), to: versionOf(after) };
+    const message = await readMessage(gitdir, change.commit);
+    return { commit: change.commit, subject: change.subject, deployment, from: versionOf(before), to: versionOf(after), reverts: revertedCommit(message) };
   }
   throw new CascadeError('rollback-nothing-to-revert', `no commit on ${options.ref} changed Deployment ${deployment} (in ${path}); pass --commit SHA to revert a given commit.`);
 }
@@ -39,4 +44,13 @@ function deploymentSpec(text: string | null, name: string): Record<string, unkno
 
 function versionOf(spec: Record<string, unknown> | null): string | null {
   return spec && typeof spec['version'] === 'string' ? spec['version'] : null;
+}
+
+async function readMessage(gitdir: string, oid: string): Promise<string> {
+  return (await git.readCommit({ fs, gitdir, oid })).commit.message;
+}
+
+/** The commit a `git revert` (or `cascade rollback`) commit undid, from its `This reverts commit X.` line. */
+export function revertedCommit(message: string): string | null {
+  return /^This reverts commit ([0-9a-f]{40})\b/m.exec(message)?.[1] ?? null;
 }
