@@ -45,9 +45,3 @@ export function waveLine(wave: WaveStatus): string {
   const bar = '#'.repeat(filled) + '-'.repeat(width - filled);
   return `wave ${wave.wave} ${String(wave.percent).padStart(3)}% [${bar}] ${wave.healthy}/${wave.devices} healthy, ${wave.updating} updating, ${wave.pending} pending, ${wave.failed} failed, ${wave.offline} offline`;
 }
-
-/** Nothing left to watch: no online device updating and every rollout finished or halted. */
-export function isSettled(status: RegionStatus): boolean {
-  const rolloutsDone = (status.rollouts ?? []).every((r) => r.state === 'Complete' || r.state === 'Halted');
-  return status.devices.updating === 0 && rolloutsDone;
-}
