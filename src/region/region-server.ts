@@ -54,14 +54,12 @@ export interface RunningRegion {
   close(): Promise<void>;
 }
 
-const DEFAULT_OFFLINE_AFTER_MS = 10 * 60_000;
 const TICK_MS = 5_000;
 
 /** Composes one region: state store, git source, loader, reconciler, device and operator APIs. */
 export async function startRegion(config: RegionConfig): Promise<RunningRegion> {
   const clock = config.clock ?? Date.now;
   const log = config.log;
-  const offlineAfterMs = config.offlineAfterMs ?? DEFAULT_OFFLINE_AFTER_MS;
   const store = SqliteStateStore.open(config.dataDir);
   const source = await openFleetSource({ repo: config.repo, branch: config.branch, dataDir: config.dataDir, auth: config.gitAuth, log });
   const loader = new FleetLoader({ cache: SqliteParseCache.inDir(config.dataDir) });
@@ -103,7 +101,10 @@ export async function startRegion(config: RegionConfig): Promise<RunningRegion> 
     },
     isConnected,
     guard: config.guard,
+    offlineAfterMs: config.offlineAfterMs,
   });
+  // One offline clock (--offline-after, or the fleet's Region/Fleet rollout.offlineAfter) for the engine and every view.
+  const offlineAfterMs = (): number => reconciler.offlineAfterMs;
   const scheduler = new PassScheduler((request) => reconciler.runPass(request));
 
 
@@ -139,7 +140,7 @@ export async function startRegion(config: RegionConfig): Promise<RunningRegion> 
       region: config.region,
       revision: revisionStatus(store.getRevision()),
       source: { reachable: condition.reachable, head: condition.head, error: condition.error },
-      devices: countDevices(withConnected(store.listDevices(), clock(), isConnected), currentDesired(), store.listHanded(), clock(), offlineAfterMs),
+      devices: countDevices(withConnected(store.listDevices(), clock(), isConnected), currentDesired(), store.listHanded(), clock(), offlineAfterMs()),
       updatesSent: store.updatesSent(),
       rollouts: reconciler.rolloutStatuses,
     };
@@ -148,7 +149,7 @@ export async function startRegion(config: RegionConfig): Promise<RunningRegion> 
   const summary = (): HubSummaryInput => {
     const now = clock();
     const devices = withConnected(store.listDevices(), now, isConnected);
-    return buildRegionSummary({ status: status(), devices, desired: currentDesired(), handed: store.listHanded(), now, offlineAfterMs });
+    return buildRegionSummary({ status: status(), devices, desired: currentDesired(), handed: store.listHanded(), now, offlineAfterMs: offlineAfterMs() });
   };
   registerDashboard(app, { mode: 'region', summary, clock, devicesGuard: operatorGuard(operatorToken) });
 
@@ -164,7 +165,7 @@ export async function startRegion(config: RegionConfig): Promise<RunningRegion> 
     const handed = store.listHanded();
     const byState: Record<string, number> = { converged: 0, updating: 0, pending: 0, failed: 0, offline: 0 };
     for (const device of withConnected(store.listDevices(), now, isConnected)) {
-      if (!device.revoked) byState[deviceState(device, desired.get(device.id), now, offlineAfterMs, handed.get(device.id)?.apps)]!++;
+      if (!device.revoked) byState[deviceState(device, desired.get(device.id), now, offlineAfterMs(), handed.get(device.id)?.apps)]!++;
     }
     for (const state in byState) metrics.devices.set({ state }, byState[state]!);
     reply.header('content-type', metrics.registry.contentType);

@@ -8,6 +8,11 @@ export interface RolloutDeviceInput {
   wave: number;
   /** Epoch ms of the device's last report; null before the first. Silent for `offlineAfter` = offline. */
   lastSeen: number | null;
+  /**
+   * Epoch ms of the device's enrolment. A device that never reported is `new` until `offlineAfter`
+   * has passed since; without it, since the rollout started.
+   */
+  enrolledAt?: number;
   /** What the device last reported about the Deployment's app. */
   report?: AppReport;
   /** Version of the app the device was last handed, if any. */
@@ -63,19 +68,50 @@ export interface RolloutState {
   waveCompletedAt: Record<number, number>;
   /** Waves that were already complete in the pass they started (nothing to update): no bake after them. */
   wavesCompleteAtStart: number[];
+  /**
+   * `now` of the first pass that saw a device of a started wave healthy at the version: the canary
+   * that lets later waves start. Absent in states written before this field existed.
+   */
+  canaryAt?: number | null;
   halted: HaltRecord | null;
 }
 
-export type RolloutPhase = 'Progressing' | 'WaitingForWindow' | 'Baking' | 'Halted' | 'Complete';
+/**
+ * Progressing, WaitingForWindow, Baking, Halted, Complete: see rule 8 of planRollouts.
+ * Stalled: the Deployment's rollout settings cannot be applied (see `problem`); nothing new is handed out.
+ */
+export type RolloutPhase = 'Progressing' | 'WaitingForWindow' | 'Baking' | 'Halted' | 'Complete' | 'Stalled';
 
-/** Where one device stands in one Deployment's rollout. */
-export type DeviceRolloutState = 'pending' | 'updating' | 'healthy' | 'failed' | 'offline';
+/**
+ * Why a rollout that is neither halted nor complete does not move further, when its phase alone does not say:
+ * - WaitingForFirstReport: the devices that hold it have not reported yet (no device of the
+ *   Deployment has ever reported, or the started waves hold only `new` devices);
+ * - WaitingForCanary: no device of the started waves has been healthy at the version yet, and those
+ *   waves hold only offline devices: the next wave waits for one of them to come back and succeed.
+ */
+export type RolloutWaitReason = 'WaitingForFirstReport' | 'WaitingForCanary';
+
+/** Why a Deployment's rollout is Stalled: one Deployment's problem, reported on it, while the others go on. */
+export interface RolloutProblem {
+  /** The error code, e.g. `bad-rollout`. */
+  code: string;
+  /** For a person: what is wrong and where, e.g. `Deployment web: rollout.window.timezone "Mars/Olympus" is not an IANA time zone ...`. */
+  message: string;
+}
+
+/**
+ * Where one device stands in one Deployment's rollout. `new`: enrolled, never reported, and
+ * `offlineAfter` has not passed since it enrolled.
+ */
+export type DeviceRolloutState = 'new' | 'pending' | 'updating' | 'healthy' | 'failed' | 'offline';
 
 export interface WaveStatus {
   wave: number;
   /** Cumulative percentage of the wave. */
   percent: number;
   devices: number;
+  /** Enrolled and never reported (yet): not handed anything, not updating, but holding the wave. */
+  new: number;
   pending: number;
   updating: number;
   healthy: number;
@@ -110,12 +146,22 @@ export interface DeploymentRolloutStatus {
   nextWaveAt?: number;
   /** The maintenance window, when the rollout has one. */
   window?: WindowStatus;
+  /** Why it waits, when the phase does not say it (see RolloutWaitReason). */
+  reason?: RolloutWaitReason;
+  /** When Stalled: what is wrong with the Deployment's rollout settings. */
+  problem?: RolloutProblem;
   /** One line for a person: what the rollout waits for. */
   message: string;
 }
 
 export interface RolloutPlanInput {
   now: number;
+  /**
+   * The region's one offline clock (regionOfflineAfterMs: `--offline-after`, or the Region's or
+   * Fleet's `rollout.offlineAfter`): a device silent this long, or enrolled this long ago without a
+   * report, is offline.
+   */
+  offlineAfterMs: number;
   /** Revision of this pass; recorded in states that start now. */
   revision: string;
   deployments: RolloutDeploymentInput[];
@@ -131,6 +177,6 @@ export interface RolloutPlan {
   release: Map<string, Set<DeviceId>>;
   /** Per Deployment of the input, its state after this pass: persist it and pass it back. */
   states: Map<string, RolloutState>;
-  /** One per Deployment of the input, sorted by Deployment name. */
+  /** One per Deployment of the input, sorted by Deployment name; a Deployment with a problem is `Stalled`. */
   statuses: DeploymentRolloutStatus[];
 }

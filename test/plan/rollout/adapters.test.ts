@@ -41,12 +41,12 @@ describe('rolloutSettings', () => {
       failureThreshold: null,
       minSample: 10,
       bakeMs: 0,
-      offlineAfterMs: 10 * MINUTE,
       window: null,
       rollback: { strategy: 'immediate', respectWindow: false },
     });
     expect(rolloutSettings({ rollback: 'waves' }, 1, 'x').rollback).toEqual({ strategy: 'waves', respectWindow: true });
-    expect(rolloutSettings({ minSample: 50 }, 20, 'x').minSample).toBe(20);
+    // Not capped at the device count any more: the engine caps it by the devices there are to attempt.
+    expect(rolloutSettings({ minSample: 50 }, 20, 'x').minSample).toBe(50);
   });
 
   it('refuses what the schema should have refused, saying where', () => {
@@ -55,7 +55,9 @@ describe('rolloutSettings', () => {
     expect(() => rolloutSettings({ failureThreshold: '150%' }, 3, 'Deployment web')).toThrow(/failureThreshold "150%"/);
     expect(() => rolloutSettings({ failureThreshold: -1 }, 3, 'Deployment web')).toThrow(/failureThreshold -1/);
     expect(() => rolloutSettings({ bakeTime: 'soon' }, 3, 'Deployment web')).toThrow(/Deployment web: rollout.bakeTime: "soon" is not a duration/);
-    expect(() => rolloutSettings({ offlineAfter: '10 minutes' }, 3, 'Deployment web')).toThrow(/rollout.offlineAfter/);
+    expect(() => rolloutSettings({ minSample: 0 }, 3, 'Deployment web')).toThrow(/Deployment web: rollout.minSample 0 is not a count/);
+    // offlineAfter is the region's one clock (regionOfflineAfterMs), not a per-Deployment setting.
+    expect(() => rolloutSettings({ offlineAfter: '10 minutes' }, 3, 'Deployment web')).not.toThrow();
   });
 });
 
@@ -67,6 +69,7 @@ describe('releasedBy', () => {
     ];
     const plan = planRollouts({
       now: T0,
+      offlineAfterMs: 10 * MINUTE,
       revision: 'r',
       previous: new Map(),
       deployments: [{ deployment: 'web', app: 'web', version: '2.0', fingerprint: 'f', rollout: { waves: [50, 100] }, devices }],
@@ -133,13 +136,13 @@ describe('collectRolloutInputs', () => {
 
   it('feeds planRollouts and computeHandOut end to end', () => {
     const inputs = collectRolloutInputs({ fleet, region: 'eu', resolved, handed, devices: records });
-    const plan = planRollouts({ now: T0, revision: fleet.revision!, deployments: inputs, previous: new Map() });
+    const plan = planRollouts({ now: T0, offlineAfterMs: 10 * MINUTE, revision: fleet.revision!, deployments: inputs, previous: new Map() });
     const installed = new Map([
       ['d1', { web: '1.0' }],
       ['d4', { web: '1.0' }],
     ]);
     const changes = computeHandOut({ resolved, handed, installed, released: releasedBy(plan) });
-    // d1 is in wave 1 of web and gets 2.0; d4 (wave 2) waits on 1.0; d2 has never reported: offline.
+    // d1 is in wave 1 of web and gets 2.0; d4 (wave 2) waits on 1.0; d2 has never reported: new, handed nothing yet.
     expect([waveOf('d1', 'web', [10, 50, 100]), waveOf('d4', 'web', [10, 50, 100])]).toEqual([1, 2]);
     expect(changes.get('d1')?.web).toEqual({ version: '2.0', deployment: 'web' });
     expect((changes.get('d4') ?? handed.get('d4')!).web).toEqual({ version: '1.0', deployment: 'web' });
@@ -166,6 +169,7 @@ describe('planRollouts at scale', () => {
     for (;;) {
       const plan = planRollouts({
         now,
+        offlineAfterMs: 10 * MINUTE,
         revision: 'r',
         previous,
         deployments: [{ deployment: 'web', app: 'web', version: '2.0', fingerprint: 'f', rollout: { waves, maxUnavailable: '20%', bakeTime: '1m' }, devices: [...devices.values()] }],

@@ -56,20 +56,21 @@ describe('planRollouts: failureThreshold', () => {
 
   it('compares percentages exactly at the boundary, after minSample', () => {
     const settings = { failureThreshold: { kind: 'percent' as const, percent: 20 }, minSample: 10 };
-    expect(thresholdCrossed(settings, 2, 10)).toBe('2 of 10 attempted devices failed (20% >= 20%)');
-    expect(thresholdCrossed(settings, 1, 6)).toBeNull(); // fewer than minSample
-    expect(thresholdCrossed(settings, 2, 11)).toBeNull(); // 18.2%
-    expect(thresholdCrossed(settings, 3, 11)).toBe('3 of 11 attempted devices failed (27.3% >= 20%)');
-    expect(thresholdCrossed({ failureThreshold: { kind: 'percent', percent: 33.3333 }, minSample: 1 }, 1, 3)).not.toBeNull();
-    expect(thresholdCrossed({ failureThreshold: { kind: 'percent', percent: 0 }, minSample: 1 }, 0, 5)).toBeNull();
-    expect(thresholdCrossed({ failureThreshold: { kind: 'percent', percent: 0 }, minSample: 1 }, 1, 5)).not.toBeNull();
-    expect(thresholdCrossed({ failureThreshold: { kind: 'count', count: 3 }, minSample: 10 }, 3, 3)).toBe(
+    expect(thresholdCrossed(settings, 2, 10, 5)).toBe('2 of 10 attempted devices failed (20% >= 20%)');
+    expect(thresholdCrossed(settings, 1, 6, 4)).toBeNull(); // fewer than minSample, and more to attempt
+    expect(thresholdCrossed(settings, 2, 6, 0)).toBe('2 of 6 attempted devices failed (33.3% >= 20%)'); // nothing more to attempt
+    expect(thresholdCrossed(settings, 2, 11, 0)).toBeNull(); // 18.2%
+    expect(thresholdCrossed(settings, 3, 11, 9)).toBe('3 of 11 attempted devices failed (27.3% >= 20%)');
+    expect(thresholdCrossed({ failureThreshold: { kind: 'percent', percent: 33.3333 }, minSample: 1 }, 1, 3, 0)).not.toBeNull();
+    expect(thresholdCrossed({ failureThreshold: { kind: 'percent', percent: 0 }, minSample: 1 }, 0, 5, 0)).toBeNull();
+    expect(thresholdCrossed({ failureThreshold: { kind: 'percent', percent: 0 }, minSample: 1 }, 1, 5, 0)).not.toBeNull();
+    expect(thresholdCrossed({ failureThreshold: { kind: 'count', count: 3 }, minSample: 10 }, 3, 3, 7)).toBe(
       '3 of 3 attempted devices failed (3 >= failureThreshold 3)',
     ); // minSample does not apply to counts
-    expect(thresholdCrossed({ failureThreshold: null, minSample: 1 }, 100, 100)).toBeNull();
+    expect(thresholdCrossed({ failureThreshold: null, minSample: 1 }, 100, 100, 0)).toBeNull();
   });
 
-  it('lets a small Deployment halt on a percentage: minSample is capped at its device count', () => {
+  it('lets a small Deployment halt on a percentage: minSample is capped by the devices there are to attempt', () => {
     const sim = new RolloutSim({ version: '2.0', rollout: { failureThreshold: '50%' } }).add(1, 'a', 'b', 'c', 'd');
     sim.pass(T0);
     sim.failed('a', 'b').healthy('c', 'd');

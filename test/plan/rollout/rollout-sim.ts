@@ -1,5 +1,6 @@
 import type { AppHealth } from '../../../src/core/types.js';
 import type { RolloutSpec } from '../../../src/desired/model.js';
+import { DEFAULT_OFFLINE_AFTER_MS } from '../../../src/plan/rollout/defaults.js';
 import { planRollouts } from '../../../src/plan/rollout/plan-rollouts.js';
 import type { DeploymentRolloutStatus, RolloutDeviceInput, RolloutPlan, RolloutState } from '../../../src/plan/rollout/types.js';
 
@@ -35,6 +36,8 @@ export class RolloutSim {
   rollout: RolloutSpec;
   fingerprint: string;
   revision = 'rev-1';
+  /** The region's offline clock (`--offline-after`). */
+  offlineAfterMs = DEFAULT_OFFLINE_AFTER_MS;
 
   constructor(
     options: { version: string; rollout?: RolloutSpec; fingerprint?: string },
@@ -112,6 +115,7 @@ export class RolloutSim {
     }
     const plan = planRollouts({
       now,
+      offlineAfterMs: this.offlineAfterMs,
       revision: this.revision,
       previous: this.states,
       deployments: [{ deployment: this.name, app: 'web', version: this.version, fingerprint: this.fingerprint, rollout: this.rollout, devices: inputs }],
