@@ -54,6 +54,15 @@ export class RolloutSim {
     return this;
   }
 
+  /**
+   * Devices in `wave` that enrolled at `enrolledAt` and have not reported yet (lastSeen null, silent):
+   * `wake` them for their first report.
+   */
+  enrol(wave: number, enrolledAt: number, ...ids: string[]): this {
+    for (const id of ids) this.devices.set(id, { id, wave, lastSeen: null, enrolledAt, silent: true });
+    return this;
+  }
+
   /** Devices that run `version` healthy and were handed it: where a fleet stands after a completed rollout. */
   running(version: string, ...ids: string[]): this {
     for (const id of ids) {
