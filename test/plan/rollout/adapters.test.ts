@@ -6,7 +6,7 @@ import { deploymentFingerprint, stableJson } from '../../../src/plan/rollout/fin
 import { collectRolloutInputs, type RolloutDeviceRecord } from '../../../src/plan/rollout/inputs.js';
 import { planRollouts } from '../../../src/plan/rollout/plan-rollouts.js';
 import { releasedBy } from '../../../src/plan/rollout/released.js';
-import { rolloutSettings } from '../../../src/plan/rollout/settings.js';
+import { regionOfflineAfterMs, rolloutSettings } from '../../../src/plan/rollout/settings.js';
 import type { RolloutDeviceInput, RolloutState } from '../../../src/plan/rollout/types.js';
 import { waveOf } from '../../../src/plan/waves.js';
 import { deployment, device, makeFleet, region } from '../fleet-fixture.js';
@@ -61,6 +61,22 @@ describe('rolloutSettings', () => {
   });
 });
 
+describe('regionOfflineAfterMs: the region\'s one offline clock', () => {
+  it('takes the Region\'s rollout.offlineAfter, else the Fleet\'s, else the region\'s --offline-after', () => {
+    const both = makeFleet({ deployments: [], regions: [region('eu', { offlineAfter: '1m' }), region('us')], fleetRollout: { offlineAfter: '30m' } });
+    expect(regionOfflineAfterMs(both, 'eu', 5 * MINUTE)).toBe(MINUTE);
+    expect(regionOfflineAfterMs(both, 'us', 5 * MINUTE)).toBe(30 * MINUTE);
+    expect(regionOfflineAfterMs(both, 'unknown', 5 * MINUTE)).toBe(30 * MINUTE);
+    expect(regionOfflineAfterMs(makeFleet({ deployments: [], regions: [region('eu')] }), 'eu', 5 * MINUTE)).toBe(5 * MINUTE);
+    expect(regionOfflineAfterMs(null, 'eu', 5 * MINUTE)).toBe(5 * MINUTE);
+    // A Deployment's own offlineAfter is not the region's clock.
+    const own = makeFleet({ deployments: [deployment('web', 'web', '2.0', { rollout: { offlineAfter: '1s' } })], regions: [region('eu')] });
+    expect(regionOfflineAfterMs(own, 'eu', 5 * MINUTE)).toBe(5 * MINUTE);
+    // What the schema refuses falls back rather than throwing out of a pass.
+    expect(regionOfflineAfterMs(makeFleet({ deployments: [], regions: [region('eu', { offlineAfter: 'soon' })] }), 'eu', 5 * MINUTE)).toBe(5 * MINUTE);
+  });
+});
+
 describe('releasedBy', () => {
   it('releases exactly the devices the plan released, for the version it planned', () => {
     const devices: RolloutDeviceInput[] = [
@@ -94,7 +110,7 @@ describe('collectRolloutInputs', () => {
   });
   const records: RolloutDeviceRecord[] = [
     { id: 'd1', lastSeen: T0, apps: { web: { version: '1.0', state: 'healthy' } } },
-    { id: 'd2', lastSeen: null, apps: {} },
+    { id: 'd2', lastSeen: null, enrolledAt: T0 - MINUTE, apps: {} },
     { id: 'd3', lastSeen: T0, apps: {}, revoked: true },
     { id: 'd4', lastSeen: T0, apps: { web: { version: '1.0', state: 'healthy' } } },
   ];
@@ -116,7 +132,7 @@ describe('collectRolloutInputs', () => {
     });
     expect(web.devices).toEqual([
       { id: 'd1', wave: waveOf('d1', 'web', [10, 50, 100]), lastSeen: T0, report: { version: '1.0', state: 'healthy' } as AppReport, handedVersion: '1.0' },
-      { id: 'd2', wave: waveOf('d2', 'web', [10, 50, 100]), lastSeen: null },
+      { id: 'd2', wave: waveOf('d2', 'web', [10, 50, 100]), lastSeen: null, enrolledAt: T0 - MINUTE },
       { id: 'd4', wave: waveOf('d4', 'web', [10, 50, 100]), lastSeen: T0, report: { version: '1.0', state: 'healthy' }, handedVersion: '1.0' },
     ]);
   });
