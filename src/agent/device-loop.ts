@@ -1,7 +1,7 @@
 import type { Logger } from 'pino';
 import { isCascadeError } from '../core/errors.js';
 import type { AppReport, Labels } from '../core/types.js';
-import { isRegionHttpError, type DesiredResult, type RegionClient } from '../protocol/region-client.js';
+import { isRegionHttpError, type DesiredResult, type RegionClient } from './http/region-client.js';
 import { errorCodes, type DesiredAppWire, type ReportRequest } from '../protocol/types.js';
 import { sleep } from './abortable.js';
 import { AGENT_STATE_WRITE_FAILED, type AgentState, type AgentStateStore, type InstalledApp } from './agent-state.js';

@@ -16,7 +16,7 @@ import {
 } from '../plan/rollout/index.js';
 import type { FleetSource } from '../source/fleet-source.js';
 import { readGitSnapshot, type GitSnapshotState } from '../source/git-snapshot.js';
-import type { AppCatalog, DeviceRecord, StateStore } from '../region/state-store.js';
+import type { AppCatalog, DeviceRecord, StateStore } from './state-store.js';
 import type { PassRequest } from './pass-scheduler.js';
 import { refuseRevision, type RevisionGuardOptions } from './revision-guard.js';
 import type { RegionMetrics } from './region-metrics.js';

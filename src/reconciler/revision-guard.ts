@@ -11,19 +11,17 @@ export interface RevisionGuardOptions {
 }
 
 /**
- * Why a new head must not be applied, or null when it may be. Checked before the revision is even
+ * Why a new head must not be applied (a final refusal), or null when it may be. Throws a temporary
+ * CascadeError when it cannot tell yet. Checked before the revision is even
  * loaded: a force-push back to an old commit is a rollback attack (a rollback must be a new commit),
  * and with --verify-commits an unsigned or foreign-signed head is refused.
  */
 export async function refuseRevision(options: RevisionGuardOptions, head: string, served: string | null): Promise<string | null> {
   const short = head.slice(0, 8);
   if (served && !options.allowNonFastForward) {
-    let descends: boolean;
-    try {
-      descends = await isDescendant({ gitdir: options.gitdir, oid: head, ancestor: served });
-    } catch {
-      descends = false;
-    }
+    // History that cannot be read now (ancestry-unknown, temporary) is not a refusal: it throws, the
+    // head is not recorded as attempted, and the next pass asks again.
+    const descends = await isDescendant({ gitdir: options.gitdir, oid: head, ancestor: served });
     if (!descends) {
       return `refused ${short}: the branch moved to a commit that does not descend from the served revision ${served.slice(0, 8)} (a force-push or rewritten history). Roll back with a new commit (git revert, cascade rollback); start the region with --allow-non-fast-forward to accept rewritten history.`;
     }

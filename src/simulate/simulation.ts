@@ -1,3 +1,4 @@
+import { compareStrings } from '../core/text.js';
 import http from 'node:http';
 import https from 'node:https';
 import { pino, type Logger } from 'pino';
@@ -5,9 +6,9 @@ import { MemoryAgentState, type InstalledApp } from '../agent/agent-state.js';
 import { runDeviceLoop, type DeviceEvent } from '../agent/device-loop.js';
 import { SimulatedRuntime } from '../agent/runtime-simulated.js';
 import type { Labels } from '../core/types.js';
-import { RegionClient } from '../protocol/region-client.js';
-import { brokerClientOptions, readCaFile } from '../transport/mqtt/connection.js';
-import { MqttDeviceChannel } from '../transport/mqtt/device-channel.js';
+import { RegionClient } from '../agent/http/region-client.js';
+import { brokerClientOptions, readCaFile } from '../protocol/mqtt-connection.js';
+import { MqttDeviceChannel } from '../agent/mqtt/device-channel.js';
 import { seededRandom, unitHash } from './seeded.js';
 
 export interface SimulationOptions {
@@ -273,8 +274,8 @@ export async function startSimulation(opts: SimulationOptions): Promise<Simulati
   const statsLine = (): string => {
     const s = stats();
     const versions = Object.entries(s.versions)
-      .sort(([a], [b]) => a.localeCompare(b))
-      .map(([app, counts]) => `${app} ${Object.entries(counts).sort(([a], [b]) => a.localeCompare(b)).map(([v, n]) => `${v}=${n}`).join(' ')}`)
+      .sort(([a], [b]) => compareStrings(a, b))
+      .map(([app, counts]) => `${app} ${Object.entries(counts).sort(([a], [b]) => compareStrings(a, b)).map(([v, n]) => `${v}=${n}`).join(' ')}`)
       .join('; ');
     return (
       `simulate: ${s.devices} devices, ${s.enrolled} enrolled, ${s.offline} offline, ${s.applying} applying, ` +

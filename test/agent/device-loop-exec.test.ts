@@ -7,8 +7,8 @@ import { FileAgentState } from '../../src/agent/agent-state.js';
 import { runDeviceLoop, type DeviceEvent } from '../../src/agent/device-loop.js';
 import { ExecRuntime } from '../../src/agent/runtime-exec.js';
 import type { AppReport } from '../../src/core/types.js';
-import { RegionClient } from '../../src/protocol/region-client.js';
-import type { AppCatalog } from '../../src/region/state-store.js';
+import { RegionClient } from '../../src/agent/http/region-client.js';
+import type { AppCatalog } from '../../src/reconciler/state-store.js';
 import { ArtifactServer } from './artifact-server.js';
 import { ENROLLMENT_TOKEN, RegionFixture, until } from './region-fixture.js';
 

@@ -3,8 +3,8 @@ import { fileURLToPath } from 'node:url';
 import type { Browser, Page } from 'playwright-core';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { registerDashboard } from '../../src/dashboard/serve.js';
-import type { HubSummaryInput } from '../../src/hub/summary.js';
-import { createRegionHttpServer } from '../../src/region/http-server.js';
+import type { HubSummaryInput } from '../../src/protocol/hub-summary.js';
+import { createRegionHttpServer } from '../../src/http/http-server.js';
 import { pushSummary, rollout, startTestHub, summary, tempDir, wave } from '../hub/hub-fixture.js';
 import { launchChromium } from './browser.js';
 

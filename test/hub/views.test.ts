@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import type { RegionRecord } from '../../src/hub/hub-store.js';
+import type { RegionRecord } from '../../src/storage/hub-store.js';
 import { referencedRevisions, revisionView, searchDevices } from '../../src/hub/views.js';
 import { rollout, summary, wave } from './hub-fixture.js';
 

@@ -1,7 +1,7 @@
 import { spawn } from 'node:child_process';
 import { join, resolve } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { fetchInventory } from '../../src/protocol/region-client.js';
+import { fetchInventory } from '../../src/agent/http/region-client.js';
 import { startSimulation, type Simulation, type SimulationOptions } from '../../src/simulate/simulation.js';
 import { ENROLLMENT_TOKEN, RegionFixture, until } from '../agent/region-fixture.js';
 

@@ -1,8 +1,9 @@
+import { hubDashboard } from '../../dashboard/serve.js';
 import { Command, Option } from 'commander';
 import { CascadeError } from '../../core/errors.js';
-import { regionToken } from '../../hub/auth.js';
+import { regionToken } from '../../protocol/hub-auth.js';
 import { DEFAULT_STALE_AFTER_MS, startHub } from '../../hub/hub-server.js';
-import { isValidRegionName } from '../../hub/summary.js';
+import { isValidRegionName } from '../../protocol/hub-summary.js';
 import { createCliLogger } from '../logger.js';
 import { secretFrom } from '../secrets.js';
 import { durationFlag, listenFlag } from '../parse-flags.js';
@@ -49,6 +50,7 @@ export function registerHub(program: Command): void {
       flags.webhookSecret = secretFrom(flags.webhookSecret, 'CASCADE_HUB_WEBHOOK_SECRET');
       const log = createCliLogger();
       const running = await startHub({
+        plugins: [hubDashboard],
         host: flags.listen.host,
         port: flags.listen.port,
         dataDir: flags.data,

@@ -1,12 +1,15 @@
+import { regionDashboard } from '../../dashboard/serve.js';
 import { Command, Option } from 'commander';
 import { CascadeError } from '../../core/errors.js';
 import { DEFAULT_OFFLINE_AFTER_MS } from '../../plan/rollout/defaults.js';
-import { startRegion } from '../../region/region-server.js';
+import { startRegion } from '../../region/compose.js';
 import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { DEFAULT_BACKUPS_KEPT, DEFAULT_MAINTENANCE_SCHEDULE, checkMaintenanceSchedule } from '../../region/maintenance.js';
 import { loadTrustedKeys } from '../../source/trusted-keys.js';
 import { createCliLogger } from '../logger.js';
 import { envFlag, secretFrom } from '../secrets.js';
-import { durationFlag, listenFlag } from '../parse-flags.js';
+import { durationFlag, listenFlag, positiveIntFlag } from '../parse-flags.js';
 
 interface RegionFlags {
   repo: string;
@@ -35,6 +38,9 @@ interface RegionFlags {
   mqttCaFile?: string;
   mqttDevicePasswords?: string;
   mqttBrokerPidFile?: string;
+  maintenanceSchedule: string;
+  backupDir?: string;
+  backupKeep: number;
 }
 
 export function registerRegion(program: Command): void {
@@ -67,7 +73,11 @@ export function registerRegion(program: Command): void {
     .addOption(new Option('--mqtt-ca-file <file>', 'with mqtts://: PEM file of the CA that signed the broker\'s certificate').env('CASCADE_MQTT_CA_FILE'))
     .addOption(new Option('--mqtt-device-passwords <file>', 'Mosquitto password file in which the region writes each device\'s credentials (username = device id, password = device token)').env('CASCADE_MQTT_DEVICE_PASSWORDS'))
     .addOption(new Option('--mqtt-broker-pid-file <file>', 'pid file of the broker, sent SIGHUP after each change to --mqtt-device-passwords').env('CASCADE_MQTT_BROKER_PID_FILE'))
+    .addOption(new Option('--maintenance-schedule <cron>', 'housekeeping (pack compaction, PRAGMA optimize, state backup, report pruning) on this cron schedule').env('CASCADE_MAINTENANCE_SCHEDULE').default(DEFAULT_MAINTENANCE_SCHEDULE, 'nightly at 03:17'))
+    .addOption(new Option('--backup-dir <dir>', 'where housekeeping writes state backups (default: <data>/backups)').env('CASCADE_BACKUP_DIR'))
+    .addOption(new Option('--backup-keep <n>', 'state backups kept').env('CASCADE_BACKUP_KEEP').default(DEFAULT_BACKUPS_KEPT).argParser(positiveIntFlag))
     .action(async (flags: RegionFlags) => {
+      checkMaintenanceSchedule(flags.maintenanceSchedule);
       flags.enrollmentToken = secretFrom(flags.enrollmentToken, 'CASCADE_ENROLLMENT_TOKEN');
       flags.gitToken = secretFrom(flags.gitToken, 'CASCADE_GIT_TOKEN');
       flags.hubToken = secretFrom(flags.hubToken, 'CASCADE_HUB_TOKEN');
@@ -104,6 +114,7 @@ export function registerRegion(program: Command): void {
       if (!flags.operatorToken) log.warn('no --operator-token: the operator API (device list, revocation) and the live inventory are open to anyone who can reach this region');
       if (!flags.enrollmentToken) log.warn('open enrolment: any device that can reach this region can enrol (--insecure-open-enrollment)');
       const region = await startRegion({
+        plugins: [regionDashboard],
         repo: flags.repo,
         branch: flags.branch,
         region: flags.region,
@@ -112,6 +123,7 @@ export function registerRegion(program: Command): void {
         dataDir: flags.data,
         intervalMs: flags.interval,
         offlineAfterMs: flags.offlineAfter,
+        maintenance: { schedule: flags.maintenanceSchedule, backupDir: flags.backupDir ?? join(flags.data, 'backups'), backupsKept: flags.backupKeep },
         enrollmentToken: flags.enrollmentToken ?? null,
         gitAuth: { username: flags.gitUsername, password: flags.gitPassword, token: flags.gitToken },
         hub: flags.hubUrl ? { url: flags.hubUrl, token: flags.hubToken! } : undefined,

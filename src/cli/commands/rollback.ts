@@ -4,7 +4,7 @@ import { Command, Option } from 'commander';
 import git from 'isomorphic-git';
 import { CascadeError } from '../../core/errors.js';
 import { loadRepository } from '../../desired/load-repository.js';
-import { findRollbackTarget } from '../../rollback/find-rollback-target.js';
+import { findRollbackTarget } from '../rollback/find-rollback-target.js';
 import { credentialsFromEnv, toBasicAuth } from '../../source/git-auth.js';
 import { pushBranch } from '../../source/push-branch.js';
 import { revertCommit } from '../../source/revert-commit.js';

@@ -1,9 +1,9 @@
 import { Command, Option } from 'commander';
 import { CascadeError } from '../../core/errors.js';
-import { showHubStatus } from '../../hub-client/show-hub-status.js';
-import { fetchRegionStatus } from '../../status/fetch-status.js';
-import { renderRegionStatus } from '../../status/render-status.js';
-import { watchRegionStatus } from '../../status/watch-status.js';
+import { showHubStatus } from '../hub/show-hub-status.js';
+import { fetchRegionStatus } from '../render/fetch-status.js';
+import { renderRegionStatus } from '../render/render-status.js';
+import { watchRegionStatus } from '../render/watch-status.js';
 import { durationFlag } from '../parse-flags.js';
 
 interface StatusFlags {

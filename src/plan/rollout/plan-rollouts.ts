@@ -1,4 +1,5 @@
 import { isCascadeError, CascadeError } from '../../core/errors.js';
+import { compareStrings as compareIds, plural } from '../../core/text.js';
 import type { DeviceId } from '../../core/types.js';
 import { alreadyThere, classifyDevice } from './classify.js';
 import { DEFAULT_WAVE_PERCENTS } from './defaults.js';
@@ -439,14 +440,6 @@ function clampWave(wave: number, waveCount: number): number {
   return Math.min(Math.floor(wave), waveCount);
 }
 
-function compareIds(a: string, b: string): number {
-  return a < b ? -1 : a > b ? 1 : 0;
-}
-
 function formatPercent(value: number): string {
   return String(Math.round(value * 10) / 10);
-}
-
-function plural(count: number, noun: string): string {
-  return `${count} ${noun}${count === 1 ? '' : 's'}`;
 }

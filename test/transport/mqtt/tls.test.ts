@@ -2,9 +2,9 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { desiredResponse } from '../../../src/region/device-api.js';
-import { MqttDeviceChannel } from '../../../src/transport/mqtt/device-channel.js';
-import { startMqttRegionTransport } from '../../../src/transport/mqtt/region-transport.js';
+import { desiredResponse } from '../../../src/region/desired-document.js';
+import { MqttDeviceChannel } from '../../../src/agent/mqtt/device-channel.js';
+import { startMqttRegionTransport } from '../../../src/region/mqtt/region-transport.js';
 import { makeTestCertificates, type Mosquitto } from '../../support/mosquitto.js';
 import { MqttRegion, REGION, REGION_USER, quietLog, startAclBroker, until } from './mqtt-fixture.js';
 

@@ -1,0 +1,42 @@
+import type { FastifyInstance } from 'fastify';
+import type { Registry } from 'prom-client';
+import type { DeploymentRolloutStatus } from '../../protocol/rollout-status.js';
+import type { RegionStatus } from '../../protocol/region-status.js';
+
+export interface RegionRoutesDeps {
+  status(): RegionStatus;
+  rollouts(): DeploymentRolloutStatus[];
+  /** Why the region cannot serve yet, or null when it can. */
+  notReady(): { reason: string } | null;
+  appliedRevision(): string | null;
+  /** Brings the gauges that are computed on demand up to date, just before a scrape. */
+  refreshMetrics(): void;
+  registry: Registry;
+  /** Asks for a pass that fetches; resolves after it when `wait`. */
+  reconcile(reason: string, wait: boolean): Promise<void>;
+}
+
+/**
+ * The region's own endpoints beside the device and operator APIs: health, readiness, metrics, status,
+ * rollouts, and the webhook that asks for a pass.
+ */
+export function registerRegionRoutes(app: FastifyInstance, deps: RegionRoutesDeps): void {
+  app.get('/healthz', async () => ({ ok: true }));
+  app.get('/readyz', async (_request, reply) => {
+    const problem = deps.notReady();
+    if (problem) return reply.code(503).send({ ready: false, reason: problem.reason });
+    return { ready: true, revision: deps.appliedRevision() };
+  });
+  app.get('/metrics', async (_request, reply) => {
+    deps.refreshMetrics();
+    reply.header('content-type', deps.registry.contentType);
+    return deps.registry.metrics();
+  });
+  app.get('/api/v1/status', async () => deps.status());
+  app.get('/api/v1/rollouts', async () => deps.rollouts());
+  app.post('/api/v1/reconcile', async (request, reply) => {
+    const wait = (request.query as Record<string, string | undefined>)['wait'];
+    await deps.reconcile('POST /api/v1/reconcile', wait === 'true' || wait === '1');
+    return reply.code(202).send({ accepted: true, revision: deps.status().revision });
+  });
+}
