@@ -26,6 +26,8 @@ export interface AgentState {
   token: string | null;
   installed: Record<string, InstalledApp>;
   failed: Record<string, FailedApp>;
+  /** Sequence number of the last report sent (ReportRequest.seq); kept across restarts and re-enrolments. */
+  reportSeq: number;
 }
 
 export interface AgentStateStore {
@@ -34,7 +36,7 @@ export interface AgentStateStore {
 }
 
 export function emptyAgentState(): AgentState {
-  return { deviceId: null, regionUrl: null, token: null, installed: {}, failed: {} };
+  return { deviceId: null, regionUrl: null, token: null, installed: {}, failed: {}, reportSeq: 0 };
 }
 
 export const AGENT_STATE_FILE = 'agent-state.json';
@@ -67,6 +69,7 @@ export class FileAgentState implements AgentStateStore {
         token: parsed.token ?? null,
         installed: parsed.installed ?? {},
         failed: parsed.failed ?? {},
+        reportSeq: Number.isSafeInteger(parsed.reportSeq) && parsed.reportSeq! > 0 ? parsed.reportSeq! : 0,
       };
     } catch {
       throw new CascadeError('agent-state-invalid', `${this.path} is not valid JSON; move it away to enrol again (installed versions will be reinstalled)`);

@@ -2,7 +2,8 @@ import type { Logger } from 'pino';
 import { isCascadeError } from '../core/errors.js';
 import type { AppReport, Labels } from '../core/types.js';
 import { isRegionHttpError, type DesiredResult, type RegionClient } from './http/region-client.js';
-import { errorCodes, type DesiredAppWire, type ReportRequest } from '../protocol/types.js';
+import { isValidVersion, VERSION_GRAMMAR_TEXT } from '../core/version.js';
+import { errorCodes, MAX_REPORT_SEQ, type DesiredAppWire, type ReportRequest } from '../protocol/types.js';
 import { sleep } from './abortable.js';
 import { AGENT_STATE_WRITE_FAILED, type AgentState, type AgentStateStore, type InstalledApp } from './agent-state.js';
 import { AppApplyError } from './apply-error.js';
@@ -169,7 +170,14 @@ class DeviceLoop {
     if (installing) {
       apps[installing.app] = { version: this.state.installed[installing.app]?.version ?? null, state: 'installing', message: `installing ${installing.version}` };
     }
-    return { apps, labels: this.opts.labels };
+    return { apps, labels: this.opts.labels, seq: this.nextSeq() };
+  }
+
+  /** The next report sequence number, saved before the report leaves so that no later report can carry a smaller one. */
+  private nextSeq(): number {
+    this.state.reportSeq = Math.min(MAX_REPORT_SEQ, (this.state.reportSeq ?? 0) + 1);
+    this.save();
+    return this.state.reportSeq;
   }
 
   private async report(installing?: { app: string; version: string }): Promise<void> {
@@ -240,6 +248,10 @@ class DeviceLoop {
 
     let candidate: InstalledApp | null = null;
     try {
+      // Checked again here (the region checks first): a version becomes file names and command values.
+      if (!isValidVersion(target.version)) {
+        throw new AppApplyError('version-invalid', `${app}: version ${JSON.stringify(String(target.version).slice(0, 140))} refused: a version is ${VERSION_GRAMMAR_TEXT}`, { touchedPrevious: false });
+      }
       candidate = await runtime.install(app, target, current, this.signal, this.log);
       await runtime.healthCheck(app, candidate, this.signal, this.log);
     } catch (err) {

@@ -2,12 +2,17 @@
  * How a device runs an app: shared by the fleet documents (desired/model.ts) and the
  * wire protocol, so the agent can use them without importing reconciler code.
  */
+/**
+ * A command of an App: a list of arguments run without a shell (preferred), or one /bin/sh line.
+ * `{version}`, `{artifact}` and `{app}` stand for values that are always passed as data (see command-template.ts).
+ */
+export type CommandTemplate = string | string[];
+
 export interface ExecRuntime {
   type: 'exec';
-  /** Shell command; `{version}` and `{artifact}` are substituted. */
-  install: string;
-  start?: string;
-  stop?: string;
+  install: CommandTemplate;
+  start?: CommandTemplate;
+  stop?: CommandTemplate;
 }
 export interface ContainerRuntime {
   type: 'container';
@@ -27,7 +32,7 @@ export interface ImageArtifact {
 export type Artifact = FileArtifact | ImageArtifact;
 
 export interface HealthCheck {
-  exec?: string;
+  exec?: CommandTemplate;
   http?: string;
   timeout?: string;
   retries?: number;

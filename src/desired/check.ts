@@ -1,37 +1,17 @@
-import type { AnyDoc, AppDoc, DeploymentDoc, DocSource, Kind, RolloutSpec } from './model.js';
-import type { PointAt } from './parse-yaml.js';
+import { artifactAndCommandProblems, type ArtifactUrlPolicy } from './artifact-policy.js';
+import type { CheckedDoc, CheckProblem, NamedDoc } from './check-types.js';
+import type { AppDoc, DeploymentDoc, DocSource, RolloutSpec } from './model.js';
 import { closest } from './schemas.js';
 import { selectorsAreDisjoint } from './selector.js';
 
-/** A document that passed its schema. */
-export interface CheckedDoc {
-  doc: AnyDoc;
-  source: DocSource;
-}
-
-/** Any document whose kind and name could be read, valid or not: enough to tell duplicates and to resolve references. */
-export interface NamedDoc {
-  kind: Kind;
-  name: string;
-  source: DocSource;
-}
-
-/** A problem between documents, located by pointer; the loader looks up line and column. */
-export interface CheckProblem {
-  code: string;
-  path: string;
-  index: number;
-  pointer: string;
-  at: PointAt;
-  message: string;
-}
+export type { CheckedDoc, CheckProblem, NamedDoc } from './check-types.js';
 
 /**
  * The checks no single document's schema can express: unique names, references between
- * documents, artifacts for deployed versions, wave order, one Fleet, and equal-priority
- * Deployments that might select the same device.
+ * documents, artifacts for deployed versions, wave order, one Fleet, equal-priority
+ * Deployments that might select the same device, and artifact URLs and commands (artifact-policy.ts).
  */
-export function checkFleet(valid: readonly CheckedDoc[], named: readonly NamedDoc[]): CheckProblem[] {
+export function checkFleet(valid: readonly CheckedDoc[], named: readonly NamedDoc[], policy: ArtifactUrlPolicy = {}): CheckProblem[] {
   const problems: CheckProblem[] = [];
   const ordered = [...named].sort((a, b) => compareSources(a.source, b.source));
   problems.push(...duplicateNames(ordered), ...extraFleets(ordered));
@@ -50,6 +30,7 @@ export function checkFleet(valid: readonly CheckedDoc[], named: readonly NamedDo
     problems.push(...referenceProblems(doc, source, appNames, regionNames, validApps));
   }
   problems.push(...priorityOverlaps(deployments));
+  problems.push(...artifactAndCommandProblems(valid, policy));
   return problems;
 }
 

@@ -1,5 +1,6 @@
 import { existsSync, statSync } from 'node:fs';
 import { join } from 'node:path';
+import type { ArtifactUrlPolicy } from '../core/artifact-url.js';
 import { CascadeError } from '../core/errors.js';
 import { readGitSnapshot } from '../source/git-snapshot.js';
 import type { FleetSnapshot } from '../source/snapshot.js';
@@ -13,11 +14,15 @@ export interface LoadRepositoryOptions {
   rev?: string;
   /** Keep parsed documents in `<cacheDir>/parse-cache.sqlite` for the next run. */
   cacheDir?: string;
+  /** Which artifact URLs are accepted beyond the default (https:, public hosts). */
+  artifactPolicy?: ArtifactUrlPolicy;
 }
 
 export interface RepositoryLoad {
   fleet: LoadedFleet;
   problems: Problem[];
+  /** Symlinks and submodules that were not followed. */
+  warnings: Problem[];
   /** Commit oid with `rev`, null for a working tree. */
   revision: string | null;
 }
@@ -30,8 +35,8 @@ export async function loadRepository(dir: string, options: LoadRepositoryOptions
   const snapshot = options.rev !== undefined ? await readCommitSnapshot(dir, options.rev) : await readWorktreeSnapshot(dir);
   const cache = options.cacheDir !== undefined ? SqliteParseCache.inDir(options.cacheDir) : undefined;
   try {
-    const { fleet, problems } = await new FleetLoader({ cache }).load(snapshot);
-    return { fleet, problems, revision: snapshot.revision };
+    const { fleet, problems, warnings } = await new FleetLoader({ cache, artifactPolicy: options.artifactPolicy }).load(snapshot);
+    return { fleet, problems, warnings, revision: snapshot.revision };
   } finally {
     cache?.close();
   }

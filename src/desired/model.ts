@@ -27,6 +27,8 @@ export interface AppSpec {
   /** Artifact per version. */
   artifacts?: Record<string, Artifact>;
   healthCheck?: HealthCheck;
+  /** Artifacts of this App may be fetched over plain http: (labs). */
+  allowHttpArtifacts?: boolean;
 }
 
 export type SelectorOperator = 'In' | 'NotIn' | 'Exists' | 'DoesNotExist';
@@ -83,6 +85,8 @@ export interface RegionSpec {
   description?: string;
   labels?: Labels;
   rollout?: RolloutSpec;
+  /** Deployments that select only regions allowing it may hand out http: artifacts (labs). */
+  allowHttpArtifacts?: boolean;
 }
 
 export interface FleetSpec {

@@ -149,6 +149,7 @@ export class Reconciler {
     });
     this.snapshotState = state;
     const result = await loader.load(snapshot);
+    if (result.warnings.length > 0) log.warn({ revision: head, warnings: result.warnings.map(formatProblem) }, `revision ${head.slice(0, 8)}: ${result.warnings.map(formatProblem).join('; ')}`);
     if (result.problems.length > 0) {
       const errors = result.problems.map(formatProblem);
       store.recordAttempt(head, errors, clock());

@@ -1,5 +1,6 @@
 import type { FastifyInstance, preHandlerHookHandler } from 'fastify';
 import type { Logger } from 'pino';
+import type { ArtifactUrlPolicy } from '../core/artifact-url.js';
 import type { DeviceDesired, DeviceId } from '../core/types.js';
 import { FleetLoader } from '../desired/load.js';
 import { SqliteParseCache } from '../desired/parse-cache.js';
@@ -41,6 +42,8 @@ export interface RegionConfig {
   operatorToken?: string | null;
   /** Commit signature and history checks (--verify-commits, --allow-non-fast-forward). */
   guard?: { trustedKeys?: TrustedKeys; allowNonFastForward?: boolean };
+  /** Artifact URLs accepted beyond the default (https:, public hosts): --allow-artifact-origin, --allow-http-artifacts. */
+  artifactPolicy?: ArtifactUrlPolicy;
   offlineAfterMs?: number;
   /** Push a summary to the hub (`cascade hub`) on every pass and heartbeat: its URL and this region's token. */
   hub?: { url: string; token: string; intervalMs?: number };
@@ -98,7 +101,7 @@ export async function startRegion(config: RegionConfig): Promise<RunningRegion> 
     teardown.push(() => store.close());
     const source = await openFleetSource({ repo: config.repo, branch: config.branch, dataDir: config.dataDir, auth: config.gitAuth, log });
     teardown.push(() => source.close());
-    const loader = new FleetLoader({ cache: SqliteParseCache.inDir(config.dataDir) });
+    const loader = new FleetLoader({ cache: SqliteParseCache.inDir(config.dataDir), artifactPolicy: config.artifactPolicy });
     const metrics = createRegionMetrics(config.region);
     const watchers = new DesiredWatchers();
     teardown.push(() => watchers.closeAll());

@@ -5,6 +5,7 @@ import { pino, type Logger } from 'pino';
 import { MemoryAgentState, type InstalledApp } from '../agent/agent-state.js';
 import { runDeviceLoop, type DeviceEvent } from '../agent/device-loop.js';
 import { SimulatedRuntime } from '../agent/runtime-simulated.js';
+import type { ArtifactUrlPolicy } from '../core/artifact-url.js';
 import type { Labels } from '../core/types.js';
 import { RegionClient } from '../agent/http/region-client.js';
 import { brokerClientOptions, readCaFile } from '../protocol/mqtt-connection.js';
@@ -50,6 +51,8 @@ export interface SimulationOptions {
    * each device with its own connection, username = device id, password = device token.
    */
   mqtt?: { url: string; caFile?: string };
+  /** Artifact origins the simulated agents accept beyond the default (--allow-artifact-origin). */
+  artifactPolicy?: ArtifactUrlPolicy;
 }
 
 export interface SimulationStats {
@@ -170,6 +173,7 @@ export async function startSimulation(opts: SimulationOptions): Promise<Simulati
         if (failRate > 0 && unitHash(seed, id, app, version) < failRate) return `simulated failure of ${app} ${version} (--fail-rate ${failRate})`;
         return null;
       },
+      artifactPolicy: opts.artifactPolicy,
     });
     // Offline devices stop after their first report; the others run until the simulation stops.
     const own = new AbortController();

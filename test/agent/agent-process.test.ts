@@ -63,6 +63,8 @@ describe('cascade agent (a real process)', () => {
       '--state-dir', join(dir, 'agent'),
       '--enrollment-token', ENROLLMENT_TOKEN,
       '--wait', '30',
+      // The test's artifact server is on 127.0.0.1: a local origin must be named to be allowed.
+      '--allow-artifact-origin', `${artifacts.url}/`,
     ]);
     await until(() => region.store.getDevice(DEVICE) !== null, 30_000, `enrolment (stderr: ${first.stderr()})`);
     expect(region.store.getDevice(DEVICE)!.labels).toEqual({ ring: 'canary', site: 'lab' });
@@ -92,6 +94,7 @@ describe('cascade agent (a real process)', () => {
       CASCADE_LABELS: 'ring=canary,site=lab',
       CASCADE_STATE_DIR: join(dir, 'agent'),
       CASCADE_ENROLLMENT_TOKEN: ENROLLMENT_TOKEN,
+      CASCADE_ALLOW_ARTIFACT_ORIGIN: `${artifacts.url}/`,
     });
     await until(() => region.reportsOf(DEVICE) > reportsBefore && region.watchers.size === 1, 30_000, `the restarted agent to settle (stderr: ${second.stderr()})`);
     expect(installs()).toEqual(['install 1.0.0']);

@@ -44,7 +44,8 @@ function startAgent(): RunningAgent {
       client: new RegionClient({ regionUrl: region.url, deviceId: DEVICE }),
       labels: { ring: 'canary' },
       enrollmentToken: ENROLLMENT_TOKEN,
-      runtime: new ExecRuntime({ stateDir: join(dir, 'agent'), healthIntervalMs: 10 }),
+      // The test's artifact server is on 127.0.0.1: allowed by naming it, as --allow-artifact-origin does.
+      runtime: new ExecRuntime({ stateDir: join(dir, 'agent'), healthIntervalMs: 10, artifactPolicy: { allowOrigins: [`${artifacts.url}/`] } }),
       state: new FileAgentState(join(dir, 'agent')),
       log: pino({ level: 'silent' }),
       waitSeconds: 30,

@@ -10,6 +10,7 @@ import { MqttDeviceChannel } from '../../agent/mqtt/device-channel.js';
 import { MAX_WAIT_SECONDS } from '../../protocol/types.js';
 import { isValidDeviceId, parseLabelList } from '../../protocol/validate.js';
 import { createCliLogger } from '../logger.js';
+import { allowArtifactOriginOption, artifactPolicyFrom } from '../parse-flags.js';
 
 interface AgentFlags {
   regionUrl: string;
@@ -22,6 +23,7 @@ interface AgentFlags {
   applyMs: number;
   mqttUrl?: string;
   mqttCaFile?: string;
+  allowArtifactOrigin?: string[];
 }
 
 function waitFlag(value: string): number {
@@ -50,14 +52,20 @@ export function registerAgent(program: Command): void {
     .addOption(new Option('--apply-ms <ms>', 'with --runtime simulated: how long an install takes').default(500).argParser(millisFlag))
     .addOption(new Option('--mqtt-url <url>', 'after enrolling over HTTP, report and take desired state over MQTT, e.g. mqtts://broker:8883').env('CASCADE_MQTT_URL'))
     .addOption(new Option('--mqtt-ca-file <file>', 'with mqtts://: PEM file of the CA that signed the broker\'s certificate').env('CASCADE_MQTT_CA_FILE'))
+    .addOption(allowArtifactOriginOption())
     .action(async (flags: AgentFlags) => {
       if (!isValidDeviceId(flags.deviceId)) {
         throw new CascadeError('device-id-invalid', `--device-id '${flags.deviceId}' is invalid: use 1-128 letters, digits or '._:-', starting with a letter or digit`);
       }
       const labels = parseLabelList(flags.labels, '--labels');
+      const { allowOrigins } = artifactPolicyFrom(flags);
+      // http: or https: is the fleet's choice, enforced by the region; the agent refuses other schemes and local hosts.
+      const artifactPolicy = { allowOrigins };
       const log = createCliLogger();
       const runtime: DeviceRuntime =
-        flags.runtime === 'simulated' ? new SimulatedRuntime({ applyMs: flags.applyMs }) : new ExecRuntime({ stateDir: flags.stateDir });
+        flags.runtime === 'simulated'
+          ? new SimulatedRuntime({ applyMs: flags.applyMs, artifactPolicy })
+          : new ExecRuntime({ stateDir: flags.stateDir, artifactPolicy });
       const stop = new AbortController();
       const onSignal = (name: string) => {
         log.info({ signal: name }, 'stopping');

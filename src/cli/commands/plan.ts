@@ -11,6 +11,7 @@ import { renderPlanMarkdown } from '../../plan/render-markdown.js';
 import { renderPlanText } from '../../plan/render-text.js';
 import type { Plan } from '../../plan/types.js';
 import { createCliLogger } from '../logger.js';
+import { allowArtifactOriginOption, allowHttpArtifactsOption, artifactPolicyFrom } from '../parse-flags.js';
 
 type PlanFormat = 'text' | 'json' | 'markdown';
 
@@ -20,6 +21,8 @@ interface PlanFlags {
   rev?: string;
   format: PlanFormat;
   json?: boolean;
+  allowArtifactOrigin?: string[];
+  allowHttpArtifacts?: boolean;
 }
 
 /**
@@ -36,6 +39,8 @@ export function registerPlan(program: Command): void {
     .option('--rev <rev>', 'plan a commit, branch or tag instead of the working tree')
     .addOption(new Option('--format <format>', 'output format').choices(['text', 'json', 'markdown']).default('text'))
     .option('--json', 'same as --format json: only the plan JSON goes to stdout')
+    .addOption(allowArtifactOriginOption())
+    .addOption(allowHttpArtifactsOption())
     .action(async (dir: string, flags: PlanFlags) => {
       const format: PlanFormat = flags.json ? 'json' : flags.format;
       if ((flags.inventory === undefined) === (flags.regionUrl === undefined)) {
@@ -47,7 +52,8 @@ export function registerPlan(program: Command): void {
         );
       }
       const logger = createCliLogger();
-      const loaded = await loadRepository(dir, { rev: flags.rev });
+      const loaded = await loadRepository(dir, { rev: flags.rev, artifactPolicy: artifactPolicyFrom(flags) });
+      for (const warning of loaded.warnings) process.stderr.write(formatProblem(warning) + '\n');
       if (loaded.problems.length > 0) {
         for (const problem of loaded.problems) process.stderr.write(formatProblem(problem) + '\n');
         process.stderr.write(

@@ -9,7 +9,7 @@ import { DEFAULT_BACKUPS_KEPT, DEFAULT_MAINTENANCE_SCHEDULE, checkMaintenanceSch
 import { loadTrustedKeys } from '../../source/trusted-keys.js';
 import { createCliLogger } from '../logger.js';
 import { envFlag, secretFrom } from '../secrets.js';
-import { durationFlag, listenFlag, positiveIntFlag } from '../parse-flags.js';
+import { allowArtifactOriginOption, allowHttpArtifactsOption, artifactPolicyFrom, durationFlag, listenFlag, positiveIntFlag } from '../parse-flags.js';
 
 interface RegionFlags {
   repo: string;
@@ -41,6 +41,8 @@ interface RegionFlags {
   maintenanceSchedule: string;
   backupDir?: string;
   backupKeep: number;
+  allowArtifactOrigin?: string[];
+  allowHttpArtifacts?: boolean;
 }
 
 export function registerRegion(program: Command): void {
@@ -76,6 +78,8 @@ export function registerRegion(program: Command): void {
     .addOption(new Option('--maintenance-schedule <cron>', 'housekeeping (pack compaction, PRAGMA optimize, state backup, report pruning) on this cron schedule').env('CASCADE_MAINTENANCE_SCHEDULE').default(DEFAULT_MAINTENANCE_SCHEDULE, 'nightly at 03:17'))
     .addOption(new Option('--backup-dir <dir>', 'where housekeeping writes state backups (default: <data>/backups)').env('CASCADE_BACKUP_DIR'))
     .addOption(new Option('--backup-keep <n>', 'state backups kept').env('CASCADE_BACKUP_KEEP').default(DEFAULT_BACKUPS_KEPT).argParser(positiveIntFlag))
+    .addOption(allowArtifactOriginOption())
+    .addOption(allowHttpArtifactsOption())
     .action(async (flags: RegionFlags) => {
       checkMaintenanceSchedule(flags.maintenanceSchedule);
       flags.enrollmentToken = secretFrom(flags.enrollmentToken, 'CASCADE_ENROLLMENT_TOKEN');
@@ -130,6 +134,7 @@ export function registerRegion(program: Command): void {
         tls,
         operatorToken: flags.operatorToken ?? null,
         guard: { trustedKeys, allowNonFastForward: flags.allowNonFastForward },
+        artifactPolicy: artifactPolicyFrom(flags),
         mqtt: flags.mqttUrl
           ? {
               url: flags.mqttUrl,

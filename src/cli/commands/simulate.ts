@@ -4,6 +4,7 @@ import { MAX_WAIT_SECONDS } from '../../protocol/types.js';
 import { parseLabelList } from '../../protocol/validate.js';
 import { startSimulation } from '../../simulate/simulation.js';
 import { createCliLogger } from '../logger.js';
+import { allowArtifactOriginOption, artifactPolicyFrom } from '../parse-flags.js';
 
 interface SimulateFlags {
   regionUrl: string;
@@ -20,6 +21,7 @@ interface SimulateFlags {
   wait: number;
   mqttUrl?: string;
   mqttCaFile?: string;
+  allowArtifactOrigin?: string[];
 }
 
 function countFlag(value: string): number {
@@ -77,6 +79,7 @@ export function registerSimulate(program: Command): void {
     .addOption(new Option('--wait <seconds>', 'long-poll wait of each device').default(30).argParser(waitFlag))
     .addOption(new Option('--mqtt-url <url>', 'after enrolling over HTTP, each device reports and takes desired state over MQTT').env('CASCADE_MQTT_URL'))
     .addOption(new Option('--mqtt-ca-file <file>', 'with mqtts://: PEM file of the CA that signed the broker\'s certificate').env('CASCADE_MQTT_CA_FILE'))
+    .addOption(allowArtifactOriginOption())
     .action(async (flags: SimulateFlags) => {
       const labels = parseLabelList(flags.labels, '--labels');
       const initial = parseInitial(flags.initial);
@@ -99,6 +102,7 @@ export function registerSimulate(program: Command): void {
         seed: flags.seed,
         waitSeconds: flags.wait,
         mqtt: flags.mqttUrl ? { url: flags.mqttUrl, caFile: flags.mqttCaFile } : undefined,
+        artifactPolicy: { allowOrigins: artifactPolicyFrom(flags).allowOrigins },
         log,
         // Errors no retry can fix (wrong enrollment token, say) are the same for every device: stop at the first.
         onFatal: (deviceId, err) => {
