@@ -373,4 +373,39 @@ describe('planRollouts: properties over random fleets, enrolments, offline and f
       }),
     );
   });
+
+  it('hostile rollout settings never throw out of a pass: that Deployment is Stalled or planned, and the others plan as if alone', () => {
+    const text = fc.oneof(fc.string(), fc.constantFrom('', '10%', '-1', '1e309', '0%', '101%', 'NaN', 'Mars/Olympus', 'Europe/Berlin', '0 2 * * *', '0 0 30 2 *', '99 99 99 99 99', '1h', '-5m'));
+    const number = fc.oneof(fc.integer(), fc.double(), fc.constantFrom(0, -1, Number.NaN, Number.POSITIVE_INFINITY));
+    const hostile = fc.record(
+      {
+        waves: fc.array(number, { maxLength: 5 }),
+        maxUnavailable: fc.oneof(number, text),
+        failureThreshold: fc.oneof(number, text),
+        minSample: number,
+        bakeTime: text,
+        offlineAfter: text,
+        window: fc.record({ schedule: text, duration: text, timezone: text }, { requiredKeys: ['schedule', 'duration'] }),
+        rollback: fc.oneof(text, fc.record({ strategy: text, respectWindow: fc.boolean() }, { requiredKeys: [] })),
+      },
+      { requiredKeys: [] },
+    ) as fc.Arbitrary<RolloutSpec>;
+    fc.assert(
+      fc.property(scenarioArb(), hostile, (scenario, bad) => {
+        const devices: RolloutDeviceInput[] = scenario.devices.map((d, i) => ({ id: `d${i}`, wave: d.wave, lastSeen: T0, report: { version: '1.0', state: 'healthy' }, handedVersion: '1.0' }));
+        const good = { deployment: 'good', app: 'good', version: '2.0', fingerprint: 'fp-good', rollout: scenario.rollout, devices };
+        const evil = { deployment: 'evil', app: 'evil', version: '2.0', fingerprint: 'fp-evil', rollout: bad, devices };
+        const input = { now: T0, offlineAfterMs: scenario.offlineAfterMs, revision: 'r', previous: new Map<string, RolloutState>() };
+        const both = planRollouts({ ...input, deployments: [evil, good] });
+        const alone = planRollouts({ ...input, deployments: [good] });
+        expect(both.statuses.find((st) => st.deployment === 'good')).toEqual(alone.statuses[0]);
+        expect(both.release.get('good')).toEqual(alone.release.get('good'));
+        const evilStatus = both.statuses.find((st) => st.deployment === 'evil')!;
+        if (evilStatus.state === 'Stalled') {
+          expect(evilStatus.problem?.message).toBeTruthy();
+          expect(both.release.get('evil')!.size).toBe(0);
+        }
+      }),
+    );
+  });
 });
