@@ -6,7 +6,14 @@ import type { FleetLoader } from '../desired/load.js';
 import { formatProblem } from '../desired/format-problem.js';
 import { createResolver, type DesiredResolver } from '../desired/resolve.js';
 import { computeHandOut } from '../plan/hand-out.js';
-import { collectRolloutInputs, planRollouts, releasedBy, type DeploymentRolloutStatus } from '../plan/rollout/index.js';
+import {
+  collectRolloutInputs,
+  DEFAULT_OFFLINE_AFTER_MS,
+  planRollouts,
+  regionOfflineAfterMs,
+  releasedBy,
+  type DeploymentRolloutStatus,
+} from '../plan/rollout/index.js';
 import type { FleetSource } from '../source/fleet-source.js';
 import { readGitSnapshot, type GitSnapshotState } from '../source/git-snapshot.js';
 import type { AppCatalog, DeviceRecord, StateStore } from './state-store.js';
@@ -32,6 +39,8 @@ export interface ReconcilerOptions {
   guard?: Omit<RevisionGuardOptions, 'gitdir'>;
   /** Called after every pass, e.g. to push a summary to the hub. */
   onPassComplete?: () => void;
+  /** The region's `--offline-after` (default DEFAULT_OFFLINE_AFTER_MS); the fleet's Region or Fleet `rollout.offlineAfter` wins. */
+  offlineAfterMs?: number;
 }
 
 /** The state of the source as the last pass saw it, for status and readiness. */
@@ -63,6 +72,14 @@ export class Reconciler {
 
   get sourceCondition(): SourceCondition {
     return this.condition;
+  }
+
+  /**
+   * The region's one offline clock, for the rollout engine and the status views, metrics and hub
+   * summary alike: the applied fleet's Region or Fleet `rollout.offlineAfter`, else `--offline-after`.
+   */
+  get offlineAfterMs(): number {
+    return regionOfflineAfterMs(this.fleet, this.options.region, this.options.offlineAfterMs ?? DEFAULT_OFFLINE_AFTER_MS);
   }
 
   /** Rollout status per Deployment, as of the last pass. */
@@ -186,7 +203,7 @@ export class Reconciler {
     const revision = fleet.revision ?? store.getRevision().applied ?? 'unknown';
     const previous = store.getRolloutStates();
     const inputs = collectRolloutInputs({ fleet, region, resolved: desired, handed, devices, previous });
-    const plan = planRollouts({ now, revision, deployments: inputs, previous });
+    const plan = planRollouts({ now, offlineAfterMs: this.offlineAfterMs, revision, deployments: inputs, previous });
     this.reportTransitions(plan.statuses);
     this.rollouts = plan.statuses;
 
@@ -209,7 +226,9 @@ export class Reconciler {
       const old = before.get(status.deployment);
       if (old && old.state === status.state && old.version === status.version) continue;
       const fields = { deployment: status.deployment, version: status.version, state: status.state, wave: status.currentWave };
-      if (status.state === 'Halted') {
+      if (status.state === 'Stalled') {
+        log.error({ ...fields, problem: status.problem }, `rollout of ${status.deployment} ${status.version} Stalled: ${status.message}`);
+      } else if (status.state === 'Halted') {
         log.error({ ...fields, reason: status.halted?.reason, devices: status.halted?.devices }, `rollout of ${status.deployment} ${status.version} Halted: ${status.halted?.reason ?? status.message}`);
       } else if (old || status.state !== 'Complete') {
         log.info(fields, `rollout of ${status.deployment} ${status.version}: ${status.state} (${status.message})`);

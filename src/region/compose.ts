@@ -14,7 +14,6 @@ import { DesiredWatchers } from './routes/desired-watchers.js';
 import { registerRegionRoutes } from './routes/region-routes.js';
 import { startRegionLoops, type RegionLoops } from './loops.js';
 import { startMaintenance } from './maintenance.js';
-import { DEFAULT_OFFLINE_AFTER_MS } from '../plan/rollout/settings.js';
 import { registerDeviceApi } from './routes/device-routes.js';
 import { createRegionHttpServer } from '../http/http-server.js';
 import { startHubPush, type HubPush } from './hub/hub-push.js';
@@ -86,7 +85,6 @@ export interface RunningRegion {
 export async function startRegion(config: RegionConfig): Promise<RunningRegion> {
   const clock = config.clock ?? Date.now;
   const log = config.log;
-  const offlineAfterMs = config.offlineAfterMs ?? DEFAULT_OFFLINE_AFTER_MS;
   const teardown: Array<() => unknown> = [];
   const tearDown = async (): Promise<void> => {
     for (const step of teardown.reverse()) {
@@ -135,7 +133,10 @@ export async function startRegion(config: RegionConfig): Promise<RunningRegion> 
       },
       isConnected,
       guard: config.guard,
+      offlineAfterMs: config.offlineAfterMs,
     });
+    // One offline clock (--offline-after, or the fleet's Region/Fleet rollout.offlineAfter) for the engine and every view.
+    const offlineAfterMs = (): number => reconciler.offlineAfterMs;
     const scheduler = new PassScheduler((request) => reconciler.runPass(request));
     teardown.push(() => scheduler.close());
 
@@ -146,7 +147,7 @@ export async function startRegion(config: RegionConfig): Promise<RunningRegion> 
         region: config.region,
         revision: revisionStatus(store.getRevision()),
         source: { reachable: condition.reachable, head: condition.head, error: condition.error },
-        devices: countDevices(withConnected(store.listDevices(), clock(), isConnected), currentDesired(), store.listHanded(), clock(), offlineAfterMs),
+        devices: countDevices(withConnected(store.listDevices(), clock(), isConnected), currentDesired(), store.listHanded(), clock(), offlineAfterMs()),
         updatesSent: store.updatesSent(),
         rollouts: reconciler.rolloutStatuses,
       };
@@ -154,7 +155,7 @@ export async function startRegion(config: RegionConfig): Promise<RunningRegion> 
     const summary = (): HubSummaryInput => {
       const now = clock();
       const devices = withConnected(store.listDevices(), now, isConnected);
-      return buildRegionSummary({ status: status(), devices, desired: currentDesired(), handed: store.listHanded(), now, offlineAfterMs });
+      return buildRegionSummary({ status: status(), devices, desired: currentDesired(), handed: store.listHanded(), now, offlineAfterMs: offlineAfterMs() });
     };
 
     const app = createRegionHttpServer({ log, https: config.tls });
@@ -193,7 +194,7 @@ export async function startRegion(config: RegionConfig): Promise<RunningRegion> 
         const handed = store.listHanded();
         const byState: Record<string, number> = { converged: 0, updating: 0, pending: 0, failed: 0, offline: 0 };
         for (const device of withConnected(store.listDevices(), now, isConnected)) {
-          if (!device.revoked) byState[deviceState(device, desired.get(device.id), now, offlineAfterMs, handed.get(device.id)?.apps)]!++;
+          if (!device.revoked) byState[deviceState(device, desired.get(device.id), now, offlineAfterMs(), handed.get(device.id)?.apps)]!++;
         }
         for (const state in byState) metrics.devices.set({ state }, byState[state]!);
       },

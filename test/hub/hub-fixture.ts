@@ -19,8 +19,8 @@ export function startTestHub(dataDir: string, overrides: Partial<HubConfig> = {}
 }
 
 export function wave(n: number, percent: number, counts: Partial<Omit<WaveStatus, 'wave' | 'percent'>>): WaveStatus {
-  const w = { pending: 0, updating: 0, healthy: 0, failed: 0, offline: 0, ...counts };
-  return { wave: n, percent, devices: w.pending + w.updating + w.healthy + w.failed + w.offline, ...w };
+  const w = { new: 0, pending: 0, updating: 0, healthy: 0, failed: 0, offline: 0, ...counts };
+  return { wave: n, percent, devices: w.new + w.pending + w.updating + w.healthy + w.failed + w.offline, ...w };
 }
 
 export function rollout(

@@ -1,6 +1,7 @@
 import { regionDashboard } from '../../dashboard/serve.js';
 import { Command, Option } from 'commander';
 import { CascadeError } from '../../core/errors.js';
+import { DEFAULT_OFFLINE_AFTER_MS } from '../../plan/rollout/defaults.js';
 import { startRegion } from '../../region/compose.js';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -54,7 +55,7 @@ export function registerRegion(program: Command): void {
     .addOption(new Option('--listen <host:port>', 'address of the device and operator API').env('CASCADE_LISTEN').default(listenFlag('0.0.0.0:8080'), '0.0.0.0:8080').argParser(listenFlag))
     .addOption(new Option('--data <dir>', 'state directory (SQLite, git objects, parse cache)').env('CASCADE_DATA').default('/var/lib/cascade'))
     .addOption(new Option('--interval <duration>', 'poll the repository this often').env('CASCADE_INTERVAL').default(30_000, '30s').argParser(durationFlag))
-    .addOption(new Option('--offline-after <duration>', 'a device silent this long counts as offline').env('CASCADE_OFFLINE_AFTER').default(600_000, '10m').argParser(durationFlag))
+    .addOption(new Option('--offline-after <duration>', 'a device silent this long counts as offline, for rollouts and status alike (the fleet repository\'s Region or Fleet rollout.offlineAfter wins)').env('CASCADE_OFFLINE_AFTER').default(DEFAULT_OFFLINE_AFTER_MS, '10m').argParser(durationFlag))
     .addOption(new Option('--enrollment-token <token>', 'secret devices present to enrol').env('CASCADE_ENROLLMENT_TOKEN'))
     .addOption(new Option('--insecure-open-enrollment', 'let any device enrol without a token (lab use only; env CASCADE_INSECURE_OPEN_ENROLLMENT=true)'))
     .addOption(new Option('--git-username <name>', 'basic auth user for an http(s) repository').env('CASCADE_GIT_USERNAME'))

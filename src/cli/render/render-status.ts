@@ -43,5 +43,5 @@ export function waveLine(wave: WaveStatus): string {
   const width = 20;
   const filled = wave.devices ? Math.round((wave.healthy / wave.devices) * width) : width;
   const bar = '#'.repeat(filled) + '-'.repeat(width - filled);
-  return `wave ${wave.wave} ${String(wave.percent).padStart(3)}% [${bar}] ${wave.healthy}/${wave.devices} healthy, ${wave.updating} updating, ${wave.pending} pending, ${wave.failed} failed, ${wave.offline} offline`;
+  return `wave ${wave.wave} ${String(wave.percent).padStart(3)}% [${bar}] ${wave.healthy}/${wave.devices} healthy, ${wave.updating} updating, ${wave.pending} pending, ${wave.failed} failed, ${wave.offline} offline${wave.new ? `, ${wave.new} new (no report yet)` : ''}`;
 }

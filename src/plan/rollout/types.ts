@@ -3,7 +3,16 @@ import type { RolloutSpec } from '../../desired/model.js';
 import type { DeploymentRolloutStatus, HaltRecord } from '../../protocol/rollout-status.js';
 
 // The rollout status is an API type (status API, hub summary, dashboard): it lives in protocol/.
-export type { DeploymentRolloutStatus, DeviceRolloutState, HaltRecord, RolloutPhase, WaveStatus, WindowStatus } from '../../protocol/rollout-status.js';
+export type {
+  DeploymentRolloutStatus,
+  DeviceRolloutState,
+  HaltRecord,
+  RolloutPhase,
+  RolloutProblem,
+  RolloutWaitReason,
+  WaveStatus,
+  WindowStatus,
+} from '../../protocol/rollout-status.js';
 
 /** One device resolved to a Deployment, in the region that runs the engine. */
 export interface RolloutDeviceInput {
@@ -12,6 +21,11 @@ export interface RolloutDeviceInput {
   wave: number;
   /** Epoch ms of the device's last report; null before the first. Silent for `offlineAfter` = offline. */
   lastSeen: number | null;
+  /**
+   * Epoch ms of the device's enrolment. A device that never reported is `new` until `offlineAfter`
+   * has passed since; without it, since the rollout started.
+   */
+  enrolledAt?: number;
   /** What the device last reported about the Deployment's app. */
   report?: AppReport;
   /** Version of the app the device was last handed, if any. */
@@ -58,11 +72,22 @@ export interface RolloutState {
   waveCompletedAt: Record<number, number>;
   /** Waves that were already complete in the pass they started (nothing to update): no bake after them. */
   wavesCompleteAtStart: number[];
+  /**
+   * `now` of the first pass that saw a device of a started wave healthy at the version: the canary
+   * that lets later waves start. Absent in states written before this field existed.
+   */
+  canaryAt?: number | null;
   halted: HaltRecord | null;
 }
 
 export interface RolloutPlanInput {
   now: number;
+  /**
+   * The region's one offline clock (regionOfflineAfterMs: `--offline-after`, or the Region's or
+   * Fleet's `rollout.offlineAfter`): a device silent this long, or enrolled this long ago without a
+   * report, is offline.
+   */
+  offlineAfterMs: number;
   /** Revision of this pass; recorded in states that start now. */
   revision: string;
   deployments: RolloutDeploymentInput[];
@@ -78,6 +103,6 @@ export interface RolloutPlan {
   release: Map<string, Set<DeviceId>>;
   /** Per Deployment of the input, its state after this pass: persist it and pass it back. */
   states: Map<string, RolloutState>;
-  /** One per Deployment of the input, sorted by Deployment name. */
+  /** One per Deployment of the input, sorted by Deployment name; a Deployment with a problem is `Stalled`. */
   statuses: DeploymentRolloutStatus[];
 }
