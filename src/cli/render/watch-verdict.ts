@@ -31,12 +31,15 @@ export interface RegionWatch {
   first: RegionStatus;
 }
 
+/** Halted, or Stalled on a problem with its settings: it will not move until a commit changes it. */
+const isStuck = (r: DeploymentRolloutStatus) => r.state === 'Halted' || r.state === 'Stalled';
+
 const rolloutKey = (r: DeploymentRolloutStatus) => `${r.deployment}@${r.version}@${r.revision}`;
 const matches = (sha: string | null, prefix: string) => sha !== null && sha.startsWith(prefix.toLowerCase());
 
 /** True when nothing moves: no device updating and every rollout Complete or Halted. */
 export function isRegionSettled(status: RegionStatus): boolean {
-  return status.devices.updating === 0 && (status.rollouts ?? []).every((r) => r.state === 'Complete' || r.state === 'Halted');
+  return status.devices.updating === 0 && (status.rollouts ?? []).every((r) => r.state === 'Complete' || isStuck(r));
 }
 
 /** Something happened since the watch began: another revision applied or refused, or a new rollout. */
@@ -61,9 +64,9 @@ export function regionVerdict(status: RegionStatus, watch: RegionWatch): WatchVe
   } else if (status.revision.error && status.revision.attempted !== first.revision.attempted) {
     return { end: 'Refused', message: `revision ${(status.revision.attempted ?? '').slice(0, 8)} was refused: ${status.revision.error[0] ?? 'see cascade status'}` };
   }
-  const halted = rollouts.filter((r) => r.state === 'Halted');
-  if (halted.length > 0 && (until === 'complete' || rollouts.every((r) => r.state === 'Complete' || r.state === 'Halted'))) {
-    return { end: 'Halted', message: halted.map((r) => `${r.deployment} ${r.version} Halted: ${r.halted?.reason ?? r.message}`).join('; ') };
+  const stuck = rollouts.filter(isStuck);
+  if (stuck.length > 0 && (until === 'complete' || rollouts.every((r) => r.state === 'Complete' || isStuck(r)))) {
+    return { end: 'Halted', message: stuck.map((r) => `${r.deployment} ${r.version} ${r.state}: ${r.halted?.reason ?? r.message}`).join('; ') };
   }
   if (rollouts.every((r) => r.state === 'Complete') && status.devices.updating === 0) {
     return { end: 'Complete', message: rollouts.length ? rollouts.map((r) => `${r.deployment} ${r.version} Complete`).join('; ') : 'nothing to roll out' };
