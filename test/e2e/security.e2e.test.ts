@@ -9,12 +9,17 @@ import type { RegionStatus } from '../../src/reconciler/region-status.js';
 import { startSimulation } from '../../src/simulate/simulation.js';
 import { forcePush, git, makeFleetRemote, writeFiles, type FleetRemote } from '../support/git-fixtures.js';
 import { startGitHttpServer, type GitHttpServer } from '../support/git-http-server.js';
+import { OPENSSL, requireTool, SSH_KEYGEN } from '../support/requirements.js';
 import { startRegionProcess, waitFor, type RegionProcess } from '../support/region-process.js';
 import { smallFleet, webDeployment } from '../support/small-fleet.js';
 
 const BIN = fileURLToPath(new URL('../../bin/cascade.js', import.meta.url));
 const run = promisify(execFile);
 const TOKEN = 'security-enrolment-token';
+/** git signs commits with SSH keys through ssh-keygen. */
+const noSshKeygen = await requireTool(SSH_KEYGEN);
+/** The HTTPS test makes its certificate with openssl. */
+const noOpenssl = await requireTool(OPENSSL);
 
 async function status(url: string): Promise<RegionStatus> {
   return (await (await fetch(`${url}/api/v1/status`)).json()) as RegionStatus;
@@ -65,7 +70,7 @@ describe('attacks on a region, each refused with nothing lost', () => {
     return r;
   }
 
-  it('with --verify-commits: an unsigned commit and a commit signed by an unknown key are refused; a trusted signature is applied', async () => {
+  it.skipIf(noSshKeygen)('with --verify-commits: an unsigned commit and a commit signed by an unknown key are refused; a trusted signature is applied', async () => {
     const keys = join(root, 'keys');
     await run('mkdir', ['-p', keys]);
     const trusted = await sshKey(keys, 'release');
@@ -144,7 +149,7 @@ describe('attacks on a region, each refused with nothing lost', () => {
     expect(Number(limited.headers.get('retry-after'))).toBeGreaterThan(0);
   });
 
-  it('serves HTTPS with --tls-cert/--tls-key; devices trusting the CA converge over it', async () => {
+  it.skipIf(noOpenssl)('serves HTTPS with --tls-cert/--tls-key; devices trusting the CA converge over it', async () => {
     const tls = join(root, 'tls');
     await run('mkdir', ['-p', tls]);
     await run('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-days', '2', '-subj', '/CN=127.0.0.1', '-addext', 'subjectAltName=IP:127.0.0.1', '-keyout', join(tls, 'key.pem'), '-out', join(tls, 'cert.pem')]);
