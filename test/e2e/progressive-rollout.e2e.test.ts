@@ -47,9 +47,11 @@ describe('progressive rollouts, end to end', () => {
     expect(canaries.length).toBeGreaterThan(0); // device ids are fixed, so this holds for every run
 
     const bump = await s.commit({ 'deployments/web.yaml': webDeployment('2.0.0') }, 'web 2.0.0');
+    // The first failure halts the rollout while other canaries handed 2.0.0 in the same pass may
+    // still be applying it: wait until none is updating, so the counts below are final.
     const halted = await waitFor(async () => {
       const r = await s.rollout('web');
-      return r?.state === 'Halted' ? r : undefined;
+      return r?.state === 'Halted' && r.waves.every((w) => w.updating === 0) ? r : undefined;
     }, 30_000, async () => JSON.stringify(await s.rollout('web')));
     expect(halted.currentWave).toBe(1);
     expect(halted.halted!.reason).toMatch(/fail/);
