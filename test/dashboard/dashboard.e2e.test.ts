@@ -18,7 +18,7 @@ let browser: Browser;
 beforeAll(async () => {
   if (missing) return;
   browser = await launchChromium();
-}, 60_000);
+});
 afterAll(async () => {
   await browser?.close();
 });
@@ -64,13 +64,13 @@ describe.skipIf(missing)('the hub dashboard, end to end', () => {
     });
     await page.goto(hub.url);
     const regionRow = page.locator('tr.region[data-region="us-east"]');
-    await regionRow.waitFor({ timeout: 20_000 });
-    await expect.poll(() => regionRow.locator('.counts').textContent(), { timeout: 20_000 }).toContain(`${DEVICES}/${DEVICES} converged`);
+    await regionRow.waitFor({ timeout: 60_000 });
+    await expect.poll(() => regionRow.locator('.counts').textContent(), { timeout: 60_000 }).toContain(`${DEVICES}/${DEVICES} converged`);
 
     // A good rollout: the page shows its progress moving, wave by wave, until Complete.
     const good = await s.commit({ 'deployments/web.yaml': webDeployment('2.0.0') }, 'web 2.0.0');
     const card = page.locator(`article.rollout[data-revision="${good}"]`);
-    await card.waitFor({ timeout: 20_000 });
+    await card.waitFor({ timeout: 60_000 });
     // Each look at the card reads its state and its wave counts in one go inside the page: read
     // apart, a redraw in between pairs a new state with old counts (a Complete card with '6/6 0/14').
     const look = () => card.evaluate((el) => ({ state: el.getAttribute('data-state'), counts: Array.from(el.querySelectorAll('.wave-count'), (c) => c.textContent).join(' ') }));
@@ -94,7 +94,7 @@ describe.skipIf(missing)('the hub dashboard, end to end', () => {
     const bad = await s.commit({ 'deployments/web.yaml': webDeployment('3.0.0') }, 'web 3.0.0');
     const badCard = page.locator(`article.rollout[data-revision="${bad}"]`);
     await expect.poll(() => badCard.getAttribute('data-state'), { timeout: 60_000 }).toBe('Halted');
-    await expect.poll(() => badCard.getAttribute('class')).toContain('rollout-halted');
+    await expect.poll(() => badCard.getAttribute('class'), { timeout: 60_000 }).toContain('rollout-halted');
     expect(await badCard.locator('.halt').textContent()).toMatch(/web 3\.0\.0 halted in us-east: .*fail/);
     expect(await badCard.locator('.undo').textContent()).toContain(`git revert ${bad}`);
     expect(await badCard.evaluate((el) => getComputedStyle(el).borderLeftColor)).toBe('rgb(209, 52, 58)');
@@ -103,7 +103,7 @@ describe.skipIf(missing)('the hub dashboard, end to end', () => {
 
     // The device table finds the failed canaries.
     await page.getByLabel('Search devices').fill('failed');
-    await expect.poll(() => page.locator('#device-count').textContent(), { timeout: 10_000 }).toMatch(/^\d+ of 20 devices match “failed”/);
+    await expect.poll(() => page.locator('#device-count').textContent(), { timeout: 60_000 }).toMatch(/^\d+ of 20 devices match “failed”/);
     const rows = await page.locator('tr.device').evaluateAll((trs) => trs.map((tr) => tr.className));
     expect(rows.length).toBeGreaterThan(0);
     expect(rows.every((c) => c.includes('device-failed'))).toBe(true);

@@ -79,7 +79,7 @@ describe('attacks on a region, each refused with nothing lost', () => {
     const remote = await makeFleetRemote(join(root, 'git'), 'signed', {});
     const good = await commitAndPushSigned(remote, smallFleet({ web: '1.0.0' }) as Record<string, string>, 'signed fleet', trusted.privateKey);
     const r = await region('signed', ['--verify-commits', '--trusted-keys', join(keys, 'allowed_signers')]);
-    await waitFor(async () => ((await status(r.url)).revision.applied === good ? true : undefined), 15_000, async () => JSON.stringify(await status(r.url)));
+    await waitFor(async () => ((await status(r.url)).revision.applied === good ? true : undefined), 60_000, async () => JSON.stringify(await status(r.url)));
 
     const unsigned = await commitAndPushSigned(remote, { 'deployments/web.yaml': webDeployment('6.6.6') }, 'unsigned bump', null);
     let s = await reconcile(r.url);
@@ -99,7 +99,7 @@ describe('attacks on a region, each refused with nothing lost', () => {
   it('a force-push back to an old commit is refused as a rollback attack, the served revision stays', async () => {
     const remote = await makeFleetRemote(join(root, 'git'), 'history', smallFleet({ web: '1.0.0' }));
     const r = await region('history', []);
-    await waitFor(async () => ((await status(r.url)).revision.applied === remote.head ? true : undefined), 15_000, () => 'first revision');
+    await waitFor(async () => ((await status(r.url)).revision.applied === remote.head ? true : undefined), 60_000, () => 'first revision');
     await writeFiles(remote.workdir, { 'deployments/web.yaml': webDeployment('2.0.0') });
     await git(remote.workdir, ['commit', '--quiet', '-am', 'web 2.0.0']);
     await git(remote.workdir, ['push', '--quiet', 'origin', 'HEAD:refs/heads/main']);
@@ -163,7 +163,7 @@ describe('attacks on a region, each refused with nothing lost', () => {
       const { stdout } = await run(process.execPath, [BIN, 'status', '--region-url', r.url, '--json'], { env });
       const s = JSON.parse(stdout) as RegionStatus;
       return s.devices.converged === 3 ? s : undefined;
-    }, 30_000, () => 'devices did not converge over HTTPS');
+    }, 60_000, () => 'devices did not converge over HTTPS');
     expect(converged.updatesSent).toBe(6); // web and db, for each of 3 devices
   });
 
@@ -172,6 +172,6 @@ describe('attacks on a region, each refused with nothing lost', () => {
     const r = await region('plain', ['--operator-token', 'ops']);
     const sim = await startSimulation({ regionUrl: r.url, devices: 5, enrollmentToken: TOKEN, prefix: 'plain', applyMs: 20, statsIntervalMs: 0 });
     cleanups.push(() => sim.stop());
-    await waitFor(async () => ((await status(r.url)).devices.converged === 5 ? true : undefined), 20_000, async () => JSON.stringify(await status(r.url)));
+    await waitFor(async () => ((await status(r.url)).devices.converged === 5 ? true : undefined), 60_000, async () => JSON.stringify(await status(r.url)));
   });
 });

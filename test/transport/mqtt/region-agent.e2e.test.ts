@@ -82,7 +82,7 @@ beforeAll(async () => {
     agent.stderr!.on('data', (chunk: Buffer) => agentLogs.push(chunk.toString()));
     agents.push(agent);
   }
-}, 60_000);
+});
 
 afterAll(async () => {
   if (missing) return;

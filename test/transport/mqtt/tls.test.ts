@@ -23,7 +23,7 @@ beforeAll(async () => {
   certs = await makeTestCertificates(certDir);
   broker = await startAclBroker({ tls: certs });
   region = await MqttRegion.start(broker, undefined, { caFile: certs.caFile });
-}, 60_000);
+});
 afterAll(async () => {
   if (missing) return;
   await region?.close();
