@@ -11,6 +11,7 @@ import { startSimulation, type Simulation } from '../../src/simulate/simulation.
 import { commitAndPush, makeFleetRemote, type FileChanges, type FleetRemote } from '../support/git-fixtures.js';
 import { startGitHttpServer, type GitHttpServer } from '../support/git-http-server.js';
 import { waitFor } from '../support/region-process.js';
+import { requireTool } from '../support/requirements.js';
 import { buildCascadeImage, containerEnvironmentProblem, ROOT } from './cascade-image.js';
 import { containerLogs, podman, PodmanError, removeContainer, RUNTIME_FLAGS } from './podman.js';
 
@@ -21,8 +22,11 @@ import { containerLogs, podman, PodmanError, removeContainer, RUNTIME_FLAGS } fr
  * while the git host is down. Skipped, with the reason printed, where podman cannot run.
  */
 
-const problem = await containerEnvironmentProblem();
-if (problem) console.warn(`test/container/region-container.test.ts skipped: ${problem}`);
+const problem = await requireTool({
+  name: 'podman that can run containers here, as root',
+  install: 'apt-get install -y podman runc busybox-static; .ci/run does',
+  check: async () => (await containerEnvironmentProblem()) ?? true,
+});
 
 const ENROLLMENT_TOKEN = 'container-test-enrolment-token';
 const GIT_TOKEN = 'container-test-git-token';

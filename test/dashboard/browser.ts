@@ -1,8 +1,8 @@
 import { existsSync } from 'node:fs';
 import { chromium, type Browser } from 'playwright-core';
+import { CHROMIUM_PATH } from '../support/requirements.js';
 
-/** Debian's package; .ci/run installs it where it is missing. */
-export const CHROMIUM_PATH = process.env['CASCADE_CHROMIUM'] ?? '/usr/bin/chromium';
+export { CHROMIUM_PATH };
 
 /**
  * A real headless Chromium, cut off from everything but what the page asks for. playwright-core

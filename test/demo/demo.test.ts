@@ -97,5 +97,5 @@ describe('cascade demo', () => {
     expect(run.code).not.toBe(0);
     expect(run.stderr).toContain('"0" must be a whole number from 1 to 1000');
     expect(run.stdout).toBe('');
-  }, 30_000);
+  });
 });

@@ -68,10 +68,12 @@ describe('progressive rollouts, end to end', () => {
     expect(canaries.length).toBeGreaterThan(0); // device ids are fixed, so this holds for every run
 
     const bump = await s.commit({ 'deployments/web.yaml': webDeployment('2.0.0') }, 'web 2.0.0');
+    // The first failure halts the rollout while other canaries handed 2.0.0 in the same pass may
+    // still be applying it: wait until none is updating, so the counts below are final.
     const halted = await waitFor(async () => {
       const r = await s.rollout('web');
-      return r?.state === 'Halted' ? r : undefined;
-    }, 30_000, async () => JSON.stringify(await s.rollout('web')));
+      return r?.state === 'Halted' && r.waves.every((w) => w.updating === 0) ? r : undefined;
+    }, 60_000, async () => JSON.stringify(await s.rollout('web')));
     expect(halted.currentWave).toBe(1);
     expect(halted.halted!.reason).toMatch(/fail/);
     expect(halted.halted!.devices.every((id) => canaries.includes(id))).toBe(true);
@@ -92,7 +94,7 @@ describe('progressive rollouts, end to end', () => {
     expect(shown.stdout).toMatch(/web -> 2\.0\.0\s+Halted\s+wave 1\/3/);
     expect(shown.stdout).toContain('cascade rollback --deployment web');
     // --watch on the commit stops on the halt with exit code 1, so CI can gate on it.
-    const watched = (await run(process.execPath, [BIN, 'status', '--region-url', s.region.url, '--watch', '--revision', bump, '--interval', '200ms'], { timeout: 20_000 }).then(
+    const watched = (await run(process.execPath, [BIN, 'status', '--region-url', s.region.url, '--watch', '--revision', bump, '--interval', '200ms'], { timeout: 60_000 }).then(
       () => ({ code: 0, stdout: '', stderr: '' }),
       (err: { code: number; stdout: string; stderr: string }) => err,
     ));
@@ -110,7 +112,7 @@ describe('progressive rollouts, end to end', () => {
     const back = await waitFor(async () => {
       const r = await s.rollout('web');
       return r?.version === '1.0.0' && r.state === 'Complete' ? r : undefined;
-    }, 30_000, async () => JSON.stringify(await s.rollout('web')));
+    }, 60_000, async () => JSON.stringify(await s.rollout('web')));
     expect(back.rollback).toBe(true);
     const st = await s.waitForStatus((x) => x.devices.converged === DEVICES, 'rollback converged');
     expect(st.updatesSent - updatesBefore).toBe(failedBefore);
@@ -126,7 +128,7 @@ describe('progressive rollouts, end to end', () => {
     await waitFor(async () => {
       const r = await s.rollout('web');
       return r && r.waves.reduce((n, w) => n + w.offline, 0) === 4 ? r : undefined;
-    }, 15_000, async () => JSON.stringify(await s.rollout('web')));
+    }, 60_000, async () => JSON.stringify(await s.rollout('web')));
 
     await s.commit({ 'deployments/web.yaml': webDeployment('2.0.0') }, 'web 2.0.0');
     let maxUpdating = 0;
@@ -143,7 +145,7 @@ describe('progressive rollouts, end to end', () => {
     // The away devices come back (same ids, still on 1.0.0) and get 2.0.0 in turn.
     const back = await startSimulation({ regionUrl: s.region.url, devices: 4, enrollmentToken: SCENARIO_TOKEN, prefix: 'away', applyMs: 50, initial: { web: '1.0.0' }, statsIntervalMs: 0, waitSeconds: 5 });
     cleanups.push(() => back.stop());
-    await waitFor(() => (back.stats().versions['web']?.['2.0.0'] === 4 ? true : undefined), 30_000, () => JSON.stringify(back.stats()));
+    await waitFor(() => (back.stats().versions['web']?.['2.0.0'] === 4 ? true : undefined), 60_000, () => JSON.stringify(back.stats()));
     await s.waitForStatus((st) => st.devices.converged === ONLINE + 4, 'everyone converged');
   });
 
@@ -157,7 +159,7 @@ describe('progressive rollouts, end to end', () => {
     const waiting = await waitFor(async () => {
       const r = await s.rollout('web');
       return r?.version === '2.0.0' ? r : undefined;
-    }, 10_000, () => 'rollout of 2.0.0 not seen');
+    }, 60_000, () => 'rollout of 2.0.0 not seen');
     expect(waiting.state).toBe('WaitingForWindow');
     await sleep(1000);
     expect((await s.status()).updatesSent).toBe(before);

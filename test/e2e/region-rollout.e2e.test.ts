@@ -28,7 +28,7 @@ async function converged(region: RegionProcess, revision: string): Promise<Regio
       const s = await status(region);
       return s.revision.applied === revision && s.devices.converged === DEVICES ? s : undefined;
     },
-    30_000,
+    60_000,
     async () => `devices did not converge on ${revision.slice(0, 8)}: ${JSON.stringify(await status(region))}`,
   );
 }

@@ -9,12 +9,17 @@ import type { RegionStatus } from '../../src/reconciler/region-status.js';
 import { startSimulation } from '../../src/simulate/simulation.js';
 import { forcePush, git, makeFleetRemote, writeFiles, type FleetRemote } from '../support/git-fixtures.js';
 import { startGitHttpServer, type GitHttpServer } from '../support/git-http-server.js';
+import { OPENSSL, requireTool, SSH_KEYGEN } from '../support/requirements.js';
 import { startRegionProcess, waitFor, type RegionProcess } from '../support/region-process.js';
 import { smallFleet, webDeployment } from '../support/small-fleet.js';
 
 const BIN = fileURLToPath(new URL('../../bin/cascade.js', import.meta.url));
 const run = promisify(execFile);
 const TOKEN = 'security-enrolment-token';
+/** git signs commits with SSH keys through ssh-keygen. */
+const noSshKeygen = await requireTool(SSH_KEYGEN);
+/** The HTTPS test makes its certificate with openssl. */
+const noOpenssl = await requireTool(OPENSSL);
 
 async function status(url: string): Promise<RegionStatus> {
   return (await (await fetch(`${url}/api/v1/status`)).json()) as RegionStatus;
@@ -65,7 +70,7 @@ describe('attacks on a region, each refused with nothing lost', () => {
     return r;
   }
 
-  it('with --verify-commits: an unsigned commit and a commit signed by an unknown key are refused; a trusted signature is applied', async () => {
+  it.skipIf(noSshKeygen)('with --verify-commits: an unsigned commit and a commit signed by an unknown key are refused; a trusted signature is applied', async () => {
     const keys = join(root, 'keys');
     await run('mkdir', ['-p', keys]);
     const trusted = await sshKey(keys, 'release');
@@ -74,7 +79,7 @@ describe('attacks on a region, each refused with nothing lost', () => {
     const remote = await makeFleetRemote(join(root, 'git'), 'signed', {});
     const good = await commitAndPushSigned(remote, smallFleet({ web: '1.0.0' }) as Record<string, string>, 'signed fleet', trusted.privateKey);
     const r = await region('signed', ['--verify-commits', '--trusted-keys', join(keys, 'allowed_signers')]);
-    await waitFor(async () => ((await status(r.url)).revision.applied === good ? true : undefined), 15_000, async () => JSON.stringify(await status(r.url)));
+    await waitFor(async () => ((await status(r.url)).revision.applied === good ? true : undefined), 60_000, async () => JSON.stringify(await status(r.url)));
 
     const unsigned = await commitAndPushSigned(remote, { 'deployments/web.yaml': webDeployment('6.6.6') }, 'unsigned bump', null);
     let s = await reconcile(r.url);
@@ -94,7 +99,7 @@ describe('attacks on a region, each refused with nothing lost', () => {
   it('a force-push back to an old commit is refused as a rollback attack, the served revision stays', async () => {
     const remote = await makeFleetRemote(join(root, 'git'), 'history', smallFleet({ web: '1.0.0' }));
     const r = await region('history', []);
-    await waitFor(async () => ((await status(r.url)).revision.applied === remote.head ? true : undefined), 15_000, () => 'first revision');
+    await waitFor(async () => ((await status(r.url)).revision.applied === remote.head ? true : undefined), 60_000, () => 'first revision');
     await writeFiles(remote.workdir, { 'deployments/web.yaml': webDeployment('2.0.0') });
     await git(remote.workdir, ['commit', '--quiet', '-am', 'web 2.0.0']);
     await git(remote.workdir, ['push', '--quiet', 'origin', 'HEAD:refs/heads/main']);
@@ -144,7 +149,7 @@ describe('attacks on a region, each refused with nothing lost', () => {
     expect(Number(limited.headers.get('retry-after'))).toBeGreaterThan(0);
   });
 
-  it('serves HTTPS with --tls-cert/--tls-key; devices trusting the CA converge over it', async () => {
+  it.skipIf(noOpenssl)('serves HTTPS with --tls-cert/--tls-key; devices trusting the CA converge over it', async () => {
     const tls = join(root, 'tls');
     await run('mkdir', ['-p', tls]);
     await run('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-days', '2', '-subj', '/CN=127.0.0.1', '-addext', 'subjectAltName=IP:127.0.0.1', '-keyout', join(tls, 'key.pem'), '-out', join(tls, 'cert.pem')]);
@@ -158,7 +163,7 @@ describe('attacks on a region, each refused with nothing lost', () => {
       const { stdout } = await run(process.execPath, [BIN, 'status', '--region-url', r.url, '--json'], { env });
       const s = JSON.parse(stdout) as RegionStatus;
       return s.devices.converged === 3 ? s : undefined;
-    }, 30_000, () => 'devices did not converge over HTTPS');
+    }, 60_000, () => 'devices did not converge over HTTPS');
     expect(converged.updatesSent).toBe(6); // web and db, for each of 3 devices
   });
 
@@ -167,6 +172,6 @@ describe('attacks on a region, each refused with nothing lost', () => {
     const r = await region('plain', ['--operator-token', 'ops']);
     const sim = await startSimulation({ regionUrl: r.url, devices: 5, enrollmentToken: TOKEN, prefix: 'plain', applyMs: 20, statsIntervalMs: 0 });
     cleanups.push(() => sim.stop());
-    await waitFor(async () => ((await status(r.url)).devices.converged === 5 ? true : undefined), 20_000, async () => JSON.stringify(await status(r.url)));
+    await waitFor(async () => ((await status(r.url)).devices.converged === 5 ? true : undefined), 60_000, async () => JSON.stringify(await status(r.url)));
   });
 });

@@ -1,4 +1,4 @@
-import { execFile, execFileSync } from 'node:child_process';
+import { execFile } from 'node:child_process';
 import { createHash, generateKeyPairSync, sign, type KeyObject } from 'node:crypto';
 import fs from 'node:fs';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
@@ -11,6 +11,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadTrustedKeys, type TrustedKeys } from '../../src/source/trusted-keys.js';
 import { splitSignedCommit, verifyCommitSignature } from '../../src/source/verify-commit.js';
 import { gitEnv, makeLocalRepo } from '../support/git-fixtures.js';
+import { GPG, requireTool, SSH_KEYGEN } from '../support/requirements.js';
 
 /**
  * Real keys, real signed commits: SSH commits are signed by the git binary through
@@ -20,17 +21,8 @@ import { gitEnv, makeLocalRepo } from '../support/git-fixtures.js';
  */
 
 const execFileAsync = promisify(execFile);
-const hasSshKeygen = commandExists('ssh-keygen');
-const hasGpg = commandExists('gpg');
-
-function commandExists(name: string): boolean {
-  try {
-    execFileSync('sh', ['-c', `command -v ${name}`], { stdio: 'ignore' });
-    return true;
-  } catch {
-    return false;
-  }
-}
+const noSshKeygen = await requireTool(SSH_KEYGEN);
+const noGpg = await requireTool(GPG);
 
 let root: string;
 let repo: string;
@@ -143,13 +135,13 @@ beforeAll(async () => {
 });
 
 afterAll(async () => {
-  if (hasGpg && fs.existsSync(gnupgHome)) {
+  if (!noGpg && fs.existsSync(gnupgHome)) {
     await run('gpgconf', ['--kill', 'gpg-agent'], { env: { ...process.env, GNUPGHOME: gnupgHome } }).catch(() => undefined);
   }
   await rm(root, { recursive: true, force: true });
 });
 
-describe.skipIf(!hasSshKeygen)('verifyCommitSignature with SSH keys (git gpg.format=ssh)', () => {
+describe.skipIf(noSshKeygen)('verifyCommitSignature with SSH keys (git gpg.format=ssh)', () => {
   let alice: Awaited<ReturnType<typeof sshKey>>;
   let mallory: Awaited<ReturnType<typeof sshKey>>;
   let allowedSigners: string;
@@ -288,7 +280,7 @@ describe('verifyCommitSignature with OpenPGP keys', () => {
     });
   });
 
-  it.skipIf(!hasGpg)('accepts a commit signed by gpg through the git binary', async () => {
+  it.skipIf(noGpg)('accepts a commit signed by gpg through the git binary', async () => {
     const env = { ...gitEnv(), GNUPGHOME: gnupgHome };
     await fs.promises.mkdir(gnupgHome, { mode: 0o700, recursive: true });
     await run('gpg', ['--batch', '--pinentry-mode', 'loopback', '--passphrase', '', '--quick-gen-key', 'Gina <gina@example.com>', 'ed25519', 'sign', 'never'], { env });

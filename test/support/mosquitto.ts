@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { mosquittoPasswordHash } from '../../src/region/mqtt/mosquitto-password-file.js';
 import { freePort } from './free-port.js';
+import { MOSQUITTO_BIN } from './requirements.js';
 
 const execFileAsync = promisify(execFile);
 
@@ -42,18 +43,7 @@ export interface Mosquitto {
   stop(): Promise<void>;
 }
 
-export const MOSQUITTO_BIN = process.env['CASCADE_MOSQUITTO_BIN'] ?? 'mosquitto';
-
-/** Whether the mosquitto binary can be run here. */
-export async function mosquittoAvailable(): Promise<boolean> {
-  try {
-    await execFileAsync(MOSQUITTO_BIN, ['-h']);
-    return true;
-  } catch (err) {
-    // `mosquitto -h` prints its usage and exits 3: that still means it is installed.
-    return (err as { code?: unknown }).code === 3;
-  }
-}
+export { MOSQUITTO_BIN };
 
 /** Resolves once something accepts TCP connections on 127.0.0.1:port. */
 export async function waitForPort(port: number, timeoutMs: number, exited?: () => string | null): Promise<void> {
@@ -72,16 +62,6 @@ export async function waitForPort(port: number, timeoutMs: number, exited?: () =
     if (why) throw new Error(why);
     if (Date.now() > deadline) throw new Error(`nothing listens on 127.0.0.1:${port} after ${timeoutMs} ms`);
     await new Promise((resolve) => setTimeout(resolve, 50));
-  }
-}
-
-/** Whether a broker already listens on 127.0.0.1:port (e.g. the machine's Mosquitto on 1883). */
-export async function portOpen(port: number): Promise<boolean> {
-  try {
-    await waitForPort(port, 0);
-    return true;
-  } catch {
-    return false;
   }
 }
 

@@ -51,7 +51,7 @@ export async function startRegionScenario(files: FileChanges, extraArgs: string[
       await fetch(`${region.url}/api/v1/reconcile?wait=true`, { method: 'POST' });
       return head;
     },
-    async waitForStatus(check, what, timeoutMs = 30_000) {
+    async waitForStatus(check, what, timeoutMs = 60_000) {
       return waitFor(async () => {
         const s = await status();
         return check(s) ? s : undefined;

@@ -7,7 +7,11 @@ import { SimulatedRuntime } from '../../../src/agent/runtime-simulated.js';
 import { RegionClient, RegionHttpError } from '../../../src/agent/http/region-client.js';
 import { MqttDeviceChannel } from '../../../src/agent/mqtt/device-channel.js';
 import type { Mosquitto } from '../../support/mosquitto.js';
+import { MOSQUITTO, requireTool } from '../../support/requirements.js';
 import { ENROLLMENT_TOKEN, MqttRegion, OBSERVER, REGION, connectRecorder, quietLog, resetBroker, startAclBroker, until } from './mqtt-fixture.js';
+
+/** Every test here runs against a private Mosquitto (its own port, users and ACL). */
+const missing = await requireTool(MOSQUITTO);
 
 const web = (version: string) => ({ web: { version, deployment: 'web-all' } });
 
@@ -16,15 +20,19 @@ let region: MqttRegion;
 const channels: MqttDeviceChannel[] = [];
 
 beforeAll(async () => {
+  if (missing) return;
   broker = await startAclBroker();
 });
 afterAll(async () => {
+  if (missing) return;
   await broker?.stop();
 });
 beforeEach(async () => {
+  if (missing) return;
   region = await MqttRegion.start(broker);
 });
 afterEach(async () => {
+  if (missing) return;
   for (const channel of channels.splice(0)) await channel.close();
   await region.close();
   await resetBroker(broker.url);
@@ -51,7 +59,7 @@ function channelFor(client: RegionClient, extra: Partial<ConstructorParameters<t
   return channel;
 }
 
-describe('MqttDeviceChannel', () => {
+describe.skipIf(missing)('MqttDeviceChannel', () => {
   it('gets the retained desired state at once, waits for the next change, and times out with 304', async () => {
     const client = await region.enroll('dev-a');
     await region.handOut(['dev-a'], web('1.0.0'));
@@ -114,7 +122,7 @@ describe('MqttDeviceChannel', () => {
   });
 });
 
-describe('presence', () => {
+describe.skipIf(missing)('presence', () => {
   it('a connected device is online for the region until it disconnects or vanishes (its will)', async () => {
     const client = await region.enroll('dev-a');
     const channel = channelFor(client);
@@ -136,7 +144,7 @@ describe('presence', () => {
   });
 });
 
-describe('the device loop over MQTT', () => {
+describe.skipIf(missing)('the device loop over MQTT', () => {
   it('enrols over HTTP, then reports and takes its desired state over MQTT until it converges', async () => {
     const client = new RegionClient({ regionUrl: region.url, deviceId: 'dev-a' });
     const channel = channelFor(client);

@@ -12,7 +12,7 @@ import { createRegionHttpServer } from '../../../src/http/http-server.js';
 import { SqliteStateStore } from '../../../src/storage/region-state-store.js';
 import { MqttDeviceChannel } from '../../../src/agent/mqtt/device-channel.js';
 import { startMqttRegionTransport, type MqttRegionTransport } from '../../../src/region/mqtt/region-transport.js';
-import { portOpen } from '../../support/mosquitto.js';
+import { BROKER_1883, requireTool } from '../../support/requirements.js';
 import { connectRecorder, quietLog, until } from './mqtt-fixture.js';
 
 /**
@@ -20,7 +20,7 @@ import { connectRecorder, quietLog, until } from './mqtt-fixture.js';
  * broker, no accounts or ACL, as in a lab. A region name of its own keeps this run apart from others.
  */
 const URL_1883 = 'mqtt://127.0.0.1:1883';
-const available = await portOpen(1883);
+const missing = await requireTool(BROKER_1883);
 const region = `ci-${randomBytes(6).toString('hex')}`;
 
 let dir: string;
@@ -30,7 +30,7 @@ let regionUrl: string;
 let transport: MqttRegionTransport;
 const reports: string[] = [];
 
-describe.skipIf(!available)('MQTT through the broker on 127.0.0.1:1883', () => {
+describe.skipIf(missing)('MQTT through the broker on 127.0.0.1:1883', () => {
   beforeAll(async () => {
     dir = mkdtempSync(join(tmpdir(), 'cascade-mqtt-1883-'));
     store = SqliteStateStore.open(join(dir, 'data'));
