@@ -127,6 +127,8 @@ export async function startRegion(config: RegionConfig): Promise<RunningRegion> 
         mqtt?.publishDesired(changed);
       },
       wakeUpAt: (at) => loops?.wakeUpAt(at),
+      retryIn: (ms) => loops?.retryIn(ms),
+      maxBackoffMs: config.intervalMs,
       onPassComplete: () => {
         firstPassDone = true;
         hubPush?.changed();
@@ -150,6 +152,7 @@ export async function startRegion(config: RegionConfig): Promise<RunningRegion> 
         devices: countDevices(withConnected(store.listDevices(), clock(), isConnected), currentDesired(), store.listHanded(), clock(), offlineAfterMs()),
         updatesSent: store.updatesSent(),
         rollouts: reconciler.rolloutStatuses,
+        conditions: reconciler.regionConditions,
       };
     };
     const summary = (): HubSummaryInput => {
@@ -185,7 +188,14 @@ export async function startRegion(config: RegionConfig): Promise<RunningRegion> 
     registerRegionRoutes(app, {
       status,
       rollouts: () => reconciler.rolloutStatuses,
-      notReady: () => (store.getRevision().applied ? null : { reason: 'no revision applied yet' }),
+      // Ready to serve once a revision is applied and loaded; a refused head or an unreachable git still serves the last good one.
+      notReady: () => (!store.getRevision().applied ? { reason: 'no revision applied yet' } : reconciler.serving ? null : { reason: 'the last good revision is not loaded (yet)' }),
+      accept: async (revision) => {
+        reconciler.accept(revision);
+        scheduler.request({ fetch: true, reason: `operator accepted ${revision.slice(0, 8)}` });
+        await scheduler.idle();
+      },
+      operatorGuard: operatorGuard(operatorToken),
       appliedRevision: () => store.getRevision().applied,
       registry: metrics.registry,
       refreshMetrics: () => {

@@ -7,6 +7,8 @@ const TICK_MS = 5_000;
 export interface RegionLoops {
   /** Asks for a pass at `at` (a bake ends, a window opens); the earliest asked time wins. */
   wakeUpAt(at: number): void;
+  /** A fetching pass after `ms` (the reconciler's backoff after a temporary failure). */
+  retryIn(ms: number): void;
   stop(): void;
 }
 
@@ -18,6 +20,7 @@ export interface RegionLoops {
 export function startRegionLoops(opts: { scheduler: PassScheduler; source: FleetSource; intervalMs: number; clock: () => number }): RegionLoops {
   const { scheduler, source, clock } = opts;
   let wakeUp: { at: number; timer: NodeJS.Timeout } | null = null;
+  let retry: NodeJS.Timeout | null = null;
   scheduler.request({ fetch: true, reason: 'startup' });
   const interval = setInterval(() => scheduler.request({ fetch: true, reason: 'interval' }), opts.intervalMs);
   const tick = setInterval(() => scheduler.request({ fetch: false, reason: 'tick' }), Math.min(TICK_MS, opts.intervalMs));
@@ -36,7 +39,15 @@ export function startRegionLoops(opts: { scheduler: PassScheduler; source: Fleet
         }, delay),
       };
     },
+    retryIn(ms) {
+      if (retry) clearTimeout(retry);
+      retry = setTimeout(() => {
+        retry = null;
+        scheduler.request({ fetch: true, reason: 'retry after a temporary failure' });
+      }, ms);
+    },
     stop() {
+      if (retry) clearTimeout(retry);
       clearInterval(interval);
       clearInterval(tick);
       if (wakeUp) clearTimeout(wakeUp.timer);

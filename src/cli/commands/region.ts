@@ -3,6 +3,7 @@ import { Command, Option } from 'commander';
 import { CascadeError } from '../../core/errors.js';
 import { DEFAULT_OFFLINE_AFTER_MS } from '../../plan/rollout/defaults.js';
 import { startRegion } from '../../region/compose.js';
+import { registerRegionAccept } from './region-accept.js';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { DEFAULT_BACKUPS_KEPT, DEFAULT_MAINTENANCE_SCHEDULE, checkMaintenanceSchedule } from '../../region/maintenance.js';
@@ -46,12 +47,12 @@ interface RegionFlags {
 }
 
 export function registerRegion(program: Command): void {
-  program
+  const region = program
     .command('region')
     .description('run a regional reconciler: pull the fleet repository, hand out updates, serve devices')
-    .addOption(new Option('--repo <url|path>', 'fleet repository: http(s) URL or local path').env('CASCADE_REPO').makeOptionMandatory())
+    .addOption(new Option('--repo <url|path>', 'fleet repository: http(s) URL or local path').env('CASCADE_REPO'))
     .addOption(new Option('--branch <name>', 'branch to follow').env('CASCADE_BRANCH').default('main'))
-    .addOption(new Option('--region <name>', 'region this reconciler serves').env('CASCADE_REGION').makeOptionMandatory())
+    .addOption(new Option('--region <name>', 'region this reconciler serves').env('CASCADE_REGION'))
     .addOption(new Option('--listen <host:port>', 'address of the device and operator API').env('CASCADE_LISTEN').default(listenFlag('0.0.0.0:8080'), '0.0.0.0:8080').argParser(listenFlag))
     .addOption(new Option('--data <dir>', 'state directory (SQLite, git objects, parse cache)').env('CASCADE_DATA').default('/var/lib/cascade'))
     .addOption(new Option('--interval <duration>', 'poll the repository this often').env('CASCADE_INTERVAL').default(30_000, '30s').argParser(durationFlag))
@@ -81,6 +82,9 @@ export function registerRegion(program: Command): void {
     .addOption(allowArtifactOriginOption())
     .addOption(allowHttpArtifactsOption())
     .action(async (flags: RegionFlags) => {
+      // Checked here, not by commander, so that `cascade region accept` does not need them.
+      if (!flags.repo) throw new CascadeError('bad-options', 'cascade region needs --repo URL|PATH (or CASCADE_REPO): the fleet repository to follow');
+      if (!flags.region) throw new CascadeError('bad-options', 'cascade region needs --region NAME (or CASCADE_REGION): the region this reconciler serves');
       checkMaintenanceSchedule(flags.maintenanceSchedule);
       flags.enrollmentToken = secretFrom(flags.enrollmentToken, 'CASCADE_ENROLLMENT_TOKEN');
       flags.gitToken = secretFrom(flags.gitToken, 'CASCADE_GIT_TOKEN');
@@ -156,6 +160,7 @@ export function registerRegion(program: Command): void {
         process.once('SIGINT', stop);
       });
     });
+  registerRegionAccept(region);
 }
 
 function readPem(file: string, flag: string): Buffer {

@@ -15,6 +15,9 @@ export function renderRegionStatus(status: RegionStatus): string {
     for (const e of status.revision.error.slice(0, 10)) lines.push(`    ${e}`);
     if (status.revision.error.length > 10) lines.push(`    ... and ${status.revision.error.length - 10} more`);
   }
+  for (const c of status.conditions ?? []) {
+    if (c.type === 'Ready' ? c.status !== 'True' : c.status === 'True') lines.push(`  ${c.type.padEnd(9)} ${c.status} ${c.reason}${c.message ? `: ${c.message}` : ''}`);
+  }
   lines.push(
     `  devices   ${d.total} total: ${d.converged} converged, ${d.updating} updating, ${d.pending ?? 0} pending, ${d.failed} failed, ${d.offline} offline`,
     `  updates   ${status.updatesSent} handed out`,
