@@ -140,7 +140,7 @@ describe('a real agent handed hostile values', () => {
       `touch ${ran()}; echo $(( {version} ))`,
       `touch ${ran()}; cat <<EOF\n{version}\nEOF`,
       `touch ${ran()}; echo \\{version}`,
-      ['{artifact}', ran()],
+      ['{version}', ran()],
     ];
     let n = 0;
     for (const install of unsafe) {

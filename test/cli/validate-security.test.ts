@@ -90,7 +90,8 @@ function deployment(name: string, version: string, regions?: string[]): string {
   );
 }
 
-describe('cascade validate refuses what must never reach a device', () => {
+// Each test runs `cascade validate` several times as a real process; on a busy machine that takes a while.
+describe('cascade validate refuses what must never reach a device', { timeout: 180_000 }, () => {
   it('refuses versions outside the grammar, at path:line:col, in Deployments and App artifact keys', async () => {
     const hostile = ['1.0.2$(touch /tmp/x)', '1`id`', '1;id', "1' || '", '1"x', '../../x', '..', '/etc/x', '-rf', '.1', '1 2', 'a\nb', '9'.repeat(129), 'ü1'];
     const files: Record<string, string> = {
@@ -193,7 +194,7 @@ describe('cascade validate refuses what must never reach a device', () => {
       '  runtime:',
       '    type: exec',
       `    install: "tar -xf '{artifact}'"`,
-      '    start: ["{artifact}", "--run"]',
+      '    start: ["{version}", "--run"]',
       '    stop: "kill $(( {version} ))"',
       '  healthCheck:',
       '    exec: ["/usr/bin/curl", "-f", "http://127.0.0.1/{version}"]',
@@ -209,7 +210,7 @@ describe('cascade validate refuses what must never reach a device', () => {
   });
 });
 
-describe('cascade validate names what it does not follow', () => {
+describe('cascade validate names what it does not follow', { timeout: 180_000 }, () => {
   it('warns about a symlink and a submodule in the working tree and in a commit, naming the path, without failing', async () => {
     const dir = fleet({ 'apps/web.yaml': 'apiVersion: cascade/v1\nkind: App\nmetadata:\n  name: web\n' });
     const target = join(dir, '..', `${dir.split('/').pop()}-outside.yaml`);

@@ -110,14 +110,21 @@ describe('command templates: values are data, never code', () => {
       ['cat <<EOF\n{version}\nEOF', /here-document/],
       ['echo \\{version}', /backslash/],
       ['echo "{version}', /unterminated double quote/],
-      [['{artifact}', '--install'], /program to run/],
-      [['/opt/{app}/bin/install', '{version}'], /program to run/],
+      [['{version}', '--install'], /program to run/],
+      [['bin/{app}', '{version}'], /program to run/],
+      [['x{artifact}'], /program to run/],
       [[''], /empty/],
     ];
     for (const [template, why] of refused) {
       expect(commandTemplateProblem(template), JSON.stringify(template)).toMatch(why);
       expect(() => prepareCommand(template, { app: 'a', version: '1', artifact: null })).toThrow(why);
     }
+  });
+
+  it('lets a list command name an absolute program path with placeholders, or the verified artifact itself', () => {
+    expect(commandTemplateProblem(['/opt/{app}/{version}/bin/run', '--flag'])).toBeNull();
+    expect(commandTemplateProblem(['{artifact}', '--install'])).toBeNull();
+    expect(prepareCommand(['/opt/{app}/{version}/bin/run'], { app: 'web', version: '1.2.3', artifact: null }).file).toBe('/opt/web/1.2.3/bin/run');
   });
 
   it('runs a list command without a shell', async () => {
