@@ -161,6 +161,19 @@ describe('cascade validate refuses what must never reach a device', { timeout: 1
     expect(bad.stderr).toContain('only http: and https: origins can be allowed');
   });
 
+  it('cascade plan refuses the same URLs, and takes the same --allow-artifact-origin', async () => {
+    const dir = fleet({ 'apps/web.yaml': appWithUrls(['http://127.0.0.1:8081/web.tgz']).text, 'deployments/web.yaml': deployment('web', '1.0.0', ['prod']) });
+    const inventory = join(dir, '..', `${dir.split('/').pop()}-inventory.json`);
+    writeFileSync(inventory, JSON.stringify([{ id: 'd1', region: 'prod', labels: {}, apps: {} }]));
+    dirs.push(inventory);
+    const refused = await cascade(['plan', dir, '--inventory', inventory]);
+    expect(refused.code).toBe(1);
+    expect(refused.stderr).toContain('apps/web.yaml:8:12: App "web" artifact of version "1.0.0": ');
+    const allowed = await cascade(['plan', dir, '--inventory', inventory, '--allow-artifact-origin', 'http://127.0.0.1:8081/']);
+    expect(allowed.code, allowed.stderr).toBe(0);
+    expect(allowed.stdout).toContain('d1');
+  });
+
   it('accepts plain http: only where the App, the Regions or a flag allow it', async () => {
     const url = 'http://artifacts.lab.example/web.tgz';
     const refused = fleet({ 'apps/web.yaml': appWithUrls([url]).text, 'deployments/web.yaml': deployment('web', '1.0.0') });
