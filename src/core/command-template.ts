@@ -173,6 +173,13 @@ function renderShell(template: string): { command: string; problem: string | nul
         else if (c === '(') stack.push('paren');
         else if (c === ')' && (context === 'subst' || context === 'paren')) stack.pop();
         else if (c === '<' && next === '<') hereDocument = true;
+        else if (c === '#' && (i === 1 || /[\s;&|()`]/.test(template[i - 2]!))) {
+          // A comment runs to the end of the line; its quotes and placeholders mean nothing.
+          const end = template.indexOf('\n', i);
+          const stop = end === -1 ? template.length : end;
+          out += template.slice(i, stop);
+          i = stop;
+        }
     }
   }
   if (placeholders > 0 && stack.length > 1 && problem === null) {

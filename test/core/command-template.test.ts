@@ -99,6 +99,12 @@ describe('command templates: values are data, never code', () => {
     expect(shell.env).toMatchObject({ CASCADE_VERSION: '{artifact}', CASCADE_ARTIFACT: '/x', CASCADE_APP: 'a' });
   });
 
+  it('reads comments as comments', () => {
+    expect(commandTemplateProblem("install-web {version} # it's fine")).toBeNull();
+    expect(prepareCommand("install-web {version} # it's {version}", { app: 'a', version: '1', artifact: null }).args[1]).toBe('install-web "${CASCADE_VERSION}" # it\'s {version}');
+    expect(commandTemplateProblem("echo a#'{version}'")).toMatch(/single quotes/);
+  });
+
   it('refuses the forms that cannot be made safe, naming why', () => {
     const refused: Array<[string | string[], RegExp]> = [
       ["printf %s '{version}'", /inside single quotes/],
