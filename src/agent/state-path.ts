@@ -41,8 +41,12 @@ export async function statePath(stateDir: string, segments: readonly string[], o
   const root = resolve(stateDir);
   const full = join(root, ...segments);
   if (!isInside(root, full) || full === root) throw new CascadeError(STATE_PATH_REFUSED, `refusing path ${full}: it is not inside the state folder ${root}`);
-  if (opts.create) await mkdir(dirname(full), { recursive: true, mode: 0o700 });
+  // Checked before making folders (mkdir would follow a link out) and again after.
   await checkRealLocation(root, full);
+  if (opts.create) {
+    await mkdir(dirname(full), { recursive: true, mode: 0o700 });
+    await checkRealLocation(root, full);
+  }
   return full;
 }
 

@@ -4,7 +4,9 @@
  * Promise: no value (version, artifact path, app name) ever becomes shell code, whatever quoting
  * the template uses and in whatever order placeholders appear.
  * - A list of arguments runs without a shell: a placeholder becomes (part of) one argument, as data.
- *   The program (the first element) may not hold a placeholder: the App names what runs.
+ *   A program (the first element) that holds a placeholder must be an absolute path
+ *   (`/opt/web/{version}/bin/web`, or `{artifact}`, the verified download): a value never picks a
+ *   program from PATH.
  * - A string runs with /bin/sh -c, but the values are never spliced into it: each placeholder is
  *   replaced by a reference to an environment variable (`{version}` -> `"${CASCADE_VERSION}"`, or
  *   `${CASCADE_VERSION}` inside double quotes), and the shell expands it as data. Placeholders in a
@@ -54,8 +56,8 @@ export function commandTemplateProblem(template: CommandTemplate): string | null
     const program = template[0];
     if (program === undefined || program === '') return 'the first element (the program to run) is empty';
     PLACEHOLDER.lastIndex = 0;
-    if (PLACEHOLDER.test(program)) {
-      return `the program to run (first element "${program}") holds a placeholder; name the program in the App and pass values as later arguments`;
+    if (PLACEHOLDER.test(program) && !program.startsWith('/') && !program.startsWith('{artifact}')) {
+      return `the program to run (first element "${program}") holds a placeholder but is not an absolute path; name the program in the App (e.g. /opt/app/{version}/bin/app) and pass values as later arguments`;
     }
     return null;
   }
@@ -73,8 +75,7 @@ export function prepareCommand(template: CommandTemplate, values: CommandValues)
   if (problem) throw new CascadeError(COMMAND_TEMPLATE_UNSAFE, `command ${JSON.stringify(template)} refused: ${problem}`);
   if (Array.isArray(template)) {
     const text: Record<PlaceholderName, string> = { app: values.app, version: values.version, artifact: values.artifact ?? '' };
-    const [file, ...rest] = template;
-    const args = rest.map((arg) => arg.replace(PLACEHOLDER, (_, name: PlaceholderName) => text[name]));
+    const [file, ...args] = template.map((arg) => arg.replace(PLACEHOLDER, (_, name: PlaceholderName) => text[name]));
     return { file: file!, args, env, display: JSON.stringify(template) };
   }
   return { file: '/bin/sh', args: ['-c', renderShell(template).command], env, display: template };
@@ -172,6 +173,13 @@ function renderShell(template: string): { command: string; problem: string | nul
         else if (c === '(') stack.push('paren');
         else if (c === ')' && (context === 'subst' || context === 'paren')) stack.pop();
         else if (c === '<' && next === '<') hereDocument = true;
+        else if (c === '#' && (i === 1 || /[\s;&|()`]/.test(template[i - 2]!))) {
+          // A comment runs to the end of the line; its quotes and placeholders mean nothing.
+          const end = template.indexOf('\n', i);
+          const stop = end === -1 ? template.length : end;
+          out += template.slice(i, stop);
+          i = stop;
+        }
     }
   }
   if (placeholders > 0 && stack.length > 1 && problem === null) {

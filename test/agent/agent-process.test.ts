@@ -49,6 +49,8 @@ function startAgent(args: string[], env: Record<string, string> = {}): Agent {
   return { child, stderr: () => stderr, exited };
 }
 
+const reportSeq = (): number => (JSON.parse(readFileSync(join(dir, 'agent', 'agent-state.json'), 'utf8')) as { reportSeq: number }).reportSeq;
+
 const installs = () => {
   const path = join(dir, 'installs.log');
   return existsSync(path) ? readFileSync(path, 'utf8').trim().split('\n') : [];
@@ -82,6 +84,8 @@ describe('cascade agent (a real process)', () => {
     await until(() => region.watchers.size === 1, 30_000, 'the agent to wait');
     expect(installs()).toEqual(['install 1.0.0']);
 
+    const seqBefore = reportSeq();
+    expect(seqBefore).toBeGreaterThan(0);
     first.child.kill('SIGKILL');
     expect(await first.exited).toBeNull();
     await until(() => region.watchers.size === 0, 10_000, 'the killed agent\'s poll to be dropped');
@@ -101,6 +105,8 @@ describe('cascade agent (a real process)', () => {
     expect(region.store.getDevice(DEVICE)!.apps.web).toEqual({ version: '1.0.0', state: 'healthy' });
     // It kept its token: no second enrolment.
     expect(second.stderr()).not.toContain('"msg":"enrolled"');
+    // Its report sequence number went on from where it was, across the kill.
+    expect(reportSeq()).toBeGreaterThan(seqBefore);
 
     second.child.kill('SIGTERM');
     expect(await second.exited).toBe(0);

@@ -99,6 +99,12 @@ describe('command templates: values are data, never code', () => {
     expect(shell.env).toMatchObject({ CASCADE_VERSION: '{artifact}', CASCADE_ARTIFACT: '/x', CASCADE_APP: 'a' });
   });
 
+  it('reads comments as comments', () => {
+    expect(commandTemplateProblem("install-web {version} # it's fine")).toBeNull();
+    expect(prepareCommand("install-web {version} # it's {version}", { app: 'a', version: '1', artifact: null }).args[1]).toBe('install-web "${CASCADE_VERSION}" # it\'s {version}');
+    expect(commandTemplateProblem("echo a#'{version}'")).toMatch(/single quotes/);
+  });
+
   it('refuses the forms that cannot be made safe, naming why', () => {
     const refused: Array<[string | string[], RegExp]> = [
       ["printf %s '{version}'", /inside single quotes/],
@@ -110,14 +116,21 @@ describe('command templates: values are data, never code', () => {
       ['cat <<EOF\n{version}\nEOF', /here-document/],
       ['echo \\{version}', /backslash/],
       ['echo "{version}', /unterminated double quote/],
-      [['{artifact}', '--install'], /program to run/],
-      [['/opt/{app}/bin/install', '{version}'], /program to run/],
+      [['{version}', '--install'], /program to run/],
+      [['bin/{app}', '{version}'], /program to run/],
+      [['x{artifact}'], /program to run/],
       [[''], /empty/],
     ];
     for (const [template, why] of refused) {
       expect(commandTemplateProblem(template), JSON.stringify(template)).toMatch(why);
       expect(() => prepareCommand(template, { app: 'a', version: '1', artifact: null })).toThrow(why);
     }
+  });
+
+  it('lets a list command name an absolute program path with placeholders, or the verified artifact itself', () => {
+    expect(commandTemplateProblem(['/opt/{app}/{version}/bin/run', '--flag'])).toBeNull();
+    expect(commandTemplateProblem(['{artifact}', '--install'])).toBeNull();
+    expect(prepareCommand(['/opt/{app}/{version}/bin/run'], { app: 'web', version: '1.2.3', artifact: null }).file).toBe('/opt/web/1.2.3/bin/run');
   });
 
   it('runs a list command without a shell', async () => {
