@@ -42,6 +42,8 @@ export interface RegionConfig {
   hub?: { url: string; token: string; intervalMs?: number };
   /** Also serve devices over MQTT through this broker (docs/mqtt.md). */
   mqtt?: RegionMqttOptions;
+  /** Devices pull container images through this mirror unless the Region document names one. */
+  registryMirror?: string;
   log: Logger;
   clock?: () => number;
 }
@@ -85,6 +87,7 @@ export async function startRegion(config: RegionConfig): Promise<RunningRegion> 
     }, delay) };
   };  const reconciler = new Reconciler({
     region: config.region,
+    registryMirror: config.registryMirror,
     source,
     store,
     loader,

@@ -1,4 +1,4 @@
-import { Command, Option } from 'commander';
+import { Command, InvalidArgumentError, Option } from 'commander';
 import { CascadeError } from '../../core/errors.js';
 import { startRegion } from '../../region/region-server.js';
 import { readFileSync } from 'node:fs';
@@ -34,6 +34,16 @@ interface RegionFlags {
   mqttCaFile?: string;
   mqttDevicePasswords?: string;
   mqttBrokerPidFile?: string;
+  registryMirror?: string;
+}
+
+/** A registry host as image references name it: host[:port] with an optional path prefix, no scheme. */
+function registryMirrorFlag(value: string): string {
+  const text = value.replace(/^https?:\/\//, '').replace(/\/+$/, '');
+  if (!/^[a-z0-9]([a-z0-9._-]*[a-z0-9])?(:[0-9]{1,5})?(\/[a-z0-9]([a-z0-9._-]*[a-z0-9])?)*$/.test(text)) {
+    throw new InvalidArgumentError(`"${value}" is not a registry host such as mirror.site.local:5000 or mirror.local/hub`);
+  }
+  return text;
 }
 
 export function registerRegion(program: Command): void {
@@ -65,6 +75,7 @@ export function registerRegion(program: Command): void {
     .addOption(new Option('--mqtt-password <password>', 'the region\'s MQTT password').env('CASCADE_MQTT_PASSWORD'))
     .addOption(new Option('--mqtt-ca-file <file>', 'with mqtts://: PEM file of the CA that signed the broker\'s certificate').env('CASCADE_MQTT_CA_FILE'))
     .addOption(new Option('--mqtt-device-passwords <file>', 'Mosquitto password file in which the region writes each device\'s credentials (username = device id, password = device token)').env('CASCADE_MQTT_DEVICE_PASSWORDS'))
+    .addOption(new Option('--registry-mirror <host[:port][/path]>', 'devices pull container images through this registry mirror (a Region\'s spec.containers.registryMirror wins)').env('CASCADE_REGISTRY_MIRROR').argParser(registryMirrorFlag))
     .addOption(new Option('--mqtt-broker-pid-file <file>', 'pid file of the broker, sent SIGHUP after each change to --mqtt-device-passwords').env('CASCADE_MQTT_BROKER_PID_FILE'))
     .action(async (flags: RegionFlags) => {
       flags.enrollmentToken = secretFrom(flags.enrollmentToken, 'CASCADE_ENROLLMENT_TOKEN');
@@ -127,6 +138,7 @@ export function registerRegion(program: Command): void {
               brokerPidFile: flags.mqttBrokerPidFile,
             }
           : undefined,
+        registryMirror: flags.registryMirror,
         log,
       });
       await new Promise<void>((resolve) => {
