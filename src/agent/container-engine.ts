@@ -227,14 +227,17 @@ export class ContainerEngine {
     await this.run(['start', name], { signal });
   }
 
-  async stop(name: string, graceSeconds: number, signal?: AbortSignal): Promise<void> {
-    await this.run(['stop', '--time', String(graceSeconds), name], { timeoutMs: this.commandTimeoutMs + graceSeconds * 1000, signal });
+  /** Stops the container: SIGTERM, then SIGKILL after `graceSeconds` (null: the container's own stop timeout). */
+  async stop(name: string, graceSeconds: number | null, signal?: AbortSignal): Promise<void> {
+    const time = graceSeconds === null ? [] : ['--time', String(graceSeconds)];
+    await this.run(['stop', ...time, name], { timeoutMs: this.commandTimeoutMs + (graceSeconds ?? 3600) * 1000, signal });
   }
 
-  /** Removes the container at once, running or not; no error when it is gone already. */
+  /** Removes the container at once (killed if it runs); no error when it is gone already. */
   async remove(name: string): Promise<void> {
     try {
-      await this.run(['rm', '--force', name]);
+      // podman's rm --force would give the container its stop timeout first; Docker's kills at once.
+      await this.run(['rm', '--force', ...(this.kind === 'podman' ? ['--time', '0'] : []), name]);
     } catch (err) {
       if (err instanceof ContainerEngineError && /no such (container|object)|not found|no container with/i.test(err.stderr)) return;
       throw err;

@@ -40,8 +40,6 @@ export interface ContainerRuntimeOptions {
   namePrefix?: string;
   /** Pause between health check attempts. */
   healthIntervalMs?: number;
-  /** Seconds a container gets to stop before it is killed. */
-  stopGraceSeconds?: number;
   /** With no health check at all: how long a new container must keep running to count as healthy. */
   settleMs?: number;
 }
@@ -105,6 +103,16 @@ export function splitWords(text: string): string[] {
   if (quote) throw new CascadeError('health-check-invalid', `unclosed ${quote} in ${JSON.stringify(text)}`);
   if (inWord) words.push(current);
   return words;
+}
+
+/** Whole seconds of the spec's stopGracePeriod (rounded up), or `fallback`. */
+export function stopSeconds(app: string, version: string, spec: ContainerSpec | undefined, fallback: number): number {
+  if (!spec?.stopGracePeriod) return fallback;
+  try {
+    return Math.min(3600, Math.ceil(parseDuration(spec.stopGracePeriod) / 1000));
+  } catch (err) {
+    throw new AppApplyError('container-spec-invalid', `${app} ${version}: stopGracePeriod: ${(err as Error).message}; not installed`, { touchedPrevious: false });
+  }
 }
 
 /** 256Mi, 512M, 1G, 1.5g, 1048576 -> bytes. */
@@ -209,6 +217,7 @@ export function createArgs(
     args.push('--user', spec.user);
   }
   if (spec.privileged) args.push('--privileged');
+  args.push('--stop-timeout', String(stopSeconds(app, version, spec, 10)));
   const command = spec.command ?? [];
   const rest = [...command.slice(1), ...(spec.args ?? [])];
   for (const word of [...command, ...rest]) {
@@ -245,14 +254,12 @@ export class ContainerAppRuntime implements DeviceRuntime {
   private engine: Promise<ContainerEngine> | null = null;
   private readonly prefix: string;
   private readonly healthIntervalMs: number;
-  private readonly stopGraceSeconds: number;
   private readonly settleMs: number;
 
   constructor(private readonly opts: ContainerRuntimeOptions) {
     this.prefix = opts.namePrefix ?? 'cascade';
     if (!/^[a-z0-9][a-z0-9_.-]{0,40}$/.test(this.prefix)) throw new CascadeError('container-prefix-invalid', `container name prefix "${this.prefix}": use lowercase letters, digits, _.-`);
     this.healthIntervalMs = opts.healthIntervalMs ?? 2000;
-    this.stopGraceSeconds = opts.stopGraceSeconds ?? 10;
     this.settleMs = opts.settleMs ?? 1000;
   }
 
@@ -346,6 +353,8 @@ export class ContainerAppRuntime implements DeviceRuntime {
   async remove(app: string, installed: InstalledApp, _signal: AbortSignal, log: Logger): Promise<void> {
     const engine = await this.getEngine();
     for (const name of await engine.containersWith({ [LABEL_APP]: app, [LABEL_DEVICE]: this.opts.deviceId })) {
+      // Stopped with its grace period first: an app being removed may want to finish what it does.
+      if ((await engine.inspect(name))?.running) await engine.stop(name, null).catch(() => {});
       await engine.remove(name);
       log.info({ app, container: name }, 'container removed');
     }
@@ -458,7 +467,8 @@ export class ContainerAppRuntime implements DeviceRuntime {
       if (name === keep) continue;
       const info = await engine.inspect(name, signal);
       if (!info?.running) continue;
-      await engine.stop(name, this.stopGraceSeconds, signal);
+      // The container's own stop timeout (its App's stopGracePeriod) applies.
+      await engine.stop(name, null, signal);
       log.info({ app, container: name }, 'container stopped');
     }
   }

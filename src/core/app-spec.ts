@@ -31,6 +31,8 @@ export interface ContainerRuntime {
   devices?: ContainerDevice[];
   /** `host`, `bridge`, `none` or the name of an engine network; the engine's default when absent. */
   network?: string;
+  /** How long the container gets to stop after SIGTERM before it is killed, e.g. 30s; 10s when absent. */
+  stopGracePeriod?: string;
   /** `uid`, `uid:gid` or a user name of the image. */
   user?: string;
   /** Opt-in: run privileged. Refused unless the device's Region allows it (Region spec.containers.allowPrivileged). */
