@@ -195,7 +195,15 @@ export function createArgs(
     }
     args.push('--volume', `${source}:${volume.target}${volume.readOnly ? ':ro' : ''}`);
   }
-  if (spec.resources?.memory !== undefined) args.push('--memory', String(memoryBytes(spec.resources.memory)));
+  if (spec.resources?.memory !== undefined) {
+    let bytes = 0;
+    try {
+      bytes = memoryBytes(spec.resources.memory);
+    } catch (err) {
+      refuse('container-spec-invalid', (err as Error).message);
+    }
+    args.push('--memory', String(bytes));
+  }
   if (spec.resources?.cpus !== undefined) {
     const cpus = spec.resources.cpus;
     if (!(typeof cpus === 'number' && cpus > 0 && cpus <= 1024)) refuse('container-spec-invalid', `resources.cpus ${JSON.stringify(cpus)} is not a number of cores`);
