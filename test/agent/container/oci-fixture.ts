@@ -84,13 +84,13 @@ export interface Registry {
   start(): Promise<void>;
 }
 
-/** Debian's docker-registry (the CNCF distribution registry) on a free port, storing in `dir`. */
-export async function startRegistry(dir: string): Promise<Registry> {
+/** Debian's docker-registry (the CNCF distribution registry) on a free port, storing in `dir`; with `proxyOf`, a pull-through cache of that registry. */
+export async function startRegistry(dir: string, proxyOf?: string): Promise<Registry> {
   await mkdir(join(dir, 'storage'), { recursive: true });
   const port = await freePort();
   const host = `127.0.0.1:${port}`;
   const config = join(dir, 'config.yml');
-  await writeFile(config, `version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: ${join(dir, 'storage')}\n  delete:\n    enabled: true\nhttp:\n  addr: ${host}\n`);
+  await writeFile(config, `version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: ${join(dir, 'storage')}\n  delete:\n    enabled: true\nhttp:\n  addr: ${host}\n${proxyOf ? `proxy:\n  remoteurl: http://${proxyOf}\n` : ''}`);
   let child: ChildProcess | null = null;
   const start = async () => {
     child = spawn('docker-registry', ['serve', config], { stdio: 'ignore' });
