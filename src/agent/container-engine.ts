@@ -158,9 +158,16 @@ export class ContainerEngine {
     await this.run(['pull', ...(this.kind === 'podman' ? ['--quiet'] : []), ...this.pullArgs, ref], { timeoutMs: this.pullTimeoutMs, signal });
   }
 
-  /** `repository@sha256:...` names of a local image. */
-  async repoDigests(ref: string, signal?: AbortSignal): Promise<string[]> {
-    const { stdout } = await this.run(['image', 'inspect', '--format', '{{json .RepoDigests}}', ref], { signal });
+  /** `repository@sha256:...` names of a local image; null when there is no such image. */
+  async repoDigests(ref: string, signal?: AbortSignal): Promise<string[] | null> {
+    let stdout: string;
+    try {
+      ({ stdout } = await this.run(['image', 'inspect', '--format', '{{json .RepoDigests}}', ref], { signal }));
+    } catch (err) {
+      if (signal?.aborted) throw err;
+      if (err instanceof ContainerEngineError && /image not known|no such (image|object)|not found/i.test(err.stderr)) return null;
+      throw err;
+    }
     const parsed = JSON.parse(stdout.trim() || '[]') as unknown;
     return Array.isArray(parsed) ? parsed.filter((d): d is string => typeof d === 'string') : [];
   }
@@ -209,10 +216,10 @@ export class ContainerEngine {
     };
   }
 
-  /** Names of the containers (running or not) carrying every one of `labels`. */
-  async containersWith(labels: Record<string, string>, signal?: AbortSignal): Promise<string[]> {
+  /** Names of the containers carrying every one of `labels` (only the running ones with `runningOnly`). */
+  async containersWith(labels: Record<string, string>, signal?: AbortSignal, runningOnly = false): Promise<string[]> {
     const filters = Object.entries(labels).flatMap(([key, value]) => ['--filter', `label=${key}=${value}`]);
-    const { stdout } = await this.run(['ps', '--all', ...filters, '--format', '{{.Names}}'], { signal });
+    const { stdout } = await this.run(['ps', ...(runningOnly ? [] : ['--all']), ...filters, '--format', '{{.Names}}'], { signal });
     return stdout
       .split('\n')
       .map((line) => line.trim())
@@ -221,6 +228,11 @@ export class ContainerEngine {
 
   async create(args: string[], signal?: AbortSignal): Promise<void> {
     await this.run(['create', ...args], { signal });
+  }
+
+  /** Creates and starts a container in one command (`run --detach`). */
+  async runDetached(args: string[], signal?: AbortSignal): Promise<void> {
+    await this.run(['run', '--detach', ...args], { signal });
   }
 
   async start(name: string, signal?: AbortSignal): Promise<void> {

@@ -78,6 +78,8 @@ class DeviceLoop {
   /** Apps whose running version drifted, with what was found and done; reported until the app changes. */
   private readonly drifted = new Map<string, { message: string; repaired: boolean }>();
   private lastDriftCheck = -Infinity;
+  /** Versions replaced by a healthy one, whose files or images are dropped once the region has heard. */
+  private readonly toDiscard: Array<{ app: string; installed: InstalledApp }> = [];
 
   constructor(
     private readonly opts: DeviceLoopOptions,
@@ -284,6 +286,10 @@ class DeviceLoop {
       changed = true;
     }
     if (changed) await this.report();
+    // After the report: the region hears "healthy" without waiting for the cleanup.
+    for (const { app, installed } of this.toDiscard.splice(0)) {
+      await this.opts.runtime.discard(app, installed).catch((err: unknown) => this.log.warn({ app, err: describe(err) }, 'could not delete the old version'));
+    }
   }
 
   private async applyOne(app: string, target: AppTarget, current: InstalledApp | null): Promise<void> {
@@ -312,9 +318,7 @@ class DeviceLoop {
     this.state.installed[app] = candidate;
     delete this.state.failed[app];
     this.save();
-    if (current) {
-      await runtime.discard(app, current).catch((err: unknown) => this.log.warn({ app, err: describe(err) }, 'could not delete old artifact'));
-    }
+    if (current) this.toDiscard.push({ app, installed: current });
     this.log.info({ app, from, to: target.version }, 'applied');
     this.emit({ type: 'applied', app, version: target.version, from });
   }

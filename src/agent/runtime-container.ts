@@ -315,8 +315,7 @@ export class ContainerAppRuntime implements DeviceRuntime {
     try {
       await this.stopOthers(engine, app, container.name, signal, log);
       if (existing) await engine.remove(container.name);
-      await engine.create(createArgs(app, target.version, spec, container, { deviceId: this.opts.deviceId, engine: engine.kind, volumePrefix: this.prefix }), signal);
-      await engine.start(container.name, signal);
+      await engine.runDetached(createArgs(app, target.version, spec, container, { deviceId: this.opts.deviceId, engine: engine.kind, volumePrefix: this.prefix }), signal);
     } catch (err) {
       if (signal.aborted || err instanceof AppApplyError) throw err;
       throw new AppApplyError('container-start-failed', `${app} ${target.version}: ${(err as Error).message}`, { touchedPrevious: true, partial: installed });
@@ -405,8 +404,12 @@ export class ContainerAppRuntime implements DeviceRuntime {
   /** Makes sure `repository@digest` is present and is that digest; returns the reference to run it by. */
   private async ensureImage(engine: ContainerEngine, app: string, version: string, repository: string, digest: string, mirror: string | undefined, signal: AbortSignal, log: Logger): Promise<string> {
     const ref = `${repository}@${digest}`;
-    if (await engine.imageExists(ref, signal)) {
-      await this.verifyDigest(engine, app, version, ref, digest, signal);
+    const present = await engine.repoDigests(ref, signal).catch((err: unknown) => {
+      if (signal.aborted) throw err;
+      return null;
+    });
+    if (present) {
+      this.checkDigest(engine, app, version, ref, digest, present);
       return ref;
     }
     const sources: string[] = [];
@@ -440,15 +443,19 @@ export class ContainerAppRuntime implements DeviceRuntime {
 
   /** The local image must carry the digest the fleet repository names; anything else is removed. */
   private async verifyDigest(engine: ContainerEngine, app: string, version: string, ref: string, digest: string, signal: AbortSignal): Promise<void> {
-    let digests: string[];
+    let digests: string[] | null;
     try {
       digests = await engine.repoDigests(ref, signal);
     } catch (err) {
       if (signal.aborted) throw err;
       throw new AppApplyError('image-pull-failed', `${app} ${version}: cannot inspect ${ref}: ${(err as Error).message}; not installed`, { touchedPrevious: false });
     }
+    this.checkDigest(engine, app, version, ref, digest, digests ?? []);
+  }
+
+  private checkDigest(engine: ContainerEngine, app: string, version: string, ref: string, digest: string, digests: string[]): void {
     if (digests.some((d) => d.endsWith(`@${digest}`))) return;
-    await engine.removeImage(ref).catch(() => {});
+    void engine.removeImage(ref).catch(() => {});
     throw new AppApplyError(
       'image-digest-mismatch',
       `${app} ${version}: the image pulled as ${ref} has digest ${digests.map((d) => d.slice(d.indexOf('@') + 1)).join(', ') || 'none'}, the fleet repository says ${digest}; removed, not installed`,
@@ -462,7 +469,7 @@ export class ContainerAppRuntime implements DeviceRuntime {
 
   /** The running container of `app` on this device, if any. */
   private async runningOf(engine: ContainerEngine, app: string): Promise<ContainerInfo | null> {
-    for (const name of await engine.containersWith({ [LABEL_APP]: app, [LABEL_DEVICE]: this.opts.deviceId })) {
+    for (const name of await engine.containersWith({ [LABEL_APP]: app, [LABEL_DEVICE]: this.opts.deviceId }, undefined, true)) {
       const info = await engine.inspect(name);
       if (info?.running) return info;
     }
@@ -471,10 +478,8 @@ export class ContainerAppRuntime implements DeviceRuntime {
 
   /** Stops every other running container of the app (kept, for going back). */
   private async stopOthers(engine: ContainerEngine, app: string, keep: string, signal: AbortSignal, log: Logger): Promise<void> {
-    for (const name of await engine.containersWith({ [LABEL_APP]: app, [LABEL_DEVICE]: this.opts.deviceId }, signal)) {
+    for (const name of await engine.containersWith({ [LABEL_APP]: app, [LABEL_DEVICE]: this.opts.deviceId }, signal, true)) {
       if (name === keep) continue;
-      const info = await engine.inspect(name, signal);
-      if (!info?.running) continue;
       // The container's own stop timeout (its App's stopGracePeriod) applies.
       await engine.stop(name, null, signal);
       log.info({ app, container: name }, 'container stopped');
@@ -492,8 +497,7 @@ export class ContainerAppRuntime implements DeviceRuntime {
       if (info) await engine.remove(container.name);
       const repository = repositoryOf(container.image);
       container.image = await this.ensureImage(engine, app, installed.version, repository, container.digest, spec.regionPolicy?.registryMirror, signal, log);
-      await engine.create(createArgs(app, installed.version, spec, container, { deviceId: this.opts.deviceId, engine: engine.kind, volumePrefix: this.prefix }), signal);
-      await engine.start(container.name, signal);
+      await engine.runDetached(createArgs(app, installed.version, spec, container, { deviceId: this.opts.deviceId, engine: engine.kind, volumePrefix: this.prefix }), signal);
     }
     await this.stopOthers(engine, app, container.name, signal, log);
     log.info({ app, version: installed.version, container: container.name }, 'container running again');
@@ -537,8 +541,6 @@ export class ContainerAppRuntime implements DeviceRuntime {
         final: (installed.runtime as ContainerSpec | undefined)?.restart === 'no',
       };
     };
-    const before = await stateProblem();
-    if (before) return before;
     if (check.exec) {
       let argv: string[];
       try {
@@ -549,6 +551,8 @@ export class ContainerAppRuntime implements DeviceRuntime {
       if (argv.length === 0) return { reason: 'healthCheck.exec is empty', final: true };
       const result = await engine.exec(name, argv, timeoutMs, signal);
       if (result.exitCode !== 0) {
+        const exited = await stateProblem();
+        if (exited) return exited;
         const how = result.timedOut ? `did not finish within ${timeoutMs} ms` : `exited with ${result.exitCode}`;
         return { reason: `\`${check.exec}\` in ${name} ${how}${result.output ? `: ${engineWords(result.output, '')}` : ''}`, final: false };
       }
@@ -558,10 +562,10 @@ export class ContainerAppRuntime implements DeviceRuntime {
       try {
         const response = await fetch(url, { signal: AbortSignal.any([signal, AbortSignal.timeout(timeoutMs)]), redirect: 'manual' });
         await response.arrayBuffer();
-        if (response.status < 200 || response.status >= 300) return { reason: `GET ${url} answered ${response.status}`, final: false };
+        if (response.status < 200 || response.status >= 300) return (await stateProblem()) ?? { reason: `GET ${url} answered ${response.status}`, final: false };
       } catch (err) {
         if (signal.aborted) throw err;
-        return { reason: `GET ${url} failed: ${(err as Error).message}`, final: false };
+        return (await stateProblem()) ?? { reason: `GET ${url} failed: ${(err as Error).message}`, final: false };
       }
     }
     if (!check.exec && !check.http) {

@@ -116,12 +116,28 @@ interface Inspected {
 
 async function containers(): Promise<Inspected[]> {
   const ids = (await podman(['ps', '-aq', '--filter', `label=${LABEL}`], env)).split('\n').filter(Boolean);
-  if (ids.length === 0) return [];
-  return JSON.parse(await podman(['container', 'inspect', ...ids], env)) as Inspected[];
+  const found: Inspected[] = [];
+  for (const id of ids) {
+    // The agent may remove a container between the two commands.
+    const text = await podman(['container', 'inspect', id], env).catch(() => null);
+    if (text) found.push(...(JSON.parse(text) as Inspected[]));
+  }
+  return found;
 }
 
 async function running(): Promise<Inspected[]> {
   return (await containers()).filter((c) => c.State.Running);
+}
+
+/** Waits until the device's containers are exactly `versions` (the old one is removed after the healthy report). */
+async function waitForContainers(versions: string[]): Promise<Inspected[]> {
+  const deadline = Date.now() + 30_000;
+  for (;;) {
+    const all = await containers();
+    if (JSON.stringify(all.map((c) => c.Config.Labels['io.cascade.version']).sort()) === JSON.stringify([...versions].sort())) return all;
+    if (Date.now() > deadline) throw new Error(`containers: ${all.map((c) => c.Name).join(', ')}; expected versions ${versions.join(', ')}`);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
 }
 
 async function served(): Promise<string> {
@@ -198,8 +214,7 @@ describe.skipIf(skip)('cascade agent running container apps on podman', () => {
   it('upgrades as a swap and keeps the previous image', async () => {
     handOut('2.0.0');
     await waitForReport('2.0.0', 'healthy', 'upgrade to 2.0.0');
-    const all = await containers();
-    expect(all.map((c) => c.Config.Labels['io.cascade.version'])).toEqual(['2.0.0']);
+    const all = await waitForContainers(['2.0.0']);
     expect(all[0]!.State.Running).toBe(true);
     expect(await served()).toBe('2.0.0');
     expect(await localDigests()).toEqual([digests['1'], digests['2']].sort());
@@ -227,9 +242,12 @@ describe.skipIf(skip)('cascade agent running container apps on podman', () => {
       await registry.start();
     }
     expect(await served()).toBe('1.0.0');
-    expect((await containers()).map((c) => c.Config.Labels['io.cascade.version'])).toEqual(['1.0.0']);
-    // One previous version kept (2.0.0); the failed 3.0.0 is pruned.
-    expect(await localDigests()).toEqual([digests['1'], digests['2']].sort());
+    await waitForContainers(['1.0.0']);
+    // One previous version kept (2.0.0); the failed 3.0.0 is pruned (after the healthy report).
+    const expected = [digests['1'], digests['2']].sort();
+    const deadline = Date.now() + 30_000;
+    while (JSON.stringify(await localDigests()) !== JSON.stringify(expected) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
+    expect(await localDigests()).toEqual(expected);
   });
 
   it('puts back a container removed or stopped by hand, and says so', async () => {
