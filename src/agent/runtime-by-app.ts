@@ -24,7 +24,8 @@ export class RuntimeByApp implements DeviceRuntime {
     const before = this.of(previous);
     if (before && before !== runtime && previous) {
       // Changing runtime: the old one stops what it ran; restore puts it back if the new one fails.
-      await before.restore(app, null, previous, signal, log);
+      // Without its artifact path: the old runtime stops it but keeps its files for going back.
+      await before.restore(app, null, { ...previous, artifactPath: null }, signal, log);
       try {
         return await runtime.install(app, target, null, signal, log);
       } catch (err) {

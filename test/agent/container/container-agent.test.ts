@@ -162,11 +162,13 @@ describe.skipIf(skip)('cascade agent running container apps on podman', () => {
     appPort = await freePort();
     mkdirSync(hostDir, { recursive: true });
     writeFileSync(join(hostDir, 'note'), 'from the host');
-    for (const version of ['1', '2', '3']) {
+    for (const version of ['1', '2', '3', '4', '5']) {
       const files: Record<string, string> = { 'www/version': `${version}.0.0\n` };
       // Version 3 has no /healthz: its health check fails.
       if (version !== '3') files['www/healthz'] = 'ok\n';
-      digests[version] = await pushImage(env, join(scratch, `image-${version}`), `${repository}:${version}.0.0`, files);
+      // Versions 4 and 5 carry their own HEALTHCHECK: 4's looks for a file it lacks.
+      const healthcheck = version === '4' ? ['/bin/busybox', 'test', '-f', '/www/ready'] : version === '5' ? ['/bin/busybox', 'test', '-f', '/www/healthz'] : undefined;
+      digests[version] = await pushImage(env, join(scratch, `image-${version}`), `${repository}:${version}.0.0`, files, [], healthcheck);
     }
     // In front of the same registry: asked for 2.0.0's manifest, it serves 3.0.0's.
     liar = await startLyingRegistry(registry.host, digests['2']!, digests['3']!);
@@ -307,6 +309,24 @@ describe.skipIf(skip)('cascade agent running container apps on podman', () => {
     expect(await served()).toBe('1.0.0');
     const pulled = await podman(['images', '--format', '{{.Repository}}'], env);
     expect(pulled).not.toContain(lyingRepository);
+  });
+
+  it("lets the image's own HEALTHCHECK decide when the App has no health check", async () => {
+    const imageChecked = (version: string): AppSpec => {
+      const app = webApp({}, { [version]: { image: `${repository}:${version}`, digest: digests[version[0]!]! } });
+      delete app.healthCheck;
+      return app;
+    };
+    handOut('4.0.0', imageChecked('4.0.0'));
+    await until(() => (report()?.message ?? '').includes('version 4.0.0'), 60_000, `HEALTHCHECK failure (${JSON.stringify(report())})`);
+    expect(report()).toMatchObject({ version: '1.0.0', state: 'failed' });
+    expect(report()!.message).toContain("the image's HEALTHCHECK failed");
+    expect(report()!.message).toContain('running 1.0.0 again');
+    expect(await served()).toBe('1.0.0');
+
+    handOut('5.0.0', imageChecked('5.0.0'));
+    await waitForReport('5.0.0', 'healthy', "upgrade checked by the image's HEALTHCHECK");
+    expect(await served()).toBe('5.0.0');
   });
 
   it('removes the app when the region no longer asks for it', async () => {

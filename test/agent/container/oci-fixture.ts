@@ -122,7 +122,7 @@ export async function startRegistry(dir: string, proxyOf?: string): Promise<Regi
  * Makes an image from busybox-static and `files` (path -> content), pushes it and returns its digest.
  * No CMD: the App's run spec says what runs.
  */
-export async function pushImage(env: NodeJS.ProcessEnv, dir: string, ref: string, files: Record<string, string>, changes: string[] = []): Promise<string> {
+export async function pushImage(env: NodeJS.ProcessEnv, dir: string, ref: string, files: Record<string, string>, changes: string[] = [], healthcheck?: string[]): Promise<string> {
   const root = join(dir, 'rootfs');
   await rm(root, { recursive: true, force: true });
   await mkdir(join(root, 'bin'), { recursive: true });
@@ -135,7 +135,16 @@ export async function pushImage(env: NodeJS.ProcessEnv, dir: string, ref: string
   }
   const tarball = join(dir, 'rootfs.tar');
   await execFileAsync('tar', ['-C', root, '-cf', tarball, '.']);
-  await podman(['import', ...changes.flatMap((c) => ['--change', c]), tarball, ref], env);
+  if (healthcheck) {
+    // import cannot set a HEALTHCHECK: build one layer on top (Docker format keeps it).
+    const base = `${ref}-base`;
+    await podman(['import', ...changes.flatMap((c) => ['--change', c]), tarball, base], env);
+    await writeFile(join(dir, 'Containerfile'), `FROM ${base}\nHEALTHCHECK --interval=1h CMD ${JSON.stringify(healthcheck)}\n`);
+    await podman(['build', '--format', 'docker', '--tag', ref, '--file', join(dir, 'Containerfile'), dir], env);
+    await podman(['rmi', '--force', base], env);
+  } else {
+    await podman(['import', ...changes.flatMap((c) => ['--change', c]), tarball, ref], env);
+  }
   const digestFile = join(dir, 'digest');
   await podman(['push', '--digestfile', digestFile, ref], env);
   const digest = (await readFile(digestFile, 'utf8')).trim();
