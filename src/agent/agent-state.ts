@@ -22,6 +22,8 @@ export interface InstalledContainer {
   digest: string;
   /** Fleet revision the version was handed out in (label io.cascade.revision). */
   revision?: string;
+  /** The image of the version this one replaced, kept for going back (removed with the app). */
+  previousImage?: string;
 }
 
 /** A version that failed: not tried again until the region asks for another version. */

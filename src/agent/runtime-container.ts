@@ -294,6 +294,7 @@ export class ContainerAppRuntime implements DeviceRuntime {
     const { repository, digest } = imageOf(app, target, spec);
     const container: InstalledContainer = { name: this.nameOf(app, target.version), image: `${repository}@${digest}`, digest };
     if (target.revision) container.revision = target.revision;
+    if (previous?.container) container.previousImage = previous.container.image;
     const engine = await this.engineOrFail(app, target.version);
     // Checks the spec (and the Region's policy) before anything is downloaded.
     createArgs(app, target.version, spec, container, { deviceId: this.opts.deviceId, engine: engine.kind, volumePrefix: this.prefix });
@@ -367,6 +368,7 @@ export class ContainerAppRuntime implements DeviceRuntime {
     }
     const repositories = new Set<string>();
     if (installed.container) repositories.add(repositoryOf(installed.container.image));
+    if (installed.container?.previousImage) repositories.add(repositoryOf(installed.container.previousImage));
     for (const repository of repositories) await this.pruneImages(engine, app, repository, new Set(), log);
   }
 

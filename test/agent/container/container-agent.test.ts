@@ -7,7 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { AppSpec } from '../../../src/desired/model.js';
 import { freePort } from '../../support/free-port.js';
 import { ENROLLMENT_TOKEN, RegionFixture, until } from '../region-fixture.js';
-import { cleanupContainers, containerTestProblem, podman, podmanEnvironment, pushImage, skipUnless, startLyingRegistry, startRegistry, type Registry } from './oci-fixture.js';
+import { cleanupContainers, containerTestProblem, podman, podmanEnvironment, pushImage, skipUnless, startLyingRegistry, startPrivateRegistry, startRegistry, type Registry } from './oci-fixture.js';
 
 /**
  * A real `cascade agent` process runs container apps on podman (with runc), pulled by digest from a
@@ -27,6 +27,8 @@ const LABEL = `io.cascade.device=${DEVICE}`;
 let env: NodeJS.ProcessEnv;
 let registry: Registry;
 let liar: { host: string; close(): Promise<void> } | undefined;
+let privateRegistry: Awaited<ReturnType<typeof startPrivateRegistry>> | undefined;
+const authFile = join(scratch, 'registry-auth.json');
 let region: RegionFixture;
 let appPort: number;
 let repository: string;
@@ -48,6 +50,7 @@ function startAgent(stateDir = join(scratch, 'agent')): void {
       '--container-prefix', DEVICE,
       '--drift-check', '500ms',
       '--health-interval', '300ms',
+      '--registry-auth', authFile,
     ],
     { cwd: ROOT, env: { ...env, CASCADE_LOG_FORMAT: 'json' }, stdio: ['ignore', 'ignore', 'pipe'] },
   );
@@ -172,7 +175,10 @@ describe.skipIf(skip)('cascade agent running container apps on podman', () => {
     }
     // In front of the same registry: asked for 2.0.0's manifest, it serves 3.0.0's.
     liar = await startLyingRegistry(registry.host, digests['2']!, digests['3']!);
-    env = await podmanEnvironment(join(scratch, 'podman'), [registry.host, liar.host]);
+    // A private registry: the same images behind basic auth; the device's credentials are in a file.
+    privateRegistry = await startPrivateRegistry(registry.host, 'device', 'pa:ss w0rd');
+    writeFileSync(authFile, JSON.stringify({ auths: { [privateRegistry.host]: { auth: Buffer.from('device:pa:ss w0rd').toString('base64') } } }), { mode: 0o600 });
+    env = await podmanEnvironment(join(scratch, 'podman'), [registry.host, liar.host, privateRegistry.host]);
     region = await RegionFixture.start();
     startAgent();
     await until(() => region.store.getDevice(DEVICE) !== null, 30_000, `enrolment (agent: ${agent?.stderr()})`);
@@ -183,6 +189,7 @@ describe.skipIf(skip)('cascade agent running container apps on podman', () => {
     if (env) await cleanupContainers(env, LABEL, `${registry?.host}/${DEVICE}/`);
     await registry?.stop();
     await liar?.close();
+    await privateRegistry?.close();
     await region?.close();
     rmSync(scratch, { recursive: true, force: true });
   }, 120_000);
@@ -327,6 +334,19 @@ describe.skipIf(skip)('cascade agent running container apps on podman', () => {
     handOut('5.0.0', imageChecked('5.0.0'));
     await waitForReport('5.0.0', 'healthy', "upgrade checked by the image's HEALTHCHECK");
     expect(await served()).toBe('5.0.0');
+  });
+
+  it('pulls from a private registry with the credentials file on the device', async () => {
+    const privateRepository = `${privateRegistry!.host}/${DEVICE}/web`;
+    // Without credentials the private registry refuses (checked with podman, not the agent).
+    await expect(podman(['pull', `${privateRepository}@${digests['2']}`], env)).rejects.toThrow(/unauthorized|authentication required|401/i);
+    const refusedBefore = privateRegistry!.refused();
+    handOut('2.0.2', webApp({ image: privateRepository }, { '2.0.2': { image: `${privateRepository}:2.0.2`, digest: digests['2']! } }));
+    await waitForReport('2.0.2', 'healthy', 'install from the private registry');
+    expect(privateRegistry!.allowed()).toBeGreaterThan(0);
+    expect(await served()).toBe('2.0.0');
+    // podman asks without credentials first and answers the challenge; it never gets an image without them.
+    expect(privateRegistry!.refused()).toBeGreaterThanOrEqual(refusedBefore);
   });
 
   it('removes the app when the region no longer asks for it', async () => {

@@ -185,6 +185,46 @@ export async function startLyingRegistry(upstream: string, asked: string, served
   };
 }
 
+/**
+ * A private registry: in front of `upstream`, every request needs HTTP basic auth with `user`/`password`
+ * (401 with a Basic challenge otherwise). Counts the requests it let through and refused.
+ */
+export async function startPrivateRegistry(upstream: string, user: string, password: string): Promise<{ host: string; allowed: () => number; refused: () => number; close(): Promise<void> }> {
+  const expected = `Basic ${Buffer.from(`${user}:${password}`).toString('base64')}`;
+  let allowed = 0;
+  let refused = 0;
+  const server = http.createServer((request, response) => {
+    if (request.headers.authorization !== expected) {
+      refused++;
+      response.writeHead(401, { 'www-authenticate': 'Basic realm="cascade-test"', 'content-type': 'application/json' });
+      response.end('{"errors":[{"code":"UNAUTHORIZED","message":"authentication required"}]}');
+      return;
+    }
+    allowed++;
+    const { authorization: _drop, ...headers } = request.headers;
+    const upstreamRequest = http.request(
+      { host: upstream.split(':')[0], port: Number(upstream.split(':')[1]), path: request.url, method: request.method, headers: { ...headers, host: upstream } },
+      (upstreamResponse) => {
+        response.writeHead(upstreamResponse.statusCode ?? 502, upstreamResponse.headers);
+        upstreamResponse.pipe(response);
+      },
+    );
+    upstreamRequest.on('error', () => response.destroy());
+    request.pipe(upstreamRequest);
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const address = server.address() as { port: number };
+  return {
+    host: `127.0.0.1:${address.port}`,
+    allowed: () => allowed,
+    refused: () => refused,
+    close: () => new Promise<void>((resolve) => {
+      server.closeAllConnections();
+      server.close(() => resolve());
+    }),
+  };
+}
+
 /** Removes every container carrying `label` (key=value) and the images of `repositoryPrefix`; never throws. */
 export async function cleanupContainers(env: NodeJS.ProcessEnv, label: string, repositoryPrefix: string): Promise<void> {
   try {
