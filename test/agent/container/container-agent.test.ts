@@ -21,6 +21,7 @@ const FILE = 'test/agent/container/container-agent.test.ts';
 const ROOT = resolve(import.meta.dirname, '../../..');
 const scratch = mkdtempSync(join(tmpdir(), 'cascade-ctr-'));
 const skip = skipUnless(await containerTestProblem(scratch), FILE);
+if (skip) rmSync(scratch, { recursive: true, force: true });
 
 const DEVICE = `ctest-${randomBytes(4).toString('hex')}`;
 const LABEL = `io.cascade.device=${DEVICE}`;

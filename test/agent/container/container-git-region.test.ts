@@ -20,6 +20,7 @@ const FILE = 'test/agent/container/container-git-region.test.ts';
 const ROOT = resolve(import.meta.dirname, '../../..');
 const scratch = mkdtempSync(join(tmpdir(), 'cascade-ctr-git-'));
 const skip = skipUnless(await containerTestProblem(scratch), FILE);
+if (skip) rmSync(scratch, { recursive: true, force: true });
 
 const DEVICE = `cgit-${randomBytes(4).toString('hex')}`;
 const LABEL = `io.cascade.device=${DEVICE}`;
