@@ -305,6 +305,18 @@ describe.skipIf(skip)('cascade agent running container apps on podman', () => {
     expect(after!.Id).toBe(before!.Id);
   });
 
+  it("reports the engine's words when the new container cannot start, and starts the old one again", async () => {
+    const [before] = await running();
+    handOut('2.0.3', webApp({ devices: [{ path: '/dev/cascade-test-missing' }] }, { '2.0.3': { image: `${repository}:2.0.3`, digest: digests['2']! } }));
+    await until(() => (report()?.message ?? '').includes('version 2.0.3'), 60_000, `start failure (${JSON.stringify(report())})`);
+    expect(report()).toMatchObject({ version: '1.0.0', state: 'failed' });
+    expect(report()!.message).toMatch(/podman run failed: .*\/dev\/cascade-test-missing/);
+    expect(report()!.message).toContain('running 1.0.0 again');
+    const [after] = await running();
+    expect(after!.Id).toBe(before!.Id);
+    expect(await served()).toBe('1.0.0');
+  });
+
   it('refuses an image whose registry serves another digest', async () => {
     const lyingRepository = `${liar!.host}/${DEVICE}/web`;
     // 2.0.0's image is on the device already (kept for rollback): a new version name makes it pull.
