@@ -45,6 +45,8 @@ export interface ContainerEngineOptions {
   /** Limit of each command other than pull. */
   commandTimeoutMs?: number;
   pullTimeoutMs?: number;
+  /** Called after each engine command with its arguments, duration and exit (for debug logs). */
+  onCommand?: (args: readonly string[], ms: number, ok: boolean) => void;
 }
 
 /** What the agent needs to know of a container (both engines answer `container inspect` with these fields). */
@@ -82,6 +84,7 @@ export class ContainerEngine {
   private readonly pullTimeoutMs: number;
   private readonly globalArgs: string[];
   private readonly pullArgs: string[];
+  private readonly onCommand: ContainerEngineOptions['onCommand'];
 
   private constructor(
     readonly command: string,
@@ -93,6 +96,7 @@ export class ContainerEngine {
     this.pullTimeoutMs = opts.pullTimeoutMs ?? DEFAULT_PULL_TIMEOUT_MS;
     this.globalArgs = [];
     this.pullArgs = [];
+    this.onCommand = opts.onCommand;
     if (opts.authFile) {
       if (kind === 'podman') {
         this.pullArgs.push('--authfile', opts.authFile);
@@ -133,9 +137,13 @@ export class ContainerEngine {
   async run(args: string[], opts: { timeoutMs?: number; signal?: AbortSignal } = {}): Promise<EngineResult> {
     const full = [...this.globalArgs, ...args];
     const timeoutMs = opts.timeoutMs ?? this.commandTimeoutMs;
+    const started = performance.now();
     try {
-      return await execute(this.command, full, { timeoutMs, signal: opts.signal });
+      const result = await execute(this.command, full, { timeoutMs, signal: opts.signal });
+      this.onCommand?.(args, performance.now() - started, true);
+      return result;
     } catch (err) {
+      this.onCommand?.(args, performance.now() - started, false);
       if (opts.signal?.aborted) throw err;
       const e = err as ExecError;
       const stderr = (e.stderr ?? '').trim();

@@ -81,7 +81,11 @@ export function registerAgent(program: Command): void {
               exec: new ExecRuntime({ stateDir: flags.stateDir, healthIntervalMs: flags.healthInterval }),
               container: new ContainerAppRuntime({
                 deviceId: flags.deviceId,
-                engine: { command: flags.containerEngine, authFile: flags.registryAuth },
+                engine: {
+                  command: flags.containerEngine,
+                  authFile: flags.registryAuth,
+                  onCommand: (args, ms, ok) => log.debug({ engine: args.slice(0, 2), ms: Math.round(ms), ok }, 'engine command'),
+                },
                 namePrefix: flags.containerPrefix,
                 healthIntervalMs: flags.healthInterval,
               }),
