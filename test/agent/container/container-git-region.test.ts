@@ -55,6 +55,7 @@ spec:
   artifacts:
     "1.0.0": {image: "${repository}:1.0.0", digest: "${digests['1']}"}
     "2.0.0": {image: "${repository}:2.0.0", digest: "${digests['2']}"}
+    "3.0.0": {image: "${repository}:3.0.0", digest: "${digests['3']}"}
   healthCheck:
     exec: /bin/busybox wget -q -O /dev/null http://127.0.0.1:${appPort}/healthz
     timeout: 2s
@@ -78,7 +79,7 @@ describe.skipIf(skip)('a container app from git, through a real region and a reg
     env = await podmanEnvironment(join(scratch, 'podman'), [origin.host, mirror.host]);
     appPort = await freePort();
     mkdirSync(hostDir, { recursive: true });
-    for (const version of ['1', '2']) {
+    for (const version of ['1', '2', '3']) {
       digests[version] = await pushImage(env, join(scratch, `image-${version}`), `${origin.host}/${DEVICE}/web:${version}.0.0`, { 'www/healthz': 'ok\n', 'www/version': `${version}.0.0\n` });
     }
     scenario = await startRegionScenario(fleet('1.0.0', ['/nowhere']), ['--registry-mirror', mirror.host]);
@@ -118,5 +119,12 @@ describe.skipIf(skip)('a container app from git, through a real region and a reg
     await scenario!.commit(fleet('2.0.0', [hostDir]), 'web 2.0.0');
     await waitFor(async () => ((await scenario!.status()).devices.converged === 1 && (await runningImage())?.version === '2.0.0' ? true : undefined), 90_000, () => `convergence on 2.0.0 (agent: ${agentLog.slice(-2000)})`);
     expect(await runningImage()).toEqual({ version: '2.0.0', image: `${mirror.host}/${DEVICE}/web@${digests['2']}` });
+
+    // With the mirror down the device pulls from the registry itself.
+    await mirror.stop();
+    await scenario!.commit(fleet('3.0.0', [hostDir]), 'web 3.0.0');
+    await waitFor(async () => ((await scenario!.status()).devices.converged === 1 && (await runningImage())?.version === '3.0.0' ? true : undefined), 90_000, () => `convergence on 3.0.0 (agent: ${agentLog.slice(-2000)})`);
+    expect(await runningImage()).toEqual({ version: '3.0.0', image: `${origin.host}/${DEVICE}/web@${digests['3']}` });
+    expect(agentLog).toContain('pull through the registry mirror failed; pulling from the registry');
   }, 240_000);
 });
