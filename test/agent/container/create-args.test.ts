@@ -126,3 +126,22 @@ describe('helpers', () => {
     expect(containerName('cascade', 'web', '1.0.0+build_7')).not.toBe(containerName('cascade', 'web', '1.0.0+build/7'));
   });
 });
+
+describe('finding the engine', () => {
+  it('says what to do when no engine runs, and fails the install without touching the running version', async () => {
+    const { ContainerEngine, ENGINE_MISSING } = await import('../../../src/agent/container-engine.js');
+    await expect(ContainerEngine.open({ command: join(scratch, 'no-such-engine') })).rejects.toMatchObject({ code: ENGINE_MISSING, message: expect.stringMatching(/--container-engine .*no-such-engine cannot run/) });
+    const { ContainerAppRuntime } = await import('../../../src/agent/runtime-container.js');
+    const { pino } = await import('pino');
+    const runtime = new ContainerAppRuntime({ deviceId: 'dev-1', engine: { command: join(scratch, 'no-such-engine') } });
+    const target = { version: '1.0.0', deployment: 'd', runtime: spec(), artifact: { image: 'registry.local/web:1.0.0', digest: DIGEST } };
+    const error = await runtime.install('web', target, null, new AbortController().signal, pino({ level: 'silent' })).catch((err: unknown) => err);
+    expect(error).toBeInstanceOf(AppApplyError);
+    expect(error).toMatchObject({ code: ENGINE_MISSING, touchedPrevious: false });
+  });
+
+  it('refuses a container name prefix that is not a name', async () => {
+    const { ContainerAppRuntime } = await import('../../../src/agent/runtime-container.js');
+    expect(() => new ContainerAppRuntime({ deviceId: 'd', namePrefix: '--privileged' })).toThrow(/container name prefix/);
+  });
+});
