@@ -50,6 +50,8 @@ export interface ReconcilerOptions {
   maxBackoffMs?: number;
   /** The region's `--offline-after` (default DEFAULT_OFFLINE_AFTER_MS); the fleet's Region or Fleet `rollout.offlineAfter` wins. */
   offlineAfterMs?: number;
+  /** Devices pull container images through this mirror unless the Region document names one (--registry-mirror). */
+  registryMirror?: string;
 }
 
 /** The state of the source as the last pass saw it, for status and readiness. */
@@ -259,7 +261,7 @@ export class Reconciler {
     this.fleet = result.fleet;
     this.resolver = null;
     const resolved = this.resolveAll(store.listDevices());
-    store.recordApplied(head, resolved, catalogOf(result.fleet), clock());
+    store.recordApplied(head, resolved, catalogOf(result.fleet, region, this.options.registryMirror), clock());
     this.refusalReason = null;
     if (this.accepted === head) {
       log.warn({ revision: head }, `revision ${head.slice(0, 8)} adopted by an operator although it does not descend from the revision served before`);
@@ -380,8 +382,17 @@ export function installedVersions(device: DeviceRecord): Record<string, string> 
   return apps;
 }
 
-function catalogOf(fleet: LoadedFleet): AppCatalog {
+/**
+ * The Apps as devices get them. A container app carries this region's container policy (Region
+ * spec.containers, and --registry-mirror), so its devices can refuse what the Region does not allow.
+ */
+export function catalogOf(fleet: LoadedFleet, region?: string, registryMirror?: string): AppCatalog {
   const catalog: AppCatalog = {};
-  for (const [name, app] of fleet.apps) catalog[name] = app.spec;
+  const policy = { ...(region !== undefined ? fleet.regions.get(region)?.spec.containers : undefined) };
+  if (registryMirror && !policy.registryMirror) policy.registryMirror = registryMirror;
+  for (const [name, app] of fleet.apps) {
+    const runtime = app.spec.runtime;
+    catalog[name] = runtime?.type === 'container' ? { ...app.spec, runtime: { ...runtime, regionPolicy: policy } } : app.spec;
+  }
   return catalog;
 }

@@ -1,5 +1,5 @@
 import { regionDashboard } from '../../dashboard/serve.js';
-import { Command, Option } from 'commander';
+import { Command, InvalidArgumentError, Option } from 'commander';
 import { CascadeError } from '../../core/errors.js';
 import { DEFAULT_OFFLINE_AFTER_MS } from '../../plan/rollout/defaults.js';
 import { startRegion } from '../../region/compose.js';
@@ -44,6 +44,16 @@ interface RegionFlags {
   backupKeep: number;
   allowArtifactOrigin?: string[];
   allowHttpArtifacts?: boolean;
+  registryMirror?: string;
+}
+
+/** A registry host as image references name it: host[:port] with an optional path prefix, no scheme. */
+function registryMirrorFlag(value: string): string {
+  const text = value.replace(/^https?:\/\//, '').replace(/\/+$/, '');
+  if (!/^[a-z0-9]([a-z0-9._-]*[a-z0-9])?(:[0-9]{1,5})?(\/[a-z0-9]([a-z0-9._-]*[a-z0-9])?)*$/.test(text)) {
+    throw new InvalidArgumentError(`"${value}" is not a registry host such as mirror.site.local:5000 or mirror.local/hub`);
+  }
+  return text;
 }
 
 export function registerRegion(program: Command): void {
@@ -75,6 +85,7 @@ export function registerRegion(program: Command): void {
     .addOption(new Option('--mqtt-password <password>', 'the region\'s MQTT password').env('CASCADE_MQTT_PASSWORD'))
     .addOption(new Option('--mqtt-ca-file <file>', 'with mqtts://: PEM file of the CA that signed the broker\'s certificate').env('CASCADE_MQTT_CA_FILE'))
     .addOption(new Option('--mqtt-device-passwords <file>', 'Mosquitto password file in which the region writes each device\'s credentials (username = device id, password = device token)').env('CASCADE_MQTT_DEVICE_PASSWORDS'))
+    .addOption(new Option('--registry-mirror <host[:port][/path]>', 'devices pull container images through this registry mirror (a Region\'s spec.containers.registryMirror wins)').env('CASCADE_REGISTRY_MIRROR').argParser(registryMirrorFlag))
     .addOption(new Option('--mqtt-broker-pid-file <file>', 'pid file of the broker, sent SIGHUP after each change to --mqtt-device-passwords').env('CASCADE_MQTT_BROKER_PID_FILE'))
     .addOption(new Option('--maintenance-schedule <cron>', 'housekeeping (pack compaction, PRAGMA optimize, state backup, report pruning) on this cron schedule').env('CASCADE_MAINTENANCE_SCHEDULE').default(DEFAULT_MAINTENANCE_SCHEDULE, 'nightly at 03:17'))
     .addOption(new Option('--backup-dir <dir>', 'where housekeeping writes state backups (default: <data>/backups)').env('CASCADE_BACKUP_DIR'))
@@ -149,6 +160,7 @@ export function registerRegion(program: Command): void {
               brokerPidFile: flags.mqttBrokerPidFile,
             }
           : undefined,
+        registryMirror: flags.registryMirror,
         log,
       });
       await new Promise<void>((resolve) => {

@@ -22,6 +22,9 @@ interface SimulateFlags {
   mqttUrl?: string;
   mqttCaFile?: string;
   allowArtifactOrigin?: string[];
+  pullMs?: number;
+  startMs?: number;
+  healthMs?: number;
 }
 
 function countFlag(value: string): number {
@@ -71,6 +74,9 @@ export function registerSimulate(program: Command): void {
     .addOption(new Option('--labels <k=v,...>', 'labels of every device').env('CASCADE_LABELS'))
     .addOption(new Option('--prefix <prefix>', 'device ids are <prefix>-0001, <prefix>-0002, ...').default('sim'))
     .addOption(new Option('--apply-ms <ms>', 'typical install time (each is 0.5x-1.5x of it)').default(1000).argParser(millisFlag))
+    .addOption(new Option('--pull-ms <ms>', 'container apps: typical image pull time (default: 60% of --apply-ms; skipped when the image is on the device)').argParser(millisFlag))
+    .addOption(new Option('--start-ms <ms>', 'container apps: typical container start time (default: 15% of --apply-ms)').argParser(millisFlag))
+    .addOption(new Option('--health-ms <ms>', 'container apps: typical time to pass the health check (default: 25% of --apply-ms)').argParser(millisFlag))
     .addOption(new Option('--fail-rate <r>', 'fraction of updates that fail, per device and version').default(0).argParser(rateFlag))
     .addOption(new Option('--fail-version <version>', 'every update to this version fails'))
     .addOption(new Option('--offline-rate <r>', 'fraction of devices that report once, then go silent').default(0).argParser(rateFlag))
@@ -95,6 +101,12 @@ export function registerSimulate(program: Command): void {
         labels,
         prefix: flags.prefix,
         applyMs: flags.applyMs,
+        // Container apps go through pull, start and health check, as the container runtime does.
+        container: {
+          pullMs: flags.pullMs ?? Math.round(flags.applyMs * 0.6),
+          startMs: flags.startMs ?? Math.round(flags.applyMs * 0.15),
+          healthMs: flags.healthMs ?? Math.round(flags.applyMs * 0.25),
+        },
         failRate: flags.failRate,
         failVersion: flags.failVersion ?? null,
         offlineRate: flags.offlineRate,
