@@ -105,7 +105,8 @@ export class Reconciler {
     } catch (err) {
       const message = isCascadeError(err) ? err.message : String(err);
       if (this.condition.reachable || this.condition.checkedAt === null) {
-        log.warn({ err: message }, 'git source unreachable; serving the last good revision');
+        const serving = store.getRevision().applied;
+        log.warn({ err: message }, serving ? `git source unreachable; serving the last good revision ${serving.slice(0, 8)}` : 'git source unreachable and no revision applied yet: devices get nothing until it can be read; check --repo and the credentials');
       }
       this.condition = { ...this.condition, reachable: false, error: message, checkedAt: clock() };
       return;
@@ -136,7 +137,7 @@ export class Reconciler {
       const errors = result.problems.map(formatProblem);
       store.recordAttempt(head, errors, clock());
       metrics.revisionsRefused.inc();
-      log.error({ revision: head, errors }, `revision ${head.slice(0, 8)} refused: ${errors.length} problem(s); still serving the last good revision`);
+      log.error({ revision: head, errors }, `revision ${head.slice(0, 8)} refused: ${errors.length} problem(s); ${store.getRevision().applied ? 'still serving the last good revision' : 'no revision applied yet'}`);
       return;
     }
     this.fleet = result.fleet;

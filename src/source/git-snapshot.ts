@@ -123,6 +123,9 @@ async function resolveCommit(fs: typeof nodeFs, gitdir: string, where: string, r
     }
   }
   if (oid === undefined) {
+    if ((await git.listBranches({ fs, gitdir }).catch(() => ['?'])).length === 0 && (await git.listTags({ fs, gitdir }).catch(() => ['?'])).length === 0) {
+      throw new CascadeError('no-commits', `${where} has no commits yet, so there is no revision "${ref}" to read; commit first (git -C ${where} add -A && git -C ${where} commit -m "First fleet"), or drop --rev to read the files as they are`, { ref, gitdir });
+    }
     throw new CascadeError(
       'unknown-rev',
       `"${ref}" is not a branch, tag or commit in ${where}; list them with \`git -C ${where} branch -a\` and \`git -C ${where} tag\`, or fetch it first`,

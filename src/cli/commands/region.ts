@@ -7,6 +7,7 @@ import { loadTrustedKeys } from '../../source/trusted-keys.js';
 import { createCliLogger } from '../logger.js';
 import { envFlag, secretFrom } from '../secrets.js';
 import { durationFlag, listenFlag } from '../parse-flags.js';
+import { checkLocalRepo, checkStateDir, listenError } from '../preflight.js';
 
 interface RegionFlags {
   repo: string;
@@ -100,6 +101,9 @@ export function registerRegion(program: Command): void {
       if (flags.hubUrl && !flags.hubToken) {
         throw new CascadeError('hub-token-required', `--hub-url needs --hub-token (or CASCADE_HUB_TOKEN): print it with \`cascade hub region-token ${flags.region}\` on the hub.`);
       }
+      // Nothing is created on disk until the flags and the state folder are known to be usable.
+      checkLocalRepo(flags.repo);
+      checkStateDir(flags.data, '--data', 'CASCADE_DATA');
       const log = createCliLogger();
       if (!flags.operatorToken) log.warn('no --operator-token: the operator API (device list, revocation) and the live inventory are open to anyone who can reach this region');
       if (!flags.enrollmentToken) log.warn('open enrolment: any device that can reach this region can enrol (--insecure-open-enrollment)');
@@ -130,6 +134,8 @@ export function registerRegion(program: Command): void {
             }
           : undefined,
         log,
+      }).catch((err: unknown) => {
+        throw listenError(err, flags.listen, '--listen');
       });
       await new Promise<void>((resolve) => {
         const stop = () => {
@@ -146,6 +152,6 @@ function readPem(file: string, flag: string): Buffer {
   try {
     return readFileSync(file);
   } catch (err) {
-    throw new CascadeError('tls-file-unreadable', `cannot read ${flag} ${file}: ${(err as Error).message}`);
+    throw new CascadeError('tls-file-unreadable', `cannot read ${flag} ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}; check the path and that this user may read it`);
   }
 }

@@ -8,7 +8,7 @@ export function renderRegionStatus(status: RegionStatus): string {
   const d = status.devices;
   const lines = [
     `region ${status.region}`,
-    `  revision  applied ${short(status.revision.applied)}  attempted ${short(status.revision.attempted)}${status.source.reachable ? '' : '  (git unreachable: serving the last good revision)'}`,
+    `  revision  applied ${short(status.revision.applied)}  attempted ${short(status.revision.attempted)}${status.source.reachable ? '' : status.revision.applied ? '  (git unreachable: serving the last good revision)' : '  (git unreachable: no revision applied yet)'}`,
   ];
   if (status.revision.error) {
     lines.push(`  refused   ${short(status.revision.attempted)}:`);
