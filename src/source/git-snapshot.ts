@@ -104,8 +104,26 @@ function gitFile(fs: typeof nodeFs, gitdir: string, cache: object, path: string,
   };
 }
 
-/** Resolves a ref or abbreviated oid to a commit (annotated tags are peeled). */
+/**
+ * Resolves a ref or abbreviated oid to a commit (annotated tags are peeled). Like git, `REV~N` and
+ * `REV^` walk first parents: `HEAD~1`, `main^`, `origin/main~2`.
+ */
 async function resolveCommit(fs: typeof nodeFs, gitdir: string, where: string, ref: string, cache: object): Promise<git.ReadCommitResult> {
+  const ancestry = /^(.+?)((?:~\d*|\^)+)$/.exec(ref);
+  if (ancestry) {
+    let result = await resolveCommit(fs, gitdir, where, ancestry[1]!, cache);
+    for (const step of ancestry[2]!.match(/~\d*|\^/g)!) {
+      const count = step === '^' || step === '~' ? 1 : Number(step.slice(1));
+      for (let i = 0; i < count; i++) {
+        const parent = result.commit.parent[0];
+        if (parent === undefined) {
+          throw new CascadeError('unknown-rev', `"${ref}" goes back past the first commit of ${where}; give a later revision`, { ref, gitdir });
+        }
+        result = await git.readCommit({ fs, gitdir, oid: parent, cache });
+      }
+    }
+    return result;
+  }
   let oid: string | undefined;
   try {
     oid = await git.resolveRef({ fs, gitdir, ref });

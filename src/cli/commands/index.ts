@@ -2,6 +2,7 @@ import type { Command } from 'commander';
 import { registerAgent } from './agent.js';
 import { registerInit } from './init.js';
 import { registerPlan } from './plan.js';
+import { registerDiff } from './diff.js';
 import { registerValidate } from './validate.js';
 import { registerSimulate } from './simulate.js';
 import { registerRegion } from './region.js';
@@ -19,6 +20,7 @@ export function registerCommands(program: Command): void {
   registerInit(program);
   registerValidate(program);
   registerPlan(program);
+  registerDiff(program);
   registerRegion(program);
   registerAgent(program);
   registerSimulate(program);
