@@ -1,12 +1,16 @@
-import { Command, CommanderError } from 'commander';
+import { Command, CommanderError, Option } from 'commander';
 import { isCascadeError } from '../core/errors.js';
 import { registerCommands } from './commands/index.js';
+import { applyContext } from './config/apply-context.js';
 import { configureUserErrors, endQuietlyOnClosedPipe } from './user-errors.js';
 
 export function buildProgram(): Command {
   const program = new Command('cascade')
     .description('Declarative GitOps reconciler for fleets of edge devices')
-    .version('0.1.0');
+    .version('0.1.0')
+    .addOption(new Option('--context <name>', 'use this context (`cascade context list`) instead of the current one').env('CASCADE_CONTEXT'));
+  // Before each command's own checks: a context fills --region-url, --hub-url and tokens not given otherwise.
+  program.hook('preAction', (_program, actionCommand) => applyContext(program, actionCommand));
   registerCommands(program);
   configureUserErrors(program);
   return program;

@@ -69,7 +69,10 @@ function fromCommanderError(err: CommanderError, command: Command): CascadeError
 
 function missingOption(command: Command, option: Option): CascadeError {
   const path = commandPath(command);
-  const env = option.envVar ? ` (or set ${option.envVar})` : '';
+  const ways = [option.envVar ? `set ${option.envVar}` : '', option.long === '--region-url' || option.long === '--hub-url' ? `save it in a context (\`cascade context add NAME ${option.long} URL\`)` : '']
+    .filter(Boolean)
+    .join(', or ');
+  const env = ways ? ` (or ${ways})` : '';
   const what = option.description ? ` (${option.description})` : '';
   return new CascadeError('missing-option', `${path.replace(/^cascade /, '')} needs ${option.flags}${what}: pass it${env} (see \`${path} --help\`)`, { option: option.long }, { retry: 'final' });
 }

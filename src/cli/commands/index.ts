@@ -11,6 +11,7 @@ import { registerRollback } from './rollback.js';
 import { registerDevices } from './devices.js';
 import { registerHub } from './hub.js';
 import { registerDemo } from './demo.js';
+import { registerContext } from './context.js';
 
 /**
  * Each command lives in its own file and exports `register(program)`.
@@ -28,5 +29,6 @@ export function registerCommands(program: Command): void {
   registerRollback(program);
   registerDevices(program);
   registerHub(program);
+  registerContext(program);
   registerDemo(program);
 }
