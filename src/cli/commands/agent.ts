@@ -10,6 +10,7 @@ import { MqttDeviceChannel } from '../../agent/mqtt/device-channel.js';
 import { MAX_WAIT_SECONDS } from '../../protocol/types.js';
 import { isValidDeviceId, parseLabelList } from '../../protocol/validate.js';
 import { createCliLogger } from '../logger.js';
+import { secretFrom } from '../secrets.js';
 
 interface AgentFlags {
   regionUrl: string;
@@ -76,7 +77,7 @@ export function registerAgent(program: Command): void {
             client,
             channel,
             labels,
-            enrollmentToken: flags.enrollmentToken ?? null,
+            enrollmentToken: secretFrom(flags.enrollmentToken, 'CASCADE_ENROLLMENT_TOKEN') ?? null,
             runtime,
             state: new FileAgentState(flags.stateDir),
             log,

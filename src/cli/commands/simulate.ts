@@ -4,6 +4,7 @@ import { MAX_WAIT_SECONDS } from '../../protocol/types.js';
 import { parseLabelList } from '../../protocol/validate.js';
 import { startSimulation } from '../../simulate/simulation.js';
 import { createCliLogger } from '../logger.js';
+import { secretFrom } from '../secrets.js';
 
 interface SimulateFlags {
   regionUrl: string;
@@ -88,7 +89,7 @@ export function registerSimulate(program: Command): void {
       const simulation = await startSimulation({
         regionUrl: flags.regionUrl,
         devices: flags.devices,
-        enrollmentToken: flags.enrollmentToken ?? null,
+        enrollmentToken: secretFrom(flags.enrollmentToken, 'CASCADE_ENROLLMENT_TOKEN') ?? null,
         labels,
         prefix: flags.prefix,
         applyMs: flags.applyMs,
