@@ -7,6 +7,8 @@ import { registerValidate } from './validate.js';
 import { registerSimulate } from './simulate.js';
 import { registerRegion } from './region.js';
 import { registerStatus } from './status.js';
+import { registerReconcile } from './reconcile.js';
+import { registerHistory } from './history.js';
 import { registerRollback } from './rollback.js';
 import { registerDevices } from './devices.js';
 import { registerHub } from './hub.js';
@@ -26,6 +28,8 @@ export function registerCommands(program: Command): void {
   registerAgent(program);
   registerSimulate(program);
   registerStatus(program);
+  registerReconcile(program);
+  registerHistory(program);
   registerRollback(program);
   registerDevices(program);
   registerHub(program);
