@@ -34,3 +34,15 @@ export function labelsFlag(value: string): Record<string, string> {
   }
   return labels;
 }
+
+/** An http(s) URL, e.g. of a region or the hub. */
+export function urlFlag(value: string): string {
+  let url: URL;
+  try {
+    url = new URL(value);
+  } catch {
+    throw new InvalidArgumentError(`"${value}" is not a URL; use e.g. http://127.0.0.1:8080 or https://region.example:8080.`);
+  }
+  if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new InvalidArgumentError(`"${value}" is not an http(s) URL; use e.g. https://region.example:8080.`);
+  return value;
+}

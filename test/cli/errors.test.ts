@@ -55,6 +55,16 @@ describe('option errors', () => {
     expect(duration.stderr).toContain('"5q" is not a duration');
   });
 
+  it('a URL that is not http(s), from a flag or a variable, is refused before anything is asked', async () => {
+    const flag = await runCli(['devices', 'list', '--region-url', 'ftp://region']);
+    expect(flag.code).toBe(2);
+    expect(flag.stderr).toMatch(ONE_LINE);
+    expect(flag.stderr).toContain('"ftp://region" is not an http(s) URL');
+    const variable = await runCli(['status'], { env: { CASCADE_REGION_URL: 'region:8080' } });
+    expect(variable.code).toBe(2);
+    expect(variable.stderr).toContain("value 'region:8080' from env 'CASCADE_REGION_URL' is invalid");
+  });
+
   it('--help and --version still exit 0', async () => {
     expect((await runCli(['--version'])).code).toBe(0);
     const help = await runCli(['plan', '--help']);

@@ -10,7 +10,9 @@ import { MqttDeviceChannel } from '../../agent/mqtt/device-channel.js';
 import { MAX_WAIT_SECONDS } from '../../protocol/types.js';
 import { isValidDeviceId, parseLabelList } from '../../protocol/validate.js';
 import { createCliLogger } from '../logger.js';
+import { urlFlag } from '../parse-flags.js';
 import { secretFrom } from '../secrets.js';
+import { checkStateDir } from '../preflight.js';
 
 interface AgentFlags {
   regionUrl: string;
@@ -41,7 +43,7 @@ export function registerAgent(program: Command): void {
   program
     .command('agent')
     .description('run the device agent: enrol, report, fetch desired state, install, health-check, roll back')
-    .addOption(new Option('--region-url <url>', 'URL of the region, e.g. http://region.local:8080').env('CASCADE_REGION_URL').makeOptionMandatory())
+    .addOption(new Option('--region-url <url>', 'URL of the region, e.g. http://region.local:8080').env('CASCADE_REGION_URL').argParser(urlFlag).makeOptionMandatory())
     .addOption(new Option('--device-id <id>', 'this device\'s id (letters, digits, ._:-)').env('CASCADE_DEVICE_ID').makeOptionMandatory())
     .addOption(new Option('--labels <k=v,...>', 'labels Deployments select on, e.g. ring=canary,site=berlin').env('CASCADE_LABELS'))
     .addOption(new Option('--state-dir <dir>', 'where the device token, installed versions and artifacts are kept').env('CASCADE_STATE_DIR').makeOptionMandatory())
@@ -56,6 +58,7 @@ export function registerAgent(program: Command): void {
         throw new CascadeError('device-id-invalid', `--device-id '${flags.deviceId}' is invalid: use 1-128 letters, digits or '._:-', starting with a letter or digit`);
       }
       const labels = parseLabelList(flags.labels, '--labels');
+      checkStateDir(flags.stateDir, '--state-dir', 'CASCADE_STATE_DIR');
       const log = createCliLogger();
       const runtime: DeviceRuntime =
         flags.runtime === 'simulated' ? new SimulatedRuntime({ applyMs: flags.applyMs }) : new ExecRuntime({ stateDir: flags.stateDir });

@@ -1,6 +1,7 @@
 import { basename, resolve } from 'node:path';
 import { Command, Option } from 'commander';
 import { CascadeError } from '../../core/errors.js';
+import { urlFlag } from '../parse-flags.js';
 import type { InventoryDevice } from '../../core/types.js';
 import { formatProblem } from '../../desired/format-problem.js';
 import { loadRepository } from '../../desired/load-repository.js';
@@ -34,7 +35,7 @@ export function registerDiff(program: Command): void {
     .requiredOption('--base <rev>', 'the revision the change applies to, e.g. origin/main or the merge base')
     .option('--head <rev>', 'the changed revision (default: the working tree)')
     .option('--inventory <file>', 'devices to compare, a JSON array as `cascade plan --inventory` takes')
-    .addOption(new Option('--region-url <url>', "compare a running region's live inventory instead of a file").env('CASCADE_REGION_URL'))
+    .addOption(new Option('--region-url <url>', "compare a running region's live inventory instead of a file").env('CASCADE_REGION_URL').argParser(urlFlag))
     .addOption(new Option('--operator-token <token>', "the region's operator token, for --region-url").env('CASCADE_OPERATOR_TOKEN'))
     .addOption(new Option('--format <format>', 'output format; markdown is the pull-request comment').choices(['text', 'markdown', 'json']).default('text'))
     .option('--json', 'same as --format json')

@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import git from 'isomorphic-git';
 import { CascadeError } from '../../core/errors.js';
+import { urlFlag } from '../parse-flags.js';
 import type { RevisionView } from '../../hub/views.js';
 import type { RegionStatus } from '../../protocol/region-status.js';
 import { fetchRecentRevisions } from '../hub/fetch-fleet.js';
@@ -35,9 +36,9 @@ export function registerHistory(program: Command): void {
   program
     .command('history')
     .description('recent revisions, newest first: where each was applied, refused or halted (from the hub; a region knows only its applied and last attempted one)')
-    .addOption(new Option('--hub-url <url>', 'URL of the hub').env('CASCADE_HUB_URL'))
+    .addOption(new Option('--hub-url <url>', 'URL of the hub').env('CASCADE_HUB_URL').argParser(urlFlag))
     .addOption(new Option('--hub-token <token>', "the hub's read token, when it requires one").env('CASCADE_HUB_READ_TOKEN'))
-    .addOption(new Option('--region-url <url>', 'URL of a region instead of the hub').env('CASCADE_REGION_URL'))
+    .addOption(new Option('--region-url <url>', 'URL of a region instead of the hub').env('CASCADE_REGION_URL').argParser(urlFlag))
     .addOption(new Option('--operator-token <token>', "the region's operator token").env('CASCADE_OPERATOR_TOKEN'))
     .option('--repo <dir>', 'a clone of the fleet repository: show each commit\'s subject and author')
     .addOption(new Option('--limit <n>', 'how many revisions').default(10).argParser(limitFlag))

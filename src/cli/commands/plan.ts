@@ -11,6 +11,7 @@ import { renderPlanMarkdown } from '../../plan/render-markdown.js';
 import { renderPlanText } from '../../plan/render-text.js';
 import type { Plan } from '../../plan/types.js';
 import { createCliLogger } from '../logger.js';
+import { urlFlag } from '../parse-flags.js';
 import { secretFrom } from '../secrets.js';
 
 type PlanFormat = 'text' | 'json' | 'markdown';
@@ -34,7 +35,7 @@ export function registerPlan(program: Command): void {
     .description('show the steps (install, upgrade, downgrade, remove) the fleet repository asks for, per region, Deployment and wave')
     .argument('[dir]', 'fleet repository directory', '.')
     .option('--inventory <file>', 'JSON array of devices: [{"id", "region", "labels": {...}, "apps": {"<app>": "<version>"}}]')
-    .option('--region-url <url>', 'read the inventory from a running region (GET <url>/api/v1/devices) instead of a file')
+    .option('--region-url <url>', 'read the inventory from a running region (GET <url>/api/v1/devices) instead of a file', urlFlag)
     .addOption(new Option('--operator-token <token>', "the region's operator token, for --region-url").env('CASCADE_OPERATOR_TOKEN'))
     .option('--rev <rev>', 'plan a commit, branch or tag instead of the working tree')
     .addOption(new Option('--format <format>', 'output format').choices(['text', 'json', 'markdown']).default('text'))

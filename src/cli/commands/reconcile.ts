@@ -1,7 +1,7 @@
 import { Command, Option } from 'commander';
 import { CascadeError } from '../../core/errors.js';
 import type { RegionStatus } from '../../protocol/region-status.js';
-import { durationFlag } from '../parse-flags.js';
+import { durationFlag, urlFlag } from '../parse-flags.js';
 import { callRegion } from '../region-api.js';
 import { secretFrom } from '../secrets.js';
 
@@ -22,7 +22,7 @@ export function registerReconcile(program: Command): void {
   program
     .command('reconcile')
     .description('ask a region for a pass now (POST /api/v1/reconcile); --wait reports whether it applied or refused the head of its branch')
-    .addOption(new Option('--region-url <url>', 'URL of the region').env('CASCADE_REGION_URL').makeOptionMandatory())
+    .addOption(new Option('--region-url <url>', 'URL of the region').env('CASCADE_REGION_URL').argParser(urlFlag).makeOptionMandatory())
     .addOption(new Option('--operator-token <token>', "the region's operator token").env('CASCADE_OPERATOR_TOKEN'))
     .option('--wait', 'wait for the pass to finish and report its outcome')
     .addOption(new Option('--timeout <duration>', 'with --wait: give up after this long').default(300_000, '5m').argParser(durationFlag))

@@ -4,7 +4,7 @@ import { showHubStatus } from '../hub/show-hub-status.js';
 import { fetchRegionStatus } from '../render/fetch-status.js';
 import { renderRegionStatus } from '../render/render-status.js';
 import { watchRegionStatus } from '../render/watch-status.js';
-import { durationFlag } from '../parse-flags.js';
+import { durationFlag, urlFlag } from '../parse-flags.js';
 
 interface StatusFlags {
   regionUrl?: string;
@@ -20,8 +20,8 @@ export function registerStatus(program: Command): void {
   program
     .command('status')
     .description("show a region's revision, devices and rollout progress (--watch: live progress bars)")
-    .addOption(new Option('--region-url <url>', 'URL of a running region').env('CASCADE_REGION_URL'))
-    .addOption(new Option('--hub-url <url>', 'URL of the hub: every region and the recent commits').env('CASCADE_HUB_URL'))
+    .addOption(new Option('--region-url <url>', 'URL of a running region').env('CASCADE_REGION_URL').argParser(urlFlag))
+    .addOption(new Option('--hub-url <url>', 'URL of the hub: every region and the recent commits').env('CASCADE_HUB_URL').argParser(urlFlag))
     .addOption(new Option('--hub-token <token>', "the hub's read token, when it requires one").env('CASCADE_HUB_READ_TOKEN'))
     .option('--revision <sha>', 'with --hub-url: one commit across the fleet')
     .option('--json', 'print the status as JSON')
