@@ -8,6 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { freePort } from '../support/free-port.js';
 import { git, writeFiles } from '../support/git-fixtures.js';
 import { CLI, runCli } from '../support/run-cli.js';
+import { startRegionProcess, waitFor } from '../support/region-process.js';
 
 /** Every failure a user can cause: one line `cascade: ... [code]`, exit 2, nothing left behind. */
 const ONE_LINE = /^cascade: [^\n]+ \[[a-z-]+\]\n$/;
@@ -171,25 +172,20 @@ describe('a closed pipe', () => {
 });
 
 describe('a region whose repository cannot be read', () => {
-  it('does not claim to serve a last good revision it never had', async () => {
+  it('does not claim to serve a last good revision it never had, and `status --watch` says why nothing moves', async () => {
     const port = await freePort(); // nothing listens there
-    const child = spawn(
-      process.execPath,
-      [CLI, 'region', '--repo', `http://127.0.0.1:${port}/fleet.git`, '--region', 'eu', '--insecure-open-enrollment', '--data', join(root, 'unreachable-data'), '--listen', '127.0.0.1:0'],
-      { stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, CASCADE_LOG_FORMAT: 'json', CASCADE_LOG_LEVEL: 'info' } },
-    );
-    let stderr = '';
-    const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
-    await new Promise<void>((resolve) => {
-      child.stderr.on('data', (chunk: Buffer) => {
-        stderr += chunk.toString();
-        if (stderr.includes('git source unreachable')) resolve();
-      });
-      void exited.then(resolve);
-    });
-    child.kill('SIGKILL');
-    await exited;
-    expect(stderr).toContain('git source unreachable and no revision applied yet');
-    expect(stderr).not.toContain('serving the last good revision');
-  });
+    const region = await startRegionProcess(['--repo', `http://127.0.0.1:${port}/fleet.git`, '--region', 'eu', '--insecure-open-enrollment', '--data', join(root, 'unreachable-data')]);
+    try {
+      const line = await waitFor(() => region.logs.find((l) => String(l['msg']).includes('git source unreachable')), 60_000, () => JSON.stringify(region.logs));
+      expect(line['msg']).toBe('git source unreachable and no revision applied yet: devices get nothing until it can be read; check --repo and the credentials');
+      expect(region.logs.some((l) => String(l['msg']).includes('last good revision'))).toBe(false);
+      const watch = await runCli(['status', '--watch', '--region-url', region.url]);
+      expect(watch.code).toBe(2);
+      expect(watch.stderr).toMatch(/^cascade: region eu has applied no revision yet and cannot read its repository: .*; check its --repo and git credentials \[no-revision-yet\]\n$/);
+      const once = await runCli(['status', '--region-url', region.url]);
+      expect(once.stdout).toContain('(git unreachable: no revision applied yet)');
+    } finally {
+      await region.kill('SIGKILL');
+    }
+  }, 120_000);
 });

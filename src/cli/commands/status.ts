@@ -38,6 +38,14 @@ export function registerStatus(program: Command): void {
         process.stdout.write(flags.json ? JSON.stringify(status, null, 2) + '\n' : renderRegionStatus(status) + '\n');
         return;
       }
+      const first = await fetchRegionStatus(flags.regionUrl);
+      if (first.revision.applied === null && !first.source.reachable) {
+        // Nothing will move until the region can read its repository: say why instead of watching forever.
+        throw new CascadeError(
+          'no-revision-yet',
+          `region ${first.region} has applied no revision yet and cannot read its repository: ${first.source.error ?? 'unknown error'}; check its --repo and git credentials`,
+        );
+      }
       const settled = await watchRegionStatus(flags.regionUrl, flags.interval);
       process.stdout.write(renderRegionStatus(settled) + '\n');
     });

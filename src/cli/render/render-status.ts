@@ -10,6 +10,7 @@ export function renderRegionStatus(status: RegionStatus): string {
     `region ${status.region}`,
     `  revision  applied ${short(status.revision.applied)}  attempted ${short(status.revision.attempted)}${status.source.reachable ? '' : status.revision.applied ? '  (git unreachable: serving the last good revision)' : '  (git unreachable: no revision applied yet)'}`,
   ];
+  if (!status.source.reachable && status.source.error) lines.push(`  git       ${status.source.error}`);
   if (status.revision.error) {
     lines.push(`  refused   ${short(status.revision.attempted)}:`);
     for (const e of status.revision.error.slice(0, 10)) lines.push(`    ${e}`);
