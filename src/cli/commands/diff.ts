@@ -1,4 +1,5 @@
-import { basename, resolve } from 'node:path';
+import { existsSync } from 'node:fs';
+import { basename, join, resolve } from 'node:path';
 import { Command, Option } from 'commander';
 import { CascadeError } from '../../core/errors.js';
 import { urlFlag } from '../parse-flags.js';
@@ -44,6 +45,9 @@ export function registerDiff(program: Command): void {
       const regionUrl = command.getOptionValueSource('regionUrl') === 'env' && flags.inventory !== undefined ? undefined : flags.regionUrl;
       if (flags.inventory !== undefined && regionUrl !== undefined) {
         throw new CascadeError('invalid-arguments', 'diff: pass either --inventory or --region-url, not both');
+      }
+      if (flags.head === undefined && !existsSync(join(dir, '.git')) && existsSync(join(dir, 'HEAD')) && existsSync(join(dir, 'objects'))) {
+        throw new CascadeError('head-required', `${dir} is a bare repository, which has no working tree to compare: pass --head REV (e.g. --head main)`);
       }
       const [base, head] = await Promise.all([loadRepository(dir, { rev: flags.base }), loadRepository(dir, { rev: flags.head })]);
       if (head.problems.length > 0) {
