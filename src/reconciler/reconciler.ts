@@ -217,8 +217,8 @@ export class Reconciler {
       const message = isCascadeError(err) ? err.message : String(err);
       this.options.metrics.reconcileFailures.inc({ reason: isCascadeError(err) ? err.code : 'source-unreachable' });
       if (this.condition.reachable || this.condition.checkedAt === null) {
-        const applied = store.getRevision().applied;
-        log.warn({ err: message }, applied ? `git source unreachable; serving the last good revision ${applied.slice(0, 8)}` : 'git source unreachable; no revision applied yet, so nothing is served until it is reachable');
+        const serving = store.getRevision().applied;
+        log.warn({ err: message }, serving ? `git source unreachable; serving the last good revision ${serving.slice(0, 8)}` : 'git source unreachable and no revision applied yet: devices get nothing until it can be read; check --repo and the credentials');
       }
       this.condition = { ...this.condition, reachable: false, error: message, checkedAt: clock() };
       return;
@@ -255,7 +255,7 @@ export class Reconciler {
       this.refusalReason = 'invalid';
       metrics.revisionsRefused.inc();
       metrics.reconcileFailures.inc({ reason: 'invalid' });
-      log.error({ revision: head, errors }, `revision ${head.slice(0, 8)} refused: ${errors.length} problem(s); still serving the last good revision`);
+      log.error({ revision: head, errors }, `revision ${head.slice(0, 8)} refused: ${errors.length} problem(s); ${store.getRevision().applied ? 'still serving the last good revision' : 'no revision applied yet'}`);
       return;
     }
     this.fleet = result.fleet;

@@ -13,7 +13,9 @@ import { MqttDeviceChannel } from '../../agent/mqtt/device-channel.js';
 import { MAX_WAIT_SECONDS } from '../../protocol/types.js';
 import { isValidDeviceId, parseLabelList } from '../../protocol/validate.js';
 import { createCliLogger } from '../logger.js';
-import { allowArtifactOriginOption, artifactPolicyFrom, durationFlag } from '../parse-flags.js';
+import { allowArtifactOriginOption, artifactPolicyFrom, durationFlag, urlFlag } from '../parse-flags.js';
+import { secretFrom } from '../secrets.js';
+import { checkStateDir } from '../preflight.js';
 
 interface AgentFlags {
   regionUrl: string;
@@ -50,7 +52,7 @@ export function registerAgent(program: Command): void {
   program
     .command('agent')
     .description('run the device agent: enrol, report, fetch desired state, install, health-check, roll back')
-    .addOption(new Option('--region-url <url>', 'URL of the region, e.g. http://region.local:8080').env('CASCADE_REGION_URL').makeOptionMandatory())
+    .addOption(new Option('--region-url <url>', 'URL of the region, e.g. http://region.local:8080').env('CASCADE_REGION_URL').argParser(urlFlag).makeOptionMandatory())
     .addOption(new Option('--device-id <id>', 'this device\'s id (letters, digits, ._:-)').env('CASCADE_DEVICE_ID').makeOptionMandatory())
     .addOption(new Option('--labels <k=v,...>', 'labels Deployments select on, e.g. ring=canary,site=berlin').env('CASCADE_LABELS'))
     .addOption(new Option('--state-dir <dir>', 'where the device token, installed versions and artifacts are kept').env('CASCADE_STATE_DIR').makeOptionMandatory())
@@ -74,6 +76,7 @@ export function registerAgent(program: Command): void {
       const { allowOrigins } = artifactPolicyFrom(flags);
       // http: or https: is the fleet's choice, enforced by the region; the agent refuses other schemes and local hosts.
       const artifactPolicy = { allowOrigins };
+      checkStateDir(flags.stateDir, '--state-dir', 'CASCADE_STATE_DIR');
       const log = createCliLogger();
       if (flags.registryAuth && !existsSync(flags.registryAuth)) {
         throw new CascadeError('registry-auth-missing', `--registry-auth ${flags.registryAuth}: no such file (a Docker config.json with "auths")`);
@@ -113,7 +116,7 @@ export function registerAgent(program: Command): void {
             client,
             channel,
             labels,
-            enrollmentToken: flags.enrollmentToken ?? null,
+            enrollmentToken: secretFrom(flags.enrollmentToken, 'CASCADE_ENROLLMENT_TOKEN') ?? null,
             runtime,
             state: new FileAgentState(flags.stateDir),
             log,

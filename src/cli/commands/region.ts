@@ -10,7 +10,8 @@ import { DEFAULT_BACKUPS_KEPT, DEFAULT_MAINTENANCE_SCHEDULE, checkMaintenanceSch
 import { loadTrustedKeys } from '../../source/trusted-keys.js';
 import { createCliLogger } from '../logger.js';
 import { envFlag, secretFrom } from '../secrets.js';
-import { allowArtifactOriginOption, allowHttpArtifactsOption, artifactPolicyFrom, durationFlag, listenFlag, positiveIntFlag } from '../parse-flags.js';
+import { allowArtifactOriginOption, allowHttpArtifactsOption, artifactPolicyFrom, durationFlag, listenFlag, positiveIntFlag, urlFlag } from '../parse-flags.js';
+import { checkLocalRepo, checkStateDir, listenError } from '../preflight.js';
 
 interface RegionFlags {
   repo: string;
@@ -72,7 +73,7 @@ export function registerRegion(program: Command): void {
     .addOption(new Option('--git-username <name>', 'basic auth user for an http(s) repository').env('CASCADE_GIT_USERNAME'))
     .addOption(new Option('--git-password <password>', 'basic auth password for an http(s) repository').env('CASCADE_GIT_PASSWORD'))
     .addOption(new Option('--git-token <token>', 'access token for an http(s) repository').env('CASCADE_GIT_TOKEN'))
-    .addOption(new Option('--hub-url <url>', 'push a summary to this hub (`cascade hub`) on every change and heartbeat').env('CASCADE_HUB_URL'))
+    .addOption(new Option('--hub-url <url>', 'push a summary to this hub (`cascade hub`) on every change and heartbeat').env('CASCADE_HUB_URL').argParser(urlFlag))
     .addOption(new Option('--hub-token <token>', "this region's hub token, from `cascade hub region-token REGION`").env('CASCADE_HUB_TOKEN'))
     .addOption(new Option('--tls-cert <file>', 'serve HTTPS with this certificate (PEM)').env('CASCADE_TLS_CERT'))
     .addOption(new Option('--tls-key <file>', 'private key of --tls-cert (PEM)').env('CASCADE_TLS_KEY'))
@@ -129,6 +130,9 @@ export function registerRegion(program: Command): void {
       if (flags.hubUrl && !flags.hubToken) {
         throw new CascadeError('hub-token-required', `--hub-url needs --hub-token (or CASCADE_HUB_TOKEN): print it with \`cascade hub region-token ${flags.region}\` on the hub.`);
       }
+      // Nothing is created on disk until the flags and the state folder are known to be usable.
+      checkLocalRepo(flags.repo);
+      checkStateDir(flags.data, '--data', 'CASCADE_DATA');
       const log = createCliLogger();
       if (!flags.operatorToken) log.warn('no --operator-token: the operator API (device list, revocation) and the live inventory are open to anyone who can reach this region');
       if (!flags.enrollmentToken) log.warn('open enrolment: any device that can reach this region can enrol (--insecure-open-enrollment)');
@@ -162,6 +166,8 @@ export function registerRegion(program: Command): void {
           : undefined,
         registryMirror: flags.registryMirror,
         log,
+      }).catch((err: unknown) => {
+        throw listenError(err, flags.listen, '--listen');
       });
       await new Promise<void>((resolve) => {
         const stop = () => {
@@ -179,6 +185,6 @@ function readPem(file: string, flag: string): Buffer {
   try {
     return readFileSync(file);
   } catch (err) {
-    throw new CascadeError('tls-file-unreadable', `cannot read ${flag} ${file}: ${(err as Error).message}`);
+    throw new CascadeError('tls-file-unreadable', `cannot read ${flag} ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}; check the path and that this user may read it`);
   }
 }

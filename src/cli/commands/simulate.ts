@@ -4,7 +4,8 @@ import { MAX_WAIT_SECONDS } from '../../protocol/types.js';
 import { parseLabelList } from '../../protocol/validate.js';
 import { startSimulation } from '../../simulate/simulation.js';
 import { createCliLogger } from '../logger.js';
-import { allowArtifactOriginOption, artifactPolicyFrom } from '../parse-flags.js';
+import { allowArtifactOriginOption, artifactPolicyFrom, urlFlag } from '../parse-flags.js';
+import { secretFrom } from '../secrets.js';
 
 interface SimulateFlags {
   regionUrl: string;
@@ -68,7 +69,7 @@ export function registerSimulate(program: Command): void {
   program
     .command('simulate')
     .description('run many simulated device agents in one process against a region (real protocol, real HTTP)')
-    .addOption(new Option('--region-url <url>', 'URL of the region').env('CASCADE_REGION_URL').makeOptionMandatory())
+    .addOption(new Option('--region-url <url>', 'URL of the region').env('CASCADE_REGION_URL').argParser(urlFlag).makeOptionMandatory())
     .addOption(new Option('--devices <n>', 'number of devices').default(100).argParser(countFlag))
     .addOption(new Option('--enrollment-token <token>', 'the region\'s enrolment secret').env('CASCADE_ENROLLMENT_TOKEN'))
     .addOption(new Option('--labels <k=v,...>', 'labels of every device').env('CASCADE_LABELS'))
@@ -97,7 +98,7 @@ export function registerSimulate(program: Command): void {
       const simulation = await startSimulation({
         regionUrl: flags.regionUrl,
         devices: flags.devices,
-        enrollmentToken: flags.enrollmentToken ?? null,
+        enrollmentToken: secretFrom(flags.enrollmentToken, 'CASCADE_ENROLLMENT_TOKEN') ?? null,
         labels,
         prefix: flags.prefix,
         applyMs: flags.applyMs,

@@ -8,8 +8,9 @@ export function renderRegionStatus(status: RegionStatus): string {
   const d = status.devices;
   const lines = [
     `region ${status.region}`,
-    `  revision  applied ${short(status.revision.applied)}  attempted ${short(status.revision.attempted)}${status.source.reachable ? '' : '  (git unreachable: serving the last good revision)'}`,
+    `  revision  applied ${short(status.revision.applied)}  attempted ${short(status.revision.attempted)}${status.source.reachable ? '' : status.revision.applied ? '  (git unreachable: serving the last good revision)' : '  (git unreachable: no revision applied yet)'}`,
   ];
+  if (!status.source.reachable && status.source.error) lines.push(`  git       ${status.source.error}`);
   if (status.revision.error) {
     lines.push(`  refused   ${short(status.revision.attempted)}:`);
     for (const e of status.revision.error.slice(0, 10)) lines.push(`    ${e}`);
