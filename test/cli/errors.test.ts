@@ -111,7 +111,10 @@ describe('files, folders and revisions', () => {
   });
 
   it('an unreadable inventory file names the file and the flag', async () => {
-    const run = await runCli(['plan', root, '--inventory', join(root, 'missing.json')]);
+    // A folder of its own: root holds other tests' repositories, which plan would warn about as submodules.
+    const fleet = join(root, 'plain-fleet');
+    await mkdir(fleet, { recursive: true });
+    const run = await runCli(['plan', fleet, '--inventory', join(root, 'missing.json')]);
     expect(run.code).toBe(2);
     expect(run.stderr).toMatch(ONE_LINE);
     expect(run.stderr).toContain('missing.json: ENOENT; check the --inventory path');
