@@ -191,8 +191,9 @@ export async function startRegion(config: RegionConfig): Promise<RunningRegion> 
     registerRegionRoutes(app, {
       status,
       rollouts: () => reconciler.rolloutStatuses,
-      // Ready to serve once a revision is applied and loaded; a refused head or an unreachable git still serves the last good one.
-      notReady: () => (!store.getRevision().applied ? { reason: 'no revision applied yet' } : reconciler.serving ? null : { reason: 'the last good revision is not loaded (yet)' }),
+      // Ready once a revision was applied: what devices were handed is served from the store, also right after a
+      // restart and while git is down or the head is refused (the conditions in the status say which).
+      notReady: () => (store.getRevision().applied ? null : { reason: 'no revision applied yet' }),
       accept: async (revision) => {
         reconciler.accept(revision);
         scheduler.request({ fetch: true, reason: `operator accepted ${revision.slice(0, 8)}` });
