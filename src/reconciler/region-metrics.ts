@@ -9,6 +9,8 @@ export interface RegionMetrics {
   updatesSent: Counter;
   devices: Gauge<'state'>;
   rolloutHalted: Gauge<'deployment'>;
+  /** Differences the periodic full recount found in the in-memory index (each one is a bug). */
+  indexDifferences: Counter;
 }
 
 export function createRegionMetrics(region: string): RegionMetrics {
@@ -28,5 +30,10 @@ export function createRegionMetrics(region: string): RegionMetrics {
     updatesSent: new Counter({ name: 'cascade_updates_sent_total', help: 'Desired versions handed to a device that differ from what it was last handed (per device and app)', registers: [registry] }),
     devices: new Gauge({ name: 'cascade_devices', help: 'Devices by state', labelNames: ['state'], registers: [registry] }),
     rolloutHalted: new Gauge({ name: 'cascade_rollout_halted', help: '1 while the rollout of a Deployment is Halted', labelNames: ['deployment'], registers: [registry] }),
+    indexDifferences: new Counter({
+      name: 'cascade_index_resync_differences_total',
+      help: 'Differences between the in-memory fleet index and a full recount from the store (--resync-interval); any is a bug',
+      registers: [registry],
+    }),
   };
 }

@@ -16,6 +16,7 @@ interface RegionFlags {
   data: string;
   interval: number;
   offlineAfter: number;
+  resyncInterval: number;
   enrollmentToken?: string;
   insecureOpenEnrollment?: boolean;
   gitUsername?: string;
@@ -47,6 +48,12 @@ export function registerRegion(program: Command): void {
     .addOption(new Option('--listen <host:port>', 'address of the device and operator API').env('CASCADE_LISTEN').default(listenFlag('0.0.0.0:8080'), '0.0.0.0:8080').argParser(listenFlag))
     .addOption(new Option('--data <dir>', 'state directory (SQLite, git objects, parse cache)').env('CASCADE_DATA').default('/var/lib/cascade'))
     .addOption(new Option('--interval <duration>', 'poll the repository this often').env('CASCADE_INTERVAL').default(30_000, '30s').argParser(durationFlag))
+    .addOption(
+      new Option('--resync-interval <duration>', 'check the in-memory state against a full recount from the store this often (errors name any difference)')
+        .env('CASCADE_RESYNC_INTERVAL')
+        .default(600_000, '10m')
+        .argParser(durationFlag),
+    )
     .addOption(new Option('--offline-after <duration>', 'a device silent this long counts as offline').env('CASCADE_OFFLINE_AFTER').default(600_000, '10m').argParser(durationFlag))
     .addOption(new Option('--enrollment-token <token>', 'secret devices present to enrol').env('CASCADE_ENROLLMENT_TOKEN'))
     .addOption(new Option('--insecure-open-enrollment', 'let any device enrol without a token (lab use only; env CASCADE_INSECURE_OPEN_ENROLLMENT=true)'))
@@ -113,6 +120,7 @@ export function registerRegion(program: Command): void {
         dataDir: flags.data,
         intervalMs: flags.interval,
         offlineAfterMs: flags.offlineAfter,
+        resyncIntervalMs: flags.resyncInterval,
         enrollmentToken: flags.enrollmentToken ?? null,
         gitAuth: { username: flags.gitUsername, password: flags.gitPassword, token: flags.gitToken },
         hub: flags.hubUrl ? { url: flags.hubUrl, token: flags.hubToken! } : undefined,

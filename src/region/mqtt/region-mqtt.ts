@@ -67,7 +67,7 @@ export class RegionMqtt {
     return passwords ? (deviceId, token) => passwords.setDevicePassword(deviceId, token) : undefined;
   }
 
-  async start(deps: { clock: () => number; registry?: Registry; onReport?: (deviceId: DeviceId) => void }): Promise<void> {
+  async start(deps: { clock: () => number; registry?: Registry; onReport?: (deviceId: DeviceId) => void; onPresence?: (deviceId: DeviceId) => void }): Promise<void> {
     this.transport = await startMqttRegionTransport({
       url: this.opts.url,
       username: this.opts.username,
@@ -79,6 +79,7 @@ export class RegionMqtt {
       clock: deps.clock,
       desiredFor: (deviceId) => desiredResponse(this.store, this.region, deviceId),
       onReport: deps.onReport,
+      onPresence: deps.onPresence,
       metrics: deps.registry ? createMqttMetrics(deps.registry) : undefined,
     });
   }

@@ -23,6 +23,8 @@ export interface MqttRegionTransportOptions extends MqttBrokerOptions {
   desiredFor: (deviceId: DeviceId) => DesiredResponse;
   /** Called after a report was recorded, e.g. to run a pass. */
   onReport?: (deviceId: DeviceId) => void;
+  /** Called when a device's retained status (online, offline) changes. */
+  onPresence?: (deviceId: DeviceId) => void;
   /** Client id of the region's persistent session; `cascade-region-<region>` by default. */
   clientId?: string;
   /** How long the broker keeps the session (and queued reports) while the region is away. */
@@ -254,8 +256,10 @@ class RegionTransport implements MqttRegionTransport {
       }
       const statusOf = deviceOfTopic(topic, this.opts.region, 'status');
       if (statusOf !== null) {
+        const wasOnline = this.online.has(statusOf);
         if (payload.toString('utf8') === MQTT_ONLINE) this.online.add(statusOf);
         else this.online.delete(statusOf);
+        if (wasOnline !== this.online.has(statusOf)) this.opts.onPresence?.(statusOf);
         return;
       }
       const desiredOf = deviceOfTopic(topic, this.opts.region, 'desired');
