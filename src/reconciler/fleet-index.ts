@@ -334,6 +334,11 @@ export class FleetIndex implements StateStore {
     return this.isConnected(id) ? { ...record, lastSeen: now } : record;
   }
 
+  /** What git asks of each device, as a read-only map over the index (no copy). */
+  readonly resolvedView: ReadonlyMap<DeviceId, DeviceDesired> = new EntryView(this.entries, (e) => e.resolved);
+  /** What each device was last handed (its apps), as a read-only map over the index (no copy). */
+  readonly handedView: ReadonlyMap<DeviceId, DeviceDesired> = new EntryView(this.entries, (e) => e.handed?.apps);
+
   /** Sets what git asks of one device; a change marks it dirty and touches its Deployments. */
   setResolved(id: DeviceId, desired: DeviceDesired | undefined): void {
     const entry = this.entries.get(id);
@@ -539,6 +544,47 @@ export class FleetIndex implements StateStore {
       this.flush();
     }, this.options.seenFlushMs ?? 5_000);
     this.seenTimer.unref();
+  }
+}
+
+/** A read-only Map over the index's entries: one field of each, entries without it left out. */
+class EntryView<V> implements ReadonlyMap<DeviceId, V> {
+  constructor(
+    private readonly source: Map<DeviceId, Entry>,
+    private readonly pick: (entry: Entry) => V | undefined,
+  ) {}
+  get(id: DeviceId): V | undefined {
+    const entry = this.source.get(id);
+    return entry ? this.pick(entry) : undefined;
+  }
+  has(id: DeviceId): boolean {
+    return this.get(id) !== undefined;
+  }
+  get size(): number {
+    let n = 0;
+    for (const entry of this.source.values()) if (this.pick(entry) !== undefined) n++;
+    return n;
+  }
+  *pairs(): IterableIterator<[DeviceId, V]> {
+    for (const [id, entry] of this.source) {
+      const value = this.pick(entry);
+      if (value !== undefined) yield [id, value];
+    }
+  }
+  entries(): MapIterator<[DeviceId, V]> {
+    return this.pairs() as MapIterator<[DeviceId, V]>;
+  }
+  *keys(): MapIterator<DeviceId> {
+    for (const [id] of this.pairs()) yield id;
+  }
+  *values(): MapIterator<V> {
+    for (const [, value] of this.pairs()) yield value;
+  }
+  forEach(callback: (value: V, key: DeviceId, map: ReadonlyMap<DeviceId, V>) => void): void {
+    for (const [id, value] of this.pairs()) callback(value, id, this);
+  }
+  [Symbol.iterator](): MapIterator<[DeviceId, V]> {
+    return this.entries();
   }
 }
 

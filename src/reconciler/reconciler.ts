@@ -231,19 +231,21 @@ export class Reconciler {
     const candidates = full ? new Set<DeviceId>(store.allDeviceIds()) : dirty;
     let statesChanged = false;
     if (replan.size > 0) {
-      const devices = new Map<DeviceId, DeviceRecord>();
-      for (const name of replan) {
-        for (const id of store.membersOf(name)) if (!devices.has(id)) devices.set(id, store.rolloutView(id, now)!);
+      // Each device once, even when it belongs to several of the Deployments planned.
+      let ids: Iterable<DeviceId>;
+      if (replan.size === 1) ids = store.membersOf([...replan][0]!);
+      else {
+        const union = new Set<DeviceId>();
+        for (const name of replan) for (const id of store.membersOf(name)) union.add(id);
+        ids = union;
       }
-      const resolved = new Map<DeviceId, DeviceDesired>();
-      const handed = new Map<DeviceId, DeviceDesired>();
-      for (const id of devices.keys()) {
-        resolved.set(id, store.resolvedOf(id)!);
-        const h = store.getHanded(id);
-        if (h) handed.set(id, h.apps);
-      }
+      const devices = (function* () {
+        for (const id of ids) yield store.rolloutView(id, now)!;
+      })();
+      const resolved = store.resolvedView;
+      const handed = store.handedView;
       const previous = this.previousStates();
-      const inputs = collectRolloutInputs({ fleet, region, resolved, handed, devices: devices.values(), previous }).filter((d) => replan.has(d.deployment));
+      const inputs = collectRolloutInputs({ fleet, region, resolved, handed, devices, previous }).filter((d) => replan.has(d.deployment));
       const plan = planRollouts({ now, revision, deployments: inputs, previous });
       const offlineAt = new Map(inputs.map((input) => [input.deployment, nextOffline(input, now)]));
       const statuses = new Map(plan.statuses.map((s) => [s.deployment, s]));
