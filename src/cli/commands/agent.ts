@@ -1,15 +1,8 @@
 import { InvalidArgumentError, Option, type Command } from 'commander';
-import { ExecRuntime } from '../../agent/runtime-exec.js';
-import { SimulatedRuntime } from '../../agent/runtime-simulated.js';
-import { FileAgentState } from '../../agent/agent-state.js';
-import { runDeviceLoop } from '../../agent/device-loop.js';
 import type { DeviceRuntime } from '../../agent/runtime.js';
 import { CascadeError } from '../../core/errors.js';
-import { RegionClient } from '../../agent/http/region-client.js';
-import { MqttDeviceChannel } from '../../agent/mqtt/device-channel.js';
 import { MAX_WAIT_SECONDS } from '../../protocol/types.js';
 import { isValidDeviceId, parseLabelList } from '../../protocol/validate.js';
-import { createCliLogger } from '../logger.js';
 
 interface AgentFlags {
   regionUrl: string;
@@ -51,13 +44,22 @@ export function registerAgent(program: Command): void {
     .addOption(new Option('--mqtt-url <url>', 'after enrolling over HTTP, report and take desired state over MQTT, e.g. mqtts://broker:8883').env('CASCADE_MQTT_URL'))
     .addOption(new Option('--mqtt-ca-file <file>', 'with mqtts://: PEM file of the CA that signed the broker\'s certificate').env('CASCADE_MQTT_CA_FILE'))
     .action(async (flags: AgentFlags) => {
+      // Loaded on use: an agent pays in memory only for its runtime and transport.
+      const [{ runDeviceLoop }, { FileAgentState }, { RegionClient }, { createCliLogger }] = await Promise.all([
+        import('../../agent/device-loop.js'),
+        import('../../agent/agent-state.js'),
+        import('../../agent/http/region-client.js'),
+        import('../logger.js'),
+      ]);
       if (!isValidDeviceId(flags.deviceId)) {
         throw new CascadeError('device-id-invalid', `--device-id '${flags.deviceId}' is invalid: use 1-128 letters, digits or '._:-', starting with a letter or digit`);
       }
       const labels = parseLabelList(flags.labels, '--labels');
       const log = createCliLogger();
       const runtime: DeviceRuntime =
-        flags.runtime === 'simulated' ? new SimulatedRuntime({ applyMs: flags.applyMs }) : new ExecRuntime({ stateDir: flags.stateDir });
+        flags.runtime === 'simulated'
+          ? new (await import('../../agent/runtime-simulated.js')).SimulatedRuntime({ applyMs: flags.applyMs })
+          : new (await import('../../agent/runtime-exec.js')).ExecRuntime({ stateDir: flags.stateDir });
       const stop = new AbortController();
       const onSignal = (name: string) => {
         log.info({ signal: name }, 'stopping');
@@ -67,7 +69,9 @@ export function registerAgent(program: Command): void {
       process.once('SIGTERM', () => onSignal('SIGTERM'));
       const client = new RegionClient({ regionUrl: flags.regionUrl, deviceId: flags.deviceId });
       // The device's MQTT username is its id and its password the device token from enrolment.
-      const channel = flags.mqttUrl ? new MqttDeviceChannel({ url: flags.mqttUrl, caFile: flags.mqttCaFile, client, log }) : undefined;
+      const channel = flags.mqttUrl
+        ? new (await import('../../agent/mqtt/device-channel.js')).MqttDeviceChannel({ url: flags.mqttUrl, caFile: flags.mqttCaFile, client, log })
+        : undefined;
       if (!channel && flags.mqttCaFile) throw new CascadeError('mqtt-ca-file-without-url', '--mqtt-ca-file needs --mqtt-url');
       log.info({ regionUrl: flags.regionUrl, deviceId: flags.deviceId, runtime: flags.runtime, stateDir: flags.stateDir, mqtt: flags.mqttUrl ?? null }, 'agent starting');
       try {

@@ -1,10 +1,6 @@
-import { regionDashboard } from '../../dashboard/serve.js';
 import { Command, Option } from 'commander';
 import { CascadeError } from '../../core/errors.js';
-import { startRegion } from '../../region/compose.js';
 import { readFileSync } from 'node:fs';
-import { loadTrustedKeys } from '../../source/trusted-keys.js';
-import { createCliLogger } from '../logger.js';
 import { envFlag, secretFrom } from '../secrets.js';
 import { durationFlag, listenFlag } from '../parse-flags.js';
 
@@ -75,6 +71,11 @@ export function registerRegion(program: Command): void {
     .addOption(new Option('--mqtt-device-passwords <file>', 'Mosquitto password file in which the region writes each device\'s credentials (username = device id, password = device token)').env('CASCADE_MQTT_DEVICE_PASSWORDS'))
     .addOption(new Option('--mqtt-broker-pid-file <file>', 'pid file of the broker, sent SIGHUP after each change to --mqtt-device-passwords').env('CASCADE_MQTT_BROKER_PID_FILE'))
     .action(async (flags: RegionFlags) => {
+      const [{ startRegion }, { regionDashboard }, { createCliLogger }] = await Promise.all([
+        import('../../region/compose.js'),
+        import('../../dashboard/serve.js'),
+        import('../logger.js'),
+      ]);
       flags.enrollmentToken = secretFrom(flags.enrollmentToken, 'CASCADE_ENROLLMENT_TOKEN');
       flags.gitToken = secretFrom(flags.gitToken, 'CASCADE_GIT_TOKEN');
       flags.hubToken = secretFrom(flags.hubToken, 'CASCADE_HUB_TOKEN');
@@ -102,7 +103,7 @@ export function registerRegion(program: Command): void {
           'refusing to start without an enrolment token: set --enrollment-token (or CASCADE_ENROLLMENT_TOKEN), or pass --insecure-open-enrollment to let any device enrol.',
         );
       }
-      const trustedKeys = flags.verifyCommits ? await loadTrustedKeys(flags.trustedKeys!) : undefined;
+      const trustedKeys = flags.verifyCommits ? await (await import('../../source/trusted-keys.js')).loadTrustedKeys(flags.trustedKeys!) : undefined;
       const tls = flags.tlsCert ? { cert: readPem(flags.tlsCert, '--tls-cert'), key: readPem(flags.tlsKey!, '--tls-key') } : undefined;
       if (flags.hubUrl && !flags.hubToken) {
         throw new CascadeError('hub-token-required', `--hub-url needs --hub-token (or CASCADE_HUB_TOKEN): print it with \`cascade hub region-token ${flags.region}\` on the hub.`);

@@ -1,9 +1,5 @@
 import { Command, Option } from 'commander';
 import { CascadeError } from '../../core/errors.js';
-import { showHubStatus } from '../hub/show-hub-status.js';
-import { fetchRegionStatus } from '../render/fetch-status.js';
-import { renderRegionStatus } from '../render/render-status.js';
-import { watchRegionStatus } from '../render/watch-status.js';
 import { durationFlag } from '../parse-flags.js';
 
 interface StatusFlags {
@@ -28,6 +24,12 @@ export function registerStatus(program: Command): void {
     .option('--watch', 'redraw a live progress bar until the rollout settles')
     .addOption(new Option('--interval <duration>', 'refresh period with --watch').default(1000, '1s').argParser(durationFlag))
     .action(async (flags: StatusFlags) => {
+      const [{ showHubStatus }, { fetchRegionStatus }, { renderRegionStatus }, { watchRegionStatus }] = await Promise.all([
+        import('../hub/show-hub-status.js'),
+        import('../render/fetch-status.js'),
+        import('../render/render-status.js'),
+        import('../render/watch-status.js'),
+      ]);
       if (flags.hubUrl && !flags.regionUrl) {
         await showHubStatus({ hubUrl: flags.hubUrl, token: flags.hubToken, revision: flags.revision, json: flags.json });
         return;

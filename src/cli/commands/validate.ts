@@ -1,7 +1,5 @@
 import { basename, resolve } from 'node:path';
 import type { Command } from 'commander';
-import { formatProblem } from '../../desired/format-problem.js';
-import { loadRepository } from '../../desired/load-repository.js';
 
 interface ValidateOptions {
   rev?: string;
@@ -17,6 +15,7 @@ export function registerValidate(program: Command): void {
     .option('--rev <rev>', 'check this commit (branch, tag or commit id) instead of the working tree; works on bare repositories')
     .option('--json', 'print {valid, revision, problems} as JSON on stdout')
     .action(async (dir: string, options: ValidateOptions) => {
+      const [{ formatProblem }, { loadRepository }] = await Promise.all([import('../../desired/format-problem.js'), import('../../desired/load-repository.js')]);
       const { fleet, problems, revision } = await loadRepository(dir, { rev: options.rev });
       if (options.json) {
         const report = {
