@@ -43,6 +43,7 @@ export interface IndexDifference {
   what: string;
 }
 
+const SWEEP_EVERY_MS = 1_000;
 const NO_APPS: DeviceDesired = Object.freeze({}) as DeviceDesired;
 
 /**
@@ -82,6 +83,7 @@ export class FleetIndex implements StateStore {
   /** A device silent longer than this may be offline for some rollout: a poll after such a silence marks it dirty. */
   private quietMs = Infinity;
   private closed = false;
+  private lastSweep = -Infinity;
 
   constructor(private readonly options: FleetIndexOptions) {
     this.durable = options.durable;
@@ -167,10 +169,16 @@ export class FleetIndex implements StateStore {
   recordReport(id: DeviceId, apps: Record<string, AppReport>, at: number, labels?: Labels): void {
     const entry = this.entries.get(id);
     if (!entry) throw new CascadeError('device-unknown', `device ${id} is not enrolled; it must enrol before it reports`, { deviceId: id });
+    const relabelled = labels !== undefined && !sameLabels(labels, entry.record.labels);
+    // A report that says what the last one said (a heartbeat) is a sign of life, nothing more.
+    if (entry.reported && !relabelled && sameReports(apps, entry.record.apps)) {
+      this.markSeen(id, at);
+      return;
+    }
     entry.record.apps = apps;
     entry.record.lastSeen = at;
     entry.reported = true;
-    if (labels && !sameLabels(labels, entry.record.labels)) {
+    if (relabelled) {
       entry.record.labels = labels;
       this.unresolved.add(id);
     }
@@ -395,6 +403,9 @@ export class FleetIndex implements StateStore {
    * (a comparison per device, no allocation); those that changed are recounted and marked dirty.
    */
   sweep(now: number): void {
+    // Offline is a matter of seconds to minutes: once a second is often enough.
+    if (now - this.lastSweep < SWEEP_EVERY_MS && now >= this.lastSweep) return;
+    this.lastSweep = now;
     const { offlineAfterMs } = this.options;
     for (const [id, entry] of this.entries) {
       if (entry.state === null) continue;
