@@ -9,7 +9,7 @@ import { MQTT_ONLINE, desiredTopic, reportedTopic, statusTopic } from '../../../
 import type { DesiredResponse } from '../../../src/protocol/types.js';
 import { startRegion, type RunningRegion } from '../../../src/region/compose.js';
 import { makeLocalRepo } from '../../support/git-fixtures.js';
-import { startMosquitto, type Mosquitto } from '../../support/mosquitto.js';
+import { bridgeConfig, startMosquitto, type Mosquitto } from '../../support/mosquitto.js';
 import { smallFleet } from '../../support/small-fleet.js';
 import { REGION, REGION_USER, regionAcl } from './mqtt-fixture.js';
 
@@ -26,24 +26,6 @@ let regionBroker: Mosquitto;
 let siteBroker: Mosquitto;
 let region: RunningRegion;
 
-/** The bridge section of a site broker's mosquitto.conf (docs/mqtt.md shows the same). */
-export function bridgeConfig(name: string, regionBrokerPort: number, user: { username: string; password: string }, region = REGION): string[] {
-  return [
-    `connection ${name}`,
-    `address 127.0.0.1:${regionBrokerPort}`,
-    `remote_username ${user.username}`,
-    `remote_password ${user.password}`,
-    `remote_clientid ${user.username}`,
-    'cleansession false',
-    'try_private true',
-    'notifications false',
-    'bridge_protocol_version mqttv311',
-    `topic cascade/${region}/+/reported out 1`,
-    `topic cascade/${region}/+/status out 1`,
-    `topic cascade/${region}/+/desired in 1`,
-  ];
-}
-
 beforeAll(async () => {
   root = await mkdtemp(join(tmpdir(), 'cascade-bridge-'));
   regionBroker = await startMosquitto({
@@ -53,7 +35,7 @@ beforeAll(async () => {
   // The site broker: no users of its own; the device credentials the region writes, the same ACL.
   siteBroker = await startMosquitto({
     allowAnonymous: false,
-    extraConfig: [`password_file ${regionBroker.passwordFile}`, `acl_file ${regionBroker.aclFile}`, ...bridgeConfig('region', regionBroker.port, BRIDGE_USER)],
+    extraConfig: [`password_file ${regionBroker.passwordFile}`, `acl_file ${regionBroker.aclFile}`, ...bridgeConfig('region', regionBroker.port, BRIDGE_USER, REGION)],
   });
   const repo = join(root, 'fleet');
   await makeLocalRepo(repo, smallFleet({ region: REGION, web: '1.0.0', db: null }));
