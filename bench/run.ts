@@ -12,6 +12,8 @@ const SUITES: Record<string, () => Promise<{ suite: BenchSuite }>> = {
   region: () => import('./region.bench.js'),
   mqtt: () => import('./mqtt.bench.js'),
   container: () => import('./container.bench.js'),
+  scale: () => import('./scale.bench.js'),
+  agent: () => import('./agent.bench.js'),
 };
 
 async function main(): Promise<void> {

@@ -7,7 +7,7 @@ import { FleetTracker } from './fleet-tracker.js';
 import { createHubMetrics } from './hub-metrics.js';
 import { HubStore } from '../storage/hub-store.js';
 import { createReadGuard } from './read-access.js';
-import { MAX_SUMMARY_BYTES, hubSummarySchema, isValidRegionName, type HubSummary } from '../protocol/hub-summary.js';
+import { DEFAULT_STALE_AFTER_MS, MAX_SUMMARY_BYTES, hubSummarySchema, isValidRegionName, type HubSummary } from '../protocol/hub-summary.js';
 import type { DashboardOverview, DeviceSearch, FleetView, RevisionView } from './views.js';
 import { WebhookDispatcher } from './webhooks.js';
 
@@ -52,7 +52,8 @@ export interface RunningHub {
   close(): Promise<void>;
 }
 
-export const DEFAULT_STALE_AFTER_MS = 60_000;
+/** Where the CLI reads it without loading the hub (protocol/hub-summary.ts). */
+export { DEFAULT_STALE_AFTER_MS };
 const DEFAULT_REVISIONS_LISTED = 20;
 const MAX_REVISIONS_LISTED = 200;
 

@@ -1,6 +1,9 @@
 import type { DeploymentRolloutStatus } from './rollout-status.js';
 import type { DeviceCounts, DeviceState } from './region-status.js';
 
+/** A region the hub has not heard from for this long is shown stale (`cascade hub --stale-after`). */
+export const DEFAULT_STALE_AFTER_MS = 60_000;
+
 /**
  * What a region pushes to the hub: `POST /api/v1/regions/<region>/summary`, signed by the region
  * (see auth.ts). Each push replaces the region's previous summary; only the latest matters.

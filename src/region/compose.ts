@@ -1,15 +1,18 @@
 import type { FastifyInstance, preHandlerHookHandler } from 'fastify';
 import type { Logger } from 'pino';
 import type { ArtifactUrlPolicy } from '../core/artifact-url.js';
-import type { DeviceDesired, DeviceId } from '../core/types.js';
+import type { DeviceId } from '../core/types.js';
 import { FleetLoader } from '../desired/load.js';
 import { SqliteParseCache } from '../desired/parse-cache.js';
 import type { GitAuth } from '../source/fleet-source.js';
 import { openFleetSource } from '../source/open-fleet-source.js';
 import { PassScheduler } from '../reconciler/pass-scheduler.js';
-import { Reconciler, withConnected } from '../reconciler/reconciler.js';
+import { Reconciler } from '../reconciler/reconciler.js';
 import { createRegionMetrics } from '../reconciler/region-metrics.js';
-import { countDevices, deviceState, revisionStatus, type RegionStatus } from '../reconciler/region-status.js';
+import { revisionStatus, type RegionStatus } from '../reconciler/region-status.js';
+import { FleetIndex } from '../reconciler/fleet-index.js';
+import { DEFAULT_OFFLINE_AFTER_MS } from '../plan/rollout/defaults.js';
+import { watchEventLoopDelay } from '../reconciler/event-loop-delay.js';
 import { DesiredWatchers } from './routes/desired-watchers.js';
 import { registerRegionRoutes } from './routes/region-routes.js';
 import { startRegionLoops, type RegionLoops } from './loops.js';
@@ -24,6 +27,9 @@ import { limitEnrollment } from './routes/enrollment-limiter.js';
 import { operatorGuard, registerOperatorApi } from './routes/operator-routes.js';
 import type { TrustedKeys } from '../source/trusted-keys.js';
 import { RegionMqtt, type RegionMqttOptions } from './mqtt/region-mqtt.js';
+
+/** How often the in-memory index is checked against a full recount by default. */
+export const DEFAULT_RESYNC_INTERVAL_MS = 10 * 60_000;
 
 export interface RegionConfig {
   repo: string;
@@ -45,6 +51,8 @@ export interface RegionConfig {
   /** Artifact URLs accepted beyond the default (https:, public hosts): --allow-artifact-origin, --allow-http-artifacts. */
   artifactPolicy?: ArtifactUrlPolicy;
   offlineAfterMs?: number;
+  /** How often the in-memory index is checked against a full recount from the store (default 10m; 0: never). */
+  resyncIntervalMs?: number;
   /** Push a summary to the hub (`cascade hub`) on every pass and heartbeat: its URL and this region's token. */
   hub?: { url: string; token: string; intervalMs?: number };
   /** Also serve devices over MQTT through this broker (docs/mqtt.md). */
@@ -99,18 +107,27 @@ export async function startRegion(config: RegionConfig): Promise<RunningRegion> 
     teardown.length = 0;
   };
   try {
-    const store = SqliteStateStore.open(config.dataDir);
+    const durable = SqliteStateStore.open(config.dataDir);
+    teardown.push(() => durable.close());
+    // The working state in memory, over SQLite: routes, transports and passes read it, never SQLite.
+    // One offline clock (--offline-after, or the fleet's Region/Fleet rollout.offlineAfter) for the engine and every view.
+    let reconcilerRef: Reconciler | null = null;
+    const offlineAfterMs = (): number => reconcilerRef?.offlineAfterMs ?? config.offlineAfterMs ?? DEFAULT_OFFLINE_AFTER_MS;
+    const store = new FleetIndex({ durable, clock, offlineAfterMs, log });
     teardown.push(() => store.close());
     const source = await openFleetSource({ repo: config.repo, branch: config.branch, dataDir: config.dataDir, auth: config.gitAuth, log });
     teardown.push(() => source.close());
     const loader = new FleetLoader({ cache: SqliteParseCache.inDir(config.dataDir), artifactPolicy: config.artifactPolicy });
     const metrics = createRegionMetrics(config.region);
+    const loopDelay = watchEventLoopDelay(metrics.registry);
+    teardown.push(() => loopDelay.stop());
     const watchers = new DesiredWatchers();
     teardown.push(() => watchers.closeAll());
     const mqtt = config.mqtt ? RegionMqtt.open(config.mqtt, { region: config.region, store, log }) : null;
     if (mqtt) teardown.push(() => mqtt.close());
     /** A device holding a long poll open, or connected to the MQTT broker, counts as seen now. */
     const isConnected = (device: DeviceId): boolean => watchers.isWaiting(device) || (mqtt?.isConnected(device) ?? false);
+    store.setConnectedCheck(isConnected);
     // The hub hears from the region only after its first pass, so it never sees a restart's empty rollouts.
     let firstPassDone = false;
     let hubPush: HubPush | null = null;
@@ -140,19 +157,18 @@ export async function startRegion(config: RegionConfig): Promise<RunningRegion> 
       guard: config.guard,
       offlineAfterMs: config.offlineAfterMs,
     });
-    // One offline clock (--offline-after, or the fleet's Region/Fleet rollout.offlineAfter) for the engine and every view.
-    const offlineAfterMs = (): number => reconciler.offlineAfterMs;
+    reconcilerRef = reconciler;
     const scheduler = new PassScheduler((request) => reconciler.runPass(request));
     teardown.push(() => scheduler.close());
 
-    const currentDesired = (): ReadonlyMap<DeviceId, DeviceDesired> => reconciler.resolveAll(store.listDevices());
+    // Status, summary and /metrics read maintained counters: O(1) in the number of devices.
     const status = (): RegionStatus => {
       const condition = reconciler.sourceCondition;
       return {
         region: config.region,
         revision: revisionStatus(store.getRevision()),
         source: { reachable: condition.reachable, head: condition.head, error: condition.error },
-        devices: countDevices(withConnected(store.listDevices(), clock(), isConnected), currentDesired(), store.listHanded(), clock(), offlineAfterMs()),
+        devices: store.deviceCounts(),
         updatesSent: store.updatesSent(),
         rollouts: reconciler.rolloutStatuses,
         conditions: reconciler.regionConditions,
@@ -160,8 +176,7 @@ export async function startRegion(config: RegionConfig): Promise<RunningRegion> 
     };
     const summary = (): HubSummaryInput => {
       const now = clock();
-      const devices = withConnected(store.listDevices(), now, isConnected);
-      return buildRegionSummary({ status: status(), devices, desired: currentDesired(), handed: store.listHanded(), now, offlineAfterMs: offlineAfterMs() });
+      return buildRegionSummary({ status: status(), devices: store.listDevices(), stateOf: (id) => store.stateOf(id) ?? 'offline', now, offlineAfterMs: offlineAfterMs() });
     };
 
     const app = createRegionHttpServer({ log, https: config.tls });
@@ -203,14 +218,8 @@ export async function startRegion(config: RegionConfig): Promise<RunningRegion> 
       appliedRevision: () => store.getRevision().applied,
       registry: metrics.registry,
       refreshMetrics: () => {
-        const desired = currentDesired();
-        const now = clock();
-        const handed = store.listHanded();
-        const byState: Record<string, number> = { converged: 0, updating: 0, pending: 0, failed: 0, offline: 0 };
-        for (const device of withConnected(store.listDevices(), now, isConnected)) {
-          if (!device.revoked) byState[deviceState(device, desired.get(device.id), now, offlineAfterMs(), handed.get(device.id)?.apps)]!++;
-        }
-        for (const state in byState) metrics.devices.set({ state }, byState[state]!);
+        const counts = store.deviceCounts();
+        for (const state of ['converged', 'updating', 'pending', 'failed', 'offline'] as const) metrics.devices.set({ state }, counts[state] ?? 0);
       },
       reconcile: async (reason, wait) => {
         scheduler.request({ fetch: true, reason });
@@ -220,7 +229,12 @@ export async function startRegion(config: RegionConfig): Promise<RunningRegion> 
     for (const plugin of config.plugins ?? []) plugin(app, { summary, clock, operatorGuard: operatorGuard(operatorToken) });
 
     // Connects, reads back the retained desired states and publishes what is out of date; fails startup on bad flags.
-    await mqtt?.start({ clock, registry: metrics.registry, onReport: () => scheduler.request({ fetch: false, reason: 'device reported' }) });
+    await mqtt?.start({
+      clock,
+      registry: metrics.registry,
+      onReport: () => scheduler.request({ fetch: false, reason: 'device reported' }),
+      onPresence: (id) => store.presenceChanged(id),
+    });
     await app.listen({ host: config.host, port: config.port });
     const address = app.server.address();
     const port = typeof address === 'object' && address ? address.port : config.port;
@@ -240,12 +254,26 @@ export async function startRegion(config: RegionConfig): Promise<RunningRegion> 
       teardown.push(() => push.close());
     }
     if (config.maintenance) {
-      const maintenance = startMaintenance({ ...config.maintenance, store, source, registry: metrics.registry, log, clock });
+      const maintenance = startMaintenance({ ...config.maintenance, store: durable, source, registry: metrics.registry, log, clock });
       teardown.push(() => maintenance.stop());
     }
     const running = startRegionLoops({ scheduler, source, intervalMs: config.intervalMs, clock });
     loops = running;
     teardown.push(() => running.stop());
+    const resyncMs = config.resyncIntervalMs ?? DEFAULT_RESYNC_INTERVAL_MS;
+    if (resyncMs > 0) {
+      const resync = setInterval(() => {
+        void scheduler.idle().then(() => {
+          const differences = store.verify((devices) => reconciler.resolveAll(devices));
+          if (differences.length > 0) {
+            metrics.indexDifferences.inc(differences.length);
+            scheduler.request({ fetch: false, reason: 'index resync' });
+          }
+        });
+      }, resyncMs);
+      resync.unref();
+      teardown.push(() => clearInterval(resync));
+    }
 
     return {
       url,

@@ -1,18 +1,9 @@
 import { existsSync } from 'node:fs';
 import { InvalidArgumentError, Option, type Command } from 'commander';
-import { ExecRuntime } from '../../agent/runtime-exec.js';
-import { SimulatedRuntime } from '../../agent/runtime-simulated.js';
-import { ContainerAppRuntime } from '../../agent/runtime-container.js';
-import { RuntimeByApp } from '../../agent/runtime-by-app.js';
-import { FileAgentState } from '../../agent/agent-state.js';
-import { runDeviceLoop } from '../../agent/device-loop.js';
 import type { DeviceRuntime } from '../../agent/runtime.js';
 import { CascadeError } from '../../core/errors.js';
-import { RegionClient } from '../../agent/http/region-client.js';
-import { MqttDeviceChannel } from '../../agent/mqtt/device-channel.js';
 import { MAX_WAIT_SECONDS } from '../../protocol/types.js';
 import { isValidDeviceId, parseLabelList } from '../../protocol/validate.js';
-import { createCliLogger } from '../logger.js';
 import { allowArtifactOriginOption, artifactPolicyFrom, durationFlag, urlFlag } from '../parse-flags.js';
 import { secretFrom } from '../secrets.js';
 import { checkStateDir } from '../preflight.js';
@@ -69,6 +60,13 @@ export function registerAgent(program: Command): void {
     .addOption(new Option('--mqtt-ca-file <file>', 'with mqtts://: PEM file of the CA that signed the broker\'s certificate').env('CASCADE_MQTT_CA_FILE'))
     .addOption(allowArtifactOriginOption())
     .action(async (flags: AgentFlags) => {
+      // Loaded on use: an agent pays in memory only for its runtime and transport.
+      const [{ runDeviceLoop }, { FileAgentState }, { RegionClient }, { createCliLogger }] = await Promise.all([
+        import('../../agent/device-loop.js'),
+        import('../../agent/agent-state.js'),
+        import('../../agent/http/region-client.js'),
+        import('../logger.js'),
+      ]);
       if (!isValidDeviceId(flags.deviceId)) {
         throw new CascadeError('device-id-invalid', `--device-id '${flags.deviceId}' is invalid: use 1-128 letters, digits or '._:-', starting with a letter or digit`);
       }
@@ -84,20 +82,27 @@ export function registerAgent(program: Command): void {
       // Each App is run by the runtime its runtime.type names; the container engine is found on first use.
       const runtime: DeviceRuntime =
         flags.runtime === 'simulated'
-          ? new SimulatedRuntime({ applyMs: flags.applyMs, artifactPolicy })
-          : new RuntimeByApp({
-              exec: new ExecRuntime({ stateDir: flags.stateDir, healthIntervalMs: flags.healthInterval, artifactPolicy }),
-              container: new ContainerAppRuntime({
-                deviceId: flags.deviceId,
-                engine: {
-                  command: flags.containerEngine,
-                  authFile: flags.registryAuth,
-                  onCommand: (args, ms, ok) => log.debug({ engine: args.slice(0, 2), ms: Math.round(ms), ok }, 'engine command'),
-                },
-                namePrefix: flags.containerPrefix,
-                healthIntervalMs: flags.healthInterval,
-              }),
-            });
+          ? new (await import('../../agent/runtime-simulated.js')).SimulatedRuntime({ applyMs: flags.applyMs, artifactPolicy })
+          : await (async () => {
+              const [{ RuntimeByApp }, { ExecRuntime }, { ContainerAppRuntime }] = await Promise.all([
+                import('../../agent/runtime-by-app.js'),
+                import('../../agent/runtime-exec.js'),
+                import('../../agent/runtime-container.js'),
+              ]);
+              return new RuntimeByApp({
+                exec: new ExecRuntime({ stateDir: flags.stateDir, healthIntervalMs: flags.healthInterval, artifactPolicy }),
+                container: new ContainerAppRuntime({
+                  deviceId: flags.deviceId,
+                  engine: {
+                    command: flags.containerEngine,
+                    authFile: flags.registryAuth,
+                    onCommand: (args, ms, ok) => log.debug({ engine: args.slice(0, 2), ms: Math.round(ms), ok }, 'engine command'),
+                  },
+                  namePrefix: flags.containerPrefix,
+                  healthIntervalMs: flags.healthInterval,
+                }),
+              });
+            })();
       const stop = new AbortController();
       const onSignal = (name: string) => {
         log.info({ signal: name }, 'stopping');
@@ -107,7 +112,9 @@ export function registerAgent(program: Command): void {
       process.once('SIGTERM', () => onSignal('SIGTERM'));
       const client = new RegionClient({ regionUrl: flags.regionUrl, deviceId: flags.deviceId });
       // The device's MQTT username is its id and its password the device token from enrolment.
-      const channel = flags.mqttUrl ? new MqttDeviceChannel({ url: flags.mqttUrl, caFile: flags.mqttCaFile, client, log }) : undefined;
+      const channel = flags.mqttUrl
+        ? new (await import('../../agent/mqtt/device-channel.js')).MqttDeviceChannel({ url: flags.mqttUrl, caFile: flags.mqttCaFile, client, log })
+        : undefined;
       if (!channel && flags.mqttCaFile) throw new CascadeError('mqtt-ca-file-without-url', '--mqtt-ca-file needs --mqtt-url');
       log.info({ regionUrl: flags.regionUrl, deviceId: flags.deviceId, runtime: flags.runtime, stateDir: flags.stateDir, mqtt: flags.mqttUrl ?? null }, 'agent starting');
       try {

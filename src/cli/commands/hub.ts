@@ -1,10 +1,7 @@
-import { hubDashboard } from '../../dashboard/serve.js';
 import { Command, Option } from 'commander';
 import { CascadeError } from '../../core/errors.js';
 import { regionToken } from '../../protocol/hub-auth.js';
-import { DEFAULT_STALE_AFTER_MS, startHub } from '../../hub/hub-server.js';
-import { isValidRegionName } from '../../protocol/hub-summary.js';
-import { createCliLogger } from '../logger.js';
+import { DEFAULT_STALE_AFTER_MS, isValidRegionName } from '../../protocol/hub-summary.js';
 import { secretFrom } from '../secrets.js';
 import { durationFlag, listenFlag } from '../parse-flags.js';
 import { checkStateDir, listenError } from '../preflight.js';
@@ -45,6 +42,11 @@ export function registerHub(program: Command): void {
         .argParser(durationFlag),
     )
     .action(async (flags: HubFlags) => {
+      const [{ startHub }, { hubDashboard }, { createCliLogger }] = await Promise.all([
+        import('../../hub/hub-server.js'),
+        import('../../dashboard/serve.js'),
+        import('../logger.js'),
+      ]);
       // Each secret may also come from a file: CASCADE_HUB_TOKEN_FILE, CASCADE_HUB_READ_TOKEN_FILE, ...
       flags.token = secretFrom(flags.token, 'CASCADE_HUB_TOKEN');
       flags.readToken = secretFrom(flags.readToken, 'CASCADE_HUB_READ_TOKEN');

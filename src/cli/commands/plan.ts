@@ -2,15 +2,7 @@ import { readFile } from 'node:fs/promises';
 import { Command, Option } from 'commander';
 import { CascadeError } from '../../core/errors.js';
 import type { InventoryDevice } from '../../core/types.js';
-import { formatProblem } from '../../desired/format-problem.js';
-import { loadRepository } from '../../desired/load-repository.js';
-import { buildPlan } from '../../plan/diff.js';
-import { parseInventory } from '../../plan/inventory.js';
-import { renderPlanJson } from '../../plan/render-json.js';
-import { renderPlanMarkdown } from '../../plan/render-markdown.js';
-import { renderPlanText } from '../../plan/render-text.js';
 import type { Plan } from '../../plan/types.js';
-import { createCliLogger } from '../logger.js';
 import { allowArtifactOriginOption, allowHttpArtifactsOption, artifactPolicyFrom, urlFlag } from '../parse-flags.js';
 import { secretFrom } from '../secrets.js';
 
@@ -45,6 +37,12 @@ export function registerPlan(program: Command): void {
     .addOption(allowArtifactOriginOption())
     .addOption(allowHttpArtifactsOption())
     .action(async (dir: string, flags: PlanFlags) => {
+      const [{ formatProblem }, { loadRepository }, { buildPlan }, { createCliLogger }] = await Promise.all([
+        import('../../desired/format-problem.js'),
+        import('../../desired/load-repository.js'),
+        import('../../plan/diff.js'),
+        import('../logger.js'),
+      ]);
       const format: PlanFormat = flags.json ? 'json' : flags.format;
       if ((flags.inventory === undefined) === (flags.regionUrl === undefined)) {
         throw new CascadeError(
@@ -68,18 +66,18 @@ export function registerPlan(program: Command): void {
       const devices = flags.inventory !== undefined ? await readInventoryFile(flags.inventory) : await fetchInventory(flags.regionUrl!, secretFrom(flags.operatorToken, 'CASCADE_OPERATOR_TOKEN'));
       const plan = buildPlan(loaded.fleet, devices);
       logger.debug({ revision: plan.revision, devices: devices.length, steps: plan.steps.length, conflicts: plan.conflicts.length }, 'plan built');
-      process.stdout.write(render(plan, format));
+      process.stdout.write(await render(plan, format));
     });
 }
 
-function render(plan: Plan, format: PlanFormat): string {
+async function render(plan: Plan, format: PlanFormat): Promise<string> {
   switch (format) {
     case 'json':
-      return renderPlanJson(plan);
+      return (await import('../../plan/render-json.js')).renderPlanJson(plan);
     case 'markdown':
-      return renderPlanMarkdown(plan);
+      return (await import('../../plan/render-markdown.js')).renderPlanMarkdown(plan);
     case 'text':
-      return renderPlanText(plan);
+      return (await import('../../plan/render-text.js')).renderPlanText(plan);
   }
 }
 
@@ -94,7 +92,7 @@ export async function readInventoryFile(file: string): Promise<InventoryDevice[]
       { file },
     );
   }
-  return parseInventory(text, file);
+  return (await import('../../plan/inventory.js')).parseInventory(text, file);
 }
 
 /** The inventory of a running region: `GET <url>/api/v1/devices` answers the same JSON array as a file. */
@@ -127,5 +125,5 @@ export async function fetchInventory(regionUrl: string, operatorToken?: string):
   if (!response.ok) {
     throw new CascadeError('region-error', `${url} answered ${response.status} ${response.statusText}: ${body.slice(0, 300)}`, { url, status: response.status });
   }
-  return parseInventory(body, url);
+  return (await import('../../plan/inventory.js')).parseInventory(body, url);
 }

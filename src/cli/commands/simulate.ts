@@ -2,8 +2,6 @@ import { InvalidArgumentError, Option, type Command } from 'commander';
 import { CascadeError } from '../../core/errors.js';
 import { MAX_WAIT_SECONDS } from '../../protocol/types.js';
 import { parseLabelList } from '../../protocol/validate.js';
-import { startSimulation } from '../../simulate/simulation.js';
-import { createCliLogger } from '../logger.js';
 import { allowArtifactOriginOption, artifactPolicyFrom, urlFlag } from '../parse-flags.js';
 import { secretFrom } from '../secrets.js';
 
@@ -88,6 +86,7 @@ export function registerSimulate(program: Command): void {
     .addOption(new Option('--mqtt-ca-file <file>', 'with mqtts://: PEM file of the CA that signed the broker\'s certificate').env('CASCADE_MQTT_CA_FILE'))
     .addOption(allowArtifactOriginOption())
     .action(async (flags: SimulateFlags) => {
+      const [{ startSimulation }, { createCliLogger }] = await Promise.all([import('../../simulate/simulation.js'), import('../logger.js')]);
       const labels = parseLabelList(flags.labels, '--labels');
       const initial = parseInitial(flags.initial);
       if (flags.mqttCaFile && !flags.mqttUrl) throw new CascadeError('mqtt-ca-file-without-url', '--mqtt-ca-file needs --mqtt-url');

@@ -1,11 +1,6 @@
 import { Command, Option } from 'commander';
 import { CascadeError } from '../../core/errors.js';
-import { showHubStatus } from '../hub/show-hub-status.js';
-import { fetchRegionStatus } from '../render/fetch-status.js';
-import { renderRegionStatus } from '../render/render-status.js';
-import { watchHubRevision, watchRegionStatus } from '../render/watch-status.js';
-import { EXIT_CODES, type WatchUntil } from '../render/watch-verdict.js';
-import { renderRevision } from '../render/render-fleet.js';
+import type { WatchUntil } from '../render/watch-verdict.js';
 import { durationFlag, urlFlag } from '../parse-flags.js';
 
 interface StatusFlags {
@@ -34,6 +29,14 @@ export function registerStatus(program: Command): void {
     .addOption(new Option('--timeout <duration>', 'with --watch: give up (exit 2) after this long').argParser(durationFlag))
     .addOption(new Option('--interval <duration>', 'refresh period with --watch').default(1000, '1s').argParser(durationFlag))
     .action(async (flags: StatusFlags) => {
+      const [{ showHubStatus }, { fetchRegionStatus }, { renderRegionStatus }, { watchHubRevision, watchRegionStatus }, { EXIT_CODES }, { renderRevision }] = await Promise.all([
+        import('../hub/show-hub-status.js'),
+        import('../render/fetch-status.js'),
+        import('../render/render-status.js'),
+        import('../render/watch-status.js'),
+        import('../render/watch-verdict.js'),
+        import('../render/render-fleet.js'),
+      ]);
       const watchOptions = { intervalMs: flags.interval, until: flags.until, revision: flags.revision, timeoutMs: flags.timeout, json: Boolean(flags.json) };
       if (flags.watch && flags.hubUrl && !flags.regionUrl) {
         const { view, verdict } = await watchHubRevision({ hubUrl: flags.hubUrl, token: flags.hubToken }, watchOptions);

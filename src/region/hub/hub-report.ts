@@ -1,6 +1,6 @@
-import type { DeviceDesired, DeviceId } from '../../core/types.js';
+import type { DeviceId } from '../../core/types.js';
 import { MAX_DEVICES_LIST, type DeviceSummary, type HubSummaryInput } from '../../protocol/hub-summary.js';
-import { deviceState, type RegionStatus } from '../../reconciler/region-status.js';
+import type { DeviceState, RegionStatus } from '../../reconciler/region-status.js';
 import { installedVersions } from '../../reconciler/reconciler.js';
 import type { DeviceRecord } from '../../reconciler/state-store.js';
 
@@ -9,9 +9,8 @@ export interface RegionSummaryInput {
   status: RegionStatus;
   /** Every device of the region, as the state store lists them (by id). */
   devices: DeviceRecord[];
-  desired: ReadonlyMap<DeviceId, DeviceDesired>;
-  /** What each device was last handed: a device running it while behind git is pending, not updating. */
-  handed?: ReadonlyMap<DeviceId, { apps: DeviceDesired }>;
+  /** The state each device is counted in (the region's index keeps it). */
+  stateOf: (device: DeviceId) => DeviceState;
   now: number;
   offlineAfterMs: number;
   maxDevices?: number;
@@ -25,10 +24,14 @@ export function buildRegionSummary(input: RegionSummaryInput): HubSummaryInput {
   for (const device of input.devices) {
     if (device.revoked) continue;
     listed++;
-    if (devicesList.length >= max) continue;
+    if (devicesList.length >= max) {
+      // The total is in the status: no need to walk the rest of the fleet.
+      listed = Math.max(listed, input.status.devices.total);
+      break;
+    }
     devicesList.push({
       id: device.id,
-      state: deviceState(device, input.desired.get(device.id), input.now, input.offlineAfterMs, input.handed?.get(device.id)?.apps),
+      state: input.stateOf(device.id),
       apps: installedVersions(device),
     });
   }
