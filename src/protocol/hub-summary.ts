@@ -84,7 +84,7 @@ export const hubSummarySchema = {
       type: 'object',
       additionalProperties: false,
       required: ['total', 'converged', 'updating', 'failed', 'offline'],
-      properties: { total: count, converged: count, updating: count, pending: count, failed: count, offline: count },
+      properties: { total: count, converged: count, new: count, updating: count, pending: count, failed: count, offline: count },
     },
     updatesSent: count,
     rollouts: {
@@ -139,7 +139,7 @@ export const hubSummarySchema = {
         required: ['id', 'state', 'apps'],
         properties: {
           id: { type: 'string', maxLength: 200 },
-          state: { type: 'string', enum: ['converged', 'updating', 'pending', 'failed', 'offline'] },
+          state: { type: 'string', enum: ['converged', 'new', 'updating', 'pending', 'failed', 'offline'] },
           apps: { type: 'object', maxProperties: 200, additionalProperties: { type: 'string', maxLength: 253 } },
         },
       },

@@ -5,6 +5,8 @@ import type { DeploymentRolloutStatus } from './rollout-status.js';
 export interface DeviceCounts {
   total: number;
   converged: number;
+  /** Enrolled within offlineAfter and not reported yet: neither offline nor updating (the rollout engine's `new`). */
+  new?: number;
   /** Handed a version they do not run yet. */
   updating: number;
   /** Behind git, but held back by their rollout (a later wave, a window, a halt). Absent in summaries of older regions. */
@@ -25,7 +27,7 @@ export interface RegionStatus {
   conditions?: Condition[];
 }
 
-export type DeviceState = 'converged' | 'updating' | 'pending' | 'failed' | 'offline';
+export type DeviceState = 'converged' | 'new' | 'updating' | 'pending' | 'failed' | 'offline';
 
 export type ConditionType = 'Ready' | 'Reconciling' | 'Stalled';
 

@@ -72,7 +72,7 @@ export class FleetIndex implements StateStore {
   private dirty = new Set<DeviceId>();
   private unresolved = new Set<DeviceId>();
   private touchedDeployments = new Set<string>();
-  private readonly counts: DeviceCounts = { total: 0, converged: 0, updating: 0, pending: 0, failed: 0, offline: 0 };
+  private readonly counts: DeviceCounts = { total: 0, converged: 0, new: 0, updating: 0, pending: 0, failed: 0, offline: 0 };
   private revision: RevisionRecord;
   private rollouts: Map<string, RolloutState>;
   private updatesSentTotal: number;
@@ -410,8 +410,9 @@ export class FleetIndex implements StateStore {
     const offlineAfterMs = this.options.offlineAfterMs();
     for (const [id, entry] of this.entries) {
       if (entry.state === null) continue;
-      const lastSeen = entry.record.lastSeen;
-      const stale = lastSeen === null || now - lastSeen > offlineAfterMs;
+      // Never reported: `new` until offlineAfter since enrolment, then offline.
+      const since = entry.record.lastSeen ?? entry.record.enrolledAt;
+      const stale = now - since > offlineAfterMs;
       if (stale === (entry.state === 'offline')) continue;
       // Stale but connected stays online; only then is the connection looked up.
       if (stale && this.isConnected(id)) continue;
@@ -478,7 +479,7 @@ export class FleetIndex implements StateStore {
       }
     }
     const now = this.options.clock();
-    const recounted: DeviceCounts = { total: 0, converged: 0, updating: 0, pending: 0, failed: 0, offline: 0 };
+    const recounted: DeviceCounts = { total: 0, converged: 0, new: 0, updating: 0, pending: 0, failed: 0, offline: 0 };
     for (const [id, entry] of this.entries) {
       if (entry.record.revoked) continue;
       const state = this.stateNow(entry, now);
