@@ -32,6 +32,14 @@ describe('option errors', () => {
     expect(run.stderr).not.toContain('required');
   });
 
+  it('the start of a longer flag, or a typo of it, suggests that flag', async () => {
+    for (const typed of ['--region', '--regoin']) {
+      const run = await runCli(['devices', 'list', typed, 'http://127.0.0.1:1']);
+      expect(run.code).toBe(2);
+      expect(run.stderr).toBe(`cascade: devices list: unknown option '${typed}'; did you mean --region-url? (see \`cascade devices list --help\`) [unknown-option]\n`);
+    }
+  });
+
   it('a missing required flag names it, its variable and where to look', async () => {
     const run = await runCli(['devices', 'list'], { env: { CASCADE_REGION_URL: undefined } });
     expect(run.code).toBe(2);
