@@ -4,11 +4,14 @@ import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { createServer, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { freePort } from '../support/free-port.js';
 import { git, writeFiles } from '../support/git-fixtures.js';
 import { CLI, runCli } from '../support/run-cli.js';
 import { startRegionProcess, waitFor } from '../support/region-process.js';
+
+// Each test runs the real CLI several times; on a busy 2-core machine one run can take seconds.
+vi.setConfig({ testTimeout: 120_000, hookTimeout: 120_000 });
 
 /** Every failure a user can cause: one line `cascade: ... [code]`, exit 2, nothing left behind. */
 const ONE_LINE = /^cascade: [^\n]+ \[[a-z-]+\]\n$/;
