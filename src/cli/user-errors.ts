@@ -62,9 +62,46 @@ function fromCommanderError(err: CommanderError, command: Command): CascadeError
   const suggestion = /\s*\(Did you mean ([^)]*)\)\s*$/s.exec(what);
   if (suggestion) what = what.slice(0, suggestion.index);
   what = what.replace(/\.\s*$/, '').replace(/\s*\n\s*/g, ' ');
-  if (suggestion) what += `; did you mean ${suggestion[1]!.replace(/\?$/, '')}?`;
+  const typed = /^unknown option '(--[^'=]+)/.exec(what)?.[1];
+  const byPrefix = typed ? prefixSuggestion(typed, command) : undefined;
+  // An exact start of a longer flag beats commander's guess: `--region` is `--region-url`, not `--version`.
+  const guess = byPrefix?.distance === 0 ? byPrefix.flag : (suggestion?.[1]!.replace(/\?$/, '') ?? byPrefix?.flag);
+  if (guess) what += `; did you mean ${guess}?`;
   const where = command.parent ? `${path.replace(/^cascade /, '')}: ` : '';
   return new CascadeError(code, `${where}${what} (see \`${path} --help\`)`, { commander: err.code }, { retry: 'final' });
+}
+
+/**
+ * Commander suggests flags a few edits away; a flag that is the start of a longer one (`--region` for
+ * `--region-url`), or a typo of that start (`--regoin`), is one too.
+ */
+function prefixSuggestion(typed: string, command: Command): { flag: string; distance: number } | undefined {
+  let best: { flag: string; distance: number } | undefined;
+  for (let c: Command | null = command; c; c = c.parent) {
+    for (const option of c.options) {
+      const flag = option.long;
+      if (!flag || flag.length <= typed.length) continue;
+      const head = flag.slice(0, typed.length);
+      if (flag[typed.length] !== '-') continue; // only whole words: --region of --region-url
+      const distance = editDistance(typed, head);
+      if (distance <= Math.max(1, Math.floor((typed.length - 2) / 4)) && (!best || distance < best.distance)) best = { flag, distance };
+    }
+  }
+  return best;
+}
+
+/** Levenshtein distance with adjacent transpositions (optimal string alignment). */
+function editDistance(a: string, b: string): number {
+  const d: number[][] = Array.from({ length: a.length + 1 }, (_, i) => [i, ...Array<number>(b.length).fill(0)]);
+  for (let j = 1; j <= b.length; j++) d[0]![j] = j;
+  for (let i = 1; i <= a.length; i++) {
+    for (let j = 1; j <= b.length; j++) {
+      const cost = a[i - 1] === b[j - 1] ? 0 : 1;
+      d[i]![j] = Math.min(d[i - 1]![j]! + 1, d[i]![j - 1]! + 1, d[i - 1]![j - 1]! + cost);
+      if (i > 1 && j > 1 && a[i - 1] === b[j - 2] && a[i - 2] === b[j - 1]) d[i]![j] = Math.min(d[i]![j]!, d[i - 2]![j - 2]! + 1);
+    }
+  }
+  return d[a.length]![b.length]!;
 }
 
 function missingOption(command: Command, option: Option): CascadeError {

@@ -1,12 +1,15 @@
 import { mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { freePort } from '../support/free-port.js';
 import { makeLocalRepo } from '../support/git-fixtures.js';
 import { startRegionProcess, type RegionProcess } from '../support/region-process.js';
 import { runCli } from '../support/run-cli.js';
 import { smallFleet } from '../support/small-fleet.js';
+
+// Each test runs the real CLI several times; on a busy 2-core machine one run can take seconds.
+vi.setConfig({ testTimeout: 120_000, hookTimeout: 120_000 });
 
 const OPERATOR_TOKEN = 'operator-secret-for-contexts';
 

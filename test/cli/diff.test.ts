@@ -3,9 +3,12 @@ import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { git, writeFiles } from '../support/git-fixtures.js';
 import { runCli } from '../support/run-cli.js';
+
+// Each test runs the real CLI several times; on a busy 2-core machine one run can take seconds.
+vi.setConfig({ testTimeout: 120_000, hookTimeout: 120_000 });
 
 const doc = (kind: string, name: string, spec: string) => `apiVersion: cascade/v1\nkind: ${kind}\nmetadata:\n  name: ${name}\nspec:\n${spec}`;
 

@@ -4,11 +4,14 @@ import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { createServer, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { freePort } from '../support/free-port.js';
 import { git, writeFiles } from '../support/git-fixtures.js';
 import { CLI, runCli } from '../support/run-cli.js';
 import { startRegionProcess, waitFor } from '../support/region-process.js';
+
+// Each test runs the real CLI several times; on a busy 2-core machine one run can take seconds.
+vi.setConfig({ testTimeout: 120_000, hookTimeout: 120_000 });
 
 /** Every failure a user can cause: one line `cascade: ... [code]`, exit 2, nothing left behind. */
 const ONE_LINE = /^cascade: [^\n]+ \[[a-z-]+\]\n$/;
@@ -30,6 +33,14 @@ describe('option errors', () => {
     expect(run.stderr).toContain('cascade region --help');
     expect(run.stderr).toContain('[unknown-option]');
     expect(run.stderr).not.toContain('required');
+  });
+
+  it('the start of a longer flag, or a typo of it, suggests that flag', async () => {
+    for (const typed of ['--region', '--regoin']) {
+      const run = await runCli(['devices', 'list', typed, 'http://127.0.0.1:1']);
+      expect(run.code).toBe(2);
+      expect(run.stderr).toBe(`cascade: devices list: unknown option '${typed}'; did you mean --region-url? (see \`cascade devices list --help\`) [unknown-option]\n`);
+    }
   });
 
   it('a missing required flag names it, its variable and where to look', async () => {

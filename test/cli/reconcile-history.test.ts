@@ -1,4 +1,4 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { join } from 'node:path';
 import { pushSummary, rollout, startTestHub, summary, tempDir, wave } from '../hub/hub-fixture.js';
 import type { RunningHub } from '../../src/hub/hub-server.js';
@@ -6,6 +6,9 @@ import { commitAndPush, commitFiles, git, makeLocalRepo } from '../support/git-f
 import { startRegionScenario, type RegionScenario } from '../support/region-scenario.js';
 import { runCli } from '../support/run-cli.js';
 import { smallFleet, webDeployment } from '../support/small-fleet.js';
+
+// Each test runs the real CLI several times; on a busy 2-core machine one run can take seconds.
+vi.setConfig({ testTimeout: 120_000, hookTimeout: 120_000 });
 
 const NO_CONTEXT = { CASCADE_CONTEXT: undefined, CASCADE_REGION_URL: undefined, CASCADE_HUB_URL: undefined, XDG_CONFIG_HOME: '/nonexistent-cascade-config' };
 

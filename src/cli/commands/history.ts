@@ -40,11 +40,14 @@ export function registerHistory(program: Command): void {
     .addOption(new Option('--hub-token <token>', "the hub's read token, when it requires one").env('CASCADE_HUB_READ_TOKEN'))
     .addOption(new Option('--region-url <url>', 'URL of a region instead of the hub').env('CASCADE_REGION_URL').argParser(urlFlag))
     .addOption(new Option('--operator-token <token>', "the region's operator token").env('CASCADE_OPERATOR_TOKEN'))
-    .option('--repo <dir>', 'a clone of the fleet repository: show each commit\'s subject and author')
+    .option('--repo <dir>', 'a clone of the fleet repository: show each commit\'s subject and author (default: the current folder, when it is a clone)')
     .addOption(new Option('--limit <n>', 'how many revisions').default(10).argParser(limitFlag))
     .option('--json', 'print JSON')
     .action(async (flags: HistoryFlags) => {
-      const subjects = flags.repo !== undefined ? commitReader(flags.repo) : null;
+      // Inside a clone of the fleet repository, its commits name the revisions.
+      const here = fs.existsSync(join(process.cwd(), '.git', 'objects')) ? process.cwd() : undefined;
+      const repo = flags.repo ?? here;
+      const subjects = repo !== undefined ? commitReader(repo) : null;
       if (flags.hubUrl && !flags.regionUrl) {
         const revisions = await fetchRecentRevisions({ hubUrl: flags.hubUrl, token: secretFrom(flags.hubToken, 'CASCADE_HUB_READ_TOKEN') }, flags.limit);
         const rows = await Promise.all(revisions.map(async (view) => ({ ...historyRow(view), commit: (await subjects?.(view.revision)) ?? null })));
