@@ -15,7 +15,7 @@ export interface DeviceCounts {
 
 export interface RegionStatus {
   region: string;
-  revision: { attempted: string | null; applied: string | null; error: string[] | null };
+  revision: RevisionState;
   source: { reachable: boolean; head: string | null; error: string | null };
   devices: DeviceCounts;
   updatesSent: number;
@@ -23,6 +23,17 @@ export interface RegionStatus {
   rollouts: DeploymentRolloutStatus[];
   /** Ready, Reconciling, Stalled. Absent from regions older than conditions. */
   conditions?: Condition[];
+}
+
+export interface RevisionState {
+  attempted: string | null;
+  applied: string | null;
+  error: string[] | null;
+  /** The applied commit's first message line and author (`Name <email>`), once read from git. */
+  subject?: string;
+  author?: string;
+  /** When the attempted commit was refused: its subject and author. */
+  refused?: { subject: string; author: string };
 }
 
 export type DeviceState = 'converged' | 'updating' | 'pending' | 'failed' | 'offline';

@@ -22,6 +22,7 @@ import type { AppCatalog, DeviceRecord, StateStore } from './state-store.js';
 import type { PassRequest } from './pass-scheduler.js';
 import { refuseRevision, type RevisionGuardOptions } from './revision-guard.js';
 import type { RegionMetrics } from './region-metrics.js';
+import type { ReconcilerEvent } from './reconciler-events.js';
 
 export interface ReconcilerOptions {
   region: string;
@@ -50,6 +51,8 @@ export interface ReconcilerOptions {
   maxBackoffMs?: number;
   /** The region's `--offline-after` (default DEFAULT_OFFLINE_AFTER_MS); the fleet's Region or Fleet `rollout.offlineAfter` wins. */
   offlineAfterMs?: number;
+  /** Revisions applied or refused, rollout transitions: the region streams them (region/events.ts). */
+  onEvent?: (event: ReconcilerEvent) => void;
 }
 
 /** The state of the source as the last pass saw it, for status and readiness. */
@@ -237,6 +240,7 @@ export class Reconciler {
       metrics.revisionsRefused.inc();
       metrics.reconcileFailures.inc({ reason: refusal.reason });
       log.error({ revision: head }, refusal.message);
+      this.options.onEvent?.({ type: 'revision.refused', revision: head, reason: refusal.reason, errors: [refusal.message] });
       return;
     }
     const { snapshot, state } = await readGitSnapshot({
@@ -254,6 +258,7 @@ export class Reconciler {
       metrics.revisionsRefused.inc();
       metrics.reconcileFailures.inc({ reason: 'invalid' });
       log.error({ revision: head, errors }, `revision ${head.slice(0, 8)} refused: ${errors.length} problem(s); still serving the last good revision`);
+      this.options.onEvent?.({ type: 'revision.refused', revision: head, reason: 'invalid', errors });
       return;
     }
     this.fleet = result.fleet;
@@ -270,6 +275,7 @@ export class Reconciler {
       log.warn({ region }, `the fleet repository has no Region document named "${region}"; only Deployments without a regions selector apply here`);
     }
     log.info({ revision: head, parsed: result.stats.parsed, cached: result.stats.cached }, `revision ${head.slice(0, 8)} applied`);
+    this.options.onEvent?.({ type: 'revision.applied', revision: head });
   }
 
   /** After a restart, the last good revision is read back from the git objects on disk: no network needed. */
@@ -328,6 +334,7 @@ export class Reconciler {
     for (const status of statuses) {
       metrics.rolloutHalted.set({ deployment: status.deployment }, status.state === 'Halted' ? 1 : 0);
       const old = before.get(status.deployment);
+      this.options.onEvent?.({ type: 'rollout.status', status, previous: old ?? null });
       if (old && old.state === status.state && old.version === status.version) continue;
       const fields = { deployment: status.deployment, version: status.version, state: status.state, wave: status.currentWave };
       if (status.state === 'Stalled') {

@@ -24,6 +24,8 @@ import { limitEnrollment } from './routes/enrollment-limiter.js';
 import { operatorGuard, registerOperatorApi } from './routes/operator-routes.js';
 import type { TrustedKeys } from '../source/trusted-keys.js';
 import { RegionMqtt, type RegionMqttOptions } from './mqtt/region-mqtt.js';
+import { RegionEvents } from './events.js';
+import { registerEventRoutes } from './routes/events-routes.js';
 
 export interface RegionConfig {
   repo: string;
@@ -113,6 +115,8 @@ export async function startRegion(config: RegionConfig): Promise<RunningRegion> 
     let firstPassDone = false;
     let hubPush: HubPush | null = null;
     let loops: RegionLoops | null = null;
+    const events = new RegionEvents({ region: config.region, gitdir: source.location.gitdir, store, clock, log, onCommitInfo: () => hubPush?.changed() });
+    teardown.push(() => events.close());
     const reconciler = new Reconciler({
       region: config.region,
       source,
@@ -136,6 +140,7 @@ export async function startRegion(config: RegionConfig): Promise<RunningRegion> 
       isConnected,
       guard: config.guard,
       offlineAfterMs: config.offlineAfterMs,
+      onEvent: events.onReconcilerEvent,
     });
     // One offline clock (--offline-after, or the fleet's Region/Fleet rollout.offlineAfter) for the engine and every view.
     const offlineAfterMs = (): number => reconciler.offlineAfterMs;
@@ -147,7 +152,7 @@ export async function startRegion(config: RegionConfig): Promise<RunningRegion> 
       const condition = reconciler.sourceCondition;
       return {
         region: config.region,
-        revision: revisionStatus(store.getRevision()),
+        revision: events.describeRevision(revisionStatus(store.getRevision())),
         source: { reachable: condition.reachable, head: condition.head, error: condition.error },
         devices: countDevices(withConnected(store.listDevices(), clock(), isConnected), currentDesired(), store.listHanded(), clock(), offlineAfterMs()),
         updatesSent: store.updatesSent(),
@@ -183,7 +188,10 @@ export async function startRegion(config: RegionConfig): Promise<RunningRegion> 
       clock,
       onEnroll: () => scheduler.request({ fetch: false, reason: 'device enrolled' }),
       onTokenIssued: mqtt?.onTokenIssued,
-      onReport: () => scheduler.request({ fetch: false, reason: 'device reported' }),
+      onReport: (id) => {
+        events.deviceReported(id);
+        scheduler.request({ fetch: false, reason: 'device reported' });
+      },
     });
     registerRegionRoutes(app, {
       status,
@@ -213,10 +221,14 @@ export async function startRegion(config: RegionConfig): Promise<RunningRegion> 
         if (wait) await scheduler.idle();
       },
     });
+    registerEventRoutes(app, { events: events.stream, operatorGuard: operatorToken === null ? null : operatorGuard(operatorToken) });
     for (const plugin of config.plugins ?? []) plugin(app, { summary, clock, operatorGuard: operatorGuard(operatorToken) });
 
     // Connects, reads back the retained desired states and publishes what is out of date; fails startup on bad flags.
-    await mqtt?.start({ clock, registry: metrics.registry, onReport: () => scheduler.request({ fetch: false, reason: 'device reported' }) });
+    await mqtt?.start({ clock, registry: metrics.registry, onReport: (id) => {
+        events.deviceReported(id);
+        scheduler.request({ fetch: false, reason: 'device reported' });
+      } });
     await app.listen({ host: config.host, port: config.port });
     const address = app.server.address();
     const port = typeof address === 'object' && address ? address.port : config.port;
