@@ -10,6 +10,7 @@ import { registerRollback } from './rollback.js';
 import { registerDevices } from './devices.js';
 import { registerHub } from './hub.js';
 import { registerDemo } from './demo.js';
+import { registerEvents } from './events.js';
 
 /**
  * Each command lives in its own file and exports `register(program)`.
@@ -23,6 +24,7 @@ export function registerCommands(program: Command): void {
   registerAgent(program);
   registerSimulate(program);
   registerStatus(program);
+  registerEvents(program);
   registerRollback(program);
   registerDevices(program);
   registerHub(program);
