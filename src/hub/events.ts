@@ -33,9 +33,10 @@ export function summaryEvents(previous: HubSummary | null, next: HubSummary, at:
       message: `${region}: revision ${rev.attempted!.slice(0, 8)} refused: ${rev.error![0]}`,
     });
   }
+  // A rollout the previous summary did not have started since: that is news.
   const before = new Map(previous.rollouts.map((r) => [r.deployment, r]));
   for (const status of next.rollouts) {
-    for (const event of rolloutEvents(region, status, before.get(status.deployment) ?? null, Infinity)) events.push({ ...event, at, message: `${region}: ${event.message}` });
+    for (const event of rolloutEvents(region, status, before.get(status.deployment) ?? null, -Infinity)) events.push({ ...event, at, message: `${region}: ${event.message}` });
   }
   return events;
 }
