@@ -127,6 +127,8 @@ describe('events: GET /api/v1/events on a real region process and a real hub', (
     // The status and the hub summary carry the commit's subject and author.
     const status = await s.status();
     expect(status.revision).toMatchObject({ applied: sha, subject, author: 'Cascade Test <test@cascade.invalid>' });
+    const shown = await run(process.execPath, [BIN, 'status', '--region-url', s.region.url]);
+    expect(shown.stdout).toContain(`  commit    ${subject} (Cascade Test <test@cascade.invalid>)`);
 
     // The hub relays what the summaries tell: the revision and the halt, no device events.
     const hubApplied = await waitForEvent(fromHub, 'hub revision.applied', (e) => e.type === 'revision.applied' && e.revision === sha);
@@ -167,5 +169,17 @@ describe('events: GET /api/v1/events on a real region process and a real hub', (
 
     const missing = await run(process.execPath, [BIN, 'events']).then(() => null, (err: { code: number; stderr: string }) => err);
     expect(missing?.stderr).toMatch(/--region-url URL .* or --hub-url URL/);
+  }, 60_000);
+
+  it('a commit that fails validation streams revision.refused with its subject, author and problems; the status names it', async () => {
+    const stream = await openStream(`${s.region.url}/api/v1/events?since=0`);
+    streams.push(stream);
+    const bad = await s.commit({ 'deployments/web.yaml': 'apiVersion: cascade/v1\nkind: Deployment\nmetadata:\n  name: web\nspec:\n  app: web\n  versoin: 9\n' }, 'typo in web');
+    const refused = await waitForEvent(stream, 'revision.refused', (e) => e.type === 'revision.refused' && e.revision === bad);
+    expect(refused).toMatchObject({ subject: 'typo in web', author: 'Cascade Test <test@cascade.invalid>', reason: 'invalid' });
+    expect(refused.errors![0]).toContain('deployments/web.yaml');
+    const status = await s.waitForStatus((st) => st.revision.refused !== undefined, 'the refused commit described');
+    expect(status.revision.refused).toEqual({ subject: 'typo in web', author: 'Cascade Test <test@cascade.invalid>' });
+    expect(status.revision.subject).toMatch(/^web 2\.0\.0/); // still serving the last good one
   }, 60_000);
 });
