@@ -146,6 +146,11 @@ export async function startRegion(config: RegionConfig): Promise<RunningRegion> 
     const offlineAfterMs = (): number => reconciler.offlineAfterMs;
     const scheduler = new PassScheduler((request) => reconciler.runPass(request));
     teardown.push(() => scheduler.close());
+    /** A report over HTTP or MQTT, once stored: announce a failed version, then re-plan. */
+    const deviceReported = (id: DeviceId): void => {
+      events.deviceReported(id);
+      scheduler.request({ fetch: false, reason: 'device reported' });
+    };
 
     const currentDesired = (): ReadonlyMap<DeviceId, DeviceDesired> => reconciler.resolveAll(store.listDevices());
     const status = (): RegionStatus => {
@@ -188,10 +193,7 @@ export async function startRegion(config: RegionConfig): Promise<RunningRegion> 
       clock,
       onEnroll: () => scheduler.request({ fetch: false, reason: 'device enrolled' }),
       onTokenIssued: mqtt?.onTokenIssued,
-      onReport: (id) => {
-        events.deviceReported(id);
-        scheduler.request({ fetch: false, reason: 'device reported' });
-      },
+      onReport: deviceReported,
     });
     registerRegionRoutes(app, {
       status,
@@ -225,10 +227,7 @@ export async function startRegion(config: RegionConfig): Promise<RunningRegion> 
     for (const plugin of config.plugins ?? []) plugin(app, { summary, clock, operatorGuard: operatorGuard(operatorToken) });
 
     // Connects, reads back the retained desired states and publishes what is out of date; fails startup on bad flags.
-    await mqtt?.start({ clock, registry: metrics.registry, onReport: (id) => {
-        events.deviceReported(id);
-        scheduler.request({ fetch: false, reason: 'device reported' });
-      } });
+    await mqtt?.start({ clock, registry: metrics.registry, onReport: deviceReported });
     await app.listen({ host: config.host, port: config.port });
     const address = app.server.address();
     const port = typeof address === 'object' && address ? address.port : config.port;

@@ -121,6 +121,7 @@ describe.skipIf(missing)('the dashboard follows the event stream in Chromium', (
     expect(await heldRow.locator('.badge').textContent()).toBe('held by halt');
     expect(await heldRow.locator('.badge').getAttribute('title')).toContain('rollout of web halted');
     expect(await page.locator('tr.device .badge-pending').count()).toBe(0);
+    await page.screenshot({ path: '/tmp/cascade-dashboard-live.png', fullPage: true });
     // Typing goes on where it was.
     await page.keyboard.type('ev-00');
     expect(await search.inputValue()).toBe('dev-00ev');
