@@ -186,7 +186,7 @@ export async function startHub(config: HubConfig): Promise<RunningHub> {
   } catch (err) {
     events.close();
     store.close();
-    throw new CascadeError('hub-listen-failed', `cannot listen on ${config.host}:${config.port}: ${(err as Error).message} (check --listen)`);
+    throw new CascadeError('hub-listen-failed', `cannot listen on ${config.host}:${config.port}: ${(err as Error).message} (check --listen)`, undefined, { cause: err });
   }
   const address = app.server.address();
   const port = typeof address === 'object' && address ? address.port : config.port;

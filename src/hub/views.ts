@@ -39,6 +39,8 @@ export interface FleetView {
 export interface RolloutCounts {
   devices: number;
   converged: number;
+  /** Enrolled, no report yet: neither offline nor attempted. Absent in views stored before it existed. */
+  new?: number;
   updating: number;
   pending: number;
   failed: number;
@@ -178,12 +180,12 @@ export function referencedRevisions(records: RegionRecord[]): Set<string> {
 }
 
 function emptyCounts(): RolloutCounts {
-  return { devices: 0, converged: 0, updating: 0, pending: 0, failed: 0, offline: 0 };
+  return { devices: 0, converged: 0, new: 0, updating: 0, pending: 0, failed: 0, offline: 0 };
 }
 
 export function rolloutCounts(waves: WaveStatus[]): RolloutCounts {
   const total = sumWaves(waves);
-  return { devices: total.devices, converged: total.healthy, updating: total.updating, pending: total.pending, failed: total.failed, offline: total.offline };
+  return { devices: total.devices, converged: total.healthy, new: total.new, updating: total.updating, pending: total.pending, failed: total.failed, offline: total.offline };
 }
 
 function isRefused(summary: HubSummary, sha: string): boolean {
@@ -250,6 +252,7 @@ export function revisionView(sha: string, records: RegionRecord[], now: number, 
       if (stale) total.counts.offline += d.counts.devices;
       else {
         total.counts.converged += d.counts.converged;
+        total.counts.new = (total.counts.new ?? 0) + (d.counts.new ?? 0);
         total.counts.updating += d.counts.updating;
         total.counts.pending += d.counts.pending;
         total.counts.failed += d.counts.failed;

@@ -51,6 +51,8 @@ export interface ReconcilerOptions {
   maxBackoffMs?: number;
   /** The region's `--offline-after` (default DEFAULT_OFFLINE_AFTER_MS); the fleet's Region or Fleet `rollout.offlineAfter` wins. */
   offlineAfterMs?: number;
+  /** Devices pull container images through this mirror unless the Region document names one (--registry-mirror). */
+  registryMirror?: string;
   /** Revisions applied or refused, rollout transitions: the region streams them (region/events.ts). */
   onEvent?: (event: ReconcilerEvent) => void;
 }
@@ -218,8 +220,8 @@ export class Reconciler {
       const message = isCascadeError(err) ? err.message : String(err);
       this.options.metrics.reconcileFailures.inc({ reason: isCascadeError(err) ? err.code : 'source-unreachable' });
       if (this.condition.reachable || this.condition.checkedAt === null) {
-        const applied = store.getRevision().applied;
-        log.warn({ err: message }, applied ? `git source unreachable; serving the last good revision ${applied.slice(0, 8)}` : 'git source unreachable; no revision applied yet, so nothing is served until it is reachable');
+        const serving = store.getRevision().applied;
+        log.warn({ err: message }, serving ? `git source unreachable; serving the last good revision ${serving.slice(0, 8)}` : 'git source unreachable and no revision applied yet: devices get nothing until it can be read; check --repo and the credentials');
       }
       this.condition = { ...this.condition, reachable: false, error: message, checkedAt: clock() };
       return;
@@ -257,14 +259,14 @@ export class Reconciler {
       this.refusalReason = 'invalid';
       metrics.revisionsRefused.inc();
       metrics.reconcileFailures.inc({ reason: 'invalid' });
-      log.error({ revision: head, errors }, `revision ${head.slice(0, 8)} refused: ${errors.length} problem(s); still serving the last good revision`);
+      log.error({ revision: head, errors }, `revision ${head.slice(0, 8)} refused: ${errors.length} problem(s); ${store.getRevision().applied ? 'still serving the last good revision' : 'no revision applied yet'}`);
       this.options.onEvent?.({ type: 'revision.refused', revision: head, reason: 'invalid', errors });
       return;
     }
     this.fleet = result.fleet;
     this.resolver = null;
     const resolved = this.resolveAll(store.listDevices());
-    store.recordApplied(head, resolved, catalogOf(result.fleet), clock());
+    store.recordApplied(head, resolved, catalogOf(result.fleet, region, this.options.registryMirror), clock());
     this.refusalReason = null;
     if (this.accepted === head) {
       log.warn({ revision: head }, `revision ${head.slice(0, 8)} adopted by an operator although it does not descend from the revision served before`);
@@ -387,8 +389,17 @@ export function installedVersions(device: DeviceRecord): Record<string, string> 
   return apps;
 }
 
-function catalogOf(fleet: LoadedFleet): AppCatalog {
+/**
+ * The Apps as devices get them. A container app carries this region's container policy (Region
+ * spec.containers, and --registry-mirror), so its devices can refuse what the Region does not allow.
+ */
+export function catalogOf(fleet: LoadedFleet, region?: string, registryMirror?: string): AppCatalog {
   const catalog: AppCatalog = {};
-  for (const [name, app] of fleet.apps) catalog[name] = app.spec;
+  const policy = { ...(region !== undefined ? fleet.regions.get(region)?.spec.containers : undefined) };
+  if (registryMirror && !policy.registryMirror) policy.registryMirror = registryMirror;
+  for (const [name, app] of fleet.apps) {
+    const runtime = app.spec.runtime;
+    catalog[name] = runtime?.type === 'container' ? { ...app.spec, runtime: { ...runtime, regionPolicy: policy } } : app.spec;
+  }
   return catalog;
 }

@@ -51,6 +51,8 @@ export interface RegionConfig {
   hub?: { url: string; token: string; intervalMs?: number };
   /** Also serve devices over MQTT through this broker (docs/mqtt.md). */
   mqtt?: RegionMqttOptions;
+  /** Devices pull container images through this mirror unless the Region document names one. */
+  registryMirror?: string;
   log: Logger;
   clock?: () => number;
   /** Housekeeping on a cron schedule (region/maintenance.ts); none when absent. */
@@ -119,6 +121,7 @@ export async function startRegion(config: RegionConfig): Promise<RunningRegion> 
     teardown.push(() => events.close());
     const reconciler = new Reconciler({
       region: config.region,
+      registryMirror: config.registryMirror,
       source,
       store,
       loader,

@@ -1,5 +1,5 @@
 import { regionDashboard } from '../../dashboard/serve.js';
-import { Command, Option } from 'commander';
+import { Command, InvalidArgumentError, Option } from 'commander';
 import { CascadeError } from '../../core/errors.js';
 import { DEFAULT_OFFLINE_AFTER_MS } from '../../plan/rollout/defaults.js';
 import { startRegion } from '../../region/compose.js';
@@ -10,7 +10,8 @@ import { DEFAULT_BACKUPS_KEPT, DEFAULT_MAINTENANCE_SCHEDULE, checkMaintenanceSch
 import { loadTrustedKeys } from '../../source/trusted-keys.js';
 import { createCliLogger } from '../logger.js';
 import { envFlag, secretFrom } from '../secrets.js';
-import { allowArtifactOriginOption, allowHttpArtifactsOption, artifactPolicyFrom, durationFlag, listenFlag, positiveIntFlag } from '../parse-flags.js';
+import { allowArtifactOriginOption, allowHttpArtifactsOption, artifactPolicyFrom, durationFlag, listenFlag, positiveIntFlag, urlFlag } from '../parse-flags.js';
+import { checkLocalRepo, checkStateDir, listenError } from '../preflight.js';
 
 interface RegionFlags {
   repo: string;
@@ -44,6 +45,16 @@ interface RegionFlags {
   backupKeep: number;
   allowArtifactOrigin?: string[];
   allowHttpArtifacts?: boolean;
+  registryMirror?: string;
+}
+
+/** A registry host as image references name it: host[:port] with an optional path prefix, no scheme. */
+function registryMirrorFlag(value: string): string {
+  const text = value.replace(/^https?:\/\//, '').replace(/\/+$/, '');
+  if (!/^[a-z0-9]([a-z0-9._-]*[a-z0-9])?(:[0-9]{1,5})?(\/[a-z0-9]([a-z0-9._-]*[a-z0-9])?)*$/.test(text)) {
+    throw new InvalidArgumentError(`"${value}" is not a registry host such as mirror.site.local:5000 or mirror.local/hub`);
+  }
+  return text;
 }
 
 export function registerRegion(program: Command): void {
@@ -62,7 +73,7 @@ export function registerRegion(program: Command): void {
     .addOption(new Option('--git-username <name>', 'basic auth user for an http(s) repository').env('CASCADE_GIT_USERNAME'))
     .addOption(new Option('--git-password <password>', 'basic auth password for an http(s) repository').env('CASCADE_GIT_PASSWORD'))
     .addOption(new Option('--git-token <token>', 'access token for an http(s) repository').env('CASCADE_GIT_TOKEN'))
-    .addOption(new Option('--hub-url <url>', 'push a summary to this hub (`cascade hub`) on every change and heartbeat').env('CASCADE_HUB_URL'))
+    .addOption(new Option('--hub-url <url>', 'push a summary to this hub (`cascade hub`) on every change and heartbeat').env('CASCADE_HUB_URL').argParser(urlFlag))
     .addOption(new Option('--hub-token <token>', "this region's hub token, from `cascade hub region-token REGION`").env('CASCADE_HUB_TOKEN'))
     .addOption(new Option('--tls-cert <file>', 'serve HTTPS with this certificate (PEM)').env('CASCADE_TLS_CERT'))
     .addOption(new Option('--tls-key <file>', 'private key of --tls-cert (PEM)').env('CASCADE_TLS_KEY'))
@@ -75,6 +86,7 @@ export function registerRegion(program: Command): void {
     .addOption(new Option('--mqtt-password <password>', 'the region\'s MQTT password').env('CASCADE_MQTT_PASSWORD'))
     .addOption(new Option('--mqtt-ca-file <file>', 'with mqtts://: PEM file of the CA that signed the broker\'s certificate').env('CASCADE_MQTT_CA_FILE'))
     .addOption(new Option('--mqtt-device-passwords <file>', 'Mosquitto password file in which the region writes each device\'s credentials (username = device id, password = device token)').env('CASCADE_MQTT_DEVICE_PASSWORDS'))
+    .addOption(new Option('--registry-mirror <host[:port][/path]>', 'devices pull container images through this registry mirror (a Region\'s spec.containers.registryMirror wins)').env('CASCADE_REGISTRY_MIRROR').argParser(registryMirrorFlag))
     .addOption(new Option('--mqtt-broker-pid-file <file>', 'pid file of the broker, sent SIGHUP after each change to --mqtt-device-passwords').env('CASCADE_MQTT_BROKER_PID_FILE'))
     .addOption(new Option('--maintenance-schedule <cron>', 'housekeeping (pack compaction, PRAGMA optimize, state backup, report pruning) on this cron schedule').env('CASCADE_MAINTENANCE_SCHEDULE').default(DEFAULT_MAINTENANCE_SCHEDULE, 'nightly at 03:17'))
     .addOption(new Option('--backup-dir <dir>', 'where housekeeping writes state backups (default: <data>/backups)').env('CASCADE_BACKUP_DIR'))
@@ -118,6 +130,9 @@ export function registerRegion(program: Command): void {
       if (flags.hubUrl && !flags.hubToken) {
         throw new CascadeError('hub-token-required', `--hub-url needs --hub-token (or CASCADE_HUB_TOKEN): print it with \`cascade hub region-token ${flags.region}\` on the hub.`);
       }
+      // Nothing is created on disk until the flags and the state folder are known to be usable.
+      checkLocalRepo(flags.repo);
+      checkStateDir(flags.data, '--data', 'CASCADE_DATA');
       const log = createCliLogger();
       if (!flags.operatorToken) log.warn('no --operator-token: the operator API (device list, revocation) and the live inventory are open to anyone who can reach this region');
       if (!flags.enrollmentToken) log.warn('open enrolment: any device that can reach this region can enrol (--insecure-open-enrollment)');
@@ -149,7 +164,10 @@ export function registerRegion(program: Command): void {
               brokerPidFile: flags.mqttBrokerPidFile,
             }
           : undefined,
+        registryMirror: flags.registryMirror,
         log,
+      }).catch((err: unknown) => {
+        throw listenError(err, flags.listen, '--listen');
       });
       await new Promise<void>((resolve) => {
         const stop = () => {
@@ -167,6 +185,6 @@ function readPem(file: string, flag: string): Buffer {
   try {
     return readFileSync(file);
   } catch (err) {
-    throw new CascadeError('tls-file-unreadable', `cannot read ${flag} ${file}: ${(err as Error).message}`);
+    throw new CascadeError('tls-file-unreadable', `cannot read ${flag} ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}; check the path and that this user may read it`);
   }
 }

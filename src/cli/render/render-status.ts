@@ -10,10 +10,11 @@ export function renderRegionStatus(status: RegionStatus): string {
   const d = status.devices;
   const lines = [
     `region ${status.region}`,
-    `  revision  applied ${short(status.revision.applied)}  attempted ${short(status.revision.attempted)}${status.source.reachable ? '' : '  (git unreachable: serving the last good revision)'}`,
+    `  revision  applied ${short(status.revision.applied)}  attempted ${short(status.revision.attempted)}${status.source.reachable ? '' : status.revision.applied ? '  (git unreachable: serving the last good revision)' : '  (git unreachable: no revision applied yet)'}`,
   ];
   // Subject and author come from git: control characters never reach the terminal.
   if (status.revision.subject !== undefined) lines.push(`  commit    ${printable(status.revision.subject)}${status.revision.author ? ` (${printable(status.revision.author)})` : ''}`);
+  if (!status.source.reachable && status.source.error) lines.push(`  git       ${status.source.error}`);
   if (status.revision.error) {
     const refused = status.revision.refused;
     lines.push(`  refused   ${short(status.revision.attempted)}${refused ? ` ${printable(refused.subject)} (${printable(refused.author)})` : ''}:`);
