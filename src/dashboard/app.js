@@ -22,6 +22,7 @@ let failures = 0;
 let moving = false;
 let streaming = false;
 let refreshTimer = null;
+let refreshDueAt = Infinity;
 let inFlight = null;
 const events = [];
 
@@ -105,10 +106,15 @@ function refresh() {
 /** The next refresh without an event: polling without a stream, a slower beat with one. */
 function schedule(delay) {
   clearTimeout(refreshTimer);
+  refreshDueAt = Infinity;
   const base = streaming ? (moving ? MOVING_REFRESH_MS : IDLE_REFRESH_MS) : POLL_MS;
   // Back off a little while the server is away, never beyond 10 s.
   const wait = delay ?? Math.min(base * 2 ** Math.min(failures, 3), Math.max(base, 10_000));
-  refreshTimer = setTimeout(refresh, wait);
+  refreshDueAt = Date.now() + wait;
+  refreshTimer = setTimeout(() => {
+    refreshDueAt = Infinity;
+    refresh();
+  }, wait);
 }
 
 function onEvent(message) {
@@ -122,7 +128,8 @@ function onEvent(message) {
   events.push(event);
   if (events.length > EVENTS_SHOWN) events.splice(0, events.length - EVENTS_SHOWN);
   show('events', renderEvents(events));
-  schedule(EVENT_COALESCE_MS);
+  // A burst of events brings one refresh, soon: later events never push it further away.
+  if (refreshDueAt > Date.now() + EVENT_COALESCE_MS) schedule(EVENT_COALESCE_MS);
 }
 
 const EVENT_TYPES = ['revision.applied', 'revision.refused', 'rollout.wave-started', 'rollout.baking', 'rollout.halted', 'rollout.complete', 'device.failed'];
