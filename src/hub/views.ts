@@ -94,6 +94,9 @@ export interface HaltedRollout {
 
 export interface RevisionView {
   revision: string;
+  /** The commit's first message line and author, as a region that applied or refused it read them from git. */
+  subject?: string;
+  author?: string;
   state: RevisionState;
   /** No region refers to this revision any more: the view is the last one the hub computed. */
   superseded: boolean;
@@ -122,6 +125,10 @@ export interface DeviceRow {
   id: string;
   state: DeviceState;
   apps: Record<string, string>;
+  /** Per failed app, the version it failed to run. */
+  failed?: Record<string, string>;
+  /** Pending, held by this Deployment's halted rollout. */
+  heldBy?: string;
 }
 
 export interface DeviceSearch {
@@ -197,6 +204,7 @@ export function revisionView(sha: string, records: RegionRecord[], now: number, 
   let refused = false;
   let applying = 0;
   let allComplete = true;
+  let commit: { subject: string; author: string } | undefined;
 
   const sorted = [...records].sort((a, b) => compareStrings(a.summary.region, b.summary.region));
   for (const record of sorted) {
@@ -206,6 +214,8 @@ export function revisionView(sha: string, records: RegionRecord[], now: number, 
     const regionRefused = isRefused(s, sha);
     const applied = s.revision.applied === sha || own.length > 0;
     refused ||= regionRefused;
+    if (!commit && s.revision.applied === sha && s.revision.subject !== undefined) commit = { subject: s.revision.subject, author: s.revision.author ?? '' };
+    if (!commit && regionRefused && s.revision.refused) commit = s.revision.refused;
     if (applied) applying++;
 
     const deployments: RevisionDeploymentView[] = own
@@ -269,6 +279,7 @@ export function revisionView(sha: string, records: RegionRecord[], now: number, 
       : null;
   return {
     revision: sha,
+    ...(commit ? { subject: commit.subject, author: commit.author } : {}),
     state,
     superseded: false,
     regions,
@@ -290,12 +301,17 @@ export function searchDevices(records: RegionRecord[], query: string, limit: num
     total += summary.devices.total;
     if (summary.devicesTruncated) truncatedRegions.push(summary.region);
     for (const device of summary.devicesList ?? []) {
-      const haystack = [summary.region, device.id, device.state, ...Object.entries(device.apps).map(([app, version]) => `${app}=${version}`)]
+      const haystack = [summary.region, device.id, device.state, device.heldBy ? 'held' : '', ...Object.entries(device.apps).map(([app, version]) => `${app}=${version}`)]
         .join(' ')
         .toLowerCase();
       if (!words.every((word) => haystack.includes(word))) continue;
       matched++;
-      if (rows.length < limit) rows.push({ region: summary.region, id: device.id, state: device.state, apps: device.apps });
+      if (rows.length < limit) {
+        const row: DeviceRow = { region: summary.region, id: device.id, state: device.state, apps: device.apps };
+        if (device.failed) row.failed = device.failed;
+        if (device.heldBy) row.heldBy = device.heldBy;
+        rows.push(row);
+      }
     }
   }
   return { total, matched, devices: rows, truncatedRegions };

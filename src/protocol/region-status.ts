@@ -17,7 +17,7 @@ export interface DeviceCounts {
 
 export interface RegionStatus {
   region: string;
-  revision: { attempted: string | null; applied: string | null; error: string[] | null };
+  revision: RevisionState;
   source: { reachable: boolean; head: string | null; error: string | null };
   devices: DeviceCounts;
   updatesSent: number;
@@ -25,6 +25,17 @@ export interface RegionStatus {
   rollouts: DeploymentRolloutStatus[];
   /** Ready, Reconciling, Stalled. Absent from regions older than conditions. */
   conditions?: Condition[];
+}
+
+export interface RevisionState {
+  attempted: string | null;
+  applied: string | null;
+  error: string[] | null;
+  /** The applied commit's first message line and author (`Name <email>`), once read from git. */
+  subject?: string;
+  author?: string;
+  /** When the attempted commit was refused: its subject and author. */
+  refused?: { subject: string; author: string };
 }
 
 export type DeviceState = 'converged' | 'new' | 'updating' | 'pending' | 'failed' | 'offline';

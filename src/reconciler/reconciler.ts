@@ -24,6 +24,7 @@ import type { FleetIndex } from './fleet-index.js';
 import type { PassRequest } from './pass-scheduler.js';
 import { refuseRevision, type RevisionGuardOptions } from './revision-guard.js';
 import type { RegionMetrics } from './region-metrics.js';
+import type { ReconcilerEvent } from './reconciler-events.js';
 
 export interface ReconcilerOptions {
   region: string;
@@ -55,6 +56,8 @@ export interface ReconcilerOptions {
   offlineAfterMs?: number;
   /** Devices pull container images through this mirror unless the Region document names one (--registry-mirror). */
   registryMirror?: string;
+  /** Revisions applied or refused, rollout transitions: the region streams them (region/events.ts). */
+  onEvent?: (event: ReconcilerEvent) => void;
 }
 
 /** The state of the source as the last pass saw it, for status and readiness. */
@@ -260,6 +263,7 @@ export class Reconciler {
       metrics.revisionsRefused.inc();
       metrics.reconcileFailures.inc({ reason: refusal.reason });
       log.error({ revision: head }, refusal.message);
+      this.options.onEvent?.({ type: 'revision.refused', revision: head, reason: refusal.reason, errors: [refusal.message] });
       return;
     }
     const { snapshot, state } = await readGitSnapshot({
@@ -277,6 +281,7 @@ export class Reconciler {
       metrics.revisionsRefused.inc();
       metrics.reconcileFailures.inc({ reason: 'invalid' });
       log.error({ revision: head, errors }, `revision ${head.slice(0, 8)} refused: ${errors.length} problem(s); ${store.getRevision().applied ? 'still serving the last good revision' : 'no revision applied yet'}`);
+      this.options.onEvent?.({ type: 'revision.refused', revision: head, reason: 'invalid', errors });
       return;
     }
     this.fleet = result.fleet;
@@ -295,6 +300,7 @@ export class Reconciler {
       log.warn({ region }, `the fleet repository has no Region document named "${region}"; only Deployments without a regions selector apply here`);
     }
     log.info({ revision: head, parsed: result.stats.parsed, cached: result.stats.cached }, `revision ${head.slice(0, 8)} applied`);
+    this.options.onEvent?.({ type: 'revision.applied', revision: head });
   }
 
   /** After a restart, the last good revision is read back from the git objects on disk: no network needed. */
@@ -444,6 +450,7 @@ export class Reconciler {
     for (const status of statuses) {
       metrics.rolloutHalted.set({ deployment: status.deployment }, status.state === 'Halted' ? 1 : 0);
       const old = before.get(status.deployment);
+      this.options.onEvent?.({ type: 'rollout.status', status, previous: old ?? null });
       if (old && old.state === status.state && old.version === status.version) continue;
       const fields = { deployment: status.deployment, version: status.version, state: status.state, wave: status.currentWave };
       if (status.state === 'Stalled') {

@@ -27,6 +27,8 @@ import { limitEnrollment } from './routes/enrollment-limiter.js';
 import { operatorGuard, registerOperatorApi } from './routes/operator-routes.js';
 import type { TrustedKeys } from '../source/trusted-keys.js';
 import { RegionMqtt, type RegionMqttOptions } from './mqtt/region-mqtt.js';
+import { RegionEvents } from './events.js';
+import { registerEventRoutes } from './routes/events-routes.js';
 
 /** How often the in-memory index is checked against a full recount by default. */
 export const DEFAULT_RESYNC_INTERVAL_MS = 10 * 60_000;
@@ -132,6 +134,8 @@ export async function startRegion(config: RegionConfig): Promise<RunningRegion> 
     let firstPassDone = false;
     let hubPush: HubPush | null = null;
     let loops: RegionLoops | null = null;
+    const events = new RegionEvents({ region: config.region, gitdir: source.location.gitdir, store, clock, log, onCommitInfo: () => hubPush?.changed() });
+    teardown.push(() => events.close());
     const reconciler = new Reconciler({
       region: config.region,
       registryMirror: config.registryMirror,
@@ -156,17 +160,23 @@ export async function startRegion(config: RegionConfig): Promise<RunningRegion> 
       isConnected,
       guard: config.guard,
       offlineAfterMs: config.offlineAfterMs,
+      onEvent: events.onReconcilerEvent,
     });
     reconcilerRef = reconciler;
     const scheduler = new PassScheduler((request) => reconciler.runPass(request));
     teardown.push(() => scheduler.close());
+    /** A report over HTTP or MQTT, once stored: announce a failed version, then re-plan. */
+    const deviceReported = (id: DeviceId): void => {
+      events.deviceReported(id);
+      scheduler.request({ fetch: false, reason: 'device reported' });
+    };
 
     // Status, summary and /metrics read maintained counters: O(1) in the number of devices.
     const status = (): RegionStatus => {
       const condition = reconciler.sourceCondition;
       return {
         region: config.region,
-        revision: revisionStatus(store.getRevision()),
+        revision: events.describeRevision(revisionStatus(store.getRevision())),
         source: { reachable: condition.reachable, head: condition.head, error: condition.error },
         devices: store.deviceCounts(),
         updatesSent: store.updatesSent(),
@@ -176,7 +186,15 @@ export async function startRegion(config: RegionConfig): Promise<RunningRegion> 
     };
     const summary = (): HubSummaryInput => {
       const now = clock();
-      return buildRegionSummary({ status: status(), devices: store.listDevices(), stateOf: (id) => store.stateOf(id) ?? 'offline', now, offlineAfterMs: offlineAfterMs() });
+      return buildRegionSummary({
+        status: status(),
+        devices: store.listDevices(),
+        stateOf: (id) => store.stateOf(id) ?? 'offline',
+        desiredOf: (id) => store.resolvedOf(id),
+        handedOf: (id) => store.getHanded(id)?.apps,
+        now,
+        offlineAfterMs: offlineAfterMs(),
+      });
     };
 
     const app = createRegionHttpServer({ log, https: config.tls });
@@ -201,7 +219,7 @@ export async function startRegion(config: RegionConfig): Promise<RunningRegion> 
       clock,
       onEnroll: () => scheduler.request({ fetch: false, reason: 'device enrolled' }),
       onTokenIssued: mqtt?.onTokenIssued,
-      onReport: () => scheduler.request({ fetch: false, reason: 'device reported' }),
+      onReport: deviceReported,
     });
     registerRegionRoutes(app, {
       status,
@@ -226,13 +244,14 @@ export async function startRegion(config: RegionConfig): Promise<RunningRegion> 
         if (wait) await scheduler.idle();
       },
     });
+    registerEventRoutes(app, { events: events.stream, operatorGuard: operatorToken === null ? null : operatorGuard(operatorToken) });
     for (const plugin of config.plugins ?? []) plugin(app, { summary, clock, operatorGuard: operatorGuard(operatorToken) });
 
     // Connects, reads back the retained desired states and publishes what is out of date; fails startup on bad flags.
     await mqtt?.start({
       clock,
       registry: metrics.registry,
-      onReport: () => scheduler.request({ fetch: false, reason: 'device reported' }),
+      onReport: deviceReported,
       onPresence: (id) => store.presenceChanged(id),
     });
     await app.listen({ host: config.host, port: config.port });

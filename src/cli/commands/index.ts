@@ -14,6 +14,7 @@ import { registerDevices } from './devices.js';
 import { registerHub } from './hub.js';
 import { registerDemo } from './demo.js';
 import { registerContext } from './context.js';
+import { registerEvents } from './events.js';
 
 /**
  * Each command lives in its own file and exports `register(program)`.
@@ -30,6 +31,7 @@ export function registerCommands(program: Command): void {
   registerStatus(program);
   registerReconcile(program);
   registerHistory(program);
+  registerEvents(program);
   registerRollback(program);
   registerDevices(program);
   registerHub(program);
