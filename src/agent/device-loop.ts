@@ -7,6 +7,7 @@ import { sleep } from './abortable.js';
 import { AGENT_STATE_WRITE_FAILED, type AgentState, type AgentStateStore, type InstalledApp } from './agent-state.js';
 import { AppApplyError } from './apply-error.js';
 import type { DeviceRuntime } from './runtime.js';
+import type { DeviceKey } from './device-key.js';
 
 export type DeviceEvent =
   | { type: 'enrolled' }
@@ -41,12 +42,14 @@ export interface DeviceLoopOptions {
   backoff?: { initialMs?: number; maxMs?: number };
   random?: () => number;
   onEvent?: (event: DeviceEvent) => void;
+  /** The device key (device-key.ts): enrolments carry it, and a refused token is renewed with it. */
+  key?: DeviceKey;
 }
 
 const MESSAGE_LIMIT = 1000;
 
 /** Region answers that no retry can fix: the loop stops with them. */
-const FATAL_CODES = new Set<string>([errorCodes.enrollmentTokenInvalid, 'device-revoked', errorCodes.deviceIdInvalid, errorCodes.labelsInvalid]);
+const FATAL_CODES = new Set<string>([errorCodes.enrollmentTokenInvalid, 'device-revoked', errorCodes.deviceIdInvalid, errorCodes.labelsInvalid, errorCodes.deviceKeyRequired]);
 
 function truncate(text: string): string {
   return text.length > MESSAGE_LIMIT ? `${text.slice(0, MESSAGE_LIMIT - 3)}...` : text;
@@ -147,13 +150,31 @@ class DeviceLoop {
 
   private async enroll(): Promise<void> {
     const client = this.opts.client;
-    const answer = await client.enroll(this.opts.labels, this.opts.enrollmentToken, this.signal);
+    const answer = await this.renewOrEnroll();
     this.state.deviceId = client.deviceId;
     this.state.regionUrl = client.regionUrl;
     this.state.token = answer.token;
     this.save();
     this.log.info({ region: answer.region }, 'enrolled');
     this.emit({ type: 'enrolled' });
+  }
+
+  /**
+   * A device that had a token and holds its key asks for a new token with a key proof (no enrolment
+   * token needed); when the region does not know the id or it is not bound to a key (region state
+   * lost, operator reset), it enrols.
+   */
+  private async renewOrEnroll() {
+    const { client, key } = this.opts;
+    if (key && this.state.token !== null && this.state.deviceId === client.deviceId && this.state.regionUrl === client.regionUrl) {
+      try {
+        return await client.renewToken(key, this.signal);
+      } catch (err) {
+        if (!isRegionHttpError(err) || err.status >= 500 || err.status === 429 || err.code === 'device-revoked') throw err;
+        this.log.info({ err: err.message }, 'token renewal refused; enrolling');
+      }
+    }
+    return client.enroll(this.opts.labels, this.opts.enrollmentToken, this.signal, key);
   }
 
   private reportBody(installing?: { app: string; version: string }): ReportRequest {

@@ -23,6 +23,11 @@ import { limitEnrollment } from './routes/enrollment-limiter.js';
 import { operatorGuard, registerOperatorApi } from './routes/operator-routes.js';
 import type { TrustedKeys } from '../source/trusted-keys.js';
 import { RegionMqtt, type RegionMqttOptions } from './mqtt/region-mqtt.js';
+import { createSecurityMetrics } from './security-metrics.js';
+import { DeviceIdentity } from './device-identity.js';
+import { ReportOrder } from './report-order.js';
+import type { EnrollmentPolicy } from './enrollment-policy.js';
+import { registerIdentityAdminRoutes } from './routes/identity-admin-routes.js';
 
 export interface RegionConfig {
   repo: string;
@@ -50,6 +55,8 @@ export interface RegionConfig {
   clock?: () => number;
   /** Routes served beside the region's APIs, such as its web dashboard (dashboard/serve.ts: regionDashboard). */
   plugins?: readonly RegionPlugin[];
+  /** New devices enrol at once (`auto`, the default) or wait for `cascade devices approve` (`approve`). */
+  enrollmentPolicy?: EnrollmentPolicy;
 }
 
 /** What a plugin of the region (its dashboard) may read. */
@@ -99,9 +106,12 @@ export async function startRegion(config: RegionConfig): Promise<RunningRegion> 
     teardown.push(() => source.close());
     const loader = new FleetLoader({ cache: SqliteParseCache.inDir(config.dataDir) });
     const metrics = createRegionMetrics(config.region);
+    const security = createSecurityMetrics(metrics.registry);
+    const identity = new DeviceIdentity({ store, region: config.region, policy: config.enrollmentPolicy ?? 'auto', metrics: security, clock });
+    const reportOrder = new ReportOrder(store, security, log);
     const watchers = new DesiredWatchers();
     teardown.push(() => watchers.closeAll());
-    const mqtt = config.mqtt ? RegionMqtt.open(config.mqtt, { region: config.region, store, log }) : null;
+    const mqtt = config.mqtt ? RegionMqtt.open(config.mqtt, { region: config.region, store, log, reportOrder }) : null;
     if (mqtt) teardown.push(() => mqtt.close());
     /** A device holding a long poll open, or connected to the MQTT broker, counts as seen now. */
     const isConnected = (device: DeviceId): boolean => watchers.isWaiting(device) || (mqtt?.isConnected(device) ?? false);
@@ -164,6 +174,17 @@ export async function startRegion(config: RegionConfig): Promise<RunningRegion> 
         mqtt?.revoke(id);
       },
     });
+    registerIdentityAdminRoutes(app, {
+      store,
+      identity,
+      operatorToken,
+      clock,
+      onReset: (id) => {
+        watchers.notify([id]);
+        mqtt?.revoke(id);
+      },
+      onApprove: () => scheduler.request({ fetch: false, reason: 'device approved' }),
+    });
     registerDeviceApi(app, {
       operatorGuard: operatorGuard(operatorToken),
       store,
@@ -174,6 +195,8 @@ export async function startRegion(config: RegionConfig): Promise<RunningRegion> 
       onEnroll: () => scheduler.request({ fetch: false, reason: 'device enrolled' }),
       onTokenIssued: mqtt?.onTokenIssued,
       onReport: () => scheduler.request({ fetch: false, reason: 'device reported' }),
+      identity,
+      reportOrder,
     });
     registerRegionRoutes(app, {
       status,

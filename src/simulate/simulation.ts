@@ -10,6 +10,7 @@ import { RegionClient } from '../agent/http/region-client.js';
 import { brokerClientOptions, readCaFile } from '../protocol/mqtt-connection.js';
 import { MqttDeviceChannel } from '../agent/mqtt/device-channel.js';
 import { seededRandom, unitHash } from './seeded.js';
+import { lazyDeviceKey } from '../agent/device-key.js';
 
 export interface SimulationOptions {
   regionUrl: string;
@@ -50,6 +51,11 @@ export interface SimulationOptions {
    * each device with its own connection, username = device id, password = device token.
    */
   mqtt?: { url: string; caFile?: string };
+  /**
+   * Each device enrols with its own Ed25519 key, as a real agent does (made when it first enrols,
+   * kept in memory); true by default. False enrols without keys, as agents before keys did.
+   */
+  deviceKeys?: boolean;
 }
 
 export interface SimulationStats {
@@ -215,6 +221,7 @@ export async function startSimulation(opts: SimulationOptions): Promise<Simulati
         return;
       }
       const client = new RegionClient({ regionUrl: opts.regionUrl, deviceId: id, agent });
+      const deviceKey = lazyDeviceKey();
       const channel = opts.mqtt ? new MqttDeviceChannel({ url: opts.mqtt.url, ca: mqttCa, client, log: deviceLog }) : undefined;
       try {
         await runDeviceLoop(
@@ -229,6 +236,7 @@ export async function startSimulation(opts: SimulationOptions): Promise<Simulati
             waitSeconds: opts.waitSeconds ?? 30,
             random: seededRandom(Math.floor(unitHash(seed, id, 'backoff') * 2 ** 32)),
             onEvent,
+            key: opts.deviceKeys === false ? undefined : deviceKey,
           },
           signal,
         );

@@ -10,6 +10,7 @@ import { MqttDeviceChannel } from '../../agent/mqtt/device-channel.js';
 import { MAX_WAIT_SECONDS } from '../../protocol/types.js';
 import { isValidDeviceId, parseLabelList } from '../../protocol/validate.js';
 import { createCliLogger } from '../logger.js';
+import { loadOrCreateDeviceKey } from '../../agent/device-key.js';
 
 interface AgentFlags {
   regionUrl: string;
@@ -69,7 +70,11 @@ export function registerAgent(program: Command): void {
       // The device's MQTT username is its id and its password the device token from enrolment.
       const channel = flags.mqttUrl ? new MqttDeviceChannel({ url: flags.mqttUrl, caFile: flags.mqttCaFile, client, log }) : undefined;
       if (!channel && flags.mqttCaFile) throw new CascadeError('mqtt-ca-file-without-url', '--mqtt-ca-file needs --mqtt-url');
-      log.info({ regionUrl: flags.regionUrl, deviceId: flags.deviceId, runtime: flags.runtime, stateDir: flags.stateDir, mqtt: flags.mqttUrl ?? null }, 'agent starting');
+      const deviceKey = loadOrCreateDeviceKey(flags.stateDir);
+      log.info(
+        { regionUrl: flags.regionUrl, deviceId: flags.deviceId, runtime: flags.runtime, stateDir: flags.stateDir, mqtt: flags.mqttUrl ?? null, key: deviceKey.key.fingerprint, keyCreated: deviceKey.created },
+        `agent starting; device key ${deviceKey.key.fingerprint}`,
+      );
       try {
         await runDeviceLoop(
           {
@@ -81,6 +86,7 @@ export function registerAgent(program: Command): void {
             state: new FileAgentState(flags.stateDir),
             log,
             waitSeconds: flags.wait,
+            key: deviceKey.key,
           },
           stop.signal,
         );

@@ -7,6 +7,7 @@ import { loadTrustedKeys } from '../../source/trusted-keys.js';
 import { createCliLogger } from '../logger.js';
 import { envFlag, secretFrom } from '../secrets.js';
 import { durationFlag, listenFlag } from '../parse-flags.js';
+import { ENROLLMENT_POLICIES, type EnrollmentPolicy } from '../../region/enrollment-policy.js';
 
 interface RegionFlags {
   repo: string;
@@ -35,6 +36,7 @@ interface RegionFlags {
   mqttCaFile?: string;
   mqttDevicePasswords?: string;
   mqttBrokerPidFile?: string;
+  enrollmentPolicy: EnrollmentPolicy;
 }
 
 export function registerRegion(program: Command): void {
@@ -49,6 +51,7 @@ export function registerRegion(program: Command): void {
     .addOption(new Option('--interval <duration>', 'poll the repository this often').env('CASCADE_INTERVAL').default(30_000, '30s').argParser(durationFlag))
     .addOption(new Option('--offline-after <duration>', 'a device silent this long counts as offline').env('CASCADE_OFFLINE_AFTER').default(600_000, '10m').argParser(durationFlag))
     .addOption(new Option('--enrollment-token <token>', 'secret devices present to enrol').env('CASCADE_ENROLLMENT_TOKEN'))
+    .addOption(new Option('--enrollment-policy <policy>', 'new devices enrol at once (auto) or wait for `cascade devices approve ID` (approve)').choices(ENROLLMENT_POLICIES).env('CASCADE_ENROLLMENT_POLICY').default('auto'))
     .addOption(new Option('--insecure-open-enrollment', 'let any device enrol without a token (lab use only; env CASCADE_INSECURE_OPEN_ENROLLMENT=true)'))
     .addOption(new Option('--git-username <name>', 'basic auth user for an http(s) repository').env('CASCADE_GIT_USERNAME'))
     .addOption(new Option('--git-password <password>', 'basic auth password for an http(s) repository').env('CASCADE_GIT_PASSWORD'))
@@ -114,6 +117,7 @@ export function registerRegion(program: Command): void {
         intervalMs: flags.interval,
         offlineAfterMs: flags.offlineAfter,
         enrollmentToken: flags.enrollmentToken ?? null,
+        enrollmentPolicy: flags.enrollmentPolicy,
         gitAuth: { username: flags.gitUsername, password: flags.gitPassword, token: flags.gitToken },
         hub: flags.hubUrl ? { url: flags.hubUrl, token: flags.hubToken! } : undefined,
         tls,

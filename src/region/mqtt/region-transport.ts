@@ -12,6 +12,7 @@ import type { StateStore } from '../../reconciler/state-store.js';
 import { brokerClientOptions, describeBroker, isAuthRefusal, type MqttBrokerOptions } from '../../protocol/mqtt-connection.js';
 import type { MqttMetrics } from './mqtt-metrics.js';
 import { InFlightLimiter } from './in-flight-limiter.js';
+import type { ReportOrder } from '../report-order.js';
 
 export interface MqttRegionTransportOptions extends MqttBrokerOptions {
   region: string;
@@ -33,6 +34,8 @@ export interface MqttRegionTransportOptions extends MqttBrokerOptions {
   syncTimeoutMs?: number;
   /** Counters on the region's Prometheus registry. */
   metrics?: MqttMetrics;
+  /** Drops replayed and overtaken reports (report-order.ts). */
+  reportOrder?: ReportOrder;
 }
 
 /** Reports the region did not record, by reason. */
@@ -291,6 +294,10 @@ class RegionTransport implements MqttRegionTransport {
       this.dropped.unknownDevice++;
       this.opts.metrics?.reports.inc({ outcome: 'unknown-device' });
       this.log.warn({ deviceId }, `MQTT report of ${deviceId} dropped: ${device ? 'the device was revoked' : 'no such device is enrolled here'}`);
+      return;
+    }
+    if (this.opts.reportOrder && !this.opts.reportOrder.accept(deviceId, check.report.seq, 'mqtt')) {
+      this.opts.metrics?.reports.inc({ outcome: 'out-of-order' });
       return;
     }
     store.recordReport(deviceId, check.report.apps as Record<string, AppReport>, clock(), check.report.labels);
