@@ -15,6 +15,8 @@ export interface HubConfig {
   host: string;
   port: number;
   dataDir: string;
+  /** Start empty although the data folder held a state before (`--init-state`). */
+  initState?: boolean;
   /** The hub's secret: region tokens derive from it (auth.ts); also accepted for reads. */
   token: string;
   /** When set, reads (API, dashboard, metrics) need it or the hub token; otherwise they are open. */
@@ -71,7 +73,7 @@ export async function startHub(config: HubConfig): Promise<RunningHub> {
   const clock = config.clock ?? Date.now;
   const log = config.log;
   const staleAfterMs = config.staleAfterMs ?? DEFAULT_STALE_AFTER_MS;
-  const store = HubStore.open(config.dataDir);
+  const store = HubStore.open(config.dataDir, { initState: config.initState });
   const metrics = createHubMetrics();
   const dispatcher = new WebhookDispatcher({
     store,

@@ -32,6 +32,8 @@ export interface ReconcilerOptions {
   guard?: Omit<RevisionGuardOptions, 'gitdir'>;
   /** Called after every pass, e.g. to push a summary to the hub. */
   onPassComplete?: () => void;
+  /** Called with the error of a failed pass (after it is logged), e.g. to notice a failing state database. */
+  onPassError?: (err: unknown) => void;
 }
 
 /** The state of the source as the last pass saw it, for status and readiness. */
@@ -91,6 +93,7 @@ export class Reconciler {
       this.options.onPassComplete?.();
     } catch (err) {
       log.error({ err, reason: request.reason }, 'reconcile pass failed');
+      this.options.onPassError?.(err);
     } finally {
       metrics.passDuration.observe((clock() - started) / 1000);
     }

@@ -28,6 +28,7 @@ import { DeviceIdentity } from './device-identity.js';
 import { ReportOrder } from './report-order.js';
 import type { EnrollmentPolicy } from './enrollment-policy.js';
 import { registerIdentityAdminRoutes } from './routes/identity-admin-routes.js';
+import { StateHealth } from './state-health.js';
 
 export interface RegionConfig {
   repo: string;
@@ -57,6 +58,8 @@ export interface RegionConfig {
   plugins?: readonly RegionPlugin[];
   /** New devices enrol at once (`auto`, the default) or wait for `cascade devices approve` (`approve`). */
   enrollmentPolicy?: EnrollmentPolicy;
+  /** Start empty although --data held a state before (its database is missing or empty): `--init-state`. */
+  initState?: boolean;
 }
 
 /** What a plugin of the region (its dashboard) may read. */
@@ -100,7 +103,7 @@ export async function startRegion(config: RegionConfig): Promise<RunningRegion> 
     teardown.length = 0;
   };
   try {
-    const store = SqliteStateStore.open(config.dataDir);
+    const store = SqliteStateStore.open(config.dataDir, { initState: config.initState });
     teardown.push(() => store.close());
     const source = await openFleetSource({ repo: config.repo, branch: config.branch, dataDir: config.dataDir, auth: config.gitAuth, log });
     teardown.push(() => source.close());
@@ -109,6 +112,7 @@ export async function startRegion(config: RegionConfig): Promise<RunningRegion> 
     const security = createSecurityMetrics(metrics.registry);
     const identity = new DeviceIdentity({ store, region: config.region, policy: config.enrollmentPolicy ?? 'auto', metrics: security, clock });
     const reportOrder = new ReportOrder(store, security, log);
+    const health = new StateHealth(log, security.stateDatabaseErrors, config.dataDir);
     const watchers = new DesiredWatchers();
     teardown.push(() => watchers.closeAll());
     const mqtt = config.mqtt ? RegionMqtt.open(config.mqtt, { region: config.region, store, log, reportOrder }) : null;
@@ -139,6 +143,7 @@ export async function startRegion(config: RegionConfig): Promise<RunningRegion> 
       },
       isConnected,
       guard: config.guard,
+      onPassError: (err) => health.observe(err),
     });
     const scheduler = new PassScheduler((request) => reconciler.runPass(request));
     teardown.push(() => scheduler.close());
@@ -161,8 +166,20 @@ export async function startRegion(config: RegionConfig): Promise<RunningRegion> 
       return buildRegionSummary({ status: status(), devices, desired: currentDesired(), handed: store.listHanded(), now, offlineAfterMs });
     };
 
+    const refreshDeviceGauges = (): void => {
+      const desired = currentDesired();
+      const now = clock();
+      const handed = store.listHanded();
+      const byState: Record<string, number> = { converged: 0, updating: 0, pending: 0, failed: 0, offline: 0 };
+      for (const device of withConnected(store.listDevices(), now, isConnected)) {
+        if (!device.revoked) byState[deviceState(device, desired.get(device.id), now, offlineAfterMs, handed.get(device.id)?.apps)]!++;
+      }
+      for (const state in byState) metrics.devices.set({ state }, byState[state]!);
+    };
+
     const app = createRegionHttpServer({ log, https: config.tls });
     teardown.push(() => app.close());
+    app.addHook('onError', async (_request, _reply, error) => health.observe(error));
     limitEnrollment(app, clock);
     const operatorToken = config.operatorToken ?? null;
     registerOperatorApi(app, {
@@ -202,17 +219,17 @@ export async function startRegion(config: RegionConfig): Promise<RunningRegion> 
       status,
       rollouts: () => reconciler.rolloutStatuses,
       notReady: () => (store.getRevision().applied ? null : { reason: 'no revision applied yet' }),
+      unhealthy: () => health.check(() => store.getRevision()),
       appliedRevision: () => store.getRevision().applied,
       registry: metrics.registry,
       refreshMetrics: () => {
-        const desired = currentDesired();
-        const now = clock();
-        const handed = store.listHanded();
-        const byState: Record<string, number> = { converged: 0, updating: 0, pending: 0, failed: 0, offline: 0 };
-        for (const device of withConnected(store.listDevices(), now, isConnected)) {
-          if (!device.revoked) byState[deviceState(device, desired.get(device.id), now, offlineAfterMs, handed.get(device.id)?.apps)]!++;
+        try {
+          refreshDeviceGauges();
+        } catch (err) {
+          // The counters (state database errors among them) are worth most exactly then: serve them anyway.
+          health.observe(err);
+          log.error({ err }, 'cannot compute the device gauges for /metrics');
         }
-        for (const state in byState) metrics.devices.set({ state }, byState[state]!);
       },
       reconcile: async (reason, wait) => {
         scheduler.request({ fetch: true, reason });

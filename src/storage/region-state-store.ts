@@ -141,9 +141,9 @@ export class SqliteStateStore implements DeviceIdentityStore {
   private readonly statements;
 
   /** Opens (creating if needed) `<dataDir>/state.sqlite` and brings its schema up to date. */
-  static open(dataDir: string): SqliteStateStore {
+  static open(dataDir: string, options: { initState?: boolean } = {}): SqliteStateStore {
     // The state is small and hot rows stay in the OS page cache: 4 MB keeps a region in its memory budget.
-    const { db, path } = openStateDatabase({ dataDir, fileName: STATE_FILE_NAME, migrations: MIGRATIONS, owner: 'region', cacheKib: 4000 });
+    const { db, path } = openStateDatabase({ dataDir, fileName: STATE_FILE_NAME, migrations: MIGRATIONS, owner: 'region', cacheKib: 4000, initState: options.initState });
     return new SqliteStateStore(db, path);
   }
 

@@ -7,6 +7,7 @@ import { loadTrustedKeys } from '../../source/trusted-keys.js';
 import { createCliLogger } from '../logger.js';
 import { envFlag, secretFrom } from '../secrets.js';
 import { durationFlag, listenFlag } from '../parse-flags.js';
+import { registerRegionBackup } from './region-backup.js';
 import { ENROLLMENT_POLICIES, type EnrollmentPolicy } from '../../region/enrollment-policy.js';
 
 interface RegionFlags {
@@ -37,21 +38,23 @@ interface RegionFlags {
   mqttDevicePasswords?: string;
   mqttBrokerPidFile?: string;
   enrollmentPolicy: EnrollmentPolicy;
+  initState?: boolean;
 }
 
 export function registerRegion(program: Command): void {
-  program
+  const region = program
     .command('region')
     .description('run a regional reconciler: pull the fleet repository, hand out updates, serve devices')
-    .addOption(new Option('--repo <url|path>', 'fleet repository: http(s) URL or local path').env('CASCADE_REPO').makeOptionMandatory())
+    .addOption(new Option('--repo <url|path>', 'fleet repository: http(s) URL or local path (required)').env('CASCADE_REPO'))
     .addOption(new Option('--branch <name>', 'branch to follow').env('CASCADE_BRANCH').default('main'))
-    .addOption(new Option('--region <name>', 'region this reconciler serves').env('CASCADE_REGION').makeOptionMandatory())
+    .addOption(new Option('--region <name>', 'region this reconciler serves (required)').env('CASCADE_REGION'))
     .addOption(new Option('--listen <host:port>', 'address of the device and operator API').env('CASCADE_LISTEN').default(listenFlag('0.0.0.0:8080'), '0.0.0.0:8080').argParser(listenFlag))
     .addOption(new Option('--data <dir>', 'state directory (SQLite, git objects, parse cache)').env('CASCADE_DATA').default('/var/lib/cascade'))
     .addOption(new Option('--interval <duration>', 'poll the repository this often').env('CASCADE_INTERVAL').default(30_000, '30s').argParser(durationFlag))
     .addOption(new Option('--offline-after <duration>', 'a device silent this long counts as offline').env('CASCADE_OFFLINE_AFTER').default(600_000, '10m').argParser(durationFlag))
     .addOption(new Option('--enrollment-token <token>', 'secret devices present to enrol').env('CASCADE_ENROLLMENT_TOKEN'))
     .addOption(new Option('--enrollment-policy <policy>', 'new devices enrol at once (auto) or wait for `cascade devices approve ID` (approve)').choices(ENROLLMENT_POLICIES).env('CASCADE_ENROLLMENT_POLICY').default('auto'))
+    .addOption(new Option('--init-state', 'start with an empty state although --data held one before (its database is missing or empty); without it the region refuses'))
     .addOption(new Option('--insecure-open-enrollment', 'let any device enrol without a token (lab use only; env CASCADE_INSECURE_OPEN_ENROLLMENT=true)'))
     .addOption(new Option('--git-username <name>', 'basic auth user for an http(s) repository').env('CASCADE_GIT_USERNAME'))
     .addOption(new Option('--git-password <password>', 'basic auth password for an http(s) repository').env('CASCADE_GIT_PASSWORD'))
@@ -71,6 +74,10 @@ export function registerRegion(program: Command): void {
     .addOption(new Option('--mqtt-device-passwords <file>', 'Mosquitto password file in which the region writes each device\'s credentials (username = device id, password = device token)').env('CASCADE_MQTT_DEVICE_PASSWORDS'))
     .addOption(new Option('--mqtt-broker-pid-file <file>', 'pid file of the broker, sent SIGHUP after each change to --mqtt-device-passwords').env('CASCADE_MQTT_BROKER_PID_FILE'))
     .action(async (flags: RegionFlags) => {
+      // Checked here rather than by commander, which would also ask them of `cascade region backup`.
+      for (const [flag, value] of [['--repo <url|path>', flags.repo], ['--region <name>', flags.region]] as const) {
+        if (!value) throw new CascadeError('flag-required', `required option '${flag}' not specified`);
+      }
       flags.enrollmentToken = secretFrom(flags.enrollmentToken, 'CASCADE_ENROLLMENT_TOKEN');
       flags.gitToken = secretFrom(flags.gitToken, 'CASCADE_GIT_TOKEN');
       flags.hubToken = secretFrom(flags.hubToken, 'CASCADE_HUB_TOKEN');
@@ -118,6 +125,7 @@ export function registerRegion(program: Command): void {
         offlineAfterMs: flags.offlineAfter,
         enrollmentToken: flags.enrollmentToken ?? null,
         enrollmentPolicy: flags.enrollmentPolicy,
+        initState: flags.initState,
         gitAuth: { username: flags.gitUsername, password: flags.gitPassword, token: flags.gitToken },
         hub: flags.hubUrl ? { url: flags.hubUrl, token: flags.hubToken! } : undefined,
         tls,
@@ -144,6 +152,7 @@ export function registerRegion(program: Command): void {
         process.once('SIGINT', stop);
       });
     });
+  registerRegionBackup(region);
 }
 
 function readPem(file: string, flag: string): Buffer {
