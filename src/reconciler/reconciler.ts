@@ -13,6 +13,8 @@ import type { AppCatalog, DeviceRecord, StateStore } from './state-store.js';
 import type { PassRequest } from './pass-scheduler.js';
 import { refuseRevision, type RevisionGuardOptions } from './revision-guard.js';
 import type { RegionMetrics } from './region-metrics.js';
+import { refuseRemoval, type RemovalGuardOptions } from './removal-guard.js';
+import { DEFAULT_MAX_REMOVAL } from '../plan/removal.js';
 
 export interface ReconcilerOptions {
   region: string;
@@ -32,6 +34,8 @@ export interface ReconcilerOptions {
   guard?: Omit<RevisionGuardOptions, 'gitdir'>;
   /** Called after every pass, e.g. to push a summary to the hub. */
   onPassComplete?: () => void;
+  /** The mass-removal guard (removal-guard.ts); on with --max-removal 10% when absent. */
+  removalGuard?: RemovalGuardOptions;
   /** Called with the error of a failed pass (after it is logged), e.g. to notice a failing state database. */
   onPassError?: (err: unknown) => void;
 }
@@ -142,6 +146,13 @@ export class Reconciler {
       log.error({ revision: head, errors }, `revision ${head.slice(0, 8)} refused: ${errors.length} problem(s); still serving the last good revision`);
       return;
     }
+    const removal = await this.refusedRemoval(head, result.fleet);
+    if (removal) {
+      store.recordAttempt(head, [removal], clock());
+      metrics.revisionsRefused.inc();
+      log.error({ revision: head }, removal);
+      return;
+    }
     this.fleet = result.fleet;
     this.resolver = null;
     const resolved = this.resolveAll(store.listDevices());
@@ -151,6 +162,28 @@ export class Reconciler {
       log.warn({ region }, `the fleet repository has no Region document named "${region}"; only Deployments without a regions selector apply here`);
     }
     log.info({ revision: head, parsed: result.stats.parsed, cached: result.stats.cached }, `revision ${head.slice(0, 8)} applied`);
+  }
+
+  /** The mass-removal guard's refusal of a loaded revision, or null (removal-guard.ts). */
+  private async refusedRemoval(head: string, next: LoadedFleet): Promise<string | null> {
+    const { store, region, source } = this.options;
+    if (!store.getRevision().applied) return null;
+    if (!this.fleet) await this.restoreLastGood();
+    const devices = store.listDevices();
+    const ids = this.resolutionInputs(devices).map((d) => d.id);
+    const before = this.fleet ? this.resolveAll(devices) : store.getResolved();
+    const after = createResolver(next).resolveAll(this.resolutionInputs(devices)).desired;
+    return refuseRemoval({
+      gitdir: source.location.gitdir,
+      head,
+      region,
+      maxRemoval: this.options.removalGuard?.maxRemoval ?? DEFAULT_MAX_REMOVAL,
+      previous: this.fleet,
+      next,
+      devices: ids,
+      before,
+      after,
+    });
   }
 
   /** After a restart, the last good revision is read back from the git objects on disk: no network needed. */

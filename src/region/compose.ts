@@ -58,6 +58,8 @@ export interface RegionConfig {
   plugins?: readonly RegionPlugin[];
   /** New devices enrol at once (`auto`, the default) or wait for `cascade devices approve` (`approve`). */
   enrollmentPolicy?: EnrollmentPolicy;
+  /** The mass-removal guard: `--max-removal` as a fraction (0.1 by default). */
+  maxRemoval?: number;
   /** Start empty although --data held a state before (its database is missing or empty): `--init-state`. */
   initState?: boolean;
 }
@@ -144,6 +146,7 @@ export async function startRegion(config: RegionConfig): Promise<RunningRegion> 
       isConnected,
       guard: config.guard,
       onPassError: (err) => health.observe(err),
+      removalGuard: config.maxRemoval === undefined ? undefined : { maxRemoval: config.maxRemoval },
     });
     const scheduler = new PassScheduler((request) => reconciler.runPass(request));
     teardown.push(() => scheduler.close());

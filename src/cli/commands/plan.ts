@@ -10,6 +10,8 @@ import { renderPlanJson } from '../../plan/render-json.js';
 import { renderPlanMarkdown } from '../../plan/render-markdown.js';
 import { renderPlanText } from '../../plan/render-text.js';
 import type { Plan } from '../../plan/types.js';
+import { allowRemovalHint, describeRemoval, exceedsRemovalLimit, removalsFromPlan, DEFAULT_MAX_REMOVAL } from '../../plan/removal.js';
+import { fractionFlag } from '../parse-flags.js';
 import { createCliLogger } from '../logger.js';
 
 type PlanFormat = 'text' | 'json' | 'markdown';
@@ -20,6 +22,7 @@ interface PlanFlags {
   rev?: string;
   format: PlanFormat;
   json?: boolean;
+  maxRemoval: number;
 }
 
 /**
@@ -36,6 +39,7 @@ export function registerPlan(program: Command): void {
     .option('--rev <rev>', 'plan a commit, branch or tag instead of the working tree')
     .addOption(new Option('--format <format>', 'output format').choices(['text', 'json', 'markdown']).default('text'))
     .option('--json', 'same as --format json: only the plan JSON goes to stdout')
+    .addOption(new Option('--max-removal <share>', 'warn when the plan removes apps from more than this share of a region\'s devices (a region refuses such a revision)').default(DEFAULT_MAX_REMOVAL, '10%').argParser(fractionFlag))
     .action(async (dir: string, flags: PlanFlags) => {
       const format: PlanFormat = flags.json ? 'json' : flags.format;
       if ((flags.inventory === undefined) === (flags.regionUrl === undefined)) {
@@ -59,6 +63,12 @@ export function registerPlan(program: Command): void {
       const devices = flags.inventory !== undefined ? await readInventoryFile(flags.inventory) : await fetchInventory(flags.regionUrl!);
       const plan = buildPlan(loaded.fleet, devices);
       logger.debug({ revision: plan.revision, devices: devices.length, steps: plan.steps.length, conflicts: plan.conflicts.length }, 'plan built');
+      const warnings = removalsFromPlan(plan, devices)
+        .filter((count) => exceedsRemovalLimit(count, flags.maxRemoval))
+        .map((count) => `warning: ${describeRemoval(count, flags.maxRemoval)}; the region refuses this revision unless ${allowRemovalHint()}`);
+      for (const warning of warnings) process.stderr.write(`${warning}\n`);
+      // In the Markdown for the pull request, where the reviewer reads it before merging.
+      if (format === 'markdown' && warnings.length > 0) process.stdout.write(warnings.map((w) => `> **${w.replace(/^warning: /, 'Warning:** ')}`).join('\n>\n') + '\n\n');
       process.stdout.write(render(plan, format));
     });
 }

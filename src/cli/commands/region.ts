@@ -6,7 +6,7 @@ import { readFileSync } from 'node:fs';
 import { loadTrustedKeys } from '../../source/trusted-keys.js';
 import { createCliLogger } from '../logger.js';
 import { envFlag, secretFrom } from '../secrets.js';
-import { durationFlag, listenFlag } from '../parse-flags.js';
+import { durationFlag, fractionFlag, listenFlag } from '../parse-flags.js';
 import { registerRegionBackup } from './region-backup.js';
 import { ENROLLMENT_POLICIES, type EnrollmentPolicy } from '../../region/enrollment-policy.js';
 
@@ -39,6 +39,7 @@ interface RegionFlags {
   mqttBrokerPidFile?: string;
   enrollmentPolicy: EnrollmentPolicy;
   initState?: boolean;
+  maxRemoval: number;
 }
 
 export function registerRegion(program: Command): void {
@@ -54,6 +55,12 @@ export function registerRegion(program: Command): void {
     .addOption(new Option('--offline-after <duration>', 'a device silent this long counts as offline').env('CASCADE_OFFLINE_AFTER').default(600_000, '10m').argParser(durationFlag))
     .addOption(new Option('--enrollment-token <token>', 'secret devices present to enrol').env('CASCADE_ENROLLMENT_TOKEN'))
     .addOption(new Option('--enrollment-policy <policy>', 'new devices enrol at once (auto) or wait for `cascade devices approve ID` (approve)').choices(ENROLLMENT_POLICIES).env('CASCADE_ENROLLMENT_POLICY').default('auto'))
+    .addOption(
+      new Option('--max-removal <share>', 'refuse a revision that removes apps from more than this share of the region\'s devices, or deletes its Region document, unless its head commit has the trailer "Cascade-Allow-Removal: yes"')
+        .env('CASCADE_MAX_REMOVAL')
+        .default(0.1, '10%')
+        .argParser(fractionFlag),
+    )
     .addOption(new Option('--init-state', 'start with an empty state although --data held one before (its database is missing or empty); without it the region refuses'))
     .addOption(new Option('--insecure-open-enrollment', 'let any device enrol without a token (lab use only; env CASCADE_INSECURE_OPEN_ENROLLMENT=true)'))
     .addOption(new Option('--git-username <name>', 'basic auth user for an http(s) repository').env('CASCADE_GIT_USERNAME'))
@@ -126,6 +133,7 @@ export function registerRegion(program: Command): void {
         enrollmentToken: flags.enrollmentToken ?? null,
         enrollmentPolicy: flags.enrollmentPolicy,
         initState: flags.initState,
+        maxRemoval: flags.maxRemoval,
         gitAuth: { username: flags.gitUsername, password: flags.gitPassword, token: flags.gitToken },
         hub: flags.hubUrl ? { url: flags.hubUrl, token: flags.hubToken! } : undefined,
         tls,
