@@ -58,6 +58,8 @@ export interface RegionConfig {
   plugins?: readonly RegionPlugin[];
   /** New devices enrol at once (`auto`, the default) or wait for `cascade devices approve` (`approve`). */
   enrollmentPolicy?: EnrollmentPolicy;
+  /** `--git-timeout`: the longest one request to the git host may take (60 s by default). */
+  gitTimeoutMs?: number;
   /** The mass-removal guard: `--max-removal` as a fraction (0.1 by default). */
   maxRemoval?: number;
   /** Start empty although --data held a state before (its database is missing or empty): `--init-state`. */
@@ -107,7 +109,7 @@ export async function startRegion(config: RegionConfig): Promise<RunningRegion> 
   try {
     const store = SqliteStateStore.open(config.dataDir, { initState: config.initState });
     teardown.push(() => store.close());
-    const source = await openFleetSource({ repo: config.repo, branch: config.branch, dataDir: config.dataDir, auth: config.gitAuth, log });
+    const source = await openFleetSource({ repo: config.repo, branch: config.branch, dataDir: config.dataDir, auth: config.gitAuth, log, deadlineMs: config.gitTimeoutMs });
     teardown.push(() => source.close());
     const loader = new FleetLoader({ cache: SqliteParseCache.inDir(config.dataDir) });
     const metrics = createRegionMetrics(config.region);
@@ -140,6 +142,11 @@ export async function startRegion(config: RegionConfig): Promise<RunningRegion> 
       },
       wakeUpAt: (at) => loops?.wakeUpAt(at),
       onPassComplete: () => {
+        const source = reconciler.sourceCondition;
+        if (source.checkedAt !== null) {
+          if (source.reachable) loops?.sourceRecovered();
+          else loops?.retrySource();
+        }
         firstPassDone = true;
         hubPush?.changed();
       },

@@ -3,10 +3,19 @@ import type { FleetSource } from '../source/fleet-source.js';
 
 /** How often time alone re-plans (devices fall silent, bakes end): a pass that does not fetch. */
 const TICK_MS = 5_000;
+/** First retry of a failed fetch; doubled per failure up to the poll interval. */
+const RETRY_FIRST_MS = 2_000;
 
 export interface RegionLoops {
   /** Asks for a pass at `at` (a bake ends, a window opens); the earliest asked time wins. */
   wakeUpAt(at: number): void;
+  /**
+   * The last fetch failed (host down, or cut off by --git-timeout): fetch again soon, 2 s after the
+   * first failure and doubling up to the poll interval, rather than only at the next interval.
+   */
+  retrySource(): void;
+  /** The last fetch worked: the retry delay starts over. */
+  sourceRecovered(): void;
   stop(): void;
 }
 
@@ -18,6 +27,8 @@ export interface RegionLoops {
 export function startRegionLoops(opts: { scheduler: PassScheduler; source: FleetSource; intervalMs: number; clock: () => number }): RegionLoops {
   const { scheduler, source, clock } = opts;
   let wakeUp: { at: number; timer: NodeJS.Timeout } | null = null;
+  let retry: NodeJS.Timeout | null = null;
+  let failures = 0;
   scheduler.request({ fetch: true, reason: 'startup' });
   const interval = setInterval(() => scheduler.request({ fetch: true, reason: 'interval' }), opts.intervalMs);
   const tick = setInterval(() => scheduler.request({ fetch: false, reason: 'tick' }), Math.min(TICK_MS, opts.intervalMs));
@@ -36,7 +47,23 @@ export function startRegionLoops(opts: { scheduler: PassScheduler; source: Fleet
         }, delay),
       };
     },
+    retrySource() {
+      if (retry) return;
+      const delay = Math.min(RETRY_FIRST_MS * 2 ** Math.min(failures, 20), opts.intervalMs);
+      failures++;
+      retry = setTimeout(() => {
+        retry = null;
+        scheduler.request({ fetch: true, reason: 'retry after a failed fetch' });
+      }, delay);
+    },
+    sourceRecovered() {
+      failures = 0;
+      if (retry) clearTimeout(retry);
+      retry = null;
+    },
     stop() {
+      if (retry) clearTimeout(retry);
+      retry = null;
       clearInterval(interval);
       clearInterval(tick);
       if (wakeUp) clearTimeout(wakeUp.timer);

@@ -40,6 +40,7 @@ interface RegionFlags {
   enrollmentPolicy: EnrollmentPolicy;
   initState?: boolean;
   maxRemoval: number;
+  gitTimeout: number;
 }
 
 export function registerRegion(program: Command): void {
@@ -63,6 +64,7 @@ export function registerRegion(program: Command): void {
     )
     .addOption(new Option('--init-state', 'start with an empty state although --data held one before (its database is missing or empty); without it the region refuses'))
     .addOption(new Option('--insecure-open-enrollment', 'let any device enrol without a token (lab use only; env CASCADE_INSECURE_OPEN_ENROLLMENT=true)'))
+    .addOption(new Option('--git-timeout <duration>', 'give up on any one request to the git host that has not completed after this long, however slowly it trickles (the pass reports it and the next one tries again)').env('CASCADE_GIT_TIMEOUT').default(60_000, '60s').argParser(durationFlag))
     .addOption(new Option('--git-username <name>', 'basic auth user for an http(s) repository').env('CASCADE_GIT_USERNAME'))
     .addOption(new Option('--git-password <password>', 'basic auth password for an http(s) repository').env('CASCADE_GIT_PASSWORD'))
     .addOption(new Option('--git-token <token>', 'access token for an http(s) repository').env('CASCADE_GIT_TOKEN'))
@@ -134,6 +136,7 @@ export function registerRegion(program: Command): void {
         enrollmentPolicy: flags.enrollmentPolicy,
         initState: flags.initState,
         maxRemoval: flags.maxRemoval,
+        gitTimeoutMs: flags.gitTimeout,
         gitAuth: { username: flags.gitUsername, password: flags.gitPassword, token: flags.gitToken },
         hub: flags.hubUrl ? { url: flags.hubUrl, token: flags.hubToken! } : undefined,
         tls,
