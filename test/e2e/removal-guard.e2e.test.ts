@@ -56,8 +56,9 @@ describe('the mass-removal guard, against a real region', () => {
     const inventory = join(root, 'inventory.json');
     await writeFile(inventory, JSON.stringify(['d1', 'd2', 'd3', 'd4'].map((id) => ({ id, region: 'us-east', labels: {}, apps: { web: '1.0.0' } }))));
     const plan = await run(process.execPath, [BIN, 'plan', repo, '--inventory', inventory, '--format', 'markdown']);
-    expect(plan.stderr).toContain('warning: 4 of 4 devices of region us-east (100%) would lose apps (web on 4), more than --max-removal 10%');
-    expect(plan.stdout).toContain('> **Warning:** 4 of 4 devices');
+    expect(plan.stdout).toContain('> **Warning:** 4 of 4 devices of region us-east (100%) would lose apps (web on 4), more than --max-removal 10%');
+    const text = await run(process.execPath, [BIN, 'plan', repo, '--inventory', inventory]);
+    expect(text.stdout).toContain('warning: 4 of 4 devices of region us-east (100%) would lose apps (web on 4)');
 
     await git(repo, ['commit', '--quiet', '-m', 'oops: everything deleted']);
     const emptied = await git(repo, ['rev-parse', 'HEAD']);

@@ -66,11 +66,24 @@ export function registerPlan(program: Command): void {
       const warnings = removalsFromPlan(plan, devices)
         .filter((count) => exceedsRemovalLimit(count, flags.maxRemoval))
         .map((count) => `warning: ${describeRemoval(count, flags.maxRemoval)}; the region refuses this revision unless ${allowRemovalHint()}`);
-      for (const warning of warnings) process.stderr.write(`${warning}\n`);
-      // In the Markdown for the pull request, where the reviewer reads it before merging.
-      if (format === 'markdown' && warnings.length > 0) process.stdout.write(warnings.map((w) => `> **${w.replace(/^warning: /, 'Warning:** ')}`).join('\n>\n') + '\n\n');
-      process.stdout.write(render(plan, format));
+      process.stdout.write(withWarnings(render(plan, format), format, warnings));
     });
+}
+
+/**
+ * The mass-removal warnings where the reader of each format sees them: at the end of the text, under
+ * the title of the Markdown for the pull request (read before merging), on stderr beside the JSON.
+ */
+function withWarnings(output: string, format: PlanFormat, warnings: string[]): string {
+  if (warnings.length === 0) return output;
+  if (format === 'json') {
+    for (const warning of warnings) process.stderr.write(`${warning}\n`);
+    return output;
+  }
+  if (format === 'text') return `${output.replace(/\n*$/, '\n')}\n${warnings.join('\n')}\n`;
+  const quoted = warnings.map((w) => `> **Warning:** ${w.replace(/^warning: /, '')}`).join('\n>\n');
+  const newline = output.indexOf('\n');
+  return newline < 0 ? `${output}\n\n${quoted}\n` : `${output.slice(0, newline + 1)}\n${quoted}\n${output.slice(newline + 1)}`;
 }
 
 function render(plan: Plan, format: PlanFormat): string {
