@@ -131,7 +131,11 @@ class DeviceLoop {
         failures++;
         const delay = this.backoffMs(failures);
         this.emit({ type: 'connection-error', message: describe(err) });
-        this.log.warn({ err: describe(err), retryInMs: delay }, 'region request failed; retrying');
+        if (isRegionHttpError(err) && err.code === errorCodes.enrollmentPending) {
+          this.log.info({ retryInMs: delay, key: this.opts.key?.fingerprint }, `waiting for an operator to approve this device: ${err.message}`);
+        } else {
+          this.log.warn({ err: describe(err), retryInMs: delay }, 'region request failed; retrying');
+        }
         try {
           await sleep(delay, this.signal);
         } catch {
