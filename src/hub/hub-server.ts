@@ -1,7 +1,9 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest, preHandlerHookHandler } from 'fastify';
-import type { Logger } from 'pino';
+import { pino, type Logger } from 'pino';
 import { CascadeError } from '../core/errors.js';
 import { HttpError, createRegionHttpServer } from '../http/http-server.js';
+import { StateHealth } from '../storage/state-health.js';
+import { Counter } from 'prom-client';
 import { SIGNATURE_HEADER, bearerToken, regionToken, secretsEqual, signBody } from '../protocol/hub-auth.js';
 import { FleetTracker } from './fleet-tracker.js';
 import { createHubMetrics } from './hub-metrics.js';
@@ -112,7 +114,13 @@ export async function startHub(config: HubConfig): Promise<RunningHub> {
     }
   };
 
-  app.get('/healthz', async () => ({ ok: true }));
+  const health = new StateHealth(log || pino({ level: 'silent' }), new Counter({ name: 'cascade_state_database_errors_total', help: 'Errors of the state database while running; after one, /healthz fails so the hub is restarted', registers: [metrics.registry] }), config.dataDir);
+  app.addHook('onError', async (_request, _reply, error) => health.observe(error));
+  app.get('/healthz', async (_request, reply) => {
+    const problem = health.check(() => store.pendingEvents());
+    if (problem) return reply.code(503).send({ ok: false, reason: problem.reason });
+    return { ok: true };
+  });
   app.get('/metrics', { preHandler }, async (_request, reply) => {
     const fleet = tracker.fleet();
     const stale = fleet.regions.filter((r) => r.stale).length;

@@ -28,7 +28,7 @@ import { DeviceIdentity } from './device-identity.js';
 import { ReportOrder } from './report-order.js';
 import type { EnrollmentPolicy } from './enrollment-policy.js';
 import { registerIdentityAdminRoutes } from './routes/identity-admin-routes.js';
-import { StateHealth } from './state-health.js';
+import { StateHealth } from '../storage/state-health.js';
 
 export interface RegionConfig {
   repo: string;

@@ -1,12 +1,13 @@
 import type { Logger } from 'pino';
 import type { Counter } from 'prom-client';
-import { isStateDatabaseFailure } from '../storage/open-state-database.js';
+import { isStateDatabaseFailure } from './open-state-database.js';
 
 /**
- * Whether the region's state database still works. The first failure of the database itself
- * (damaged pages, an unreadable or vanished file, a full disk; not a busy moment) is logged at error
- * and counted, and from then on /healthz and /readyz answer 503 with the reason, so the orchestrator
- * restarts the region, whose start-up check then refuses the damaged file with the restore steps.
+ * Whether a service's state database (region or hub) still works. The first failure of the database
+ * itself (damaged pages, an unreadable or vanished file, a full disk; not a busy moment) is logged at
+ * error and counted, and from then on /healthz (and a region's /readyz) answer 503 with the reason, so
+ * the orchestrator restarts the service, whose start-up check then refuses the damaged file with the
+ * restore steps.
  */
 export class StateHealth {
   private failure: string | null = null;
@@ -24,7 +25,7 @@ export class StateHealth {
     const message = `the state database in ${this.dataDir} fails (${(err as { code?: string }).code}: ${(err as Error).message})`;
     if (this.failure === null) {
       this.failure = message;
-      this.log.error({ err }, `${message}; /healthz and /readyz now fail so the region is restarted (it checks the database at start)`);
+      this.log.error({ err }, `${message}; /healthz and /readyz now fail so the service is restarted (it checks the database at start)`);
     } else {
       this.log.error({ err }, message);
     }
