@@ -24,7 +24,7 @@ import { operatorGuard, registerOperatorApi } from './routes/operator-routes.js'
 import type { TrustedKeys } from '../source/trusted-keys.js';
 import { RegionMqtt, type RegionMqttOptions } from './mqtt/region-mqtt.js';
 import { createSecurityMetrics } from './security-metrics.js';
-import { DeviceIdentity } from './device-identity.js';
+import { DeviceIdentity, keyFingerprint } from './device-identity.js';
 import { ReportOrder } from './report-order.js';
 import type { EnrollmentPolicy } from './enrollment-policy.js';
 import { registerIdentityAdminRoutes } from './routes/identity-admin-routes.js';
@@ -199,6 +199,10 @@ export async function startRegion(config: RegionConfig): Promise<RunningRegion> 
       onRevoke: (id) => {
         watchers.notify([id]);
         mqtt?.revoke(id);
+      },
+      keyOf: (id) => {
+        const key = store.getDeviceKey(id);
+        return key === null ? null : keyFingerprint(key);
       },
     });
     registerIdentityAdminRoutes(app, {

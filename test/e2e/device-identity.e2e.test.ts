@@ -99,6 +99,9 @@ describe('device identity bound to a key, against real region and agent processe
     const real = agent(r, 'dev-1', stateDir);
     await waitFor(async () => ((await adminDevices(r)).some((d) => d.id === 'dev-1' && d.lastSeen !== null) ? true : undefined), 30_000, () => real.stderr());
     expect((await stat(join(stateDir, 'device-key.pem'))).mode & 0o777).toBe(0o600);
+    const fingerprint = /device key (SHA256:[A-Za-z0-9+/]+)/.exec(real.stderr())![1]!;
+    const listed = await run(process.execPath, [BIN, 'devices', 'list', '--region-url', r.url, '--operator-token', OPS]);
+    expect(listed.stdout.split('\n').find((line) => line.startsWith('dev-1\tactive\t'))).toContain(`\tkey ${fingerprint}\t`);
 
     // The shared enrolment token alone: refused, logged at warn, counted.
     const keyless = await post(`${r.url}/api/v1/enroll`, { deviceId: 'dev-1', labels: {}, enrollmentToken: TOKEN });

@@ -23,6 +23,8 @@ interface AdminDevice {
   enrolledAt: number;
   lastSeen: number | null;
   revoked: boolean;
+  /** Fingerprint of the device key the id is bound to; null for an id enrolled without one. */
+  key?: string | null;
 }
 
 export function registerDevices(program: Command): void {
@@ -60,9 +62,11 @@ export function registerDevices(program: Command): void {
       }
       for (const d of list) {
         const labels = Object.entries(d.labels).map(([k, v]) => `${k}=${v}`).join(',') || '-';
-        process.stdout.write(`${d.id}\t${d.revoked ? 'REVOKED' : 'active'}\tenrolled ${when(d.enrolledAt)}\tlast seen ${when(d.lastSeen)}\t${labels}\n`);
+        const key = d.key === undefined ? '' : `\tkey ${d.key ?? 'none'}`;
+        process.stdout.write(`${d.id}\t${d.revoked ? 'REVOKED' : 'active'}\tenrolled ${when(d.enrolledAt)}\tlast seen ${when(d.lastSeen)}${key}\t${labels}\n`);
       }
-      process.stdout.write(`${list.length} device(s), ${list.filter((d) => d.revoked).length} revoked\n`);
+      const keyless = list.filter((d) => d.key === null && !d.revoked).length;
+      process.stdout.write(`${list.length} device(s), ${list.filter((d) => d.revoked).length} revoked${keyless ? `, ${keyless} not bound to a device key (agents before keys: any holder of the enrolment token can claim those ids)` : ''}\n`);
     },
   );
   common(devices.command('approve').description('let a device waiting for approval enrol, with the key it asked with').argument('<id>', 'device id')).action(
