@@ -1,5 +1,5 @@
 // The dashboard: polls the JSON the hub (or a region) serves and redraws. Same origin only.
-import { deviceCountText, renderDevices, renderRegions, renderRevisions } from './render.js';
+import { deviceCountText, renderDevices, renderPending, renderRegions, renderRevisions } from './render.js';
 
 const POLL_MS = 1500;
 const SEARCH_DEBOUNCE_MS = 200;
@@ -43,6 +43,7 @@ async function refreshOverview() {
     lastRevisions = revisions;
     $('rollouts').replaceChildren(renderRevisions(data.revisions));
   }
+  await refreshPending(data.mode);
   const halted = data.revisions.filter((r) => r.state === 'Halted' && !r.superseded).length;
   setLive(`Live · updated ${new Date(data.at).toLocaleTimeString()}${halted ? ` · ${halted} halted` : ''}`, true);
 }
@@ -53,6 +54,19 @@ async function refreshDevices() {
   if (asked !== query) return; // a newer search is on its way
   $('devices').replaceChildren(renderDevices(result));
   $('device-count').textContent = deviceCountText(result, asked);
+}
+
+// A region's devices waiting for approval; shown only when there are some (the hub has no such list).
+async function refreshPending(mode) {
+  if (mode !== 'region') return;
+  let pending = [];
+  try {
+    pending = await getJson('/api/v1/dashboard/pending');
+  } catch {
+    // Needs the operator token, like the device list; nothing to show without it.
+  }
+  $('pending-section').hidden = pending.length === 0;
+  $('pending').replaceChildren(pending.length ? renderPending(pending) : '');
 }
 
 function showDevicesError(err) {

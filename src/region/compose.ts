@@ -27,7 +27,7 @@ import { createSecurityMetrics } from './security-metrics.js';
 import { DeviceIdentity, keyFingerprint } from './device-identity.js';
 import { ReportOrder } from './report-order.js';
 import type { EnrollmentPolicy } from './enrollment-policy.js';
-import { registerIdentityAdminRoutes } from './routes/identity-admin-routes.js';
+import { pendingDeviceViews, registerIdentityAdminRoutes, type PendingDeviceView } from './routes/identity-admin-routes.js';
 import { StateHealth } from '../storage/state-health.js';
 
 export interface RegionConfig {
@@ -73,6 +73,8 @@ export interface RegionPluginContext {
   clock: () => number;
   /** Guards what only operators may read (device ids and versions). */
   operatorGuard: preHandlerHookHandler | undefined;
+  /** Devices waiting for `cascade devices approve` (--enrollment-policy approve). */
+  pendingDevices?: () => PendingDeviceView[];
 }
 
 export type RegionPlugin = (app: FastifyInstance, region: RegionPluginContext) => void;
@@ -250,7 +252,7 @@ export async function startRegion(config: RegionConfig): Promise<RunningRegion> 
         if (wait) await scheduler.idle();
       },
     });
-    for (const plugin of config.plugins ?? []) plugin(app, { summary, clock, operatorGuard: operatorGuard(operatorToken) });
+    for (const plugin of config.plugins ?? []) plugin(app, { summary, clock, operatorGuard: operatorGuard(operatorToken), pendingDevices: () => pendingDeviceViews(store) });
 
     // Connects, reads back the retained desired states and publishes what is out of date; fails startup on bad flags.
     await mqtt?.start({ clock, registry: metrics.registry, onReport: () => scheduler.request({ fetch: false, reason: 'device reported' }) });

@@ -170,6 +170,9 @@ describe('device identity bound to a key, against real region and agent processe
     // The fingerprint the operator sees is the one the agent logged at start.
     const logged = /device key (SHA256:[A-Za-z0-9+/]+)/.exec(waiting.stderr())![1]!;
     expect(pending).toContain(`key ${logged}`);
+    // The region's dashboard lists it too, with the same key.
+    const onDashboard = (await (await fetch(`${r.url}/api/v1/dashboard/pending`, { headers: { authorization: `Bearer ${OPS}` } })).json()) as Array<{ id: string; key: string }>;
+    expect(onDashboard).toEqual([expect.objectContaining({ id: 'dev-new', key: logged })]);
     expect((await adminDevices(r)).map((d) => d.id)).not.toContain('dev-new');
     // Another key asking for the same id while it waits: refused.
     expect((await new KeyClient(r.url, 'dev-new').enroll()).status).toBe(403);

@@ -35,17 +35,20 @@ export interface PendingDeviceView {
  *   was replaced or lost its key); the next enrolment with the enrolment token binds a new key.
  *   Also drops a pending request for the id.
  */
+/** The devices waiting for approval, as operators see them (also on the region's dashboard). */
+export function pendingDeviceViews(store: Pick<DeviceIdentityStore, 'listPendingDevices'>): PendingDeviceView[] {
+  return store.listPendingDevices().map((p) => ({
+    id: p.id,
+    labels: p.labels,
+    key: p.publicKey ? keyFingerprint(p.publicKey) : null,
+    requestedAt: p.requestedAt,
+    lastAttemptAt: p.lastAttemptAt,
+  }));
+}
+
 export function registerIdentityAdminRoutes(app: FastifyInstance, deps: IdentityAdminDeps): void {
   const guard = operatorGuard(deps.operatorToken);
-  app.get('/api/v1/admin/devices/pending', { preHandler: guard }, async (): Promise<PendingDeviceView[]> =>
-    deps.store.listPendingDevices().map((p) => ({
-      id: p.id,
-      labels: p.labels,
-      key: p.publicKey ? keyFingerprint(p.publicKey) : null,
-      requestedAt: p.requestedAt,
-      lastAttemptAt: p.lastAttemptAt,
-    })),
-  );
+  app.get('/api/v1/admin/devices/pending', { preHandler: guard }, async (): Promise<PendingDeviceView[]> => pendingDeviceViews(deps.store));
   app.post<{ Params: { id: string } }>('/api/v1/admin/devices/:id/approve', { preHandler: guard }, async (request) => {
     const { id } = request.params;
     // An unusable token: the device gets its own when it next asks to enrol.
