@@ -44,7 +44,7 @@ export function registerAgent(program: Command): void {
     .addOption(new Option('--region-url <url>', 'URL of the region, e.g. http://region.local:8080').env('CASCADE_REGION_URL').makeOptionMandatory())
     .addOption(new Option('--device-id <id>', 'this device\'s id (letters, digits, ._:-)').env('CASCADE_DEVICE_ID').makeOptionMandatory())
     .addOption(new Option('--labels <k=v,...>', 'labels Deployments select on, e.g. ring=canary,site=berlin').env('CASCADE_LABELS'))
-    .addOption(new Option('--state-dir <dir>', 'where the device token, installed versions and artifacts are kept').env('CASCADE_STATE_DIR').makeOptionMandatory())
+    .addOption(new Option('--state-dir <dir>', 'where the device key (made on first start), token, installed versions and artifacts are kept').env('CASCADE_STATE_DIR').makeOptionMandatory())
     .addOption(new Option('--enrollment-token <token>', 'the region\'s enrolment secret (needed once, to enrol)').env('CASCADE_ENROLLMENT_TOKEN'))
     .addOption(new Option('--runtime <type>', 'how apps are installed').choices(['exec', 'simulated']).env('CASCADE_RUNTIME').default('exec'))
     .addOption(new Option('--wait <seconds>', 'how long each long poll for desired state may wait').env('CASCADE_WAIT').default(30).argParser(waitFlag))
