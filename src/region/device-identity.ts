@@ -104,7 +104,7 @@ export class DeviceIdentity {
         throw new HttpError(400, errorCodes.invalidBody, `device ${deviceId}: publicKey is not an Ed25519 public key (DER SubjectPublicKeyInfo, base64)`);
       }
       if (!proof || !this.proofHolds(deviceId, publicKey, proof, 'enroll')) {
-        throw this.refuse(log, deviceId, 'proof-invalid', errorCodes.deviceKeyProofInvalid, `the key proof does not verify: sign a fresh nonce from POST ${`/api/v1/devices/${deviceId}/challenge`} with the key sent`);
+        throw this.refuse(log, deviceId, 'proof-invalid', errorCodes.deviceKeyProofInvalid, `the key proof does not verify: sign a fresh nonce from POST /api/v1/devices/${deviceId}/challenge with the key sent`);
       }
     }
     if (existing) {

@@ -49,7 +49,7 @@ async function metric(url: string, line: RegExp): Promise<number> {
   return found ? Number(found.split(' ').pop()) : 0;
 }
 
-describe('device identity bound to a key, against real region and agent processes', () => {
+describe('device identity bound to a key, against real region and agent processes', { timeout: 120_000 }, () => {
   let root: string;
   const cleanups: Array<() => Promise<unknown>> = [];
   const agents: ChildProcess[] = [];

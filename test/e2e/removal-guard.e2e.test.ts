@@ -14,7 +14,7 @@ const BIN = fileURLToPath(new URL('../../bin/cascade.js', import.meta.url));
 const run = promisify(execFile);
 const TOKEN = 'removal-enrolment-token';
 
-describe('the mass-removal guard, against a real region', () => {
+describe('the mass-removal guard, against a real region', { timeout: 120_000 }, () => {
   let root: string;
   let repo: string;
   let first: string;
@@ -41,8 +41,8 @@ describe('the mass-removal guard, against a real region', () => {
       const answer = await fetch(`${region.url}/api/v1/enroll`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ deviceId: id, labels: {}, enrollmentToken: TOKEN }) });
       tokens.set(id, ((await answer.json()) as { token: string }).token);
     }
-    await waitFor(async () => ((await reconcile()).revision.applied === first && (await desiredApps('d1')).includes('web') ? true : undefined), 20_000, () => 'first revision handed out');
-  });
+    await waitFor(async () => ((await reconcile()).revision.applied === first && (await desiredApps('d1')).includes('web') ? true : undefined), 60_000, () => 'first revision handed out');
+  }, 120_000);
   afterAll(async () => {
     await region?.kill();
     await rm(root, { recursive: true, force: true });

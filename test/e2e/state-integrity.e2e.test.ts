@@ -28,7 +28,7 @@ async function scribble(file: string): Promise<void> {
   }
 }
 
-describe('the state database is checked: a damaged or emptied one never serves as if nothing happened', () => {
+describe('the state database is checked: a damaged or emptied one never serves as if nothing happened', { timeout: 120_000 }, () => {
   let root: string;
   let repo: string;
   const regions: RegionProcess[] = [];
