@@ -8,6 +8,7 @@ import { sleep } from './abortable.js';
 import { AGENT_STATE_WRITE_FAILED, type AgentState, type AgentStateStore, type InstalledApp } from './agent-state.js';
 import { AppApplyError } from './apply-error.js';
 import type { AppTarget, DeviceRuntime } from './runtime.js';
+import type { DeviceKey } from './device-key.js';
 
 export type DeviceEvent =
   | { type: 'enrolled' }
@@ -45,12 +46,14 @@ export interface DeviceLoopOptions {
   onEvent?: (event: DeviceEvent) => void;
   /** How often to look for drift (a container stopped or removed by hand), if the runtime can tell; 30 s by default. */
   driftCheckMs?: number;
+  /** The device key (device-key.ts): enrolments carry it, and a refused token is renewed with it. */
+  key?: DeviceKey;
 }
 
 const MESSAGE_LIMIT = 1000;
 
 /** Region answers that no retry can fix: the loop stops with them. */
-const FATAL_CODES = new Set<string>([errorCodes.enrollmentTokenInvalid, 'device-revoked', errorCodes.deviceIdInvalid, errorCodes.labelsInvalid]);
+const FATAL_CODES = new Set<string>([errorCodes.enrollmentTokenInvalid, 'device-revoked', errorCodes.deviceIdInvalid, errorCodes.labelsInvalid, errorCodes.deviceKeyRequired]);
 
 function truncate(text: string): string {
   return text.length > MESSAGE_LIMIT ? `${text.slice(0, MESSAGE_LIMIT - 3)}...` : text;
@@ -141,7 +144,11 @@ class DeviceLoop {
         failures++;
         const delay = this.backoffMs(failures);
         this.emit({ type: 'connection-error', message: describe(err) });
-        this.log.warn({ err: describe(err), retryInMs: delay }, 'region request failed; retrying');
+        if (isRegionHttpError(err) && err.code === errorCodes.enrollmentPending) {
+          this.log.info({ retryInMs: delay, key: this.opts.key?.fingerprint }, `waiting for an operator to approve this device: ${err.message}`);
+        } else {
+          this.log.warn({ err: describe(err), retryInMs: delay }, 'region request failed; retrying');
+        }
         try {
           await sleep(delay, this.signal);
         } catch {
@@ -160,13 +167,31 @@ class DeviceLoop {
 
   private async enroll(): Promise<void> {
     const client = this.opts.client;
-    const answer = await client.enroll(this.opts.labels, this.opts.enrollmentToken, this.signal);
+    const answer = await this.renewOrEnroll();
     this.state.deviceId = client.deviceId;
     this.state.regionUrl = client.regionUrl;
     this.state.token = answer.token;
     this.save();
     this.log.info({ region: answer.region }, 'enrolled');
     this.emit({ type: 'enrolled' });
+  }
+
+  /**
+   * A device that had a token and holds its key asks for a new token with a key proof (no enrolment
+   * token needed); when the region does not know the id or it is not bound to a key (region state
+   * lost, operator reset), it enrols.
+   */
+  private async renewOrEnroll() {
+    const { client, key } = this.opts;
+    if (key && this.state.token !== null && this.state.deviceId === client.deviceId && this.state.regionUrl === client.regionUrl) {
+      try {
+        return await client.renewToken(key, this.signal);
+      } catch (err) {
+        if (!isRegionHttpError(err) || err.status >= 500 || err.status === 429 || err.code === 'device-revoked') throw err;
+        this.log.info({ err: err.message }, 'token renewal refused; enrolling');
+      }
+    }
+    return client.enroll(this.opts.labels, this.opts.enrollmentToken, this.signal, key);
   }
 
   private reportBody(installing?: { app: string; version: string }): ReportRequest {

@@ -21,6 +21,14 @@ export function listenFlag(value: string): { host: string; port: number } {
   return { host: match[1] ?? (match[2] || '0.0.0.0'), port };
 }
 
+/** A share: `10%` or a fraction such as `0.1`, from 0 to 100%. */
+export function fractionFlag(value: string): number {
+  const text = value.trim();
+  const n = text.endsWith('%') ? Number(text.slice(0, -1)) / 100 : Number(text);
+  if (text === '' || !Number.isFinite(n) || n < 0 || n > 1) throw new InvalidArgumentError(`"${value}" is not a share; use e.g. 10% or 0.1 (from 0% to 100%).`);
+  return n;
+}
+
 export function positiveIntFlag(value: string): number {
   const n = Number(value);
   if (!Number.isInteger(n) || n <= 0) throw new InvalidArgumentError(`"${value}" is not a positive whole number.`);

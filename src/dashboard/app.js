@@ -2,7 +2,7 @@
 // serves when something happened, patching the page in place (dom.js) so focus, selection and
 // scroll survive. Without a stream (an older server, a proxy that buffers) it polls. Same origin only.
 import { morphChildren } from './dom.js';
-import { deviceCountText, h, renderDevices, renderEvents, renderRegions, renderRevisions } from './render.js';
+import { deviceCountText, h, renderDevices, renderEvents, renderPending, renderRegions, renderRevisions } from './render.js';
 
 /** Polling period when there is no event stream. */
 const POLL_MS = 1500;
@@ -60,6 +60,7 @@ async function refreshOverview() {
   show('regions', renderRegions(data.regions, data.at));
   show('rollouts', renderRevisions(data.revisions));
   moving = data.revisions.some((r) => r.state === 'Progressing' && !r.superseded);
+  await refreshPending(data.mode);
   const halted = data.revisions.filter((r) => r.state === 'Halted' && !r.superseded).length;
   const how = streaming ? 'Live' : 'Polling';
   setLive(`${how} · updated ${new Date(data.at).toLocaleTimeString()}${halted ? ` · ${halted} halted` : ''}`, true);
@@ -72,6 +73,19 @@ async function refreshDevices() {
   show('devices', renderDevices(result));
   const count = deviceCountText(result, asked);
   if ($('device-count').textContent !== count) $('device-count').textContent = count;
+}
+
+// A region's devices waiting for approval; shown only when there are some (the hub has no such list).
+async function refreshPending(mode) {
+  if (mode !== 'region') return;
+  let pending = [];
+  try {
+    pending = await getJson('/api/v1/dashboard/pending');
+  } catch {
+    // Needs the operator token, like the device list; nothing to show without it.
+  }
+  $('pending-section').hidden = pending.length === 0;
+  $('pending').replaceChildren(pending.length ? renderPending(pending) : '');
 }
 
 function showDevicesError(err) {

@@ -260,6 +260,28 @@ export function renderEvents(events) {
   );
 }
 
+/** Devices waiting for `cascade devices approve` (a region with --enrollment-policy approve), with the key each asked with. */
+export function renderPending(pending) {
+  return h(
+    'table',
+    { class: 'devices pending' },
+    h('thead', {}, h('tr', {}, h('th', { scope: 'col' }, 'Device'), h('th', { scope: 'col' }, 'Key'), h('th', { scope: 'col' }, 'Approve with'))),
+    h(
+      'tbody',
+      {},
+      pending.map((d) =>
+        h(
+          'tr',
+          { dataset: { device: d.id } },
+          h('th', { scope: 'row' }, h('code', {}, d.id)),
+          h('td', {}, h('code', {}, d.key ?? 'no key (an agent before device keys)')),
+          h('td', {}, h('code', { class: 'command' }, `cascade devices approve ${d.id}`)),
+        ),
+      ),
+    ),
+  );
+}
+
 export function deviceCountText(result, query) {
   const shown = result.devices.length;
   const base = query ? `${result.matched} of ${result.total} devices match “${query}”` : `${result.total} devices`;

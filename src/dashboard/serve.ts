@@ -21,7 +21,7 @@ export const hubDashboard: HubPlugin = (app, hub) =>
 
 /** A region's own dashboard: `startRegion({ plugins: [regionDashboard] })`. */
 export const regionDashboard: RegionPlugin = (app, region) =>
-  registerDashboard(app, { mode: 'region', summary: region.summary, clock: region.clock, devicesGuard: region.operatorGuard });
+  registerDashboard(app, { mode: 'region', summary: region.summary, clock: region.clock, devicesGuard: region.operatorGuard, pending: region.pendingDevices });
 
 export type DashboardOptions =
   | { mode: 'hub'; data: DashboardData; guard?: preHandlerHookHandler }
@@ -31,6 +31,8 @@ export type DashboardOptions =
       clock?: () => number;
       /** Guards the device list (ids and versions), like the region's inventory. */
       devicesGuard?: preHandlerHookHandler;
+      /** Devices waiting for approval, shown with the command that approves each. */
+      pending?: () => unknown[];
     };
 
 const STATIC_FILES: Record<string, string> = {
@@ -120,6 +122,10 @@ export function registerDashboard(app: FastifyInstance, opts: DashboardOptions):
   app.get('/api/v1/dashboard', { preHandler }, async (_request, reply) => {
     return reply.header('cache-control', 'no-store').send(data.overview());
   });
+  if (opts.mode === 'region') {
+    const pending = opts.pending;
+    app.get('/api/v1/dashboard/pending', { preHandler: devicesPreHandler }, async (_request, reply) => reply.header('cache-control', 'no-store').send(pending?.() ?? []));
+  }
   app.get<{ Querystring: { q?: string; limit?: string } }>('/api/v1/dashboard/devices', { preHandler: devicesPreHandler }, async (request, reply) => {
     const query = typeof request.query.q === 'string' ? request.query.q.slice(0, 200) : '';
     const asked = Number(request.query.limit ?? DEFAULT_DEVICE_LIMIT);

@@ -54,6 +54,11 @@ export interface GitHttpServer {
    * `setDown(false)` brings it back on the same port.
    */
   setDown(down: boolean, mode?: GitHttpDownMode): void;
+  /**
+   * Simulates a host that stalls without going quiet: responses begun from now on send their headers
+   * at once, then their body one byte every `msPerByte`. `setTrickle(null)` serves at full speed again.
+   */
+  setTrickle(msPerByte: number | null): void;
   stop(): Promise<void>;
 }
 
@@ -68,6 +73,7 @@ export async function startGitHttpServer(options: GitHttpServerOptions): Promise
   let baseReceived = 0;
   let records: GitHttpRequestRecord[] = [];
   let down: GitHttpDownMode | null = null;
+  let trickleMs: number | null = null;
 
   const totalSent = () => closedSent + [...live].reduce((sum, s) => sum + s.bytesWritten, 0);
   const totalReceived = () => closedReceived + [...live].reduce((sum, s) => sum + s.bytesRead, 0);
@@ -100,7 +106,7 @@ export async function startGitHttpServer(options: GitHttpServerOptions): Promise
     if (auth && !isAuthorized(req, auth)) {
       return sendText(res, 401, 'authentication required\n', { 'WWW-Authenticate': 'Basic realm="cascade git"' });
     }
-    runHttpBackend(req, res, root, allowPush);
+    runHttpBackend(req, trickleMs === null ? res : trickling(res, trickleMs), root, allowPush);
   });
 
   server.on('connection', (socket: Socket) => {
@@ -135,6 +141,9 @@ export async function startGitHttpServer(options: GitHttpServerOptions): Promise
       records = [];
     },
     requests: () => records.map((r) => ({ ...r })),
+    setTrickle(msPerByte) {
+      trickleMs = msPerByte;
+    },
     setDown(isDown, mode = 'refuse') {
       down = isDown ? mode : null;
       if (down === 'refuse') for (const socket of live) socket.destroy();
@@ -145,6 +154,38 @@ export async function startGitHttpServer(options: GitHttpServerOptions): Promise
         server.closeAllConnections();
       }),
   };
+}
+
+/** The response, with its body slowed to one byte every `msPerByte` (its own `write` and `end` replaced). */
+function trickling(res: ServerResponse, msPerByte: number): ServerResponse {
+  const queue: number[] = [];
+  let ending = false;
+  const write = res.write.bind(res) as (chunk: Buffer) => boolean;
+  const end = res.end.bind(res) as () => ServerResponse;
+  const timer = setInterval(() => {
+    if (res.destroyed) return clearInterval(timer);
+    const byte = queue.shift();
+    if (byte !== undefined) write(Buffer.from([byte]));
+    else if (ending) {
+      clearInterval(timer);
+      end();
+    }
+  }, msPerByte);
+  res.on('close', () => clearInterval(timer));
+  const slowed = res as unknown as { write: (chunk: Buffer | string) => boolean; end: (chunk?: Buffer | string) => ServerResponse };
+  slowed.write = (chunk) => {
+    // Headers go at once; only the body trickles.
+    if (!res.headersSent) res.flushHeaders();
+    for (const byte of Buffer.from(chunk)) queue.push(byte);
+    return true;
+  };
+  slowed.end = (chunk) => {
+    if (chunk) slowed.write(chunk);
+    else if (!res.headersSent) res.flushHeaders();
+    ending = true;
+    return res;
+  };
+  return res;
 }
 
 function runHttpBackend(req: IncomingMessage, res: ServerResponse, root: string, allowPush: boolean): void {

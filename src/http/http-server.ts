@@ -20,7 +20,31 @@ export interface RegionHttpServerOptions {
   /** pino logger of the region; false for none (tests). */
   log: Logger | false;
   bodyLimit?: number;
+  /** Connection timeouts (HTTP_TIMEOUTS by default). */
+  timeouts?: Partial<HttpTimeouts>;
 }
+
+export interface HttpTimeouts {
+  /** The request line and headers must arrive within this (a slow-header, "slowloris", connection is closed). */
+  headersMs: number;
+  /** The whole request, body included, must arrive within this. Answers (long polls) are not limited by it. */
+  requestMs: number;
+  /** A socket with no traffic at all this long is closed; longer than the longest long poll and keep-alive. */
+  idleMs: number;
+  /** How often the server looks for connections past `headersMs` or `requestMs`. */
+  checkEveryMs: number;
+}
+
+/**
+ * Every server of Cascade closes a connection that sends its headers too slowly, takes too long over
+ * its body, or says nothing at all: a few hundred slow connections must not tie a region up.
+ */
+export const HTTP_TIMEOUTS: HttpTimeouts = {
+  headersMs: 10_000,
+  requestMs: 30_000,
+  idleMs: 120_000,
+  checkEveryMs: 2_000,
+};
 
 interface AjvError {
   keyword: string;
@@ -77,6 +101,8 @@ function toErrorAnswer(err: FastifyError & { validationContext?: string }, bodyL
  */
 export function createRegionHttpServer(opts: RegionHttpServerOptions): FastifyInstance {
   const bodyLimit = opts.bodyLimit ?? MAX_BODY_BYTES;
+  const timeouts = { ...HTTP_TIMEOUTS, ...opts.timeouts };
+  const serverTimeouts = { headersTimeout: timeouts.headersMs, requestTimeout: timeouts.requestMs, connectionsCheckingInterval: timeouts.checkEveryMs };
   const app = Fastify({
     ...(opts.log ? { loggerInstance: opts.log } : { logger: false }),
     bodyLimit,
@@ -92,7 +118,10 @@ export function createRegionHttpServer(opts: RegionHttpServerOptions): FastifyIn
     forceCloseConnections: true,
     return503OnClosing: true,
     routerOptions: { maxParamLength: 1024 },
-    ...(opts.https ? { https: opts.https } : {}),
+    requestTimeout: timeouts.requestMs,
+    connectionTimeout: timeouts.idleMs,
+    http: serverTimeouts,
+    ...(opts.https ? { https: { ...opts.https, ...serverTimeouts } } : {}),
     ajv: {
       // Reject what is wrong instead of quietly fixing it: unknown fields and wrong types are errors.
       customOptions: { removeAdditional: false, coerceTypes: false, useDefaults: false, allErrors: false },

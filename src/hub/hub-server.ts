@@ -1,7 +1,9 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest, preHandlerHookHandler } from 'fastify';
-import type { Logger } from 'pino';
+import { pino, type Logger } from 'pino';
 import { CascadeError } from '../core/errors.js';
 import { HttpError, createRegionHttpServer } from '../http/http-server.js';
+import { StateHealth } from '../storage/state-health.js';
+import { Counter } from 'prom-client';
 import { SIGNATURE_HEADER, bearerToken, regionToken, secretsEqual, signBody } from '../protocol/hub-auth.js';
 import { FleetTracker } from './fleet-tracker.js';
 import { createHubMetrics } from './hub-metrics.js';
@@ -17,6 +19,8 @@ export interface HubConfig {
   host: string;
   port: number;
   dataDir: string;
+  /** Start empty although the data folder held a state before (`--init-state`). */
+  initState?: boolean;
   /** The hub's secret: region tokens derive from it (auth.ts); also accepted for reads. */
   token: string;
   /** When set, reads (API, dashboard, metrics) need it or the hub token; otherwise they are open. */
@@ -74,7 +78,7 @@ export async function startHub(config: HubConfig): Promise<RunningHub> {
   const clock = config.clock ?? Date.now;
   const log = config.log;
   const staleAfterMs = config.staleAfterMs ?? DEFAULT_STALE_AFTER_MS;
-  const store = HubStore.open(config.dataDir);
+  const store = HubStore.open(config.dataDir, { initState: config.initState });
   const metrics = createHubMetrics();
   const dispatcher = new WebhookDispatcher({
     store,
@@ -114,7 +118,13 @@ export async function startHub(config: HubConfig): Promise<RunningHub> {
     }
   };
 
-  app.get('/healthz', async () => ({ ok: true }));
+  const health = new StateHealth(log || pino({ level: 'silent' }), new Counter({ name: 'cascade_state_database_errors_total', help: 'Errors of the state database while running; after one, /healthz fails so the hub is restarted', registers: [metrics.registry] }), config.dataDir);
+  app.addHook('onError', async (_request, _reply, error) => health.observe(error));
+  app.get('/healthz', async (_request, reply) => {
+    const problem = health.check(() => store.pendingEvents());
+    if (problem) return reply.code(503).send({ ok: false, reason: problem.reason });
+    return { ok: true };
+  });
   app.get('/metrics', { preHandler }, async (_request, reply) => {
     const fleet = tracker.fleet();
     const stale = fleet.regions.filter((r) => r.stale).length;

@@ -12,6 +12,16 @@ const labelsSchema = {
   additionalProperties: { type: 'string', maxLength: 63 },
 } as const;
 
+const keyProofSchema = {
+  type: 'object',
+  required: ['nonce', 'signature'],
+  additionalProperties: false,
+  properties: {
+    nonce: { type: 'string', minLength: 16, maxLength: 128, pattern: '^[A-Za-z0-9_-]+$' },
+    signature: { type: 'string', minLength: 1, maxLength: 256, pattern: '^[A-Za-z0-9+/=]+$' },
+  },
+} as const;
+
 export const enrollRequestSchema = {
   type: 'object',
   required: ['deviceId', 'labels'],
@@ -20,7 +30,16 @@ export const enrollRequestSchema = {
     deviceId: { type: 'string', minLength: 1, maxLength: 128 },
     labels: labelsSchema,
     enrollmentToken: { type: 'string', maxLength: 1024 },
+    publicKey: { type: 'string', minLength: 1, maxLength: 512, pattern: '^[A-Za-z0-9+/=]+$' },
+    proof: keyProofSchema,
   },
+} as const;
+
+export const renewTokenRequestSchema = {
+  type: 'object',
+  required: ['proof'],
+  additionalProperties: false,
+  properties: { proof: keyProofSchema },
 } as const;
 
 export const appReportSchema = {

@@ -14,6 +14,8 @@ export const apiPaths = {
   devices: `${API_PREFIX}/devices`,
   report: (deviceId: DeviceId) => `${API_PREFIX}/devices/${encodeURIComponent(deviceId)}/report`,
   desired: (deviceId: DeviceId) => `${API_PREFIX}/devices/${encodeURIComponent(deviceId)}/desired`,
+  challenge: (deviceId: DeviceId) => `${API_PREFIX}/devices/${encodeURIComponent(deviceId)}/challenge`,
+  renewToken: (deviceId: DeviceId) => `${API_PREFIX}/devices/${encodeURIComponent(deviceId)}/token`,
 } as const;
 
 /** Longest a device may ask the region to hold `GET .../desired?wait=` open. */
@@ -28,6 +30,46 @@ export interface EnrollRequest {
   labels: Labels;
   /** Shared secret of the region; may be omitted when the region runs with open enrolment. */
   enrollmentToken?: string;
+  /**
+   * The device's Ed25519 public key (DER SubjectPublicKeyInfo, base64). The first enrolment with a key
+   * binds the id to it; from then on the id is enrolled again only with `proof` made by that key
+   * (device-identity.ts), or after an operator reset.
+   */
+  publicKey?: string;
+  /** Signature by `publicKey` over a nonce from `POST /api/v1/devices/:id/challenge`; required with `publicKey`. */
+  proof?: KeyProof;
+}
+
+/** A region-issued nonce signed with the device key (see device-identity.ts for the exact bytes). */
+export interface KeyProof {
+  nonce: string;
+  /** Ed25519 signature, base64. */
+  signature: string;
+}
+
+/** `POST /api/v1/devices/:id/challenge`: a single-use nonce for a key proof, valid `expiresInSeconds`. */
+export interface ChallengeResponse {
+  /** The region's name: signed with the nonce, so a proof is good for this region only. */
+  region: string;
+  nonce: string;
+  expiresInSeconds: number;
+}
+
+/** `POST /api/v1/devices/:id/token`: a new device token for a device that proves it holds its key. */
+export interface RenewTokenRequest {
+  proof: KeyProof;
+}
+
+/**
+ * 202 answer to an enrolment under `--enrollment-policy approve`: the device waits until an operator
+ * runs `cascade devices approve ID`, and asks again (a new challenge each time) after `retryAfterSeconds`.
+ */
+export interface EnrollPendingResponse {
+  deviceId: DeviceId;
+  region: string;
+  status: 'pending';
+  retryAfterSeconds: number;
+  message: string;
 }
 /** 201 answer to an enrolment: `token` is the device's own bearer token for every later call. */
 export interface EnrollResponse {
@@ -90,6 +132,12 @@ export const errorCodes = {
   deviceTokenInvalid: 'device-token-invalid',
   deviceMismatch: 'device-mismatch',
   deviceIdInvalid: 'device-id-invalid',
+  /** The id is bound to a device key and the request did not prove holding it (a takeover attempt). */
+  deviceKeyRequired: 'device-key-required',
+  /** The key proof does not verify: wrong key, wrong or expired nonce, bad signature. */
+  deviceKeyProofInvalid: 'device-key-proof-invalid',
+  /** The device waits for `cascade devices approve ID` (answered with 202). */
+  enrollmentPending: 'enrollment-pending',
   labelsInvalid: 'labels-invalid',
   invalidBody: 'invalid-body',
   invalidJson: 'invalid-json',

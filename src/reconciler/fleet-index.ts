@@ -4,12 +4,13 @@ import type { AppReport, DeviceDesired, DeviceId, Labels } from '../core/types.j
 import { sameDesired } from '../plan/hand-out.js';
 import type { RolloutState } from '../plan/rollout/types.js';
 import type { DeviceCounts, DeviceState } from '../protocol/region-status.js';
+import type { DeviceIdentityStore, PendingDevice } from '../storage/device-identity-store.js';
 import type { IndexRows, StateBatch } from '../storage/region-state-store.js';
 import { deviceState } from './region-status.js';
 import type { AppCatalog, DeviceRecord, HandedState, RevisionRecord, StateStore } from './state-store.js';
 
 /** The durable store under the index: the StateStore plus the bulk read and the batched write. */
-export interface DurableStateStore extends StateStore {
+export interface DurableStateStore extends StateStore, DeviceIdentityStore {
   loadIndexRows(): IndexRows;
   writeBatch(batch: StateBatch): void;
 }
@@ -280,6 +281,40 @@ export class FleetIndex implements StateStore {
   }
 
   /** Writes what is buffered and closes the durable store. */
+  // device identity and report order: rare, small, and read by no pass, so straight to the store
+
+  getDeviceKey(id: DeviceId): string | null {
+    return this.durable.getDeviceKey(id);
+  }
+
+  setDeviceKey(id: DeviceId, publicKey: string | null): boolean {
+    return this.durable.setDeviceKey(id, publicKey);
+  }
+
+  acceptReportSeq(id: DeviceId, seq: number): boolean {
+    return this.durable.acceptReportSeq(id, seq);
+  }
+
+  clearReportSeq(id: DeviceId): void {
+    this.durable.clearReportSeq(id);
+  }
+
+  upsertPendingDevice(id: DeviceId, labels: Labels, publicKey: string | null, at: number): void {
+    this.durable.upsertPendingDevice(id, labels, publicKey, at);
+  }
+
+  getPendingDevice(id: DeviceId): PendingDevice | null {
+    return this.durable.getPendingDevice(id);
+  }
+
+  listPendingDevices(): PendingDevice[] {
+    return this.durable.listPendingDevices();
+  }
+
+  deletePendingDevice(id: DeviceId): boolean {
+    return this.durable.deletePendingDevice(id);
+  }
+
   close(): void {
     if (this.closed) return;
     this.closed = true;

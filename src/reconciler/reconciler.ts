@@ -25,6 +25,8 @@ import type { PassRequest } from './pass-scheduler.js';
 import { refuseRevision, type RevisionGuardOptions } from './revision-guard.js';
 import type { RegionMetrics } from './region-metrics.js';
 import type { ReconcilerEvent } from './reconciler-events.js';
+import { refuseRemoval, type RemovalGuardOptions } from './removal-guard.js';
+import { DEFAULT_MAX_REMOVAL } from '../plan/removal.js';
 
 export interface ReconcilerOptions {
   region: string;
@@ -58,6 +60,10 @@ export interface ReconcilerOptions {
   registryMirror?: string;
   /** Revisions applied or refused, rollout transitions: the region streams them (region/events.ts). */
   onEvent?: (event: ReconcilerEvent) => void;
+  /** The mass-removal guard (removal-guard.ts); on with --max-removal 10% when absent. */
+  removalGuard?: RemovalGuardOptions;
+  /** Called with the error of a failed pass (after it is logged), e.g. to notice a failing state database. */
+  onPassError?: (err: unknown) => void;
 }
 
 /** The state of the source as the last pass saw it, for status and readiness. */
@@ -176,6 +182,7 @@ export class Reconciler {
       // What the failed pass took as changed is not lost: the next one looks at everything.
       this.fullPass = true;
       log.error({ err, reason: request.reason }, 'reconcile pass failed');
+      this.options.onPassError?.(err);
     } finally {
       metrics.passDuration.observe((clock() - started) / 1000);
     }
@@ -284,6 +291,13 @@ export class Reconciler {
       this.options.onEvent?.({ type: 'revision.refused', revision: head, reason: 'invalid', errors });
       return;
     }
+    const removal = await this.refusedRemoval(head, result.fleet);
+    if (removal) {
+      store.recordAttempt(head, [removal], clock());
+      metrics.revisionsRefused.inc();
+      log.error({ revision: head }, removal);
+      return;
+    }
     this.fleet = result.fleet;
     this.resolver = null;
     this.fullPass = true;
@@ -301,6 +315,28 @@ export class Reconciler {
     }
     log.info({ revision: head, parsed: result.stats.parsed, cached: result.stats.cached }, `revision ${head.slice(0, 8)} applied`);
     this.options.onEvent?.({ type: 'revision.applied', revision: head });
+  }
+
+  /** The mass-removal guard's refusal of a loaded revision, or null (removal-guard.ts). */
+  private async refusedRemoval(head: string, next: LoadedFleet): Promise<string | null> {
+    const { store, region, source } = this.options;
+    if (!store.getRevision().applied) return null;
+    if (!this.fleet) await this.restoreLastGood();
+    const devices = store.listDevices();
+    const ids = this.resolutionInputs(devices).map((d) => d.id);
+    const before = this.fleet ? this.resolveAll(devices) : store.getResolved();
+    const after = createResolver(next).resolveAll(this.resolutionInputs(devices)).desired;
+    return refuseRemoval({
+      gitdir: source.location.gitdir,
+      head,
+      region,
+      maxRemoval: this.options.removalGuard?.maxRemoval ?? DEFAULT_MAX_REMOVAL,
+      previous: this.fleet,
+      next,
+      devices: ids,
+      before,
+      after,
+    });
   }
 
   /** After a restart, the last good revision is read back from the git objects on disk: no network needed. */

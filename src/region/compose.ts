@@ -32,6 +32,12 @@ import { registerEventRoutes } from './routes/events-routes.js';
 
 /** How often the in-memory index is checked against a full recount by default. */
 export const DEFAULT_RESYNC_INTERVAL_MS = 10 * 60_000;
+import { createSecurityMetrics } from './security-metrics.js';
+import { DeviceIdentity, keyFingerprint } from './device-identity.js';
+import { ReportOrder } from './report-order.js';
+import type { EnrollmentPolicy } from './enrollment-policy.js';
+import { pendingDeviceViews, registerIdentityAdminRoutes, type PendingDeviceView } from './routes/identity-admin-routes.js';
+import { StateHealth } from '../storage/state-health.js';
 
 export interface RegionConfig {
   repo: string;
@@ -67,6 +73,14 @@ export interface RegionConfig {
   maintenance?: { schedule: string; timezone?: string; backupDir: string | null; backupsKept?: number; reportRetentionMs?: number };
   /** Routes served beside the region's APIs, such as its web dashboard (dashboard/serve.ts: regionDashboard). */
   plugins?: readonly RegionPlugin[];
+  /** New devices enrol at once (`auto`, the default) or wait for `cascade devices approve` (`approve`). */
+  enrollmentPolicy?: EnrollmentPolicy;
+  /** `--git-timeout`: the longest one request to the git host may take (60 s by default). */
+  gitTimeoutMs?: number;
+  /** The mass-removal guard: `--max-removal` as a fraction (0.1 by default). */
+  maxRemoval?: number;
+  /** Start empty although --data held a state before (its database is missing or empty): `--init-state`. */
+  initState?: boolean;
 }
 
 /** What a plugin of the region (its dashboard) may read. */
@@ -76,6 +90,8 @@ export interface RegionPluginContext {
   clock: () => number;
   /** Guards what only operators may read (device ids and versions). */
   operatorGuard: preHandlerHookHandler | undefined;
+  /** Devices waiting for `cascade devices approve` (--enrollment-policy approve). */
+  pendingDevices?: () => PendingDeviceView[];
 }
 
 export type RegionPlugin = (app: FastifyInstance, region: RegionPluginContext) => void;
@@ -109,7 +125,7 @@ export async function startRegion(config: RegionConfig): Promise<RunningRegion> 
     teardown.length = 0;
   };
   try {
-    const durable = SqliteStateStore.open(config.dataDir);
+    const durable = SqliteStateStore.open(config.dataDir, { initState: config.initState });
     teardown.push(() => durable.close());
     // The working state in memory, over SQLite: routes, transports and passes read it, never SQLite.
     // One offline clock (--offline-after, or the fleet's Region/Fleet rollout.offlineAfter) for the engine and every view.
@@ -117,15 +133,19 @@ export async function startRegion(config: RegionConfig): Promise<RunningRegion> 
     const offlineAfterMs = (): number => reconcilerRef?.offlineAfterMs ?? config.offlineAfterMs ?? DEFAULT_OFFLINE_AFTER_MS;
     const store = new FleetIndex({ durable, clock, offlineAfterMs, log });
     teardown.push(() => store.close());
-    const source = await openFleetSource({ repo: config.repo, branch: config.branch, dataDir: config.dataDir, auth: config.gitAuth, log });
+    const source = await openFleetSource({ repo: config.repo, branch: config.branch, dataDir: config.dataDir, auth: config.gitAuth, log, deadlineMs: config.gitTimeoutMs });
     teardown.push(() => source.close());
     const loader = new FleetLoader({ cache: SqliteParseCache.inDir(config.dataDir), artifactPolicy: config.artifactPolicy });
     const metrics = createRegionMetrics(config.region);
     const loopDelay = watchEventLoopDelay(metrics.registry);
     teardown.push(() => loopDelay.stop());
+    const security = createSecurityMetrics(metrics.registry);
+    const identity = new DeviceIdentity({ store, region: config.region, policy: config.enrollmentPolicy ?? 'auto', metrics: security, clock });
+    const reportOrder = new ReportOrder(store, security, log);
+    const health = new StateHealth(log, security.stateDatabaseErrors, config.dataDir);
     const watchers = new DesiredWatchers();
     teardown.push(() => watchers.closeAll());
-    const mqtt = config.mqtt ? RegionMqtt.open(config.mqtt, { region: config.region, store, log }) : null;
+    const mqtt = config.mqtt ? RegionMqtt.open(config.mqtt, { region: config.region, store, log, reportOrder }) : null;
     if (mqtt) teardown.push(() => mqtt.close());
     /** A device holding a long poll open, or connected to the MQTT broker, counts as seen now. */
     const isConnected = (device: DeviceId): boolean => watchers.isWaiting(device) || (mqtt?.isConnected(device) ?? false);
@@ -161,6 +181,8 @@ export async function startRegion(config: RegionConfig): Promise<RunningRegion> 
       guard: config.guard,
       offlineAfterMs: config.offlineAfterMs,
       onEvent: events.onReconcilerEvent,
+      onPassError: (err) => health.observe(err),
+      removalGuard: config.maxRemoval === undefined ? undefined : { maxRemoval: config.maxRemoval },
     });
     reconcilerRef = reconciler;
     const scheduler = new PassScheduler((request) => reconciler.runPass(request));
@@ -197,8 +219,15 @@ export async function startRegion(config: RegionConfig): Promise<RunningRegion> 
       });
     };
 
+    // Maintained counters: a scrape costs the same at any fleet size.
+    const refreshDeviceGauges = (): void => {
+      const counts = store.deviceCounts();
+      for (const state of ['converged', 'new', 'updating', 'pending', 'failed', 'offline'] as const) metrics.devices.set({ state }, counts[state] ?? 0);
+    };
+
     const app = createRegionHttpServer({ log, https: config.tls });
     teardown.push(() => app.close());
+    app.addHook('onError', async (_request, _reply, error) => health.observe(error));
     limitEnrollment(app, clock);
     const operatorToken = config.operatorToken ?? null;
     registerOperatorApi(app, {
@@ -209,6 +238,21 @@ export async function startRegion(config: RegionConfig): Promise<RunningRegion> 
         watchers.notify([id]);
         mqtt?.revoke(id);
       },
+      keyOf: (id) => {
+        const key = store.getDeviceKey(id);
+        return key === null ? null : keyFingerprint(key);
+      },
+    });
+    registerIdentityAdminRoutes(app, {
+      store,
+      identity,
+      operatorToken,
+      clock,
+      onReset: (id) => {
+        watchers.notify([id]);
+        mqtt?.revoke(id);
+      },
+      onApprove: () => scheduler.request({ fetch: false, reason: 'device approved' }),
     });
     registerDeviceApi(app, {
       operatorGuard: operatorGuard(operatorToken),
@@ -220,6 +264,8 @@ export async function startRegion(config: RegionConfig): Promise<RunningRegion> 
       onEnroll: () => scheduler.request({ fetch: false, reason: 'device enrolled' }),
       onTokenIssued: mqtt?.onTokenIssued,
       onReport: deviceReported,
+      identity,
+      reportOrder,
     });
     registerRegionRoutes(app, {
       status,
@@ -233,11 +279,17 @@ export async function startRegion(config: RegionConfig): Promise<RunningRegion> 
         await scheduler.idle();
       },
       operatorGuard: operatorGuard(operatorToken),
+      unhealthy: () => health.check(() => store.getRevision()),
       appliedRevision: () => store.getRevision().applied,
       registry: metrics.registry,
       refreshMetrics: () => {
-        const counts = store.deviceCounts();
-        for (const state of ['converged', 'updating', 'pending', 'failed', 'offline'] as const) metrics.devices.set({ state }, counts[state] ?? 0);
+        try {
+          refreshDeviceGauges();
+        } catch (err) {
+          // The counters (state database errors among them) are worth most exactly then: serve them anyway.
+          health.observe(err);
+          log.error({ err }, 'cannot compute the device gauges for /metrics');
+        }
       },
       reconcile: async (reason, wait) => {
         scheduler.request({ fetch: true, reason });
@@ -245,7 +297,7 @@ export async function startRegion(config: RegionConfig): Promise<RunningRegion> 
       },
     });
     registerEventRoutes(app, { events: events.stream, operatorGuard: operatorToken === null ? null : operatorGuard(operatorToken) });
-    for (const plugin of config.plugins ?? []) plugin(app, { summary, clock, operatorGuard: operatorGuard(operatorToken) });
+    for (const plugin of config.plugins ?? []) plugin(app, { summary, clock, operatorGuard: operatorGuard(operatorToken), pendingDevices: () => pendingDeviceViews(store) });
 
     // Connects, reads back the retained desired states and publishes what is out of date; fails startup on bad flags.
     await mqtt?.start({

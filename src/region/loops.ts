@@ -3,6 +3,7 @@ import type { FleetSource } from '../source/fleet-source.js';
 
 /** How often time alone re-plans (devices fall silent, bakes end): a pass that does not fetch. */
 const TICK_MS = 5_000;
+/** First retry of a failed fetch; doubled per failure up to the poll interval. */
 
 export interface RegionLoops {
   /** Asks for a pass at `at` (a bake ends, a window opens); the earliest asked time wins. */

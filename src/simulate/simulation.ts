@@ -11,6 +11,7 @@ import { RegionClient } from '../agent/http/region-client.js';
 import { brokerClientOptions, readCaFile } from '../protocol/mqtt-connection.js';
 import { MqttDeviceChannel } from '../agent/mqtt/device-channel.js';
 import { seededRandom, unitHash } from './seeded.js';
+import { lazyDeviceKey } from '../agent/device-key.js';
 
 export interface SimulationOptions {
   regionUrl: string;
@@ -58,6 +59,11 @@ export interface SimulationOptions {
   mqtt?: { url: string; caFile?: string };
   /** Artifact origins the simulated agents accept beyond the default (--allow-artifact-origin). */
   artifactPolicy?: ArtifactUrlPolicy;
+  /**
+   * Each device enrols with its own Ed25519 key, as a real agent does (made when it first enrols,
+   * kept in memory); true by default. False enrols without keys, as agents before keys did.
+   */
+  deviceKeys?: boolean;
 }
 
 export interface SimulationStats {
@@ -240,6 +246,7 @@ export async function startSimulation(opts: SimulationOptions): Promise<Simulati
         return;
       }
       const client = new RegionClient({ regionUrl: opts.regionUrl, deviceId: id, agent });
+      const deviceKey = lazyDeviceKey();
       const channel = opts.mqtt ? new MqttDeviceChannel({ url: opts.mqtt.url, ca: mqttCa, client, log: deviceLog }) : undefined;
       try {
         await runDeviceLoop(
@@ -254,6 +261,7 @@ export async function startSimulation(opts: SimulationOptions): Promise<Simulati
             waitSeconds: opts.waitSeconds ?? 30,
             random: seededRandom(Math.floor(unitHash(seed, id, 'backoff') * 2 ** 32)),
             onEvent,
+            key: opts.deviceKeys === false ? undefined : deviceKey,
           },
           signal,
         );

@@ -41,4 +41,9 @@ export interface FleetSourceOptions {
   log?: Logger;
   /** Give up on a remote that stays silent this long (ms) during a request; 30 s by default. */
   timeoutMs?: number;
+  /**
+   * Give up on any one request to the remote that has not completed after this long (ms), however
+   * steadily it trickles (`--git-timeout`); 60 s by default.
+   */
+  deadlineMs?: number;
 }

@@ -8,6 +8,7 @@ import type { Logger } from 'pino';
 import { CascadeError } from '../core/errors.js';
 import type { FleetSource, FleetSourceOptions } from './fleet-source.js';
 import { compactPacks, fattenThinPack, listPacks, type CompactResult } from './git-packs.js';
+import { RequestDeadline } from './git-deadline.js';
 import {
   authorizationHeaders,
   cancelOnAuthRequest,
@@ -49,6 +50,7 @@ export class RemoteSource implements FleetSource {
       credentials?: GitCredentials;
       log?: Logger;
       timeoutMs: number;
+      deadlineMs: number;
     },
   ) {
     this.url = opts.url;
@@ -57,7 +59,7 @@ export class RemoteSource implements FleetSource {
     this.location = { gitdir: join(opts.dataDir, 'repo.git') };
     this.headers = authorizationHeaders(opts.credentials);
     this.fs = atomicWriteFs(join(opts.dataDir, '.repo-writes'));
-    this.http = gitHttp(opts.timeoutMs);
+    this.http = gitHttp(opts.timeoutMs, opts.deadlineMs, opts.url);
   }
 
   static async open(opts: FleetSourceOptions): Promise<RemoteSource> {
@@ -70,6 +72,7 @@ export class RemoteSource implements FleetSource {
       credentials,
       log: opts.log,
       timeoutMs: opts.timeoutMs ?? 30_000,
+      deadlineMs: opts.deadlineMs ?? DEFAULT_GIT_DEADLINE_MS,
     });
     await source.prepareDataDir();
     return source;
@@ -106,9 +109,13 @@ export class RemoteSource implements FleetSource {
   }
 
   private async syncNow(): Promise<string> {
+    this.http.takeExpired();
     try {
       return await this.syncOrThrow();
     } catch (err) {
+      // isomorphic-git may turn a body cut short into its own error ("Empty response"): say what happened.
+      const expired = this.http.takeExpired();
+      if (expired) throw expired;
       const code = (err as { code?: string })?.code;
       if (!(err instanceof CascadeError) && isStorageError(code)) throw this.storageError(err);
       throw err;
@@ -279,6 +286,9 @@ export class RemoteSource implements FleetSource {
   }
 }
 
+/** `--git-timeout`: the longest one request to the git host may take, start to end. */
+export const DEFAULT_GIT_DEADLINE_MS = 60_000;
+
 export function openRemoteSource(opts: FleetSourceOptions): Promise<RemoteSource> {
   return RemoteSource.open(opts);
 }
@@ -322,6 +332,8 @@ interface GitHttp {
   client: HttpClient;
   /** Response body bytes received so far (after any content decoding), for logs. */
   readonly bytesReceived: number;
+  /** The deadline error of a request cut off since the last call, if any. */
+  takeExpired(): CascadeError | null;
 }
 
 /**
@@ -336,11 +348,12 @@ const EXTRA_FETCH_CAPABILITIES = ['thin-pack', 'no-progress'];
 
 /**
  * isomorphic-git's node HTTP client, with an idle timeout (a host that stops
- * answering must not hang the reconciler), a count of the bytes received, and
- * EXTRA_FETCH_CAPABILITIES.
+ * answering must not hang the reconciler), a whole-request deadline (nor must one
+ * that trickles a byte every few seconds: git-deadline.ts), a count of the bytes
+ * received, and EXTRA_FETCH_CAPABILITIES.
  */
-function gitHttp(timeoutMs: number): GitHttp {
-  const state = { bytesReceived: 0, offered: new Set<string>() };
+function gitHttp(timeoutMs: number, deadlineMs: number, repoUrl: string): GitHttp {
+  const state = { bytesReceived: 0, offered: new Set<string>(), expired: null as CascadeError | null };
   const client: HttpClient = {
     async request(req) {
       const isDiscovery = (req.method ?? 'GET') === 'GET' && req.url.includes('/info/refs?service=git-upload-pack');
@@ -349,9 +362,19 @@ function gitHttp(timeoutMs: number): GitHttp {
       let body = req.body;
       const extra = EXTRA_FETCH_CAPABILITIES.filter((c) => state.offered.has(c));
       if (isUploadPack && body && extra.length) body = [withCapabilities(await collect(body), extra)] as unknown as typeof body;
-      const res = await nodeHttp.request({ ...req, body, fetchOptions: { ...req.fetchOptions, timeout: timeoutMs } });
-      if (!res.body) return res;
-      const source = res.body;
+      const deadline = new RequestDeadline(deadlineMs, repoUrl, req.url, (err) => (state.expired = err));
+      let res: Awaited<ReturnType<HttpClient['request']>>;
+      try {
+        res = await deadline.race(nodeHttp.request({ ...req, body, signal: deadline.signal, fetchOptions: { ...req.fetchOptions, timeout: timeoutMs } }));
+      } catch (err) {
+        deadline.done();
+        throw deadline.expired ?? err;
+      }
+      if (!res.body) {
+        deadline.done();
+        return res;
+      }
+      const source = deadline.iterate(res.body);
       async function* counted(): AsyncGenerator<Uint8Array> {
         let head = '';
         for await (const chunk of source) {
@@ -372,6 +395,11 @@ function gitHttp(timeoutMs: number): GitHttp {
     client,
     get bytesReceived() {
       return state.bytesReceived;
+    },
+    takeExpired() {
+      const expired = state.expired;
+      state.expired = null;
+      return expired;
     },
   };
 }

@@ -109,8 +109,9 @@ export class HubStore {
   private readonly db: Database.Database;
   private readonly statements;
 
-  static open(dataDir: string): HubStore {
-    const { db, path } = openStateDatabase({ dataDir, fileName: HUB_STATE_FILE_NAME, migrations: MIGRATIONS, owner: 'hub', cacheKib: 4000 });
+  /** `initState`: start empty although the folder held a state (`--init-state`; see open-state-database.ts). */
+  static open(dataDir: string, options: { initState?: boolean } = {}): HubStore {
+    const { db, path } = openStateDatabase({ dataDir, fileName: HUB_STATE_FILE_NAME, migrations: MIGRATIONS, owner: 'hub', cacheKib: 4000, initState: options.initState });
     return new HubStore(db, path);
   }
 

@@ -5,6 +5,7 @@ import type { AppHealth, AppReport, DeviceDesired, DeviceId, Labels } from '../c
 import type { RolloutState } from '../plan/rollout/types.js';
 import { stableJson } from '../core/stable-json.js';
 import type { AppCatalog, DeviceRecord, HandedState, RevisionRecord } from './region-records.js';
+import type { DeviceIdentityStore, PendingDevice } from './device-identity-store.js';
 
 /**
  * Schema migrations, applied in order; `PRAGMA user_version` records how many ran.
@@ -76,6 +77,18 @@ const MIGRATIONS: readonly string[] = [
   UPDATE devices SET reported_at = COALESCE(last_seen, enrolled_at)
     WHERE id IN (SELECT device_id FROM handed) OR id IN (SELECT device_id FROM reports);
   `,
+  // Device identity bound to a key, report order, and devices waiting for approval (device-identity-store.ts).
+  `
+  ALTER TABLE devices ADD COLUMN public_key TEXT;
+  ALTER TABLE devices ADD COLUMN report_seq INTEGER;
+  CREATE TABLE pending_devices (
+    id TEXT PRIMARY KEY,
+    labels TEXT NOT NULL,
+    public_key TEXT,
+    requested_at INTEGER NOT NULL,
+    last_attempt_at INTEGER NOT NULL
+  ) WITHOUT ROWID;
+  `,
 ];
 
 export const STATE_FILE_NAME = 'state.sqlite';
@@ -146,16 +159,16 @@ export interface StateBatch {
 }
 
 /** The region's state in `<data>/state.sqlite` (WAL). Each mutating method is one transaction. */
-export class SqliteStateStore {
+export class SqliteStateStore implements DeviceIdentityStore {
   readonly path: string;
   private readonly db: Database.Database;
   private catalogCache: AppCatalog | null = null;
   private readonly statements;
 
   /** Opens (creating if needed) `<dataDir>/state.sqlite` and brings its schema up to date. */
-  static open(dataDir: string): SqliteStateStore {
+  static open(dataDir: string, options: { initState?: boolean } = {}): SqliteStateStore {
     // The state is small and hot rows stay in the OS page cache: 4 MB keeps a region in its memory budget.
-    const { db, path } = openStateDatabase({ dataDir, fileName: STATE_FILE_NAME, migrations: MIGRATIONS, owner: 'region', cacheKib: 4000 });
+    const { db, path } = openStateDatabase({ dataDir, fileName: STATE_FILE_NAME, migrations: MIGRATIONS, owner: 'region', cacheKib: 4000, initState: options.initState });
     return new SqliteStateStore(db, path);
   }
 
@@ -429,8 +442,8 @@ export class SqliteStateStore {
     optimizeStateDatabase(this.db);
   }
 
-  backup(toFile: string): Promise<void> {
-    return backupStateDatabase(this.db, toFile);
+  async backup(toFile: string): Promise<void> {
+    await backupStateDatabase(this.db, toFile);
   }
 
   /**
@@ -447,7 +460,84 @@ export class SqliteStateStore {
     })();
   }
 
+  // device identity and report order (DeviceIdentityStore)
+
+  private identityStatements?: ReturnType<SqliteStateStore['prepareIdentity']>;
+
+  private get identity() {
+    this.identityStatements ??= this.prepareIdentity();
+    return this.identityStatements;
+  }
+
+  private prepareIdentity() {
+    const db = this.db;
+    return {
+      getKey: db.prepare<[string], { public_key: string | null }>('SELECT public_key FROM devices WHERE id = ?'),
+      setKey: db.prepare<[string | null, string]>('UPDATE devices SET public_key = ? WHERE id = ?'),
+      // One statement: the check and the write cannot be split by another report.
+      acceptSeq: db.prepare<[number, string, number]>('UPDATE devices SET report_seq = ? WHERE id = ? AND (report_seq IS NULL OR report_seq < ?)'),
+      clearSeq: db.prepare<[string]>('UPDATE devices SET report_seq = NULL WHERE id = ?'),
+      upsertPending: db.prepare<[string, string, string | null, number, number]>(
+        `INSERT INTO pending_devices (id, labels, public_key, requested_at, last_attempt_at) VALUES (?, ?, ?, ?, ?)
+         ON CONFLICT (id) DO UPDATE SET labels = excluded.labels, public_key = excluded.public_key, last_attempt_at = excluded.last_attempt_at`,
+      ),
+      pending: db.prepare<[string], PendingRow>('SELECT id, labels, public_key, requested_at, last_attempt_at FROM pending_devices WHERE id = ?'),
+      allPending: db.prepare<[], PendingRow>('SELECT id, labels, public_key, requested_at, last_attempt_at FROM pending_devices ORDER BY requested_at, id'),
+      deletePending: db.prepare<[string]>('DELETE FROM pending_devices WHERE id = ?'),
+    };
+  }
+
+  getDeviceKey(id: DeviceId): string | null {
+    return this.identity.getKey.get(id)?.public_key ?? null;
+  }
+
+  setDeviceKey(id: DeviceId, publicKey: string | null): boolean {
+    return this.identity.setKey.run(publicKey, id).changes > 0;
+  }
+
+  acceptReportSeq(id: DeviceId, seq: number): boolean {
+    return this.identity.acceptSeq.run(seq, id, seq).changes > 0;
+  }
+
+  clearReportSeq(id: DeviceId): void {
+    this.identity.clearSeq.run(id);
+  }
+
+  upsertPendingDevice(id: DeviceId, labels: Labels, publicKey: string | null, at: number): void {
+    this.identity.upsertPending.run(id, JSON.stringify(labels), publicKey, at, at);
+  }
+
+  getPendingDevice(id: DeviceId): PendingDevice | null {
+    const row = this.identity.pending.get(id);
+    return row ? toPending(row) : null;
+  }
+
+  listPendingDevices(): PendingDevice[] {
+    return this.identity.allPending.all().map(toPending);
+  }
+
+  deletePendingDevice(id: DeviceId): boolean {
+    return this.identity.deletePending.run(id).changes > 0;
+  }
+
+  /** The database handle, for an online backup (open-state-database.ts: backupStateDatabase). */
+  get database(): Database.Database {
+    return this.db;
+  }
+
   close(): void {
     if (this.db.open) this.db.close();
   }
+}
+
+interface PendingRow {
+  id: string;
+  labels: string;
+  public_key: string | null;
+  requested_at: number;
+  last_attempt_at: number;
+}
+
+function toPending(row: PendingRow): PendingDevice {
+  return { id: row.id, labels: JSON.parse(row.labels) as Labels, publicKey: row.public_key, requestedAt: row.requested_at, lastAttemptAt: row.last_attempt_at };
 }

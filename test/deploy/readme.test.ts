@@ -22,7 +22,7 @@ async function regionVariables(): Promise<RegionVariable[]> {
     const at = line.indexOf('.default(');
     // The last quoted string of `.default(value)` or `.default(value, 'shown')`.
     const quoted = at === -1 ? [] : [...line.slice(at, line.indexOf('.argParser', at) === -1 ? undefined : line.indexOf('.argParser', at)).matchAll(/'([^']*)'/g)];
-    variables.push({ name: env[1]!, shownDefault: quoted.at(-1)?.[1] ?? null, required: line.includes('makeOptionMandatory()') });
+    variables.push({ name: env[1]!, shownDefault: quoted.at(-1)?.[1] ?? null, required: line.includes('makeOptionMandatory()') || line.includes("(required)')") });
   }
   const logger = await readFile(join(ROOT, 'src/cli/logger.ts'), 'utf8');
   for (const match of logger.matchAll(/process\.env\['(CASCADE_[A-Z_]+)'\](?: \?\? '([^']*)')?/g)) {

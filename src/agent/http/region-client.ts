@@ -2,8 +2,15 @@ import http from 'node:http';
 import https from 'node:https';
 import { CascadeError } from '../../core/errors.js';
 import type { DeviceId, Labels } from '../../core/types.js';
+import { proofPayload, type ProofPurpose } from '../../protocol/device-identity.js';
+import type { DeviceKey } from '../device-key.js';
 import {
   apiPaths,
+  errorCodes,
+  type ChallengeResponse,
+  type EnrollPendingResponse,
+  type KeyProof,
+  type RenewTokenRequest,
   type DesiredResponse,
   type EnrollRequest,
   type EnrollResponse,
@@ -18,8 +25,8 @@ export class RegionHttpError extends CascadeError {
   readonly url: string;
 
   constructor(status: number, code: string, message: string, url: string) {
-    // The region's 5xx and 429 pass; its other refusals stand until the request changes.
-    super(code, message, { status, url }, { retry: status >= 500 || status === 429 ? 'temporary' : 'final' });
+    // The region's 5xx and 429 pass, and so does waiting for approval (202); its other refusals stand until the request changes.
+    super(code, message, { status, url }, { retry: status >= 500 || status === 429 || status === 202 ? 'temporary' : 'final' });
     this.name = 'RegionHttpError';
     this.status = status;
     this.url = url;
@@ -189,19 +196,67 @@ export class RegionClient {
     this.deviceToken = token;
   }
 
-  /** Enrols the device and keeps the token the region issues. */
-  async enroll(labels: Labels, enrollmentToken: string | null, signal?: AbortSignal): Promise<EnrollResponse> {
+  /**
+   * Enrols the device and keeps the token the region issues. With a key, the enrolment carries the
+   * public key and a proof over a fresh nonce (an id bound to that key re-enrols only so). Under
+   * `--enrollment-policy approve` the region answers 202: this throws a temporary RegionHttpError
+   * `enrollment-pending`, and the caller asks again later.
+   */
+  async enroll(labels: Labels, enrollmentToken: string | null, signal?: AbortSignal, key?: DeviceKey): Promise<EnrollResponse> {
     const body: EnrollRequest = { deviceId: this.deviceId, labels };
     if (enrollmentToken !== null) body.enrollmentToken = enrollmentToken;
-    const { body: answer } = await requestJson<EnrollResponse>(
-      { method: 'POST', url: joinUrl(this.regionUrl, apiPaths.enroll), body, timeoutMs: this.timeoutMs, signal, agent: this.agent },
-      [201],
+    const proof = key ? await this.prove(key, 'enroll', signal) : null;
+    if (key && proof) {
+      body.publicKey = key.publicKey;
+      body.proof = proof;
+    }
+    const url = joinUrl(this.regionUrl, apiPaths.enroll);
+    const { raw, body: answer } = await requestJson<EnrollResponse | EnrollPendingResponse>(
+      { method: 'POST', url, body, timeoutMs: this.timeoutMs, signal, agent: this.agent },
+      [201, 202],
     );
+    if (raw.status === 202) {
+      const pending = answer as EnrollPendingResponse | null;
+      throw new RegionHttpError(202, errorCodes.enrollmentPending, pending?.message ?? `device ${this.deviceId} waits for approval`, url);
+    }
+    return this.keepToken(answer as EnrollResponse | null, url);
+  }
+
+  /** A new device token for a proof made with the device key: needs no enrolment token. */
+  async renewToken(key: DeviceKey, signal?: AbortSignal): Promise<EnrollResponse> {
+    const url = joinUrl(this.regionUrl, apiPaths.renewToken(this.deviceId));
+    const proof = await this.prove(key, 'renew-token', signal);
+    if (!proof) throw new RegionHttpError(404, errorCodes.notFound, `POST ${url}: this region does not renew tokens with a key proof`, url);
+    const body: RenewTokenRequest = { proof };
+    const { body: answer } = await requestJson<EnrollResponse>({ method: 'POST', url, body, timeoutMs: this.timeoutMs, signal, agent: this.agent }, [201]);
+    return this.keepToken(answer, url);
+  }
+
+  private keepToken(answer: EnrollResponse | null, url: string): EnrollResponse {
     if (!answer || typeof answer.token !== 'string') {
-      throw new CascadeError('region-bad-response', `POST ${joinUrl(this.regionUrl, apiPaths.enroll)}: enrolment answer has no token`);
+      throw new CascadeError('region-bad-response', `POST ${url}: the answer has no token`);
     }
     this.deviceToken = answer.token;
     return answer;
+  }
+
+  /**
+   * Asks the region for a nonce and signs it (protocol/device-identity.ts). Null when the region has no
+   * challenge endpoint (a region older than device keys): the device then enrols as before, without its key.
+   */
+  private async prove(key: DeviceKey, purpose: ProofPurpose, signal?: AbortSignal): Promise<KeyProof | null> {
+    const url = joinUrl(this.regionUrl, apiPaths.challenge(this.deviceId));
+    let body: ChallengeResponse | null;
+    try {
+      ({ body } = await requestJson<ChallengeResponse>({ method: 'POST', url, body: {}, timeoutMs: this.timeoutMs, signal, agent: this.agent }, [200]));
+    } catch (err) {
+      if (err instanceof RegionHttpError && err.status === 404 && err.code === errorCodes.notFound) return null;
+      throw err;
+    }
+    if (!body || typeof body.nonce !== 'string' || typeof body.region !== 'string') {
+      throw new CascadeError('region-bad-response', `POST ${url}: the answer has no nonce`);
+    }
+    return { nonce: body.nonce, signature: key.sign(proofPayload(purpose, body.region, this.deviceId, body.nonce)) };
   }
 
   async report(body: ReportRequest, signal?: AbortSignal): Promise<void> {

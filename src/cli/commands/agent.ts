@@ -7,6 +7,7 @@ import { isValidDeviceId, parseLabelList } from '../../protocol/validate.js';
 import { allowArtifactOriginOption, artifactPolicyFrom, durationFlag, urlFlag } from '../parse-flags.js';
 import { secretFrom } from '../secrets.js';
 import { checkStateDir } from '../preflight.js';
+import { loadOrCreateDeviceKey } from '../../agent/device-key.js';
 
 interface AgentFlags {
   regionUrl: string;
@@ -46,7 +47,7 @@ export function registerAgent(program: Command): void {
     .addOption(new Option('--region-url <url>', 'URL of the region, e.g. http://region.local:8080').env('CASCADE_REGION_URL').argParser(urlFlag).makeOptionMandatory())
     .addOption(new Option('--device-id <id>', 'this device\'s id (letters, digits, ._:-)').env('CASCADE_DEVICE_ID').makeOptionMandatory())
     .addOption(new Option('--labels <k=v,...>', 'labels Deployments select on, e.g. ring=canary,site=berlin').env('CASCADE_LABELS'))
-    .addOption(new Option('--state-dir <dir>', 'where the device token, installed versions and artifacts are kept').env('CASCADE_STATE_DIR').makeOptionMandatory())
+    .addOption(new Option('--state-dir <dir>', 'where the device key (made on first start), token, installed versions and artifacts are kept').env('CASCADE_STATE_DIR').makeOptionMandatory())
     .addOption(new Option('--enrollment-token <token>', 'the region\'s enrolment secret (needed once, to enrol)').env('CASCADE_ENROLLMENT_TOKEN'))
     .addOption(new Option('--runtime <type>', 'how apps are installed: exec (real: each App by its runtime.type, exec or container) or simulated').choices(['exec', 'simulated']).env('CASCADE_RUNTIME').default('exec'))
     .addOption(new Option('--wait <seconds>', 'how long each long poll for desired state may wait').env('CASCADE_WAIT').default(30).argParser(waitFlag))
@@ -116,7 +117,11 @@ export function registerAgent(program: Command): void {
         ? new (await import('../../agent/mqtt/device-channel.js')).MqttDeviceChannel({ url: flags.mqttUrl, caFile: flags.mqttCaFile, client, log })
         : undefined;
       if (!channel && flags.mqttCaFile) throw new CascadeError('mqtt-ca-file-without-url', '--mqtt-ca-file needs --mqtt-url');
-      log.info({ regionUrl: flags.regionUrl, deviceId: flags.deviceId, runtime: flags.runtime, stateDir: flags.stateDir, mqtt: flags.mqttUrl ?? null }, 'agent starting');
+      const deviceKey = loadOrCreateDeviceKey(flags.stateDir);
+      log.info(
+        { regionUrl: flags.regionUrl, deviceId: flags.deviceId, runtime: flags.runtime, stateDir: flags.stateDir, mqtt: flags.mqttUrl ?? null, key: deviceKey.key.fingerprint, keyCreated: deviceKey.created },
+        `agent starting; device key ${deviceKey.key.fingerprint}`,
+      );
       try {
         await runDeviceLoop(
           {
@@ -129,6 +134,7 @@ export function registerAgent(program: Command): void {
             log,
             waitSeconds: flags.wait,
             driftCheckMs: flags.driftCheck,
+            key: deviceKey.key,
           },
           stop.signal,
         );

@@ -14,6 +14,7 @@ interface HubFlags {
   webhook: string[];
   webhookSecret?: string;
   staleAfter: number;
+  initState?: boolean;
 }
 
 const collect = (value: string, previous: string[]) => [...previous, value];
@@ -31,6 +32,7 @@ export function registerHub(program: Command): void {
     .description('run the cloud view: regions push summaries, operators read the fleet, a web dashboard, webhooks')
     .addOption(new Option('--listen <host:port>', 'address of the hub API and dashboard').env('CASCADE_HUB_LISTEN').default(listenFlag('0.0.0.0:8090'), '0.0.0.0:8090').argParser(listenFlag))
     .addOption(new Option('--data <dir>', 'state directory (SQLite)').env('CASCADE_HUB_DATA').default('/var/lib/cascade-hub'))
+    .addOption(new Option('--init-state', 'start with an empty state although --data held one before (its database is missing or empty); without it the hub refuses'))
     .addOption(new Option('--token <secret>', "the hub's secret; each region's token derives from it (see `cascade hub region-token`)").env('CASCADE_HUB_TOKEN'))
     .addOption(new Option('--read-token <token>', 'require this token (or --token) to read the API and dashboard; open reads when unset').env('CASCADE_HUB_READ_TOKEN'))
     .option('--webhook <url>', "POST a JSON event here on each change of a commit's overall state (repeatable)", collect, [] as string[])
@@ -59,7 +61,8 @@ export function registerHub(program: Command): void {
         host: flags.listen.host,
         port: flags.listen.port,
         dataDir: flags.data,
-        token,
+        initState: flags.initState,
+        token: requireToken(flags.token),
         readToken: flags.readToken ?? null,
         webhooks: flags.webhook,
         webhookSecret: flags.webhookSecret ?? null,

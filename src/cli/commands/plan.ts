@@ -3,8 +3,9 @@ import { Command, Option } from 'commander';
 import { CascadeError } from '../../core/errors.js';
 import type { InventoryDevice } from '../../core/types.js';
 import type { Plan } from '../../plan/types.js';
-import { allowArtifactOriginOption, allowHttpArtifactsOption, artifactPolicyFrom, urlFlag } from '../parse-flags.js';
+import { allowArtifactOriginOption, allowHttpArtifactsOption, artifactPolicyFrom, fractionFlag, urlFlag } from '../parse-flags.js';
 import { secretFrom } from '../secrets.js';
+import { allowRemovalHint, describeRemoval, exceedsRemovalLimit, removalsFromPlan, DEFAULT_MAX_REMOVAL } from '../../plan/removal.js';
 
 type PlanFormat = 'text' | 'json' | 'markdown';
 
@@ -17,6 +18,7 @@ interface PlanFlags {
   json?: boolean;
   allowArtifactOrigin?: string[];
   allowHttpArtifacts?: boolean;
+  maxRemoval: number;
 }
 
 /**
@@ -36,6 +38,7 @@ export function registerPlan(program: Command): void {
     .option('--json', 'same as --format json: only the plan JSON goes to stdout')
     .addOption(allowArtifactOriginOption())
     .addOption(allowHttpArtifactsOption())
+    .addOption(new Option('--max-removal <share>', 'warn when the plan removes apps from more than this share of a region\'s devices (a region refuses such a revision)').default(DEFAULT_MAX_REMOVAL, '10%').argParser(fractionFlag))
     .action(async (dir: string, flags: PlanFlags) => {
       const [{ formatProblem }, { loadRepository }, { buildPlan }, { createCliLogger }] = await Promise.all([
         import('../../desired/format-problem.js'),
@@ -66,8 +69,27 @@ export function registerPlan(program: Command): void {
       const devices = flags.inventory !== undefined ? await readInventoryFile(flags.inventory) : await fetchInventory(flags.regionUrl!, secretFrom(flags.operatorToken, 'CASCADE_OPERATOR_TOKEN'));
       const plan = buildPlan(loaded.fleet, devices);
       logger.debug({ revision: plan.revision, devices: devices.length, steps: plan.steps.length, conflicts: plan.conflicts.length }, 'plan built');
-      process.stdout.write(await render(plan, format));
+      const warnings = removalsFromPlan(plan, devices)
+        .filter((count) => exceedsRemovalLimit(count, flags.maxRemoval))
+        .map((count) => `warning: ${describeRemoval(count, flags.maxRemoval)}; the region refuses this revision unless ${allowRemovalHint()}`);
+      process.stdout.write(withWarnings(await render(plan, format), format, warnings));
     });
+}
+
+/**
+ * The mass-removal warnings where the reader of each format sees them: at the end of the text, under
+ * the title of the Markdown for the pull request (read before merging), on stderr beside the JSON.
+ */
+function withWarnings(output: string, format: PlanFormat, warnings: string[]): string {
+  if (warnings.length === 0) return output;
+  if (format === 'json') {
+    for (const warning of warnings) process.stderr.write(`${warning}\n`);
+    return output;
+  }
+  if (format === 'text') return `${output.replace(/\n*$/, '\n')}\n${warnings.join('\n')}\n`;
+  const quoted = warnings.map((w) => `> **Warning:** ${w.replace(/^warning: /, '')}`).join('\n>\n');
+  const newline = output.indexOf('\n');
+  return newline < 0 ? `${output}\n\n${quoted}\n` : `${output.slice(0, newline + 1)}\n${quoted}\n${output.slice(newline + 1)}`;
 }
 
 async function render(plan: Plan, format: PlanFormat): Promise<string> {

@@ -6,8 +6,10 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { DEFAULT_BACKUPS_KEPT, DEFAULT_MAINTENANCE_SCHEDULE } from '../../region/maintenance-defaults.js';
 import { envFlag, secretFrom } from '../secrets.js';
-import { allowArtifactOriginOption, allowHttpArtifactsOption, artifactPolicyFrom, durationFlag, listenFlag, positiveIntFlag, urlFlag } from '../parse-flags.js';
+import { allowArtifactOriginOption, allowHttpArtifactsOption, artifactPolicyFrom, durationFlag, fractionFlag, listenFlag, positiveIntFlag, urlFlag } from '../parse-flags.js';
 import { checkLocalRepo, checkStateDir, listenError } from '../preflight.js';
+import { registerRegionBackup } from './region-backup.js';
+import { ENROLLMENT_POLICIES, type EnrollmentPolicy } from '../../region/enrollment-policy.js';
 
 interface RegionFlags {
   repo: string;
@@ -43,6 +45,10 @@ interface RegionFlags {
   allowArtifactOrigin?: string[];
   allowHttpArtifacts?: boolean;
   registryMirror?: string;
+  enrollmentPolicy: EnrollmentPolicy;
+  initState?: boolean;
+  maxRemoval: number;
+  gitTimeout: number;
 }
 
 /** A registry host as image references name it: host[:port] with an optional path prefix, no scheme. */
@@ -58,9 +64,9 @@ export function registerRegion(program: Command): void {
   const region = program
     .command('region')
     .description('run a regional reconciler: pull the fleet repository, hand out updates, serve devices')
-    .addOption(new Option('--repo <url|path>', 'fleet repository: http(s) URL or local path').env('CASCADE_REPO'))
+    .addOption(new Option('--repo <url|path>', 'fleet repository: http(s) URL or local path (required)').env('CASCADE_REPO'))
     .addOption(new Option('--branch <name>', 'branch to follow').env('CASCADE_BRANCH').default('main'))
-    .addOption(new Option('--region <name>', 'region this reconciler serves').env('CASCADE_REGION'))
+    .addOption(new Option('--region <name>', 'region this reconciler serves (required)').env('CASCADE_REGION'))
     .addOption(new Option('--listen <host:port>', 'address of the device and operator API').env('CASCADE_LISTEN').default(listenFlag('0.0.0.0:8080'), '0.0.0.0:8080').argParser(listenFlag))
     .addOption(new Option('--data <dir>', 'state directory (SQLite, git objects, parse cache)').env('CASCADE_DATA').default('/var/lib/cascade'))
     .addOption(new Option('--interval <duration>', 'poll the repository this often').env('CASCADE_INTERVAL').default(30_000, '30s').argParser(durationFlag))
@@ -72,7 +78,16 @@ export function registerRegion(program: Command): void {
     )
     .addOption(new Option('--offline-after <duration>', 'a device silent this long counts as offline, for rollouts and status alike (the fleet repository\'s Region or Fleet rollout.offlineAfter wins)').env('CASCADE_OFFLINE_AFTER').default(DEFAULT_OFFLINE_AFTER_MS, '10m').argParser(durationFlag))
     .addOption(new Option('--enrollment-token <token>', 'secret devices present to enrol').env('CASCADE_ENROLLMENT_TOKEN'))
+    .addOption(new Option('--enrollment-policy <policy>', 'new devices enrol at once (auto) or wait for `cascade devices approve ID` (approve)').choices(ENROLLMENT_POLICIES).env('CASCADE_ENROLLMENT_POLICY').default('auto'))
+    .addOption(
+      new Option('--max-removal <share>', 'refuse a revision that removes apps from more than this share of the region\'s devices, or deletes its Region document, unless its head commit has the trailer "Cascade-Allow-Removal: yes"')
+        .env('CASCADE_MAX_REMOVAL')
+        .default(0.1, '10%')
+        .argParser(fractionFlag),
+    )
+    .addOption(new Option('--init-state', 'start with an empty state although --data held one before (its database is missing or empty); without it the region refuses'))
     .addOption(new Option('--insecure-open-enrollment', 'let any device enrol without a token (lab use only; env CASCADE_INSECURE_OPEN_ENROLLMENT=true)'))
+    .addOption(new Option('--git-timeout <duration>', 'give up on any one request to the git host that has not completed after this long, however slowly it trickles (the pass reports it and the next one tries again)').env('CASCADE_GIT_TIMEOUT').default(60_000, '60s').argParser(durationFlag))
     .addOption(new Option('--git-username <name>', 'basic auth user for an http(s) repository').env('CASCADE_GIT_USERNAME'))
     .addOption(new Option('--git-password <password>', 'basic auth password for an http(s) repository').env('CASCADE_GIT_PASSWORD'))
     .addOption(new Option('--git-token <token>', 'access token for an http(s) repository').env('CASCADE_GIT_TOKEN'))
@@ -97,9 +112,10 @@ export function registerRegion(program: Command): void {
     .addOption(allowArtifactOriginOption())
     .addOption(allowHttpArtifactsOption())
     .action(async (flags: RegionFlags) => {
-      // Checked here, not by commander, so that `cascade region accept` does not need them.
-      if (!flags.repo) throw new CascadeError('bad-options', 'cascade region needs --repo URL|PATH (or CASCADE_REPO): the fleet repository to follow');
-      if (!flags.region) throw new CascadeError('bad-options', 'cascade region needs --region NAME (or CASCADE_REGION): the region this reconciler serves');
+      // Checked here rather than by commander, which would also ask them of `cascade region accept` and `backup`.
+      for (const [flag, value] of [['--repo <url|path>', flags.repo], ['--region <name>', flags.region]] as const) {
+        if (!value) throw new CascadeError('flag-required', `required option '${flag}' not specified`);
+      }
       const [{ startRegion }, { regionDashboard }, { createCliLogger }, { checkMaintenanceSchedule }] = await Promise.all([
         import('../../region/compose.js'),
         import('../../dashboard/serve.js'),
@@ -158,6 +174,10 @@ export function registerRegion(program: Command): void {
         maintenance: { schedule: flags.maintenanceSchedule, backupDir: flags.backupDir ?? join(flags.data, 'backups'), backupsKept: flags.backupKeep },
         resyncIntervalMs: flags.resyncInterval,
         enrollmentToken: flags.enrollmentToken ?? null,
+        enrollmentPolicy: flags.enrollmentPolicy,
+        initState: flags.initState,
+        maxRemoval: flags.maxRemoval,
+        gitTimeoutMs: flags.gitTimeout,
         gitAuth: { username: flags.gitUsername, password: flags.gitPassword, token: flags.gitToken },
         hub: flags.hubUrl ? { url: flags.hubUrl, token: flags.hubToken! } : undefined,
         tls,
@@ -189,6 +209,7 @@ export function registerRegion(program: Command): void {
       });
     });
   registerRegionAccept(region);
+  registerRegionBackup(region);
 }
 
 function readPem(file: string, flag: string): Buffer {

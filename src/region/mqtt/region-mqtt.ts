@@ -7,6 +7,7 @@ import type { MqttBrokerOptions } from '../../protocol/mqtt-connection.js';
 import { createMqttMetrics } from './mqtt-metrics.js';
 import { MosquittoPasswordFile, signalReload } from './mosquitto-password-file.js';
 import { startMqttRegionTransport, type MqttRegionStats, type MqttRegionTransport } from './region-transport.js';
+import type { ReportOrder } from '../report-order.js';
 
 /** `cascade region --mqtt-*`: the broker, and where the region keeps device credentials for it. */
 export interface RegionMqttOptions extends MqttBrokerOptions {
@@ -34,12 +35,13 @@ export class RegionMqtt {
     private readonly store: StateStore,
     log: Logger,
     private readonly passwords: MosquittoPasswordFile | null,
+    private readonly reportOrder?: ReportOrder,
   ) {
     this.log = log;
   }
 
   /** Opens the password file (if any) and drops the entries of devices no longer enrolled here. */
-  static open(opts: RegionMqttOptions, deps: { region: string; store: StateStore; log: Logger }): RegionMqtt {
+  static open(opts: RegionMqttOptions, deps: { region: string; store: StateStore; log: Logger; reportOrder?: ReportOrder }): RegionMqtt {
     const { region, store, log } = deps;
     let passwords: MosquittoPasswordFile | null = null;
     if (opts.passwordFile) {
@@ -58,7 +60,7 @@ export class RegionMqtt {
       passwords.flush();
       log.info({ passwordFile: opts.passwordFile, devices: passwords.devices().length, dropped }, `MQTT credentials of ${passwords.devices().length} devices in ${opts.passwordFile}`);
     }
-    return new RegionMqtt(opts, region, store, log, passwords);
+    return new RegionMqtt(opts, region, store, log, passwords, deps.reportOrder);
   }
 
   /** For the device API: a new token is the device's new MQTT password (undefined without a password file). */
@@ -82,6 +84,7 @@ export class RegionMqtt {
       desiredMessage: (deviceId) => documents.message(deviceId),
       onReport: deps.onReport,
       onPresence: deps.onPresence,
+      reportOrder: this.reportOrder,
       metrics: deps.registry ? createMqttMetrics(deps.registry) : undefined,
     });
   }

@@ -13,6 +13,7 @@ import { brokerClientOptions, describeBroker, isAuthRefusal, type MqttBrokerOpti
 import type { MqttMetrics } from './mqtt-metrics.js';
 import { InFlightLimiter } from './in-flight-limiter.js';
 import type { DesiredMessage } from '../desired-document.js';
+import type { ReportOrder } from '../report-order.js';
 
 export interface MqttRegionTransportOptions extends MqttBrokerOptions {
   region: string;
@@ -38,6 +39,8 @@ export interface MqttRegionTransportOptions extends MqttBrokerOptions {
   syncTimeoutMs?: number;
   /** Counters on the region's Prometheus registry. */
   metrics?: MqttMetrics;
+  /** Drops replayed and overtaken reports (report-order.ts). */
+  reportOrder?: ReportOrder;
 }
 
 /** Reports the region did not record, by reason. */
@@ -298,6 +301,10 @@ class RegionTransport implements MqttRegionTransport {
       this.dropped.unknownDevice++;
       this.opts.metrics?.reports.inc({ outcome: 'unknown-device' });
       this.log.warn({ deviceId }, `MQTT report of ${deviceId} dropped: ${device ? 'the device was revoked' : 'no such device is enrolled here'}`);
+      return;
+    }
+    if (this.opts.reportOrder && !this.opts.reportOrder.accept(deviceId, check.report.seq, 'mqtt')) {
+      this.opts.metrics?.reports.inc({ outcome: 'out-of-order' });
       return;
     }
     store.recordReport(deviceId, check.report.apps as Record<string, AppReport>, clock(), check.report.labels);

@@ -23,6 +23,9 @@ import { hashDeviceToken, issueDeviceToken, secretsEqual } from '../device-token
 import { drainLongPolls, entityTags, etagOf, holdLongPoll, isUnchanged, type LongPolls } from './long-poll.js';
 import { HttpError } from '../../http/http-server.js';
 import type { StateStore } from '../../reconciler/state-store.js';
+import type { DeviceIdentity } from '../device-identity.js';
+import type { ReportOrder } from '../report-order.js';
+import { registerIdentityRoutes } from './identity-routes.js';
 
 export interface DeviceApiDeps {
   store: StateStore;
@@ -44,6 +47,10 @@ export interface DeviceApiDeps {
   onReport?: (deviceId: DeviceId) => void;
   /** Runs before operator routes (the inventory); open when absent. */
   operatorGuard?: preHandlerHookHandler;
+  /** Key-bound identity and the enrolment policy (device-identity.ts); without it any enrolment with the token succeeds. */
+  identity?: DeviceIdentity;
+  /** Drops replayed and overtaken reports (report-order.ts). */
+  reportOrder?: ReportOrder;
 }
 
 
@@ -68,6 +75,7 @@ function checkLabels(labels: Labels | undefined): void {
 
 /** The device endpoints of the wire protocol (src/protocol/types.ts) on the region's server. */
 export function registerDeviceApi(app: FastifyInstance, deps: DeviceApiDeps): void {
+  if (deps.identity) registerIdentityRoutes(app, { ...deps, identity: deps.identity });
   const { store, watchers } = deps;
 
   function callHook(hook: ((deviceId: DeviceId) => void) | undefined, deviceId: DeviceId, request: FastifyRequest, what: string): void {
@@ -118,8 +126,11 @@ export function registerDeviceApi(app: FastifyInstance, deps: DeviceApiDeps): vo
     if (existing?.revoked) {
       throw new HttpError(403, 'device-revoked', `device ${deviceId} was revoked and cannot enrol again with that id`);
     }
+    const decision = deps.identity?.decide(request.body, existing, request.log);
+    if (decision?.kind === 'pending') return reply.code(202).send(decision.answer);
     const token = issueDeviceToken();
     store.enrollDevice(deviceId, labels, hashDeviceToken(token), deps.clock());
+    if (decision) deps.identity!.enrolled(deviceId, decision);
     if (deps.onTokenIssued) {
       try {
         deps.onTokenIssued(deviceId, token);
@@ -139,6 +150,7 @@ export function registerDeviceApi(app: FastifyInstance, deps: DeviceApiDeps): vo
     async (request) => {
       const { id } = request.params;
       checkLabels(request.body.labels);
+      if (deps.reportOrder && !deps.reportOrder.accept(id, request.body.seq, 'http')) return { ok: true };
       store.recordReport(id, request.body.apps as Record<string, AppReport>, deps.clock(), request.body.labels);
       callHook(deps.onReport, id, request, 'onReport');
       return { ok: true };

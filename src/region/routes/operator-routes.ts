@@ -10,6 +10,8 @@ export interface OperatorApiDeps {
   clock: () => number;
   /** After a revocation, e.g. to end the device's open polls and broker session. */
   onRevoke?: (deviceId: string) => void;
+  /** The fingerprint of the key a device id is bound to, or null (device-identity.ts), shown in the list. */
+  keyOf?: (deviceId: string) => string | null;
 }
 
 /** Checks `Authorization: Bearer <operator token>`; comparing hashes keeps the comparison constant-time. */
@@ -28,7 +30,7 @@ export function operatorGuard(operatorToken: string | null): preHandlerHookHandl
 export function registerOperatorApi(app: FastifyInstance, deps: OperatorApiDeps): void {
   const guard = operatorGuard(deps.operatorToken);
   app.get('/api/v1/admin/devices', { preHandler: guard }, async () =>
-    deps.store.listDevices().map((d) => ({ id: d.id, labels: d.labels, enrolledAt: d.enrolledAt, lastSeen: d.lastSeen, revoked: d.revoked })),
+    deps.store.listDevices().map((d) => ({ id: d.id, labels: d.labels, enrolledAt: d.enrolledAt, lastSeen: d.lastSeen, revoked: d.revoked, ...(deps.keyOf ? { key: deps.keyOf(d.id) } : {}) })),
   );
   app.post<{ Params: { id: string } }>('/api/v1/admin/devices/:id/revoke', { preHandler: guard }, async (request) => {
     const { id } = request.params;

@@ -9,6 +9,8 @@ export interface RegionRoutesDeps {
   rollouts(): DeploymentRolloutStatus[];
   /** Why the region cannot serve yet, or null when it can. */
   notReady(): { reason: string } | null;
+  /** Why the region is broken and must be restarted (its state database fails), or null. */
+  unhealthy?(): { reason: string } | null;
   appliedRevision(): string | null;
   /** Brings the gauges that are computed on demand up to date, just before a scrape. */
   refreshMetrics(): void;
@@ -25,9 +27,13 @@ export interface RegionRoutesDeps {
  * rollouts, and the webhook that asks for a pass.
  */
 export function registerRegionRoutes(app: FastifyInstance, deps: RegionRoutesDeps): void {
-  app.get('/healthz', async () => ({ ok: true }));
+  app.get('/healthz', async (_request, reply) => {
+    const problem = deps.unhealthy?.();
+    if (problem) return reply.code(503).send({ ok: false, reason: problem.reason });
+    return { ok: true };
+  });
   app.get('/readyz', async (_request, reply) => {
-    const problem = deps.notReady();
+    const problem = deps.unhealthy?.() ?? deps.notReady();
     if (problem) return reply.code(503).send({ ready: false, reason: problem.reason });
     return { ready: true, revision: deps.appliedRevision() };
   });

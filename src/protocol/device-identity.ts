@@ -1,0 +1,44 @@
+/**
+ * Device identity bound to a key (Mender's model), the part both sides must agree on byte for byte.
+ *
+ * A device makes an Ed25519 key pair once and sends the public key (DER SubjectPublicKeyInfo,
+ * base64) when it enrols. Whenever it must show it holds the key (enrolling an id that is already
+ * bound, or renewing its token) it asks the region for a nonce and signs `proofPayload(...)`:
+ * a fixed prefix, the purpose, the region, the device id and the nonce, one per line. The nonce is
+ * issued by the region, used once and short-lived, so a proof seen on the wire cannot be replayed;
+ * the purpose and region keep a proof made for one thing from being used for another.
+ */
+import { createPublicKey, verify, type KeyObject } from 'node:crypto';
+import type { DeviceId } from '../core/types.js';
+
+export type ProofPurpose = 'enroll' | 'renew-token';
+
+const PROOF_PREFIX = 'cascade-device-proof-v1';
+
+/** The exact bytes a device signs. */
+export function proofPayload(purpose: ProofPurpose, region: string, deviceId: DeviceId, nonce: string): Buffer {
+  return Buffer.from(`${PROOF_PREFIX}\n${purpose}\n${region}\n${deviceId}\n${nonce}\n`, 'utf8');
+}
+
+/** The Ed25519 public key in a wire `publicKey` field, or null when it is not one. */
+export function parseDevicePublicKey(encoded: string): KeyObject | null {
+  try {
+    const key = createPublicKey({ key: Buffer.from(encoded, 'base64'), format: 'der', type: 'spki' });
+    return key.asymmetricKeyType === 'ed25519' ? key : null;
+  } catch {
+    return null;
+  }
+}
+
+/** Checks a signature (base64) over `proofPayload(...)` with the public key in wire form. */
+export function verifyProof(publicKey: string, purpose: ProofPurpose, region: string, deviceId: DeviceId, nonce: string, signature: string): boolean {
+  const key = parseDevicePublicKey(publicKey);
+  if (!key) return false;
+  const sig = Buffer.from(signature, 'base64');
+  if (sig.length !== 64) return false;
+  try {
+    return verify(null, proofPayload(purpose, region, deviceId, nonce), key, sig);
+  } catch {
+    return false;
+  }
+}
