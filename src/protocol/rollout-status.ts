@@ -57,4 +57,6 @@ export interface DeploymentRolloutStatus {
   window?: WindowStatus;
   /** One line for a person: what the rollout waits for. */
   message: string;
+  /** Set while no device is released because the region's copy of the artifact is not ready: why. */
+  waitingForArtifact?: string;
 }

@@ -13,6 +13,7 @@ import type { AppCatalog, DeviceRecord, StateStore } from './state-store.js';
 import type { PassRequest } from './pass-scheduler.js';
 import { refuseRevision, type RevisionGuardOptions } from './revision-guard.js';
 import type { RegionMetrics } from './region-metrics.js';
+import { withholdUnready, type ArtifactGate } from './artifact-gate.js';
 
 export interface ReconcilerOptions {
   region: string;
@@ -32,6 +33,8 @@ export interface ReconcilerOptions {
   guard?: Omit<RevisionGuardOptions, 'gitdir'>;
   /** Called after every pass, e.g. to push a summary to the hub. */
   onPassComplete?: () => void;
+  /** Holds back a rollout's releases until the region's copy of its artifact is ready (region/artifacts). */
+  artifactGate?: ArtifactGate;
 }
 
 /** The state of the source as the last pass saw it, for status and readiness. */
@@ -186,7 +189,8 @@ export class Reconciler {
     const revision = fleet.revision ?? store.getRevision().applied ?? 'unknown';
     const previous = store.getRolloutStates();
     const inputs = collectRolloutInputs({ fleet, region, resolved: desired, handed, devices, previous });
-    const plan = planRollouts({ now, revision, deployments: inputs, previous });
+    const planned = planRollouts({ now, revision, deployments: inputs, previous });
+    const plan = this.options.artifactGate ? withholdUnready(planned, this.options.artifactGate, handed, installed) : planned;
     this.reportTransitions(plan.statuses);
     this.rollouts = plan.statuses;
 

@@ -25,6 +25,8 @@ import { limitEnrollment } from './routes/enrollment-limiter.js';
 import { operatorGuard, registerOperatorApi } from './routes/operator-routes.js';
 import type { TrustedKeys } from '../source/trusted-keys.js';
 import { RegionMqtt, type RegionMqttOptions } from './mqtt/region-mqtt.js';
+import { registerArtifactRoutes } from './artifacts/artifact-routes.js';
+import { startArtifactRelay, type ArtifactRelayConfig } from './artifacts/start-relay.js';
 
 export interface RegionConfig {
   repo: string;
@@ -54,6 +56,8 @@ export interface RegionConfig {
   clock?: () => number;
   /** Housekeeping on a cron schedule (region/maintenance.ts); none when absent. */
   maintenance?: { schedule: string; timezone?: string; backupDir: string | null; backupsKept?: number; reportRetentionMs?: number };
+  /** Relay file artifacts to devices (region/artifacts); off when absent. */
+  artifactRelay?: ArtifactRelayConfig;
   /** Routes served beside the region's APIs, such as its web dashboard (dashboard/serve.ts: regionDashboard). */
   plugins?: readonly RegionPlugin[];
 }
@@ -105,6 +109,11 @@ export async function startRegion(config: RegionConfig): Promise<RunningRegion> 
     teardown.push(() => source.close());
     const loader = new FleetLoader({ cache: SqliteParseCache.inDir(config.dataDir), artifactPolicy: config.artifactPolicy });
     const metrics = createRegionMetrics(config.region);
+    let requestPass: ((reason: string) => void) | null = null;
+    const relay = config.artifactRelay
+      ? await startArtifactRelay(config.artifactRelay, { dataDir: config.dataDir, store, log, registry: metrics.registry, policy: config.artifactPolicy, onChange: () => requestPass?.('artifact relay') })
+      : null;
+    if (relay) teardown.push(() => relay.close());
     const watchers = new DesiredWatchers();
     teardown.push(() => watchers.closeAll());
     const mqtt = config.mqtt ? RegionMqtt.open(config.mqtt, { region: config.region, store, log }) : null;
@@ -131,13 +140,16 @@ export async function startRegion(config: RegionConfig): Promise<RunningRegion> 
       wakeUpAt: (at) => loops?.wakeUpAt(at),
       onPassComplete: () => {
         firstPassDone = true;
+        relay?.pin(reconciler.rolloutStatuses);
         hubPush?.changed();
       },
       isConnected,
       guard: config.guard,
+      artifactGate: relay ? (rollout) => relay.readiness(rollout.app, rollout.version) : undefined,
     });
     const scheduler = new PassScheduler((request) => reconciler.runPass(request));
     teardown.push(() => scheduler.close());
+    requestPass = (reason) => scheduler.request({ fetch: false, reason });
 
     const currentDesired = (): ReadonlyMap<DeviceId, DeviceDesired> => reconciler.resolveAll(store.listDevices());
     const status = (): RegionStatus => {
@@ -149,6 +161,7 @@ export async function startRegion(config: RegionConfig): Promise<RunningRegion> 
         devices: countDevices(withConnected(store.listDevices(), clock(), isConnected), currentDesired(), store.listHanded(), clock(), offlineAfterMs),
         updatesSent: store.updatesSent(),
         rollouts: reconciler.rolloutStatuses,
+        ...(relay ? { artifacts: relay.status() } : {}),
       };
     };
     const summary = (): HubSummaryInput => {
@@ -180,7 +193,9 @@ export async function startRegion(config: RegionConfig): Promise<RunningRegion> 
       onEnroll: () => scheduler.request({ fetch: false, reason: 'device enrolled' }),
       onTokenIssued: mqtt?.onTokenIssued,
       onReport: () => scheduler.request({ fetch: false, reason: 'device reported' }),
+      decorateDesired: relay ? (device, name, wire) => relay.decorate(device, name, wire) : undefined,
     });
+    if (relay) registerArtifactRoutes(app, { relay, store });
     registerRegionRoutes(app, {
       status,
       rollouts: () => reconciler.rolloutStatuses,
@@ -205,7 +220,12 @@ export async function startRegion(config: RegionConfig): Promise<RunningRegion> 
     for (const plugin of config.plugins ?? []) plugin(app, { summary, clock, operatorGuard: operatorGuard(operatorToken) });
 
     // Connects, reads back the retained desired states and publishes what is out of date; fails startup on bad flags.
-    await mqtt?.start({ clock, registry: metrics.registry, onReport: () => scheduler.request({ fetch: false, reason: 'device reported' }) });
+    await mqtt?.start({
+      clock,
+      registry: metrics.registry,
+      onReport: () => scheduler.request({ fetch: false, reason: 'device reported' }),
+      decorateDesired: relay ? (device, name, wire) => relay.decorate(device, name, wire) : undefined,
+    });
     await app.listen({ host: config.host, port: config.port });
     const address = app.server.address();
     const port = typeof address === 'object' && address ? address.port : config.port;

@@ -2,8 +2,11 @@ import type { DeviceId } from '../core/types.js';
 import type { DesiredAppWire, DesiredResponse } from '../protocol/types.js';
 import type { StateStore } from '../reconciler/state-store.js';
 
+/** Adds to one app's desired state before it is sent (the artifact relay's `relay` field). */
+export type DesiredDecorator = (device: DeviceId, app: string, wire: DesiredAppWire) => void;
+
 /** A device's desired state as the protocol carries it (HTTP `GET .../desired`, MQTT `.../desired`). */
-export function desiredResponse(store: StateStore, region: string, id: DeviceId): DesiredResponse {
+export function desiredResponse(store: StateStore, region: string, id: DeviceId, decorate?: DesiredDecorator): DesiredResponse {
   const handed = store.getHanded(id);
   const catalog = store.getCatalog();
   const apps: Record<string, DesiredAppWire> = {};
@@ -14,6 +17,7 @@ export function desiredResponse(store: StateStore, region: string, id: DeviceId)
     const artifact = spec?.artifacts?.[desired.version];
     if (artifact) wire.artifact = artifact;
     if (spec?.healthCheck) wire.healthCheck = spec.healthCheck;
+    decorate?.(id, name, wire);
     apps[name] = wire;
   }
   return { device: id, region, revision: handed?.revision ?? null, generation: handed?.generation ?? 0, apps };

@@ -62,10 +62,6 @@ export function registerAgent(program: Command): void {
       // http: or https: is the fleet's choice, enforced by the region; the agent refuses other schemes and local hosts.
       const artifactPolicy = { allowOrigins };
       const log = createCliLogger();
-      const runtime: DeviceRuntime =
-        flags.runtime === 'simulated'
-          ? new SimulatedRuntime({ applyMs: flags.applyMs, artifactPolicy })
-          : new ExecRuntime({ stateDir: flags.stateDir, artifactPolicy });
       const stop = new AbortController();
       const onSignal = (name: string) => {
         log.info({ signal: name }, 'stopping');
@@ -74,6 +70,12 @@ export function registerAgent(program: Command): void {
       process.once('SIGINT', () => onSignal('SIGINT'));
       process.once('SIGTERM', () => onSignal('SIGTERM'));
       const client = new RegionClient({ regionUrl: flags.regionUrl, deviceId: flags.deviceId });
+      // Artifacts the region relays come from it, with this device's token (never sent to an origin).
+      const relay = { regionUrl: flags.regionUrl, token: () => client.token };
+      const runtime: DeviceRuntime =
+        flags.runtime === 'simulated'
+          ? new SimulatedRuntime({ applyMs: flags.applyMs, artifactPolicy })
+          : new ExecRuntime({ stateDir: flags.stateDir, artifactPolicy, relay });
       // The device's MQTT username is its id and its password the device token from enrolment.
       const channel = flags.mqttUrl ? new MqttDeviceChannel({ url: flags.mqttUrl, caFile: flags.mqttCaFile, client, log }) : undefined;
       if (!channel && flags.mqttCaFile) throw new CascadeError('mqtt-ca-file-without-url', '--mqtt-ca-file needs --mqtt-url');

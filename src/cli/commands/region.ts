@@ -8,7 +8,7 @@ import { DEFAULT_BACKUPS_KEPT, DEFAULT_MAINTENANCE_SCHEDULE, checkMaintenanceSch
 import { loadTrustedKeys } from '../../source/trusted-keys.js';
 import { createCliLogger } from '../logger.js';
 import { envFlag, secretFrom } from '../secrets.js';
-import { allowArtifactOriginOption, allowHttpArtifactsOption, artifactPolicyFrom, durationFlag, listenFlag, positiveIntFlag } from '../parse-flags.js';
+import { allowArtifactOriginOption, allowHttpArtifactsOption, artifactPolicyFrom, byteSizeFlag, durationFlag, listenFlag, positiveIntFlag, shareFlag } from '../parse-flags.js';
 
 interface RegionFlags {
   repo: string;
@@ -42,6 +42,12 @@ interface RegionFlags {
   backupKeep: number;
   allowArtifactOrigin?: string[];
   allowHttpArtifacts?: boolean;
+  artifactRelay: boolean;
+  artifactCacheSize: number;
+  artifactCredentials?: string;
+  relayRate?: number;
+  relayConcurrency: number;
+  deltaMaxShare: number;
 }
 
 export function registerRegion(program: Command): void {
@@ -79,6 +85,12 @@ export function registerRegion(program: Command): void {
     .addOption(new Option('--backup-keep <n>', 'state backups kept').env('CASCADE_BACKUP_KEEP').default(DEFAULT_BACKUPS_KEPT).argParser(positiveIntFlag))
     .addOption(allowArtifactOriginOption())
     .addOption(allowHttpArtifactsOption())
+    .addOption(new Option('--no-artifact-relay', 'devices download artifacts from their origin URLs instead of from this region (env CASCADE_ARTIFACT_RELAY=false)'))
+    .addOption(new Option('--artifact-cache-size <bytes>', 'disk the relayed artifacts may take under --data, e.g. 20GiB (what running rollouts need is kept anyway)').env('CASCADE_ARTIFACT_CACHE_SIZE').default(10 * 1024 ** 3, '10GiB').argParser(byteSizeFlag))
+    .addOption(new Option('--artifact-credentials <file>', 'JSON file of credentials for artifact origins: {"origins":[{"prefix":"https://host/path/","bearer":"..."}]}; devices never see them').env('CASCADE_ARTIFACT_CREDENTIALS'))
+    .addOption(new Option('--relay-rate <bytes-per-second>', 'limit of artifact bytes sent to all devices together, e.g. 5MB/s (default: no limit)').env('CASCADE_RELAY_RATE').argParser(byteSizeFlag))
+    .addOption(new Option('--relay-concurrency <n>', 'artifact downloads served at once; the others wait their turn').env('CASCADE_RELAY_CONCURRENCY').default(32).argParser(positiveIntFlag))
+    .addOption(new Option('--delta-max-share <share>', 'offer a binary delta when it is at most this share of the full artifact').env('CASCADE_DELTA_MAX_SHARE').default(0.5, '50%').argParser(shareFlag))
     .action(async (flags: RegionFlags) => {
       checkMaintenanceSchedule(flags.maintenanceSchedule);
       flags.enrollmentToken = secretFrom(flags.enrollmentToken, 'CASCADE_ENROLLMENT_TOKEN');
@@ -134,6 +146,11 @@ export function registerRegion(program: Command): void {
         operatorToken: flags.operatorToken ?? null,
         guard: { trustedKeys, allowNonFastForward: flags.allowNonFastForward },
         artifactPolicy: artifactPolicyFrom(flags),
+        // On by default: the region always has --data; --no-artifact-relay or CASCADE_ARTIFACT_RELAY=false turn it off.
+        artifactRelay:
+          flags.artifactRelay && process.env['CASCADE_ARTIFACT_RELAY'] !== 'false'
+            ? { cacheBytes: flags.artifactCacheSize, credentialsFile: flags.artifactCredentials, rate: flags.relayRate, concurrency: flags.relayConcurrency, deltaShare: flags.deltaMaxShare }
+            : undefined,
         mqtt: flags.mqttUrl
           ? {
               url: flags.mqttUrl,

@@ -1,7 +1,7 @@
 import type { Logger } from 'pino';
 import type { Registry } from 'prom-client';
 import type { DeviceId } from '../../core/types.js';
-import { desiredResponse } from '../desired-document.js';
+import { desiredResponse, type DesiredDecorator } from '../desired-document.js';
 import type { StateStore } from '../../reconciler/state-store.js';
 import type { MqttBrokerOptions } from '../../protocol/mqtt-connection.js';
 import { createMqttMetrics } from './mqtt-metrics.js';
@@ -67,7 +67,7 @@ export class RegionMqtt {
     return passwords ? (deviceId, token) => passwords.setDevicePassword(deviceId, token) : undefined;
   }
 
-  async start(deps: { clock: () => number; registry?: Registry; onReport?: (deviceId: DeviceId) => void }): Promise<void> {
+  async start(deps: { clock: () => number; registry?: Registry; onReport?: (deviceId: DeviceId) => void; decorateDesired?: DesiredDecorator }): Promise<void> {
     this.transport = await startMqttRegionTransport({
       url: this.opts.url,
       username: this.opts.username,
@@ -77,7 +77,7 @@ export class RegionMqtt {
       store: this.store,
       log: this.log,
       clock: deps.clock,
-      desiredFor: (deviceId) => desiredResponse(this.store, this.region, deviceId),
+      desiredFor: (deviceId) => desiredResponse(this.store, this.region, deviceId, deps.decorateDesired),
       onReport: deps.onReport,
       metrics: deps.registry ? createMqttMetrics(deps.registry) : undefined,
     });

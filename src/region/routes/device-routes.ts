@@ -18,7 +18,7 @@ import {
 } from '../../protocol/types.js';
 import { isValidDeviceId, labelsProblem } from '../../protocol/validate.js';
 import type { DesiredWatchers } from './desired-watchers.js';
-import { desiredResponse } from '../desired-document.js';
+import { desiredResponse, type DesiredDecorator } from '../desired-document.js';
 import { hashDeviceToken, issueDeviceToken, secretsEqual } from '../device-tokens.js';
 import { drainLongPolls, entityTags, etagOf, holdLongPoll, isUnchanged, type LongPolls } from './long-poll.js';
 import { HttpError } from '../../http/http-server.js';
@@ -44,6 +44,8 @@ export interface DeviceApiDeps {
   onReport?: (deviceId: DeviceId) => void;
   /** Runs before operator routes (the inventory); open when absent. */
   operatorGuard?: preHandlerHookHandler;
+  /** Adds to each app's desired state (the artifact relay). */
+  decorateDesired?: DesiredDecorator;
 }
 
 
@@ -146,7 +148,7 @@ export function registerDeviceApi(app: FastifyInstance, deps: DeviceApiDeps): vo
   );
 
   function desiredOf(id: DeviceId): DesiredResponse {
-    return desiredResponse(store, deps.region, id);
+    return desiredResponse(store, deps.region, id, deps.decorateDesired);
   }
 
   function generationOf(id: DeviceId): number {
