@@ -113,7 +113,7 @@ export class ArtifactCache {
       await this.remove(sha256, 'its file is gone');
       return false;
     }
-    const fingerprint = `${info.ino}:${info.size}:${info.mtimeMs}`;
+    const fingerprint = fingerprintOf(info);
     if (entry.fingerprint === fingerprint) return true;
     let pending = this.verifying.get(sha256);
     if (!pending) {
@@ -179,7 +179,7 @@ export class ArtifactCache {
       const info = await stat(target);
       const old = this.entries.get(expected.sha256);
       if (old) this.bytes -= old.size;
-      this.entries.set(expected.sha256, { sha256: expected.sha256, size: info.size, lastUsed: this.now(), fingerprint: `${info.ino}:${info.size}:${info.mtimeMs}` });
+      this.entries.set(expected.sha256, { sha256: expected.sha256, size: info.size, lastUsed: this.now(), fingerprint: fingerprintOf(info) });
       this.bytes += info.size;
     } finally {
       if (!kept) {
@@ -214,6 +214,11 @@ export class ArtifactCache {
       if (name.includes(sha256)) await rm(join(this.dir, 'deltas', name), { force: true });
     }
   }
+}
+
+/** Inode, size and mtime to the millisecond (what `touch -d` or `utimes` can set is no finer). */
+function fingerprintOf(info: { ino: number; size: number; mtimeMs: number }): string {
+  return `${info.ino}:${info.size}:${Math.trunc(info.mtimeMs)}`;
 }
 
 export async function hashFile(path: string): Promise<string> {

@@ -161,7 +161,10 @@ export class ArtifactRelay {
 
   private prepare(app: string, version: string, artifact: FileArtifact): Preparation {
     let prep = this.preparations.get(artifact.sha256);
-    if (prep && (prep.state !== 'failed' || this.clock() < prep.retryAt || prep.work)) return prep;
+    if (prep?.work) return prep;
+    if (prep?.state === 'ready' && this.cache.has(artifact.sha256)) return prep;
+    if (prep?.state === 'failed' && this.clock() < prep.retryAt) return prep;
+    // New, failed long enough ago, or ready but since evicted or removed as tampered: (re)fetch.
     prep ??= { sha256: artifact.sha256, artifact, app, version, state: 'fetching', retryAt: 0, received: 0, work: null };
     prep.state = 'fetching';
     prep.artifact = artifact;

@@ -153,7 +153,8 @@ export function wantedRange(header: string | undefined, ifRange: string | undefi
   }
   const start = Number(match[1]);
   const last = match[2] === '' ? size - 1 : Number(match[2]);
-  if (!Number.isSafeInteger(start) || !Number.isSafeInteger(last) || last < start) return null;
+  if (!Number.isSafeInteger(start) || !Number.isSafeInteger(last)) return null;
   if (start >= size) return 'unsatisfiable';
+  if (last < start) return null;
   return [start, Math.min(last, size - 1)];
 }
