@@ -25,8 +25,9 @@ import { figure, type BenchFigure, type BenchSuite } from './types.js';
  * Every device downloads its delta from the region; a sample of them also rebuilds the file with
  * zstd and checks it against git's sha256 (all 1,000 doing so would measure zstd, not the relay).
  */
-const SIZE = 50 * 1024 * 1024;
-const DEVICES = 1000;
+// RELAY_BENCH_SIZE / RELAY_BENCH_DEVICES shrink it for a quick check of the harness itself.
+const SIZE = Number(process.env['RELAY_BENCH_SIZE'] ?? 50 * 1024 * 1024);
+const DEVICES = Number(process.env['RELAY_BENCH_DEVICES'] ?? 1000);
 const VERIFIED_SAMPLE = 10;
 const PARALLEL = 50;
 const THROUGHPUT_CLIENTS = 16;
@@ -83,13 +84,15 @@ function drain(url: string, headers: Record<string, string> = {}): Promise<numbe
   });
 }
 
-async function until(check: () => boolean | Promise<boolean>, what: string, timeoutMs = 600_000): Promise<void> {
+async function until(check: () => boolean | Promise<boolean>, what: () => string, timeoutMs = 300_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`timed out: ${what}`);
+    if (Date.now() > deadline) throw new Error(`timed out: ${what()}`);
     await new Promise((r) => setTimeout(r, 100));
   }
 }
+
+const step = (what: string) => process.stderr.write(`relay bench: ${what}\n`);
 
 async function run(): Promise<BenchFigure[]> {
   const root = await mkdtemp(join(tmpdir(), 'cascade-relay-bench-'));
@@ -105,7 +108,7 @@ async function run(): Promise<BenchFigure[]> {
     await writeFile(current, v1);
     const v2File = join(root, 'fw-2.bin');
     await writeFile(v2File, v2);
-    const repo = (await makeLocalRepo(join(root, 'fleet'), fleet('1', { '1': a1, '2': a2 }))).dir;
+    const repo = (await makeLocalRepo(join(root, 'fleet'), fleet('1.0.0', { '1.0.0': a1, '2.0.0': a2 }))).dir;
     region = await startRegion({
       repo,
       branch: 'main',
@@ -120,28 +123,33 @@ async function run(): Promise<BenchFigure[]> {
       log: pino({ level: 'silent' }),
     });
     const url = region.url;
+    step('region started');
 
     // 1,000 devices that already run version 1.
     const clients = Array.from({ length: DEVICES }, (_, i) => new RegionClient({ regionUrl: url, deviceId: `dev-${i}` }));
     await pool(clients, PARALLEL, async (client) => {
       await client.enroll({}, TOKEN);
-      await client.report({ apps: { fw: { version: '1', state: 'healthy' } } });
+      await client.report({ apps: { fw: { version: '1.0.0', state: 'healthy' } } });
     });
+    step('devices enrolled');
     await region.reconcileNow();
+    step('passed');
     const r = region;
-    await until(() => r.status().artifacts?.artifacts.some((a) => a.version === '1' && a.state === 'ready') ?? false, 'version 1 in the cache');
+    await until(() => r.status().artifacts?.artifacts.some((a) => a.version === '1.0.0' && a.state === 'ready') ?? false, () => `version 1 in the cache: ${JSON.stringify(r.status())}`);
 
+    step('version 1 cached');
     // The update: version 2.
-    await commitFiles(repo, fleet('2', { '1': a1, '2': a2 }), 'fw 2');
+    await commitFiles(repo, fleet('2.0.0', { '1.0.0': a1, '2.0.0': a2 }), 'fw 2');
     const releasedAfter = performance.now();
     await region.reconcileNow();
     await until(async () => {
       await r.reconcileNow();
       const answer = await clients[0]!.getDesired(null, 0);
-      return answer.status === 200 && answer.body.apps['fw']?.version === '2';
-    }, 'version 2 released');
+      return answer.status === 200 && answer.body.apps['fw']?.version === '2.0.0';
+    }, () => `version 2 released: ${JSON.stringify(r.status())}`);
     const prepareSeconds = (performance.now() - releasedAfter) / 1000;
 
+    step('version 2 released');
     let deltaBytes = 0;
     let verified = 0;
     const started = performance.now();
@@ -159,13 +167,14 @@ async function run(): Promise<BenchFigure[]> {
         deltaBytes += result.bytesReceived;
         verified++;
       } else {
-        deltaBytes += await drain(url + apiPaths.artifactDelta(a2.sha256, a1.sha256), { authorization: `Bearer ${client.token}` });
+        const received = await drain(url + apiPaths.artifactDelta(a2.sha256, a1.sha256), { authorization: `Bearer ${client.token}` });
+        deltaBytes += received;
       }
-      await client.report({ apps: { fw: { version: '2', state: 'healthy' } } });
+      await client.report({ apps: { fw: { version: '2.0.0', state: 'healthy' } } });
     });
     const rolloutSeconds = (performance.now() - started) / 1000;
     const status = region.status().artifacts!;
-    const v2Entry = status.artifacts.find((a) => a.version === '2');
+    const v2Entry = status.artifacts.find((a) => a.version === '2.0.0');
     const originPerUpdate = origin.sent('/fw-2.bin') / SIZE;
     const perDevice = deltaBytes / DEVICES;
 
@@ -183,10 +192,10 @@ async function run(): Promise<BenchFigure[]> {
       return total / 1024 / 1024 / ((performance.now() - t0) / 1000);
     };
     const staticMBs = await measure(() => drain(staticUrl));
-    const relayMBs = await measure((i) => drain(url + apiPaths.artifact(a2.sha256), { authorization: `Bearer ${clients[i]!.token}` }));
+    const relayMBs = await measure((i) => drain(url + apiPaths.artifact(a2.sha256), { authorization: `Bearer ${clients[i % DEVICES]!.token}` }));
 
     process.stderr.write(
-      `relay: prepare (fetch 50 MB + delta) ${prepareSeconds.toFixed(1)} s; ${DEVICES} devices updated in ${rolloutSeconds.toFixed(1)} s; ` +
+      `relay: prepare (fetch ${(SIZE / 1024 / 1024).toFixed(0)} MiB + delta) ${prepareSeconds.toFixed(1)} s; ${DEVICES} devices updated in ${rolloutSeconds.toFixed(1)} s; ` +
         `delta ${(perDevice / 1024).toFixed(0)} KiB; ${verified} rebuilt and verified; status ${JSON.stringify({ ...status, artifacts: v2Entry })}\n`,
     );
     return [
