@@ -148,7 +148,7 @@ export function registerRegion(program: Command): void {
         artifactPolicy: artifactPolicyFrom(flags),
         // On by default: the region always has --data; --no-artifact-relay or CASCADE_ARTIFACT_RELAY=false turn it off.
         artifactRelay:
-          flags.artifactRelay && process.env['CASCADE_ARTIFACT_RELAY'] !== 'false'
+          flags.artifactRelay && !['0', 'false', 'no', 'off'].includes((process.env['CASCADE_ARTIFACT_RELAY'] ?? '').trim().toLowerCase())
             ? { cacheBytes: flags.artifactCacheSize, credentialsFile: flags.artifactCredentials, rate: flags.relayRate, concurrency: flags.relayConcurrency, deltaShare: flags.deltaMaxShare }
             : undefined,
         mqtt: flags.mqttUrl
