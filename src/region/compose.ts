@@ -160,7 +160,7 @@ export async function startRegion(config: RegionConfig): Promise<RunningRegion> 
         source: { reachable: condition.reachable, head: condition.head, error: condition.error },
         devices: countDevices(withConnected(store.listDevices(), clock(), isConnected), currentDesired(), store.listHanded(), clock(), offlineAfterMs),
         updatesSent: store.updatesSent(),
-        rollouts: reconciler.rolloutStatuses,
+        rollouts: relay ? relay.annotate(reconciler.rolloutStatuses) : reconciler.rolloutStatuses,
         ...(relay ? { artifacts: relay.status() } : {}),
       };
     };
@@ -198,7 +198,7 @@ export async function startRegion(config: RegionConfig): Promise<RunningRegion> 
     if (relay) registerArtifactRoutes(app, { relay, store });
     registerRegionRoutes(app, {
       status,
-      rollouts: () => reconciler.rolloutStatuses,
+      rollouts: () => (relay ? relay.annotate(reconciler.rolloutStatuses) : reconciler.rolloutStatuses),
       notReady: () => (store.getRevision().applied ? null : { reason: 'no revision applied yet' }),
       appliedRevision: () => store.getRevision().applied,
       registry: metrics.registry,

@@ -387,6 +387,16 @@ export class ArtifactRelay {
     return figures;
   }
 
+  /** The rollouts with their artifact's figures (`artifact`), for the status API, the hub and the dashboard. */
+  annotate(rollouts: DeploymentRolloutStatus[]): DeploymentRolloutStatus[] {
+    return rollouts.map((rollout) => {
+      const artifact = this.artifactOf(rollout.app, rollout.version);
+      if (!artifact) return rollout;
+      const { originBytes, servedBytes, deltaSavedBytes, downloads, deltas } = this.figuresOf(artifact.sha256);
+      return { ...rollout, artifact: { size: artifact.size, originBytes, servedBytes, deltaSavedBytes, downloads, deltas } };
+    });
+  }
+
   status(): ArtifactRelayStatus {
     const artifacts: RelayedArtifactStatus[] = [];
     const seen = new Set<string>();

@@ -12,6 +12,7 @@ import { join, resolve } from 'node:path';
 import { execFileSync } from 'node:child_process';
 import pino from 'pino';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { regionDashboard } from '../../../src/dashboard/serve.js';
 import { startRegion, type RunningRegion } from '../../../src/region/compose.js';
 import type { ArtifactRelayConfig } from '../../../src/region/artifacts/start-relay.js';
 import { commitFiles, makeLocalRepo } from '../../support/git-fixtures.js';
@@ -85,6 +86,7 @@ async function start(files: Record<string, string>, relay: ArtifactRelayConfig =
     enrollmentToken: TOKEN,
     artifactPolicy: { allowOrigins: [`${origin.url}/`] },
     artifactRelay: relay,
+    plugins: [regionDashboard],
     log: pino({ level: 'silent' }),
   });
   await region.reconcileNow();
@@ -176,6 +178,11 @@ describe.skipIf(!hasZstd)('the artifact relay', () => {
     expect(entry.deltaSavedBytes).toBeGreaterThan(0.9 * 50 * v2.length);
     expect(relay.originBytes).toBe(v1.length + v2.length);
     expect(relay.cacheHits).toBeGreaterThanOrEqual(50);
+
+    // Per rollout, for the status API, the hub and the dashboard.
+    expect(region!.status().rollouts[0]!.artifact).toMatchObject({ size: v2.length, originBytes: v2.length, deltas: 50, downloads: 50 });
+    const dashboard = await (await fetch(`${region!.url}/api/v1/dashboard`)).text();
+    expect(dashboard).toContain(`"deltaSavedBytes":${entry.deltaSavedBytes}`);
 
     const metrics = await (await fetch(`${region!.url}/metrics`)).text();
     expect(metrics).toMatch(/cascade_relay_origin_bytes_total\{region="lab"\} (\d+)/);
