@@ -107,9 +107,9 @@ function changed(data: Buffer, share = 0.02): Buffer {
   return copy;
 }
 
-function startAgent(id: string): { stderr: () => string; dir: string } {
+function startAgent(id: string, regionUrl = region!.url): { stderr: () => string; dir: string } {
   const dir = join(root, 'agents', id);
-  const child = spawn(process.execPath, [join(ROOT, 'bin/cascade.js'), 'agent', '--region-url', region!.url, '--device-id', id, '--labels', 'kind=real', '--state-dir', dir, '--enrollment-token', TOKEN, '--wait', '5'], {
+  const child = spawn(process.execPath, [join(ROOT, 'bin/cascade.js'), 'agent', '--region-url', regionUrl, '--device-id', id, '--labels', 'kind=real', '--state-dir', dir, '--enrollment-token', TOKEN, '--wait', '5'], {
     cwd: ROOT,
     env: { ...process.env, CASCADE_LOG_FORMAT: 'json' },
     stdio: ['ignore', 'ignore', 'pipe'],
@@ -145,7 +145,7 @@ describe.skipIf(!hasZstd)('the artifact relay', () => {
     const a2 = origin.add('/web-2.0.0.bin', v2);
     await start(fleetFiles('1.0.0', { '1.0.0': a1, '2.0.0': a2 }));
 
-    const agents = ['real-0', 'real-1', 'real-2'].map(startAgent);
+    const agents = ['real-0', 'real-1', 'real-2'].map((id) => startAgent(id));
     const devices = await enrolled(47, 'sim');
     await syncAll(devices, '1.0.0');
     await waitFor(() => (region!.status().devices.converged === 50 ? true : undefined), 60_000, () => `converged: ${JSON.stringify(region!.status().devices)}; agent: ${agents[0]!.stderr().slice(-2000)}`);
@@ -220,6 +220,28 @@ describe.skipIf(!hasZstd)('the artifact relay', () => {
       await proxy.close();
     }
   }, 60_000);
+
+  it('a real agent whose download is cut resumes it with a Range request', async () => {
+    const v1 = randomBytes(3 * 1024 * 1024);
+    const a1 = origin.add('/web-1.0.0.bin', v1);
+    await start(fleetFiles('1.0.0', { '1.0.0': a1 }));
+    const proxy = await CuttingProxy.start(region!.url);
+    try {
+      proxy.cut = { match: `/api/v1/artifacts/${a1.sha256}`, bytes: 1_000_000 };
+      const agent = startAgent('real-flaky', proxy.url);
+      await waitFor(() => (region!.status().devices.converged === 1 ? true : undefined), 60_000, () => `converged: ${JSON.stringify(region!.status())}; agent: ${agent.stderr().slice(-3000)}`);
+      expect(readFileSync(join(agent.dir, 'current-web')).equals(v1)).toBe(true);
+      const ranges = proxy.rangeRequests(`/api/v1/artifacts/${a1.sha256}`);
+      expect(ranges).toHaveLength(1);
+      expect(Number(/^bytes=(\d+)-$/.exec(ranges[0]!)![1])).toBeGreaterThan(0);
+      expect(agent.stderr()).toContain('resuming');
+      // Origin once; the region sent less than two whole files (what sat in socket buffers at the cut, plus the rest).
+      expect(origin.sent('/web-1.0.0.bin')).toBe(v1.length);
+      expect(region!.status().artifacts!.servedBytes).toBeLessThan(2 * v1.length);
+    } finally {
+      await proxy.close();
+    }
+  }, 90_000);
 
   it('never installs a tampered cache file: changed on disk it is hashed again and replaced, changed behind its mtime the device refuses it', async () => {
     const v1 = randomBytes(512 * 1024);
