@@ -19,6 +19,9 @@ import { commitFiles, makeLocalRepo } from '../../support/git-fixtures.js';
 import { CuttingProxy, OriginServer, sha256 } from '../../support/origin-server.js';
 import { RelayDevice } from '../../support/relay-device.js';
 import { waitFor } from '../../support/region-process.js';
+import { mosquittoAvailable } from '../../support/mosquitto.js';
+import { REGION_USER, regionAcl, startAclBroker } from '../../transport/mqtt/mqtt-fixture.js';
+import type { RegionMqttOptions } from '../../../src/region/mqtt/region-mqtt.js';
 
 const ROOT = resolve(import.meta.dirname, '../../..');
 const TOKEN = 'relay-enrolment-token';
@@ -73,7 +76,7 @@ function fleetFiles(version: string, artifacts: Record<string, Art>): Record<str
   };
 }
 
-async function start(files: Record<string, string>, relay: ArtifactRelayConfig = {}): Promise<RunningRegion> {
+async function start(files: Record<string, string>, relay: ArtifactRelayConfig = {}, mqtt?: RegionMqttOptions): Promise<RunningRegion> {
   repo = (await makeLocalRepo(join(root, 'fleet'), files)).dir;
   region = await startRegion({
     repo,
@@ -87,6 +90,7 @@ async function start(files: Record<string, string>, relay: ArtifactRelayConfig =
     artifactPolicy: { allowOrigins: [`${origin.url}/`] },
     artifactRelay: relay,
     plugins: [regionDashboard],
+    ...(mqtt ? { mqtt } : {}),
     log: pino({ level: 'silent' }),
   });
   await region.reconcileNow();
@@ -107,9 +111,9 @@ function changed(data: Buffer, share = 0.02): Buffer {
   return copy;
 }
 
-function startAgent(id: string, regionUrl = region!.url): { stderr: () => string; dir: string } {
+function startAgent(id: string, regionUrl = region!.url, extra: string[] = []): { stderr: () => string; dir: string } {
   const dir = join(root, 'agents', id);
-  const child = spawn(process.execPath, [join(ROOT, 'bin/cascade.js'), 'agent', '--region-url', regionUrl, '--device-id', id, '--labels', 'kind=real', '--state-dir', dir, '--enrollment-token', TOKEN, '--wait', '5'], {
+  const child = spawn(process.execPath, [join(ROOT, 'bin/cascade.js'), 'agent', '--region-url', regionUrl, '--device-id', id, '--labels', 'kind=real', '--state-dir', dir, '--enrollment-token', TOKEN, '--wait', '5', ...extra], {
     cwd: ROOT,
     env: { ...process.env, CASCADE_LOG_FORMAT: 'json' },
     stdio: ['ignore', 'ignore', 'pipe'],
@@ -371,4 +375,25 @@ describe.skipIf(!hasZstd)('the artifact relay', () => {
     // And it is a limit, not a stall.
     expect(bytes / seconds).toBeGreaterThan(rate * 0.25);
   }, 60_000);
+
+  it('relays to an agent that takes its desired state over MQTT', async (context) => {
+    if (!(await mosquittoAvailable())) {
+      if (process.env['CASCADE_STRICT_SKIPS'] === '1') throw new Error('needs mosquitto');
+      console.log('relay over MQTT: skipped, needs mosquitto (apt-get install mosquitto)');
+      context.skip();
+    }
+    const broker = await startAclBroker({ acl: regionAcl('lab') });
+    try {
+      const v1 = randomBytes(200_000);
+      const a1 = origin.add('/web-1.0.0.bin', v1);
+      await start(fleetFiles('1.0.0', { '1.0.0': a1 }), {}, { url: broker.url, ...REGION_USER, passwordFile: broker.passwordFile, brokerPidFile: broker.pidFile });
+      const agent = startAgent('real-mqtt', region!.url, ['--mqtt-url', broker.url]);
+      await waitFor(() => (region!.status().devices.converged === 1 ? true : undefined), 60_000, () => `converged: ${JSON.stringify(region!.status())}; agent: ${agent.stderr().slice(-3000)}`);
+      expect(readFileSync(join(agent.dir, 'current-web')).equals(v1)).toBe(true);
+      expect(agent.stderr()).toContain('artifact received from the region');
+      expect(region!.status().artifacts!.servedBytes).toBe(v1.length);
+    } finally {
+      await broker.stop();
+    }
+  }, 90_000);
 });
