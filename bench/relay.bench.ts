@@ -17,7 +17,8 @@ import { figure, type BenchFigure, type BenchSuite } from './types.js';
 
 /**
  * The artifact relay with a 50 MB artifact whose new version differs in 2% of its bytes, rolled out to
- * 1,000 simulated devices that run the old version:
+ * 1,000 simulated devices that run the old version (installed before the region relayed anything, so
+ * the region fetches the old version too, once, as the base of the delta):
  * - origin bytes per update (goal: 1x the artifact per region; direct downloads would be 1,000x);
  * - bytes sent to devices per update, per device (goal: under 10% of the artifact, with deltas);
  * - relay throughput for whole files, 16 clients at once, beside a plain static file server
@@ -133,11 +134,7 @@ async function run(): Promise<BenchFigure[]> {
     });
     step('devices enrolled');
     await region.reconcileNow();
-    step('passed');
     const r = region;
-    await until(() => r.status().artifacts?.artifacts.some((a) => a.version === '1.0.0' && a.state === 'ready') ?? false, () => `version 1 in the cache: ${JSON.stringify(r.status())}`);
-
-    step('version 1 cached');
     // The update: version 2.
     await commitFiles(repo, fleet('2.0.0', { '1.0.0': a1, '2.0.0': a2 }), 'fw 2');
     const releasedAfter = performance.now();
@@ -147,6 +144,7 @@ async function run(): Promise<BenchFigure[]> {
       const answer = await clients[0]!.getDesired(null, 0);
       return answer.status === 200 && answer.body.apps['fw']?.version === '2.0.0';
     }, () => `version 2 released: ${JSON.stringify(r.status())}`);
+    // Preparing fetched version 2 and, as the base of the delta, version 1 (each once).
     const prepareSeconds = (performance.now() - releasedAfter) / 1000;
 
     step('version 2 released');

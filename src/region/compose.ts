@@ -145,7 +145,7 @@ export async function startRegion(config: RegionConfig): Promise<RunningRegion> 
       },
       isConnected,
       guard: config.guard,
-      artifactGate: relay ? (rollout) => relay.readiness(rollout.app, rollout.version) : undefined,
+      artifactGate: relay ? (rollout) => relay.readiness(rollout.app, rollout.version, rollout.from) : undefined,
     });
     const scheduler = new PassScheduler((request) => reconciler.runPass(request));
     teardown.push(() => scheduler.close());

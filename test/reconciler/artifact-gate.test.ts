@@ -38,6 +38,14 @@ describe('withholdUnready', () => {
     expect(gated.states).toBe(plan.states);
   });
 
+  it('does not ask about a rollout that hands the version to nobody new', () => {
+    const asked: string[] = [];
+    const everyone = new Map(['a', 'b', 'c'].map((id) => [id, { web: '2.0.0', db: '5.0.0' }]));
+    const gated = withholdUnready(plan, (r) => (asked.push(r.deployment), 'not ready'), new Map(), everyone);
+    expect(asked).toEqual([]);
+    expect(gated).toBe(plan);
+  });
+
   it('returns the plan itself when every artifact is ready', () => {
     expect(withholdUnready(plan, () => null, new Map(), new Map())).toBe(plan);
   });

@@ -73,6 +73,8 @@ interface Preparation {
   retryAt: number;
   received: number;
   work: Promise<void> | null;
+  /** The running work waits for base artifacts: another preparation must not wait for it (two could wait for each other). */
+  waitsForBases: boolean;
 }
 
 interface Figures {
@@ -146,12 +148,13 @@ export class ArtifactRelay {
   /**
    * For the reconciler, before it releases devices to `version` of `app`: null when they may go (the
    * region holds the verified artifact and its deltas, or the version has no file artifact), else why
-   * not. Starts the preparation when it has not started.
+   * not. Starts the preparation when it has not started. `from`: versions the devices about to get it
+   * run; the region fetches their artifacts too (once each), to make deltas from them.
    */
-  readiness(app: string, version: string): string | null {
+  readiness(app: string, version: string, from: readonly string[] = []): string | null {
     const artifact = this.artifactOf(app, version);
     if (!artifact) return null;
-    const prep = this.prepare(app, version, artifact);
+    const prep = this.prepare(app, version, artifact, from);
     if (prep.state === 'ready') return null;
     const name = `${app} ${version} (sha256 ${artifact.sha256.slice(0, 12)}…)`;
     if (prep.state === 'failed') return `the region could not get artifact ${name}: ${prep.message}; retrying at ${new Date(prep.retryAt).toISOString()}`;
@@ -159,28 +162,30 @@ export class ArtifactRelay {
     return `the region is fetching artifact ${name} from its origin${share}`;
   }
 
-  private prepare(app: string, version: string, artifact: FileArtifact): Preparation {
+  private prepare(app: string, version: string, artifact: FileArtifact, from: readonly string[] = []): Preparation {
     let prep = this.preparations.get(artifact.sha256);
     if (prep?.work) return prep;
     if (prep?.state === 'ready' && this.cache.has(artifact.sha256)) return prep;
     if (prep?.state === 'failed' && this.clock() < prep.retryAt) return prep;
     // New, failed long enough ago, or ready but since evicted or removed as tampered: (re)fetch.
-    prep ??= { sha256: artifact.sha256, artifact, app, version, state: 'fetching', retryAt: 0, received: 0, work: null };
+    prep ??= { sha256: artifact.sha256, artifact, app, version, state: 'fetching', retryAt: 0, received: 0, work: null, waitsForBases: false };
     prep.state = 'fetching';
+    prep.waitsForBases = from.length > 0;
     prep.artifact = artifact;
     this.preparations.set(artifact.sha256, prep);
     const started = prep;
-    started.work = this.runPreparation(started).finally(() => {
+    started.work = this.runPreparation(started, from).finally(() => {
       started.work = null;
       if (!this.abort.signal.aborted) this.opts.onChange();
     });
     return prep;
   }
 
-  private async runPreparation(prep: Preparation): Promise<void> {
+  private async runPreparation(prep: Preparation, from: readonly string[]): Promise<void> {
     const { log } = this.opts;
     try {
       await this.fetchOnce(prep);
+      await this.fetchBases(prep, from);
       await this.makeDeltasTo(prep);
       prep.state = 'ready';
       prep.message = undefined;
@@ -224,6 +229,25 @@ export class ArtifactRelay {
         await new Promise((resolve) => setTimeout(resolve, delay));
         delay *= 2;
       }
+    }
+  }
+
+  /**
+   * The artifacts of the versions devices run now, so deltas can be made from them: each fetched once
+   * like any other. A base that cannot be had only means whole downloads, never a waiting rollout.
+   */
+  private async fetchBases(prep: Preparation, from: readonly string[]): Promise<void> {
+    if (from.length === 0 || !(await this.deltaTool.available())) return;
+    for (const version of from.slice(0, MAX_DELTA_BASES)) {
+      const base = this.artifactOf(prep.app, version);
+      if (!base || base.sha256 === prep.sha256 || base.size === 0) continue;
+      const running = this.preparations.get(base.sha256);
+      if (running?.work && running.waitsForBases) continue; // it may be waiting for us; its delta comes later
+      const basePrep = this.prepare(prep.app, version, base);
+      await basePrep.work;
+      if (basePrep.state === 'failed') this.opts.log.warn({ app: prep.app, version, err: basePrep.message }, `no delta from ${prep.app} ${version}: its artifact could not be fetched`);
+      // Used now: the most recently used bases are the ones deltas are made from.
+      this.cache.touch(base.sha256);
     }
   }
 

@@ -195,6 +195,29 @@ describe.skipIf(!hasZstd)('the artifact relay', () => {
     expect(metrics).toContain('cascade_relay_cache_hits_total');
   }, 180_000);
 
+  it('fetches the version devices already run as the base of a delta, once, and updates them with deltas', async () => {
+    const v1 = randomBytes(512 * 1024);
+    const v2 = changed(v1);
+    const a1 = origin.add('/web-1.0.0.bin', v1);
+    const a2 = origin.add('/web-2.0.0.bin', v2);
+    await start(fleetFiles('1.0.0', { '1.0.0': a1, '2.0.0': a2 }));
+    // Installed at the factory: the region never relayed version 1.
+    const factory = join(root, 'factory-web-1.0.0');
+    writeFileSync(factory, v1);
+    const devices = Array.from({ length: 5 }, (_, i) => new RelayDevice(region!.url, `factory-${i}`, join(root, 'devices', `factory-${i}`)));
+    for (const d of devices) d.running.set('web', { version: '1.0.0', file: factory });
+    await Promise.all(devices.map((d) => d.enroll({}, TOKEN)));
+    await region!.reconcileNow();
+    expect(origin.requests).toEqual([]); // nothing to hand out, nothing fetched
+
+    await apply(fleetFiles('2.0.0', { '1.0.0': a1, '2.0.0': a2 }));
+    await syncAll(devices, '2.0.0');
+    expect(devices.map((d) => d.downloads.at(-1)!.via)).toEqual(['delta', 'delta', 'delta', 'delta', 'delta']);
+    expect(origin.sent('/web-1.0.0.bin')).toBe(v1.length);
+    expect(origin.sent('/web-2.0.0.bin')).toBe(v2.length);
+    for (const d of devices) expect(readFileSync(d.running.get('web')!.file).equals(v2)).toBe(true);
+  }, 60_000);
+
   it('resumes a download cut in the middle with a Range request, and still checks the whole file', async () => {
     const v1 = randomBytes(2 * 1024 * 1024);
     const a1 = origin.add('/web-1.0.0.bin', v1);
