@@ -27,6 +27,8 @@ export async function startArtifactRelay(
   deps: { dataDir: string; store: StateStore; log: Logger; registry?: Registry; policy?: ArtifactUrlPolicy; onChange: () => void },
 ): Promise<ArtifactRelay> {
   const credentials = config.credentialsFile ? await readOriginCredentials(config.credentialsFile) : [];
+  const deltaTool = zstdDeltaTool(config.zstd);
+  if (!(await deltaTool.available())) deps.log.warn(`the zstd command (${config.zstd ?? 'zstd'}) is not installed: the artifact relay sends whole files, no deltas (Debian/Ubuntu: apt-get install zstd)`);
   return ArtifactRelay.open({
     dir: join(deps.dataDir, 'artifacts'),
     cacheLimitBytes: config.cacheBytes ?? DEFAULT_CACHE_BYTES,
@@ -39,6 +41,6 @@ export async function startArtifactRelay(
     log: deps.log,
     registry: deps.registry,
     onChange: deps.onChange,
-    deltaTool: zstdDeltaTool(config.zstd),
+    deltaTool,
   });
 }
