@@ -93,6 +93,15 @@ export function registerArtifactRoutes(app: FastifyInstance, deps: { relay: Arti
     const [start, end] = range ?? [0, size - 1];
     const whole = range === null;
     const bucket = relay.bucket;
+    // Runs once, whether the body was sent, cut, or never started (a device gone before the first byte).
+    let cleaned = false;
+    const cleanup = async (): Promise<void> => {
+      if (cleaned) return;
+      cleaned = true;
+      request.raw.off('close', onClose);
+      await handle!.close().catch(() => undefined);
+      release();
+    };
     async function* body(): AsyncGenerator<Buffer> {
       const hash = whole && kind === 'full' ? createHash('sha256') : null;
       let position = start;
@@ -120,9 +129,7 @@ export function registerArtifactRoutes(app: FastifyInstance, deps: { relay: Arti
           relay.completed(sha, kind, kind === 'delta' ? Math.max(0, full - size) : 0);
         }
       } finally {
-        request.raw.off('close', onClose);
-        await handle!.close();
-        release();
+        await cleanup();
       }
     }
     void reply
@@ -132,7 +139,9 @@ export function registerArtifactRoutes(app: FastifyInstance, deps: { relay: Arti
       .header('content-type', kind === 'delta' ? 'application/zstd' : 'application/octet-stream')
       .header('content-length', String(end - start + 1));
     if (!whole) void reply.code(206).header('content-range', `bytes ${start}-${end}/${size}`);
-    return reply.send(Readable.from(body(), { objectMode: false }));
+    const stream = Readable.from(body(), { objectMode: false });
+    stream.once('close', () => void cleanup());
+    return reply.send(stream);
   }
 }
 

@@ -381,6 +381,31 @@ describe.skipIf(!hasZstd)('the artifact relay', () => {
     expect(past.status).toBe(416);
   }, 60_000);
 
+  it('gives a download slot back when a device hangs up, whenever it does', async () => {
+    const v1 = randomBytes(4 * 1024 * 1024);
+    const a1 = origin.add('/web-1.0.0.bin', v1);
+    await start(fleetFiles('1.0.0', { '1.0.0': a1 }), { concurrency: 2, rate: 1024 * 1024 });
+    const [device, other] = await enrolled(2, 'hangup');
+    await region!.reconcileNow();
+    await waitFor(async () => ((await device!.desired())['web'] ? true : undefined), 30_000, () => JSON.stringify(region!.status().rollouts));
+    const url = `${region!.url}/api/v1/artifacts/${a1.sha256}`;
+    // Ten devices that go away: some at once, some after the first bytes.
+    for (let i = 0; i < 10; i++) {
+      const gone = new AbortController();
+      const answer = fetch(url, { headers: { authorization: `Bearer ${device!.client.token}` }, signal: gone.signal });
+      if (i % 2 === 0) gone.abort();
+      else {
+        const response = await answer;
+        await response.body!.getReader().read();
+        gone.abort();
+      }
+      await answer.catch(() => undefined);
+    }
+    // Both slots are free again: a whole (throttled) download still completes.
+    await other!.sync();
+    expect(readFileSync(other!.running.get('web')!.file).equals(v1)).toBe(true);
+  }, 60_000);
+
   it('keeps all devices together under --relay-rate (within 10%)', async () => {
     const rate = 4 * 1024 * 1024;
     const v1 = randomBytes(2 * 1024 * 1024);
