@@ -186,10 +186,10 @@ export class ArtifactRelay {
     try {
       await this.fetchOnce(prep);
       await this.fetchBases(prep, from);
-      await this.makeDeltasTo(prep);
+      const bases = await this.makeDeltasTo(prep, from);
       prep.state = 'ready';
       prep.message = undefined;
-      await this.cache.evict(this.pinnedWith(prep.sha256));
+      await this.evict(prep.sha256, bases);
     } catch (err) {
       if (this.abort.signal.aborted) return;
       prep.state = 'failed';
@@ -251,18 +251,27 @@ export class ArtifactRelay {
     }
   }
 
-  /** Deltas to `prep` from the most recently used other versions of its App the cache holds. */
-  private async makeDeltasTo(prep: Preparation): Promise<void> {
-    if (!(await this.deltaTool.available())) return;
-    const spec = this.opts.store.getCatalog()[prep.app];
+  /**
+   * Deltas to `prep` from the versions its devices run (`from`), or, when none is known, from the most
+   * recently used other versions of its App the cache holds. Returns the bases used.
+   */
+  private async makeDeltasTo(prep: Preparation, from: readonly string[]): Promise<string[]> {
+    if (!(await this.deltaTool.available())) return [];
     const bases = new Set<string>();
-    for (const artifact of Object.values(spec?.artifacts ?? {})) {
-      if (!('url' in artifact)) continue;
-      const sha = artifact.sha256.toLowerCase();
-      if (sha !== prep.sha256 && this.cache.has(sha)) bases.add(sha);
+    for (const version of from) {
+      const artifact = this.artifactOf(prep.app, version);
+      if (artifact && artifact.sha256 !== prep.sha256 && this.cache.has(artifact.sha256)) bases.add(artifact.sha256);
+    }
+    if (bases.size === 0) {
+      for (const artifact of Object.values(this.opts.store.getCatalog()[prep.app]?.artifacts ?? {})) {
+        if (!('url' in artifact)) continue;
+        const sha = artifact.sha256.toLowerCase();
+        if (sha !== prep.sha256 && this.cache.has(sha)) bases.add(sha);
+      }
     }
     const chosen = [...bases].sort((a, b) => (this.cache.entry(b)?.lastUsed ?? 0) - (this.cache.entry(a)?.lastUsed ?? 0)).slice(0, MAX_DELTA_BASES);
     for (const base of chosen) await this.makeDelta(prep.sha256, base);
+    return chosen;
   }
 
   /** Makes the delta `from` -> `to` once; a failure is remembered and the pair served whole. */
@@ -302,8 +311,13 @@ export class ArtifactRelay {
     this.pinned = pinned;
   }
 
-  private pinnedWith(sha: string): Set<string> {
-    return new Set([...this.pinned, sha]);
+  /** Evicts beyond the cache's limit; never the pinned artifacts, `sha` (just prepared) or the bases of its deltas. */
+  private async evict(sha: string, bases: readonly string[]): Promise<void> {
+    const keep = new Set([...this.pinned, sha, ...bases]);
+    const evicted = await this.cache.evict(keep);
+    for (const gone of evicted) {
+      for (const key of [...this.deltas.keys()]) if (key.includes(gone)) this.deltas.delete(key);
+    }
   }
 
   /**

@@ -381,6 +381,26 @@ describe.skipIf(!hasZstd)('the artifact relay', () => {
     expect(past.status).toBe(416);
   }, 60_000);
 
+  it('evicts the least recently used artifact beyond --artifact-cache-size, never what the running rollout needs', async () => {
+    const size = 256 * 1024;
+    const v1 = randomBytes(size);
+    const v2 = changed(v1);
+    const v3 = changed(v2);
+    const arts = { '1.0.0': origin.add('/web-1.0.0.bin', v1), '2.0.0': origin.add('/web-2.0.0.bin', v2), '3.0.0': origin.add('/web-3.0.0.bin', v3) };
+    await start(fleetFiles('1.0.0', arts), { cacheBytes: Math.floor(2.5 * size) });
+    const devices = await enrolled(3, 'lru');
+    await syncAll(devices, '1.0.0');
+    await apply(fleetFiles('2.0.0', arts));
+    await syncAll(devices, '2.0.0');
+    await apply(fleetFiles('3.0.0', arts));
+    await syncAll(devices, '3.0.0');
+    // Version 3 (the rollout's) and 2 (the base of its delta) stay; version 1 made room.
+    const cached = (sha: string) => existsSync(join(root, 'region', 'artifacts', 'sha256', sha));
+    expect([cached(arts['1.0.0'].sha256), cached(arts['2.0.0'].sha256), cached(arts['3.0.0'].sha256)]).toEqual([false, true, true]);
+    expect(devices.map((d) => d.downloads.at(-1)!.via)).toEqual(['delta', 'delta', 'delta']);
+    expect(region!.status().artifacts!.cacheBytes).toBeLessThanOrEqual(2.5 * size);
+  }, 60_000);
+
   it('gives a download slot back when a device hangs up, whenever it does', async () => {
     const v1 = randomBytes(4 * 1024 * 1024);
     const a1 = origin.add('/web-1.0.0.bin', v1);
