@@ -14,6 +14,7 @@ const SUITES: Record<string, () => Promise<{ suite: BenchSuite }>> = {
   container: () => import('./container.bench.js'),
   scale: () => import('./scale.bench.js'),
   agent: () => import('./agent.bench.js'),
+  relay: () => import('./relay.bench.js'),
 };
 
 async function main(): Promise<void> {

@@ -15,6 +15,7 @@ import type { DeviceRuntime } from './runtime.js';
 import { describeShellFailure, runCommand } from './shell.js';
 import { checkStatePath, STATE_PATH_REFUSED, statePath } from './state-path.js';
 import { fetchVerifiedArtifact } from './verify-artifact.js';
+import { downloadFromRelay, type RelaySource } from './download.js';
 
 export interface ExecRuntimeOptions {
   /** Artifacts are kept under `<stateDir>/artifacts/<app>/<version>/`; commands run here. */
@@ -26,6 +27,10 @@ export interface ExecRuntimeOptions {
   healthIntervalMs?: number;
   /** Artifact origins allowed beyond the default (--allow-artifact-origin). */
   artifactPolicy?: ArtifactUrlPolicy;
+  /** The region and device token: artifacts the region relays are fetched from it (resumable, deltas). */
+  relay?: RelaySource;
+  /** The zstd command that applies deltas (`zstd` on PATH when absent; missing = full downloads). */
+  zstd?: string;
 }
 
 const DEFAULT_COMMAND_TIMEOUT_MS = 10 * 60_000;
@@ -69,7 +74,7 @@ export class ExecRuntime implements DeviceRuntime {
       throw new AppApplyError('runtime-unsupported', `${app} ${target.version}: this agent runs exec apps; the App has ${runtime ? `runtime type '${runtime.type}'` : 'no runtime'}`, { touchedPrevious: false });
     }
     refuseUnsafe(app, target, runtime);
-    const artifactPath = await this.fetchArtifact(app, target, runtime, signal);
+    const artifactPath = await this.fetchArtifact(app, target, runtime, signal, previous, log);
     const installed: InstalledApp = { version: target.version, deployment: target.deployment, runtime, artifactPath };
     if (target.healthCheck) installed.healthCheck = target.healthCheck;
 
@@ -134,7 +139,7 @@ export class ExecRuntime implements DeviceRuntime {
     await rm(folder, { recursive: true, force: true });
   }
 
-  private async fetchArtifact(app: string, target: DesiredAppWire, runtime: ExecRuntimeSpec, signal: AbortSignal): Promise<string | null> {
+  private async fetchArtifact(app: string, target: DesiredAppWire, runtime: ExecRuntimeSpec, signal: AbortSignal, previous: InstalledApp | null, log: Logger): Promise<string | null> {
     const needsArtifact = usesPlaceholder(runtime.install, 'artifact');
     const artifact = target.artifact;
     if (!artifact) {
@@ -151,7 +156,21 @@ export class ExecRuntime implements DeviceRuntime {
     }
     try {
       const destination = await statePath(this.opts.stateDir, ['artifacts', app, target.version, artifactFileName(artifact.url)], { create: true });
-      await fetchVerifiedArtifact(artifact, destination, { signal, timeoutMs: this.opts.downloadTimeoutMs, policy: this.opts.artifactPolicy });
+      if (target.relay && this.opts.relay) {
+        // The base of a delta is the file of the running version, if it is still where the agent put it.
+        const current = previous?.artifactPath ? await checkStatePath(this.opts.stateDir, previous.artifactPath).catch(() => null) : null;
+        const result = await downloadFromRelay(artifact, target.relay, destination, {
+          source: this.opts.relay,
+          signal,
+          timeoutMs: this.opts.downloadTimeoutMs,
+          current,
+          zstd: this.opts.zstd,
+          note: (message, fields) => log.warn({ app, version: target.version, ...fields }, message),
+        });
+        log.info({ app, version: target.version, via: result.via, bytes: result.bytesReceived, resumed: result.resumed }, `artifact received from the region (${result.via})`);
+      } else {
+        await fetchVerifiedArtifact(artifact, destination, { signal, timeoutMs: this.opts.downloadTimeoutMs, policy: this.opts.artifactPolicy });
+      }
       return destination;
     } catch (err) {
       if (err instanceof CascadeError) throw new AppApplyError(err.code, `${app} ${target.version}: ${err.message}`, { touchedPrevious: false });

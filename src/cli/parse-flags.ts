@@ -85,3 +85,22 @@ export function urlFlag(value: string): string {
   if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new InvalidArgumentError(`"${value}" is not an http(s) URL; use e.g. https://region.example:8080.`);
   return value;
 }
+
+const BYTE_UNITS: Record<string, number> = { '': 1, b: 1, k: 1024, kib: 1024, kb: 1000, m: 1024 ** 2, mib: 1024 ** 2, mb: 1000 ** 2, g: 1024 ** 3, gib: 1024 ** 3, gb: 1000 ** 3, t: 1024 ** 4, tib: 1024 ** 4, tb: 1000 ** 4 };
+
+/** A size in bytes: `1048576`, `512MiB`, `10G` (K, M, G, T and KiB... are powers of 1024; KB, MB, GB of 1000); a rate may end in `/s`. */
+export function byteSizeFlag(value: string): number {
+  const match = /^\s*(\d+(?:\.\d+)?)\s*([a-z]*)\s*(?:\/s)?\s*$/i.exec(value);
+  const unit = match ? BYTE_UNITS[match[2]!.toLowerCase()] : undefined;
+  const bytes = match && unit !== undefined ? Math.floor(Number(match[1]) * unit) : NaN;
+  if (!Number.isSafeInteger(bytes) || bytes <= 0) throw new InvalidArgumentError(`"${value}" is not a size in bytes; use e.g. 1048576, 512MiB, 10G or 2MB/s`);
+  return bytes;
+}
+
+/** A share from 0 to 1, or a percentage: `0.5`, `50%`. */
+export function shareFlag(value: string): number {
+  const percent = value.trim().endsWith('%');
+  const n = Number(value.trim().replace(/%$/, '')) / (percent ? 100 : 1);
+  if (!Number.isFinite(n) || n <= 0 || n > 1) throw new InvalidArgumentError(`"${value}" is not a share; use e.g. 0.5 or 50%`);
+  return n;
+}

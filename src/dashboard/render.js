@@ -131,7 +131,27 @@ function renderDeployment(d) {
       d.message && d.state !== 'Halted' ? h('span', { class: 'muted' }, ` ${d.message}`) : null,
     ),
     d.waves.length > 0 ? h('ol', { class: 'waves' }, d.waves.map(renderWave)) : null,
+    d.artifact ? renderArtifact(d.artifact) : null,
   );
+}
+
+export function bytesText(n) {
+  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
+  let value = Number(n) || 0;
+  let unit = 0;
+  while (value >= 1024 && unit < units.length - 1) {
+    value /= 1024;
+    unit++;
+  }
+  return `${unit === 0 ? value : value.toFixed(1)} ${units[unit]}`;
+}
+
+/** The rollout's artifact through the region: what crossed the uplink, what went to devices, what deltas saved. */
+function renderArtifact(a) {
+  const text =
+    `Artifact via the region: ${bytesText(a.originBytes)} from the origin, ${bytesText(a.servedBytes)} to devices ` +
+    `(${a.downloads} download${a.downloads === 1 ? '' : 's'}, ${a.deltas} as delta${a.deltas === 1 ? '' : 's'}), ${bytesText(a.deltaSavedBytes)} saved by deltas`;
+  return h('p', { class: 'deployment-artifact muted', dataset: { originBytes: a.originBytes, servedBytes: a.servedBytes, deltaSavedBytes: a.deltaSavedBytes } }, text);
 }
 
 function renderUndo(rev) {

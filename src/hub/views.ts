@@ -4,6 +4,7 @@ import type { DeploymentRolloutStatus, HaltRecord, RolloutPhase, WaveStatus } fr
 import type { DeviceCounts, DeviceState } from '../reconciler/region-status.js';
 import type { RegionRecord } from '../storage/hub-store.js';
 import type { HubSummary } from '../protocol/hub-summary.js';
+import type { RolloutArtifactFigures } from '../protocol/rollout-status.js';
 
 /**
  * Pure views over the regions' latest summaries: what the hub API, the dashboard, the webhooks
@@ -58,6 +59,8 @@ export interface RevisionDeploymentView {
   counts: RolloutCounts;
   halted?: HaltRecord;
   message?: string;
+  /** Bytes of the artifact through the region's relay. */
+  artifact?: RolloutArtifactFigures;
 }
 
 export interface RevisionRegionView {
@@ -232,6 +235,7 @@ export function revisionView(sha: string, records: RegionRecord[], now: number, 
         };
         if (r.halted) view.halted = r.halted;
         if (r.message) view.message = r.message;
+        if (r.artifact) view.artifact = r.artifact;
         return view;
       })
       .sort((a, b) => compareStrings(a.deployment, b.deployment));

@@ -25,6 +25,44 @@ export interface RegionStatus {
   rollouts: DeploymentRolloutStatus[];
   /** Ready, Reconciling, Stalled. Absent from regions older than conditions. */
   conditions?: Condition[];
+  /** The artifact relay (absent when off, or from regions older than it). */
+  artifacts?: ArtifactRelayStatus;
+}
+
+/** Where one relayed artifact stands. */
+export type RelayedArtifactState = 'fetching' | 'ready' | 'failed';
+
+export interface RelayedArtifactStatus {
+  app: string;
+  version: string;
+  sha256: string;
+  size: number;
+  state: RelayedArtifactState;
+  /** Why it is not ready (a failed verification, an unreachable origin). */
+  message?: string;
+  /** Bytes of it fetched from its origin (1x the size when each artifact crosses the uplink once). */
+  originBytes: number;
+  /** Bytes of it (whole or as deltas) sent to devices. */
+  servedBytes: number;
+  /** Bytes devices did not download because they got a delta instead. */
+  deltaSavedBytes: number;
+  /** Downloads served (whole files and deltas). */
+  downloads: number;
+  deltas: number;
+}
+
+/** The region's artifact relay: `GET /api/v1/status` field `artifacts`, and the same figures on /metrics. */
+export interface ArtifactRelayStatus {
+  cacheBytes: number;
+  cacheLimitBytes: number;
+  cachedArtifacts: number;
+  originBytes: number;
+  servedBytes: number;
+  deltaSavedBytes: number;
+  cacheHits: number;
+  cacheMisses: number;
+  /** Per artifact a rollout of this region hands out. */
+  artifacts: RelayedArtifactStatus[];
 }
 
 export interface RevisionState {

@@ -87,4 +87,21 @@ export interface DeploymentRolloutStatus {
   problem?: RolloutProblem;
   /** One line for a person: what the rollout waits for. */
   message: string;
+  /** Set while no device is released because the region's copy of the artifact is not ready: why. */
+  waitingForArtifact?: string;
+  /** The version's file artifact through the region's relay (absent when not relayed). */
+  artifact?: RolloutArtifactFigures;
+}
+
+/** Bytes of one rollout's artifact through the region's relay. */
+export interface RolloutArtifactFigures {
+  size: number;
+  /** Fetched from the origin (the artifact's size when it crossed the uplink once). */
+  originBytes: number;
+  /** Sent to devices, whole or as deltas. */
+  servedBytes: number;
+  /** Not sent because devices got deltas. */
+  deltaSavedBytes: number;
+  downloads: number;
+  deltas: number;
 }

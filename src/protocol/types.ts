@@ -16,6 +16,10 @@ export const apiPaths = {
   desired: (deviceId: DeviceId) => `${API_PREFIX}/devices/${encodeURIComponent(deviceId)}/desired`,
   challenge: (deviceId: DeviceId) => `${API_PREFIX}/devices/${encodeURIComponent(deviceId)}/challenge`,
   renewToken: (deviceId: DeviceId) => `${API_PREFIX}/devices/${encodeURIComponent(deviceId)}/token`,
+  /** The region's copy of an artifact (device token required; `Range` supported). */
+  artifact: (sha256: string) => `${API_PREFIX}/artifacts/${sha256}`,
+  /** A binary delta (zstd --patch-from) turning the artifact `from` into the artifact `sha256`. */
+  artifactDelta: (sha256: string, from: string) => `${API_PREFIX}/artifacts/${sha256}/delta/${from}`,
 } as const;
 
 /** Longest a device may ask the region to hold `GET .../desired?wait=` open. */
@@ -97,12 +101,31 @@ export interface ReportResponse {
   ok: true;
 }
 
+/**
+ * The region relays this version's file artifact: fetch it from `GET apiPaths.artifact(artifact.sha256)`
+ * on the region (with the device token), not from the origin URL in `artifact`. The sha256 and size of
+ * `artifact` (from git) still decide what is installed.
+ */
+export interface ArtifactRelayWire {
+  /**
+   * A binary delta from the artifact the device runs now (sha256 `from`), `size` bytes, at
+   * `apiPaths.artifactDelta(artifact.sha256, from)`. Format: zstd `--patch-from` (DELTA_FORMAT).
+   * Applied to the current file, its result must match `artifact`; on any mismatch the agent
+   * downloads the full artifact.
+   */
+  delta?: { from: string; size: number; format: typeof DELTA_FORMAT };
+}
+
+export const DELTA_FORMAT = 'zstd-patch';
+
 /** One app a device should run, with what it needs to install it. */
 export interface DesiredAppWire {
   version: string;
   deployment: string;
   runtime?: AppRuntime;
   artifact?: Artifact;
+  /** Present when the region relays the file artifact (an agent that ignores it fetches from the origin). */
+  relay?: ArtifactRelayWire;
   healthCheck?: HealthCheck;
 }
 
@@ -145,6 +168,9 @@ export const errorCodes = {
   bodyTooLarge: 'body-too-large',
   unsupportedMediaType: 'unsupported-media-type',
   notFound: 'not-found',
+  artifactNotRelayed: 'artifact-not-relayed',
+  artifactUnavailable: 'artifact-unavailable',
+  rangeNotSatisfiable: 'range-not-satisfiable',
   methodNotAllowed: 'method-not-allowed',
   internal: 'internal',
 } as const;

@@ -27,6 +27,7 @@ import type { RegionMetrics } from './region-metrics.js';
 import type { ReconcilerEvent } from './reconciler-events.js';
 import { refuseRemoval, type RemovalGuardOptions } from './removal-guard.js';
 import { DEFAULT_MAX_REMOVAL } from '../plan/removal.js';
+import { withholdUnready, type ArtifactGate } from './artifact-gate.js';
 
 export interface ReconcilerOptions {
   region: string;
@@ -64,6 +65,8 @@ export interface ReconcilerOptions {
   removalGuard?: RemovalGuardOptions;
   /** Called with the error of a failed pass (after it is logged), e.g. to notice a failing state database. */
   onPassError?: (err: unknown) => void;
+  /** Holds back a rollout's releases until the region's copy of its artifact is ready (region/artifacts). */
+  artifactGate?: ArtifactGate;
 }
 
 /** The state of the source as the last pass saw it, for status and readiness. */
@@ -412,7 +415,12 @@ export class Reconciler {
       const handed = store.handedView;
       const previous = this.previousStates();
       const inputs = collectRolloutInputs({ fleet, region, resolved, handed, devices, previous }).filter((d) => replan.has(d.deployment));
-      const plan = planRollouts({ now, offlineAfterMs: this.offlineAfterMs, revision, deployments: inputs, previous });
+      const planned = planRollouts({ now, offlineAfterMs: this.offlineAfterMs, revision, deployments: inputs, previous });
+      // The relay holds back releases of a version whose artifact the region has not verified yet.
+      const gate = this.options.artifactGate;
+      const plan = gate
+        ? withholdUnready(planned, gate, { get: (id) => store.getHanded(id)?.apps }, { get: (id) => { const d = store.getDevice(id); return d ? installedVersions(d) : undefined; } })
+        : planned;
       const offlineAt = new Map(inputs.map((input) => [input.deployment, nextOffline(input, now, this.offlineAfterMs)]));
       const statuses = new Map(plan.statuses.map((s) => [s.deployment, s]));
       if (full) {

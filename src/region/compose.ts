@@ -38,6 +38,8 @@ import { ReportOrder } from './report-order.js';
 import type { EnrollmentPolicy } from './enrollment-policy.js';
 import { pendingDeviceViews, registerIdentityAdminRoutes, type PendingDeviceView } from './routes/identity-admin-routes.js';
 import { StateHealth } from '../storage/state-health.js';
+import { registerArtifactRoutes } from './artifacts/artifact-routes.js';
+import { startArtifactRelay, type ArtifactRelayConfig } from './artifacts/start-relay.js';
 
 export interface RegionConfig {
   repo: string;
@@ -71,6 +73,8 @@ export interface RegionConfig {
   clock?: () => number;
   /** Housekeeping on a cron schedule (region/maintenance.ts); none when absent. */
   maintenance?: { schedule: string; timezone?: string; backupDir: string | null; backupsKept?: number; reportRetentionMs?: number };
+  /** Relay file artifacts to devices (region/artifacts); off when absent. */
+  artifactRelay?: ArtifactRelayConfig;
   /** Routes served beside the region's APIs, such as its web dashboard (dashboard/serve.ts: regionDashboard). */
   plugins?: readonly RegionPlugin[];
   /** New devices enrol at once (`auto`, the default) or wait for `cascade devices approve` (`approve`). */
@@ -143,6 +147,11 @@ export async function startRegion(config: RegionConfig): Promise<RunningRegion> 
     const identity = new DeviceIdentity({ store, region: config.region, policy: config.enrollmentPolicy ?? 'auto', metrics: security, clock });
     const reportOrder = new ReportOrder(store, security, log);
     const health = new StateHealth(log, security.stateDatabaseErrors, config.dataDir);
+    let requestPass: ((reason: string) => void) | null = null;
+    const relay = config.artifactRelay
+      ? await startArtifactRelay(config.artifactRelay, { dataDir: config.dataDir, store, log, registry: metrics.registry, policy: config.artifactPolicy, onChange: () => requestPass?.('artifact relay') })
+      : null;
+    if (relay) teardown.push(() => relay.close());
     const watchers = new DesiredWatchers();
     teardown.push(() => watchers.closeAll());
     const mqtt = config.mqtt ? RegionMqtt.open(config.mqtt, { region: config.region, store, log, reportOrder }) : null;
@@ -175,6 +184,7 @@ export async function startRegion(config: RegionConfig): Promise<RunningRegion> 
       maxBackoffMs: config.intervalMs,
       onPassComplete: () => {
         firstPassDone = true;
+        relay?.pin(reconciler.rolloutStatuses);
         hubPush?.changed();
       },
       isConnected,
@@ -183,6 +193,7 @@ export async function startRegion(config: RegionConfig): Promise<RunningRegion> 
       onEvent: events.onReconcilerEvent,
       onPassError: (err) => health.observe(err),
       removalGuard: config.maxRemoval === undefined ? undefined : { maxRemoval: config.maxRemoval },
+      artifactGate: relay ? (rollout) => relay.readiness(rollout.app, rollout.version, rollout.from) : undefined,
     });
     reconcilerRef = reconciler;
     const scheduler = new PassScheduler((request) => reconciler.runPass(request));
@@ -192,6 +203,7 @@ export async function startRegion(config: RegionConfig): Promise<RunningRegion> 
       events.deviceReported(id);
       scheduler.request({ fetch: false, reason: 'device reported' });
     };
+    requestPass = (reason) => scheduler.request({ fetch: false, reason });
 
     // Status, summary and /metrics read maintained counters: O(1) in the number of devices.
     const status = (): RegionStatus => {
@@ -202,8 +214,9 @@ export async function startRegion(config: RegionConfig): Promise<RunningRegion> 
         source: { reachable: condition.reachable, head: condition.head, error: condition.error },
         devices: store.deviceCounts(),
         updatesSent: store.updatesSent(),
-        rollouts: reconciler.rolloutStatuses,
+        rollouts: relay ? relay.annotate(reconciler.rolloutStatuses) : reconciler.rolloutStatuses,
         conditions: reconciler.regionConditions,
+        ...(relay ? { artifacts: relay.status() } : {}),
       };
     };
     const summary = (): HubSummaryInput => {
@@ -266,10 +279,12 @@ export async function startRegion(config: RegionConfig): Promise<RunningRegion> 
       onReport: deviceReported,
       identity,
       reportOrder,
+      decorateDesired: relay ? (device, name, wire) => relay.decorate(device, name, wire) : undefined,
     });
+    if (relay) registerArtifactRoutes(app, { relay, store });
     registerRegionRoutes(app, {
       status,
-      rollouts: () => reconciler.rolloutStatuses,
+      rollouts: () => (relay ? relay.annotate(reconciler.rolloutStatuses) : reconciler.rolloutStatuses),
       // Ready once a revision was applied: what devices were handed is served from the store, also right after a
       // restart and while git is down or the head is refused (the conditions in the status say which).
       notReady: () => (store.getRevision().applied ? null : { reason: 'no revision applied yet' }),
@@ -305,6 +320,7 @@ export async function startRegion(config: RegionConfig): Promise<RunningRegion> 
       registry: metrics.registry,
       onReport: deviceReported,
       onPresence: (id) => store.presenceChanged(id),
+      decorateDesired: relay ? (device, name, wire) => relay.decorate(device, name, wire) : undefined,
     });
     await app.listen({ host: config.host, port: config.port });
     const address = app.server.address();

@@ -2,13 +2,16 @@ import type { DeviceDesired, DeviceId } from '../core/types.js';
 import type { DesiredAppWire, DesiredResponse } from '../protocol/types.js';
 import type { AppCatalog, StateStore } from '../reconciler/state-store.js';
 
+/** Adds to one app's desired state before it is sent (the artifact relay's `relay` field). */
+export type DesiredDecorator = (device: DeviceId, app: string, wire: DesiredAppWire) => void;
+
 /** A device's desired state as the protocol carries it (HTTP `GET .../desired`, MQTT `.../desired`). */
-export function desiredResponse(store: StateStore, region: string, id: DeviceId): DesiredResponse {
+export function desiredResponse(store: StateStore, region: string, id: DeviceId, decorate?: DesiredDecorator): DesiredResponse {
   const handed = store.getHanded(id);
-  return { device: id, region, revision: handed?.revision ?? null, generation: handed?.generation ?? 0, apps: wireApps(handed?.apps ?? {}, store.getCatalog()) };
+  return { device: id, region, revision: handed?.revision ?? null, generation: handed?.generation ?? 0, apps: wireApps(handed?.apps ?? {}, store.getCatalog(), id, decorate) };
 }
 
-function wireApps(apps: DeviceDesired, catalog: AppCatalog): Record<string, DesiredAppWire> {
+function wireApps(apps: DeviceDesired, catalog: AppCatalog, device?: DeviceId, decorate?: DesiredDecorator): Record<string, DesiredAppWire> {
   const wire: Record<string, DesiredAppWire> = {};
   for (const [name, desired] of Object.entries(apps)) {
     const app: DesiredAppWire = { version: desired.version, deployment: desired.deployment };
@@ -17,6 +20,7 @@ function wireApps(apps: DeviceDesired, catalog: AppCatalog): Record<string, Desi
     const artifact = spec?.artifacts?.[desired.version];
     if (artifact) app.artifact = artifact;
     if (spec?.healthCheck) app.healthCheck = spec.healthCheck;
+    if (decorate && device !== undefined) decorate(device, name, app);
     wire[name] = app;
   }
   return wire;
@@ -45,7 +49,9 @@ export class DesiredDocuments {
 
   constructor(
     private readonly store: StateStore,
-    region: string,
+    private readonly region: string,
+    /** The artifact relay's per-device additions: apps with a file artifact are then built per device. */
+    private readonly decorate?: DesiredDecorator,
   ) {
     this.regionJson = JSON.stringify(region);
   }
@@ -53,6 +59,10 @@ export class DesiredDocuments {
   message(id: DeviceId): DesiredMessage {
     const handed = this.store.getHanded(id);
     const generation = handed?.generation ?? 0;
+    if (this.decorate && hasFileArtifact(handed?.apps ?? {}, this.store.getCatalog())) {
+      // Which delta a device gets depends on what it runs: no shared text for these.
+      return { generation, payload: JSON.stringify(desiredResponse(this.store, this.region, id, this.decorate)) };
+    }
     const apps = this.appsJson(handed?.apps ?? {});
     const payload = `{"device":${JSON.stringify(id)},"region":${this.regionJson},"revision":${handed ? JSON.stringify(handed.revision) : 'null'},"generation":${generation},"apps":${apps}}`;
     return { generation, payload };
@@ -74,4 +84,12 @@ export class DesiredDocuments {
     }
     return json;
   }
+}
+
+function hasFileArtifact(apps: DeviceDesired, catalog: AppCatalog): boolean {
+  for (const name in apps) {
+    const artifact = catalog[name]?.artifacts?.[apps[name]!.version];
+    if (artifact && 'url' in artifact) return true;
+  }
+  return false;
 }

@@ -80,6 +80,8 @@ export function registerAgent(program: Command): void {
       if (flags.registryAuth && !existsSync(flags.registryAuth)) {
         throw new CascadeError('registry-auth-missing', `--registry-auth ${flags.registryAuth}: no such file (a Docker config.json with "auths")`);
       }
+      // Artifacts the region relays come from it, with this device's token (never sent to an origin).
+      const relay = { regionUrl: flags.regionUrl, token: () => client.token };
       // Each App is run by the runtime its runtime.type names; the container engine is found on first use.
       const runtime: DeviceRuntime =
         flags.runtime === 'simulated'
@@ -91,7 +93,7 @@ export function registerAgent(program: Command): void {
                 import('../../agent/runtime-container.js'),
               ]);
               return new RuntimeByApp({
-                exec: new ExecRuntime({ stateDir: flags.stateDir, healthIntervalMs: flags.healthInterval, artifactPolicy }),
+                exec: new ExecRuntime({ stateDir: flags.stateDir, healthIntervalMs: flags.healthInterval, artifactPolicy, relay }),
                 container: new ContainerAppRuntime({
                   deviceId: flags.deviceId,
                   engine: {

@@ -6,7 +6,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { DEFAULT_BACKUPS_KEPT, DEFAULT_MAINTENANCE_SCHEDULE } from '../../region/maintenance-defaults.js';
 import { envFlag, secretFrom } from '../secrets.js';
-import { allowArtifactOriginOption, allowHttpArtifactsOption, artifactPolicyFrom, durationFlag, fractionFlag, listenFlag, positiveIntFlag, urlFlag } from '../parse-flags.js';
+import { allowArtifactOriginOption, allowHttpArtifactsOption, artifactPolicyFrom, durationFlag, fractionFlag, listenFlag, positiveIntFlag, urlFlag, byteSizeFlag, shareFlag } from '../parse-flags.js';
 import { checkLocalRepo, checkStateDir, listenError } from '../preflight.js';
 import { registerRegionBackup } from './region-backup.js';
 import { ENROLLMENT_POLICIES, type EnrollmentPolicy } from '../../region/enrollment-policy.js';
@@ -49,6 +49,12 @@ interface RegionFlags {
   initState?: boolean;
   maxRemoval: number;
   gitTimeout: number;
+  artifactRelay: boolean;
+  artifactCacheSize: number;
+  artifactCredentials?: string;
+  relayRate?: number;
+  relayConcurrency: number;
+  deltaMaxShare: number;
 }
 
 /** A registry host as image references name it: host[:port] with an optional path prefix, no scheme. */
@@ -111,6 +117,12 @@ export function registerRegion(program: Command): void {
     .addOption(new Option('--backup-keep <n>', 'state backups kept').env('CASCADE_BACKUP_KEEP').default(DEFAULT_BACKUPS_KEPT).argParser(positiveIntFlag))
     .addOption(allowArtifactOriginOption())
     .addOption(allowHttpArtifactsOption())
+    .addOption(new Option('--no-artifact-relay', 'devices download artifacts from their origin URLs instead of from this region (env CASCADE_ARTIFACT_RELAY=false)'))
+    .addOption(new Option('--artifact-cache-size <bytes>', 'disk the relayed artifacts may take under --data, e.g. 20GiB (what running rollouts need is kept anyway)').env('CASCADE_ARTIFACT_CACHE_SIZE').default(10 * 1024 ** 3, '10GiB').argParser(byteSizeFlag))
+    .addOption(new Option('--artifact-credentials <file>', 'JSON file of credentials for artifact origins: {"origins":[{"prefix":"https://host/path/","bearer":"..."}]}; devices never see them').env('CASCADE_ARTIFACT_CREDENTIALS'))
+    .addOption(new Option('--relay-rate <bytes-per-second>', 'limit of artifact bytes sent to all devices together, e.g. 5MB/s (default: no limit)').env('CASCADE_RELAY_RATE').argParser(byteSizeFlag))
+    .addOption(new Option('--relay-concurrency <n>', 'artifact downloads served at once; the others wait their turn').env('CASCADE_RELAY_CONCURRENCY').default(32).argParser(positiveIntFlag))
+    .addOption(new Option('--delta-max-share <share>', 'offer a binary delta when it is at most this share of the full artifact').env('CASCADE_DELTA_MAX_SHARE').default(0.5, '50%').argParser(shareFlag))
     .action(async (flags: RegionFlags) => {
       // Checked here rather than by commander, which would also ask them of `cascade region accept` and `backup`.
       for (const [flag, value] of [['--repo <url|path>', flags.repo], ['--region <name>', flags.region]] as const) {
@@ -184,6 +196,11 @@ export function registerRegion(program: Command): void {
         operatorToken: flags.operatorToken ?? null,
         guard: { trustedKeys, allowNonFastForward: flags.allowNonFastForward },
         artifactPolicy: artifactPolicyFrom(flags),
+        // On by default: the region always has --data; --no-artifact-relay or CASCADE_ARTIFACT_RELAY=false turn it off.
+        artifactRelay:
+          flags.artifactRelay && !['0', 'false', 'no', 'off'].includes((process.env['CASCADE_ARTIFACT_RELAY'] ?? '').trim().toLowerCase())
+            ? { cacheBytes: flags.artifactCacheSize, credentialsFile: flags.artifactCredentials, rate: flags.relayRate, concurrency: flags.relayConcurrency, deltaShare: flags.deltaMaxShare }
+            : undefined,
         mqtt: flags.mqttUrl
           ? {
               url: flags.mqttUrl,

@@ -18,7 +18,7 @@ import {
 } from '../../protocol/types.js';
 import { isValidDeviceId, labelsProblem } from '../../protocol/validate.js';
 import type { DesiredWatchers } from './desired-watchers.js';
-import { DesiredDocuments } from '../desired-document.js';
+import { DesiredDocuments, desiredResponse, type DesiredDecorator } from '../desired-document.js';
 import { hashDeviceToken, issueDeviceToken, secretsEqual } from '../device-tokens.js';
 import { drainLongPolls, entityTags, etagOf, holdLongPoll, isUnchanged, type LongPolls } from './long-poll.js';
 import { HttpError } from '../../http/http-server.js';
@@ -51,6 +51,8 @@ export interface DeviceApiDeps {
   identity?: DeviceIdentity;
   /** Drops replayed and overtaken reports (report-order.ts). */
   reportOrder?: ReportOrder;
+  /** Adds to each app's desired state (the artifact relay). */
+  decorateDesired?: DesiredDecorator;
 }
 
 
@@ -157,8 +159,8 @@ export function registerDeviceApi(app: FastifyInstance, deps: DeviceApiDeps): vo
     },
   );
 
-  // Serialized once per distinct content, as over MQTT.
-  const documents = new DesiredDocuments(store, deps.region);
+  // Serialized once per distinct content, as over MQTT (per device where the relay adds to it).
+  const documents = new DesiredDocuments(store, deps.region, deps.decorateDesired);
 
   function generationOf(id: DeviceId): number {
     return store.getHanded(id)?.generation ?? 0;
