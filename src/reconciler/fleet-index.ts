@@ -541,7 +541,11 @@ export class FleetIndex implements StateStore {
     const record = entry.record;
     const connected = this.isConnected(record.id);
     const seen = connected && record.lastSeen === null ? { ...record, lastSeen: now } : record;
-    return deviceState(seen, entry.resolved ?? NO_APPS, now, connected ? Infinity : this.options.offlineAfterMs(), entry.handed?.apps);
+    const state = deviceState(seen, entry.resolved ?? NO_APPS, now, connected ? Infinity : this.options.offlineAfterMs(), entry.handed?.apps);
+    // Not resolved yet (enrolled or relabelled since the last pass): what git asks is not known, so it
+    // is not converged; the next pass resolves it and counts it again.
+    if (state === 'converged' && entry.resolved === undefined && this.unresolved.has(record.id)) return 'pending';
+    return state;
   }
 
   /** Moves the device to the count of its current state. */
