@@ -1,7 +1,7 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { openFleetSource } from '../src/source/fleet-source.js';
+import { openFleetSource } from '../src/source/open-fleet-source.js';
 import { commitAndPush, git, makeFleetRemote, type FileChanges } from '../test/support/git-fixtures.js';
 import { startGitHttpServer, type GitHttpServer } from '../test/support/git-http-server.js';
 import { figure, type BenchFigure, type BenchSuite } from './types.js';

@@ -11,6 +11,7 @@ const SUITES: Record<string, () => Promise<{ suite: BenchSuite }>> = {
   fetch: () => import('./fetch.bench.js'),
   region: () => import('./region.bench.js'),
   mqtt: () => import('./mqtt.bench.js'),
+  container: () => import('./container.bench.js'),
   watch: () => import('./watch.bench.js'),
 };
 

@@ -11,6 +11,19 @@ export interface InstalledApp {
   healthCheck?: HealthCheck;
   /** Downloaded artifact of this version, kept so it can be reinstalled when a newer one fails. */
   artifactPath?: string | null;
+  /** Container apps: the container of this version and the image it runs (kept until a newer one is healthy). */
+  container?: InstalledContainer;
+}
+
+export interface InstalledContainer {
+  name: string;
+  /** Reference the container was created from: `repository@sha256:...`. */
+  image: string;
+  digest: string;
+  /** Fleet revision the version was handed out in (label io.cascade.revision). */
+  revision?: string;
+  /** The image of the version this one replaced, kept for going back (removed with the app). */
+  previousImage?: string;
 }
 
 /** A version that failed: not tried again until the region asks for another version. */
@@ -26,6 +39,8 @@ export interface AgentState {
   token: string | null;
   installed: Record<string, InstalledApp>;
   failed: Record<string, FailedApp>;
+  /** Sequence number of the last report sent (ReportRequest.seq); kept across restarts and re-enrolments. */
+  reportSeq: number;
 }
 
 export interface AgentStateStore {
@@ -34,7 +49,7 @@ export interface AgentStateStore {
 }
 
 export function emptyAgentState(): AgentState {
-  return { deviceId: null, regionUrl: null, token: null, installed: {}, failed: {} };
+  return { deviceId: null, regionUrl: null, token: null, installed: {}, failed: {}, reportSeq: 0 };
 }
 
 export const AGENT_STATE_FILE = 'agent-state.json';
@@ -67,6 +82,7 @@ export class FileAgentState implements AgentStateStore {
         token: parsed.token ?? null,
         installed: parsed.installed ?? {},
         failed: parsed.failed ?? {},
+        reportSeq: Number.isSafeInteger(parsed.reportSeq) && parsed.reportSeq! > 0 ? parsed.reportSeq! : 0,
       };
     } catch {
       throw new CascadeError('agent-state-invalid', `${this.path} is not valid JSON; move it away to enrol again (installed versions will be reinstalled)`);

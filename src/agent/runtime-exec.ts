@@ -1,15 +1,19 @@
 import { rm } from 'node:fs/promises';
-import { basename, dirname, join } from 'node:path';
+import { basename, dirname, relative, resolve, sep } from 'node:path';
 import type { Logger } from 'pino';
-import type { ExecRuntime as ExecRuntimeSpec, HealthCheck } from '../core/app-spec.js';
+import type { CommandTemplate, ExecRuntime as ExecRuntimeSpec, HealthCheck } from '../core/app-spec.js';
+import type { ArtifactUrlPolicy } from '../core/artifact-url.js';
+import { commandTemplateProblem, prepareCommand, usesPlaceholder, type PreparedCommand } from '../core/command-template.js';
 import { CascadeError } from '../core/errors.js';
+import { VERSION_GRAMMAR_TEXT, isValidVersion } from '../core/version.js';
 import type { DesiredAppWire } from '../protocol/types.js';
 import { sleep } from './abortable.js';
 import type { InstalledApp } from './agent-state.js';
 import { AppApplyError } from './apply-error.js';
 import { parseDuration } from '../core/duration.js';
 import type { DeviceRuntime } from './runtime.js';
-import { describeShellFailure, renderCommand, runShell } from './shell.js';
+import { describeShellFailure, runCommand } from './shell.js';
+import { checkStatePath, STATE_PATH_REFUSED, statePath } from './state-path.js';
 import { fetchVerifiedArtifact } from './verify-artifact.js';
 
 export interface ExecRuntimeOptions {
@@ -20,6 +24,8 @@ export interface ExecRuntimeOptions {
   downloadTimeoutMs?: number;
   /** Pause between health check attempts. */
   healthIntervalMs?: number;
+  /** Artifact origins allowed beyond the default (--allow-artifact-origin). */
+  artifactPolicy?: ArtifactUrlPolicy;
 }
 
 const DEFAULT_COMMAND_TIMEOUT_MS = 10 * 60_000;
@@ -27,13 +33,26 @@ const DEFAULT_HEALTH_TIMEOUT = '10s';
 /** Retries after the first failed attempt, when the App does not say. */
 const DEFAULT_HEALTH_RETRIES = 2;
 
-function safeSegment(text: string): string {
-  return text.replace(/[^A-Za-z0-9._-]/g, '_');
+/** The artifact's file name from its URL, as one harmless path segment. */
+function artifactFileName(url: string): string {
+  let name: string;
+  try {
+    name = decodeURIComponent(basename(new URL(url).pathname));
+  } catch {
+    name = '';
+  }
+  name = name.replace(/[^A-Za-z0-9._+-]/g, '_').slice(0, 128);
+  return name === '' || /^\.+$/.test(name) ? 'artifact' : name;
 }
 
 /**
- * Runs apps with the shell commands of their App document (`runtime: { type: exec, install, start?, stop? }`),
+ * Runs apps with the commands of their App document (`runtime: { type: exec, install, start?, stop? }`),
  * after downloading and verifying the version's artifact.
+ *
+ * Promise: before anything is downloaded or run, the version must match the version grammar and
+ * every command template must be safe (core/command-template.ts); values reach commands only as
+ * arguments of a list command or as environment variables of a shell command, never as code; every
+ * file lives under `<stateDir>/artifacts/<app>/<version>/` (state-path.ts).
  */
 export class ExecRuntime implements DeviceRuntime {
   private readonly commandTimeoutMs: number;
@@ -49,6 +68,7 @@ export class ExecRuntime implements DeviceRuntime {
     if (!runtime || runtime.type !== 'exec') {
       throw new AppApplyError('runtime-unsupported', `${app} ${target.version}: this agent runs exec apps; the App has ${runtime ? `runtime type '${runtime.type}'` : 'no runtime'}`, { touchedPrevious: false });
     }
+    refuseUnsafe(app, target, runtime);
     const artifactPath = await this.fetchArtifact(app, target, runtime, signal);
     const installed: InstalledApp = { version: target.version, deployment: target.deployment, runtime, artifactPath };
     if (target.healthCheck) installed.healthCheck = target.healthCheck;
@@ -74,7 +94,7 @@ export class ExecRuntime implements DeviceRuntime {
     const attempts = 1 + Math.max(0, check.retries ?? DEFAULT_HEALTH_RETRIES);
     let reason = '';
     for (let attempt = 1; attempt <= attempts; attempt++) {
-      const problem = await this.probe(check, installed, timeoutMs, signal);
+      const problem = await this.probe(app, check, installed, timeoutMs, signal);
       if (problem === null) return;
       reason = problem;
       log.warn({ app, version: installed.version, attempt, attempts, reason }, 'health check failed');
@@ -102,15 +122,20 @@ export class ExecRuntime implements DeviceRuntime {
   async remove(app: string, installed: InstalledApp, signal: AbortSignal, log: Logger): Promise<void> {
     const runtime = installed.runtime;
     if (runtime?.type === 'exec' && runtime.stop) await this.runStep(app, 'stop', runtime.stop, installed, signal, log, null);
-    await rm(join(this.opts.stateDir, 'artifacts', safeSegment(app)), { recursive: true, force: true });
+    await rm(await statePath(this.opts.stateDir, ['artifacts', app]), { recursive: true, force: true });
   }
 
   async discard(_app: string, installed: InstalledApp): Promise<void> {
-    if (installed.artifactPath) await rm(dirname(installed.artifactPath), { recursive: true, force: true });
+    if (!installed.artifactPath) return;
+    // The folder of one version, <stateDir>/artifacts/<app>/<version>, and nothing else.
+    const folder = await checkStatePath(this.opts.stateDir, dirname(installed.artifactPath));
+    const parts = relative(resolve(this.opts.stateDir), folder).split(sep);
+    if (parts.length !== 3 || parts[0] !== 'artifacts') throw new CascadeError(STATE_PATH_REFUSED, `refusing to delete ${folder}: not the folder of one artifact version`);
+    await rm(folder, { recursive: true, force: true });
   }
 
   private async fetchArtifact(app: string, target: DesiredAppWire, runtime: ExecRuntimeSpec, signal: AbortSignal): Promise<string | null> {
-    const needsArtifact = runtime.install.includes('{artifact}');
+    const needsArtifact = usesPlaceholder(runtime.install, 'artifact');
     const artifact = target.artifact;
     if (!artifact) {
       if (needsArtifact) {
@@ -124,44 +149,38 @@ export class ExecRuntime implements DeviceRuntime {
       }
       return null;
     }
-    const name = safeSegment(basename(new URL(artifact.url, 'file:///').pathname) || 'artifact');
-    const destination = join(this.opts.stateDir, 'artifacts', safeSegment(app), safeSegment(target.version), name);
     try {
-      await fetchVerifiedArtifact(artifact, destination, { signal, timeoutMs: this.opts.downloadTimeoutMs });
+      const destination = await statePath(this.opts.stateDir, ['artifacts', app, target.version, artifactFileName(artifact.url)], { create: true });
+      await fetchVerifiedArtifact(artifact, destination, { signal, timeoutMs: this.opts.downloadTimeoutMs, policy: this.opts.artifactPolicy });
+      return destination;
     } catch (err) {
       if (err instanceof CascadeError) throw new AppApplyError(err.code, `${app} ${target.version}: ${err.message}`, { touchedPrevious: false });
       throw err;
     }
-    return destination;
   }
 
   private async runStep(
     app: string,
     step: 'install' | 'start' | 'stop',
-    template: string,
+    template: CommandTemplate,
     version: InstalledApp,
     signal: AbortSignal,
     log: Logger,
     partial: InstalledApp | null,
   ): Promise<void> {
-    const command = renderCommand(template, { version: version.version, artifact: version.artifactPath });
-    log.info({ app, version: version.version, step, command }, `running ${step}`);
-    const result = await runShell(command, {
-      cwd: this.opts.stateDir,
-      env: { CASCADE_APP: app, CASCADE_VERSION: version.version, CASCADE_ARTIFACT: version.artifactPath ?? '' },
-      timeoutMs: this.commandTimeoutMs,
-      signal,
-    });
+    const command = prepare(app, step, template, version, partial);
+    log.info({ app, version: version.version, step, command: command.display }, `running ${step}`);
+    const result = await runCommand(command, { cwd: this.opts.stateDir, timeoutMs: this.commandTimeoutMs, signal });
     if (result.exitCode !== 0) {
       throw new AppApplyError(`${step}-failed`, `${app} ${version.version}: ${step} command ${describeShellFailure(result, this.commandTimeoutMs)}`, { touchedPrevious: true, partial });
     }
   }
 
-  private async probe(check: HealthCheck, installed: InstalledApp, timeoutMs: number, signal: AbortSignal): Promise<string | null> {
+  private async probe(app: string, check: HealthCheck, installed: InstalledApp, timeoutMs: number, signal: AbortSignal): Promise<string | null> {
     if (check.exec) {
-      const command = renderCommand(check.exec, { version: installed.version, artifact: installed.artifactPath });
-      const result = await runShell(command, { cwd: this.opts.stateDir, env: { CASCADE_VERSION: installed.version }, timeoutMs, signal });
-      if (result.exitCode !== 0) return `\`${check.exec}\` ${describeShellFailure(result, timeoutMs)}`;
+      const command = prepare(app, 'healthCheck.exec', check.exec, installed, installed);
+      const result = await runCommand(command, { cwd: this.opts.stateDir, timeoutMs, signal });
+      if (result.exitCode !== 0) return `\`${command.display}\` ${describeShellFailure(result, timeoutMs)}`;
     }
     if (check.http) {
       const url = check.http.replaceAll('{version}', encodeURIComponent(installed.version));
@@ -175,5 +194,33 @@ export class ExecRuntime implements DeviceRuntime {
       }
     }
     return null;
+  }
+}
+
+/** The agent's own check of what the region sent, before anything is downloaded or run. */
+function refuseUnsafe(app: string, target: DesiredAppWire, runtime: ExecRuntimeSpec): void {
+  if (!isValidVersion(target.version)) {
+    throw new AppApplyError('version-invalid', `${app}: version ${JSON.stringify(String(target.version).slice(0, 140))} refused: a version is ${VERSION_GRAMMAR_TEXT}`, { touchedPrevious: false });
+  }
+  const commands: Array<[string, CommandTemplate | undefined]> = [
+    ['install', runtime.install],
+    ['start', runtime.start],
+    ['stop', runtime.stop],
+    ['healthCheck.exec', target.healthCheck?.exec],
+  ];
+  for (const [step, template] of commands) {
+    const problem = template === undefined ? null : commandTemplateProblem(template);
+    if (problem) throw new AppApplyError('command-template-unsafe', `${app} ${target.version}: ${step} command refused: ${problem}`, { touchedPrevious: false });
+  }
+}
+
+/** A command of a version, ready to spawn; a template or version that is not safe becomes an apply error. */
+function prepare(app: string, step: string, template: CommandTemplate, version: InstalledApp, partial: InstalledApp | null): PreparedCommand {
+  try {
+    if (!isValidVersion(version.version)) throw new CascadeError('version-invalid', `version refused: a version is ${VERSION_GRAMMAR_TEXT}`);
+    return prepareCommand(template, { app, version: version.version, artifact: version.artifactPath ?? null });
+  } catch (err) {
+    if (err instanceof CascadeError) throw new AppApplyError(err.code, `${app} ${version.version}: ${step}: ${err.message}`, { touchedPrevious: partial !== null, partial });
+    throw err;
   }
 }

@@ -1,3 +1,4 @@
+import type { PreparedCommand } from '../core/command-template.js';
 import { spawn } from 'node:child_process';
 
 export interface ShellResult {
@@ -11,14 +12,16 @@ export interface ShellResult {
 const TAIL_BYTES = 2048;
 
 /**
- * Runs `command` with /bin/sh in its own process group, so a timeout or an abort kills the whole
- * tree (an install script's children included).
+ * Runs a prepared command (core/command-template.ts) in its own process group, so a timeout or an
+ * abort kills the whole tree (an install script's children included). A list template runs
+ * without a shell; a string template runs with /bin/sh -c and reads its values from the environment.
  */
-export function runShell(command: string, opts: { cwd?: string; env?: Record<string, string>; timeoutMs: number; signal?: AbortSignal }): Promise<ShellResult> {
+export function runCommand(command: PreparedCommand, opts: { cwd?: string; env?: Record<string, string>; timeoutMs: number; signal?: AbortSignal }): Promise<ShellResult> {
   return new Promise((resolve, reject) => {
-    const child = spawn('/bin/sh', ['-c', command], {
+    const child = spawn(command.file, command.args, {
       cwd: opts.cwd,
-      env: { ...process.env, ...opts.env },
+      env: { ...process.env, ...opts.env, ...command.env },
+      shell: false,
       stdio: ['ignore', 'pipe', 'pipe'],
       detached: true,
     });
@@ -42,12 +45,18 @@ export function runShell(command: string, opts: { cwd?: string; env?: Record<str
     }, opts.timeoutMs);
     const onAbort = () => killTree();
     opts.signal?.addEventListener('abort', onAbort, { once: true });
+    let settled = false;
     child.on('error', (err) => {
+      if (settled) return;
+      settled = true;
       clearTimeout(timer);
       opts.signal?.removeEventListener('abort', onAbort);
-      reject(err);
+      // A program that cannot be started is a failed command (like sh's 127), not a crash of the agent.
+      resolve({ exitCode: 127, signal: null, timedOut: false, outputTail: `cannot run ${command.file}: ${err.message}` });
     });
     child.on('close', (exitCode, signal) => {
+      if (settled) return;
+      settled = true;
       clearTimeout(timer);
       opts.signal?.removeEventListener('abort', onAbort);
       if (opts.signal?.aborted) {
@@ -68,17 +77,4 @@ export function describeShellFailure(result: ShellResult, timeoutMs: number): st
       : `was killed by ${result.signal}`;
   const output = result.outputTail.split('\n').slice(-5).join(' | ').slice(-400);
   return output ? `${how}: ${output}` : how;
-}
-
-/** A value as it should appear inside a shell command: bare when harmless, single-quoted otherwise. */
-export function shellWord(value: string): string {
-  if (/^[A-Za-z0-9._+:@%/=,-]+$/.test(value)) return value;
-  return `'${value.replace(/'/g, `'\\''`)}'`;
-}
-
-/** Substitutes `{version}` and `{artifact}` in a command from the fleet repository. */
-export function renderCommand(template: string, values: { version: string; artifact?: string | null }): string {
-  return template
-    .replaceAll('{version}', shellWord(values.version))
-    .replaceAll('{artifact}', values.artifact ? shellWord(values.artifact) : "''");
 }

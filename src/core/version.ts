@@ -111,3 +111,16 @@ function parsedOrNull(version: string): ParsedVersion | null {
   }
   return parsed;
 }
+
+/**
+ * The grammar every version string must follow, in the fleet repository and on the wire: letters,
+ * digits, `.`, `_`, `+` and `-`, 1 to 128 characters, starting with a letter or digit. A version
+ * reaches file names and the environment of install commands, so it can never hold a path
+ * separator, a space, a quote or a shell character, and never starts with `-` (an option) or `.`.
+ */
+export const VERSION_GRAMMAR = /^[A-Za-z0-9][A-Za-z0-9._+-]{0,127}$/;
+export const VERSION_GRAMMAR_TEXT = 'letters, digits, ".", "_", "+" and "-", at most 128 characters, starting with a letter or digit';
+
+export function isValidVersion(version: unknown): version is string {
+  return typeof version === 'string' && VERSION_GRAMMAR.test(version);
+}

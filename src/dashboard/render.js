@@ -91,7 +91,7 @@ export function renderRegions(regions, now) {
 const STATE_CLASS = { Progressing: 'progressing', Complete: 'complete', Halted: 'halted', Refused: 'refused' };
 
 function renderWave(wave) {
-  const label = `wave ${wave.wave} (${wave.percent}%): ${wave.healthy}/${wave.devices} updated, ${wave.updating} updating, ${wave.failed} failed, ${wave.offline} offline, ${wave.pending} waiting`;
+  const label = `wave ${wave.wave} (${wave.percent}%): ${wave.healthy}/${wave.devices} updated, ${wave.updating} updating, ${wave.failed} failed, ${wave.offline} offline, ${wave.pending} waiting${wave.new ? `, ${wave.new} new (no report yet)` : ''}`;
   return h(
     'li',
     { class: 'wave', dataset: { wave: wave.wave } },

@@ -2,25 +2,26 @@ import { readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { FastifyInstance, preHandlerHookHandler } from 'fastify';
-import type { RegionRecord } from '../hub/hub-store.js';
-import type { HubSummaryInput } from '../hub/summary.js';
-import { referencedRevisions, regionView, revisionView, searchDevices, type DeviceSearch, type RegionView, type RevisionView } from '../hub/views.js';
+import type { RegionRecord } from '../storage/hub-store.js';
+import type { HubSummaryInput } from '../protocol/hub-summary.js';
+import type { HubPlugin } from '../hub/hub-server.js';
+import { referencedRevisions, regionView, revisionView, searchDevices, type DashboardOverview, type DeviceSearch } from '../hub/views.js';
+import type { RegionPlugin } from '../region/compose.js';
 
-/** What the dashboard page polls: `GET /api/v1/dashboard`. */
-export interface DashboardOverview {
-  mode: 'hub' | 'region';
-  at: number;
-  /** Hub only: a region silent this long is stale. */
-  staleAfterMs: number | null;
-  regions: RegionView[];
-  /** Recent commits, newest first. */
-  revisions: RevisionView[];
-}
+export type { DashboardOverview } from '../hub/views.js';
 
 export interface DashboardData {
   overview(): DashboardOverview;
   devices(query: string, limit: number): DeviceSearch;
 }
+
+/** The hub's dashboard: `startHub({ plugins: [hubDashboard] })`. */
+export const hubDashboard: HubPlugin = (app, hub) =>
+  registerDashboard(app, { mode: 'hub', guard: hub.guard, data: { overview: hub.overview, devices: hub.devices } });
+
+/** A region's own dashboard: `startRegion({ plugins: [regionDashboard] })`. */
+export const regionDashboard: RegionPlugin = (app, region) =>
+  registerDashboard(app, { mode: 'region', summary: region.summary, clock: region.clock, devicesGuard: region.operatorGuard });
 
 export type DashboardOptions =
   | { mode: 'hub'; data: DashboardData; guard?: preHandlerHookHandler }

@@ -1,3 +1,5 @@
+import { compareStrings } from '../core/text.js';
+import { regionDashboard } from '../dashboard/serve.js';
 import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -7,7 +9,7 @@ import git from 'isomorphic-git';
 import { pino, type Logger } from 'pino';
 import { parse } from 'yaml';
 import { CascadeError } from '../core/errors.js';
-import { startRegion, type RunningRegion } from '../region/region-server.js';
+import { startRegion, type RunningRegion } from '../region/compose.js';
 import { startSimulation, type Simulation } from '../simulate/simulation.js';
 import { commitFiles } from '../source/commit-files.js';
 import { initFleetRepository } from '../source/init-repository.js';
@@ -17,7 +19,8 @@ import { BROKEN_DEPLOYMENT_PATH, BROKEN_DEPLOYMENT_YAML, DEMO_ROLLOUT, bumpDeplo
 import { startGitHttpServer, type GitHttpServer } from './git-http-server.js';
 import { ProgressPrinter, type DemoOutput } from './progress-printer.js';
 import { getStatus, triggerReconcile } from './region-api.js';
-import { plural, short, waitForConvergence, type ConvergenceContext } from './wait-for-convergence.js';
+import { plural } from '../core/text.js';
+import { short, waitForConvergence, type ConvergenceContext } from './wait-for-convergence.js';
 
 export interface DemoOptions {
   /** Simulated devices in the region. */
@@ -129,6 +132,7 @@ export async function runDemo(options: DemoOptions): Promise<DemoResult> {
     say(`[2/6] Region ${REGION} and ${plural(n, 'device')}`);
     const enrollmentToken = randomBytes(16).toString('hex');
     region = await startRegion({
+      plugins: [regionDashboard],
       repo: remote.url,
       branch: BRANCH,
       region: REGION,
@@ -178,7 +182,7 @@ export async function runDemo(options: DemoOptions): Promise<DemoResult> {
         versions: { [DEPLOYMENT.app]: initialVersion },
       });
       const versions = Object.entries(sim.stats().versions)
-        .sort(([a], [b]) => a.localeCompare(b))
+        .sort(([a], [b]) => compareStrings(a, b))
         .map(([app, counts]) => `${app} ${Object.keys(counts).join('/')}`)
         .join(', ');
       say(`  converged: ${n}/${n} devices run ${versions} (revision ${short(remote.head)}, ${plural(converged.status.updatesSent, 'update')} handed out)`);

@@ -1,3 +1,4 @@
+import { plural } from '../core/text.js';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { CascadeError } from '../core/errors.js';
 import { sumWaves } from '../plan/rollout/totals.js';
@@ -140,9 +141,6 @@ function describeDevices(status: RegionStatus, devices: number, revision: string
 }
 
 
-export function plural(n: number, word: string): string {
-  return `${n} ${word}${n === 1 ? '' : 's'}`;
-}
 
 export function short(sha: string | null): string {
   return sha ? sha.slice(0, 8) : '-';

@@ -1,37 +1,18 @@
-import type { AnyDoc, AppDoc, DeploymentDoc, DocSource, Kind, RolloutSpec } from './model.js';
-import type { PointAt } from './parse-yaml.js';
+import { artifactAndCommandProblems, type ArtifactUrlPolicy } from './artifact-policy.js';
+import type { CheckedDoc, CheckProblem, NamedDoc } from './check-types.js';
+import type { AppDoc, DeploymentDoc, DocSource, RegionDoc, RolloutSpec } from './model.js';
+import { containerPolicyRefusals } from '../core/container-policy.js';
 import { closest } from './schemas.js';
 import { selectorsAreDisjoint } from './selector.js';
 
-/** A document that passed its schema. */
-export interface CheckedDoc {
-  doc: AnyDoc;
-  source: DocSource;
-}
-
-/** Any document whose kind and name could be read, valid or not: enough to tell duplicates and to resolve references. */
-export interface NamedDoc {
-  kind: Kind;
-  name: string;
-  source: DocSource;
-}
-
-/** A problem between documents, located by pointer; the loader looks up line and column. */
-export interface CheckProblem {
-  code: string;
-  path: string;
-  index: number;
-  pointer: string;
-  at: PointAt;
-  message: string;
-}
+export type { CheckedDoc, CheckProblem, NamedDoc } from './check-types.js';
 
 /**
  * The checks no single document's schema can express: unique names, references between
- * documents, artifacts for deployed versions, wave order, one Fleet, and equal-priority
- * Deployments that might select the same device.
+ * documents, artifacts for deployed versions, wave order, one Fleet, equal-priority
+ * Deployments that might select the same device, and artifact URLs and commands (artifact-policy.ts).
  */
-export function checkFleet(valid: readonly CheckedDoc[], named: readonly NamedDoc[]): CheckProblem[] {
+export function checkFleet(valid: readonly CheckedDoc[], named: readonly NamedDoc[], policy: ArtifactUrlPolicy = {}): CheckProblem[] {
   const problems: CheckProblem[] = [];
   const ordered = [...named].sort((a, b) => compareSources(a.source, b.source));
   problems.push(...duplicateNames(ordered), ...extraFleets(ordered));
@@ -39,7 +20,11 @@ export function checkFleet(valid: readonly CheckedDoc[], named: readonly NamedDo
   const appNames = new Set(named.filter((d) => d.kind === 'App').map((d) => d.name));
   const regionNames = new Set(named.filter((d) => d.kind === 'Region').map((d) => d.name));
   const validApps = new Map<string, AppDoc>();
-  for (const { doc } of valid) if (doc.kind === 'App') validApps.set(doc.metadata.name, doc);
+  const validRegions = new Map<string, RegionDoc>();
+  for (const { doc } of valid) {
+    if (doc.kind === 'App') validApps.set(doc.metadata.name, doc);
+    if (doc.kind === 'Region') validRegions.set(doc.metadata.name, doc);
+  }
 
   const deployments: Array<CheckedDoc & { doc: DeploymentDoc }> = [];
   for (const checked of valid) {
@@ -48,8 +33,10 @@ export function checkFleet(valid: readonly CheckedDoc[], named: readonly NamedDo
     if (doc.kind !== 'Deployment') continue;
     deployments.push(checked as CheckedDoc & { doc: DeploymentDoc });
     problems.push(...referenceProblems(doc, source, appNames, regionNames, validApps));
+    problems.push(...containerPolicyProblems(doc, source, validApps, validRegions));
   }
   problems.push(...priorityOverlaps(deployments));
+  problems.push(...artifactAndCommandProblems(valid, policy));
   return problems;
 }
 
@@ -156,6 +143,32 @@ function referenceProblems(
         `Deployment "${name}" asks for ${app} version "${version}", but App "${app}" has no artifact for it (artifacts: ${declared.length ? declared.join(', ') : 'none'}); add spec.artifacts."${version}" to the App or fix spec.version`,
       ),
     );
+  }
+  return problems;
+}
+
+/**
+ * A container app that asks for more than a Region allows (privileged, host paths outside the allow-list)
+ * would be refused by every device there: say so before the commit, at the Deployment that sends it.
+ */
+function containerPolicyProblems(doc: DeploymentDoc, source: DocSource, apps: ReadonlyMap<string, AppDoc>, regions: ReadonlyMap<string, RegionDoc>): CheckProblem[] {
+  const runtime = apps.get(doc.spec.app)?.spec.runtime;
+  if (runtime?.type !== 'container') return [];
+  const targets = doc.spec.selector?.regions ?? [...regions.keys()].sort();
+  const problems: CheckProblem[] = [];
+  for (const name of targets) {
+    const region = regions.get(name);
+    if (!region) continue;
+    for (const refusal of containerPolicyRefusals(runtime, region.spec.containers ?? {})) {
+      problems.push({
+        code: 'container-policy',
+        path: source.path,
+        index: source.index,
+        pointer: '/spec/app',
+        at: 'value',
+        message: `Deployment "${doc.metadata.name}" sends app "${doc.spec.app}" to region "${name}", whose devices would refuse it: ${refusal}`,
+      });
+    }
   }
   return problems;
 }

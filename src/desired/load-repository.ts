@@ -1,5 +1,6 @@
 import { existsSync, statSync } from 'node:fs';
 import { join } from 'node:path';
+import type { ArtifactUrlPolicy } from '../core/artifact-url.js';
 import { CascadeError } from '../core/errors.js';
 import { readGitSnapshot } from '../source/git-snapshot.js';
 import type { FleetSnapshot } from '../source/snapshot.js';
@@ -13,11 +14,15 @@ export interface LoadRepositoryOptions {
   rev?: string;
   /** Keep parsed documents in `<cacheDir>/parse-cache.sqlite` for the next run. */
   cacheDir?: string;
+  /** Which artifact URLs are accepted beyond the default (https:, public hosts). */
+  artifactPolicy?: ArtifactUrlPolicy;
 }
 
 export interface RepositoryLoad {
   fleet: LoadedFleet;
   problems: Problem[];
+  /** Symlinks and submodules that were not followed. */
+  warnings: Problem[];
   /** Commit oid with `rev`, null for a working tree. */
   revision: string | null;
 }
@@ -30,8 +35,8 @@ export async function loadRepository(dir: string, options: LoadRepositoryOptions
   const snapshot = options.rev !== undefined ? await readCommitSnapshot(dir, options.rev) : await readWorktreeSnapshot(dir);
   const cache = options.cacheDir !== undefined ? SqliteParseCache.inDir(options.cacheDir) : undefined;
   try {
-    const { fleet, problems } = await new FleetLoader({ cache }).load(snapshot);
-    return { fleet, problems, revision: snapshot.revision };
+    const { fleet, problems, warnings } = await new FleetLoader({ cache, artifactPolicy: options.artifactPolicy }).load(snapshot);
+    return { fleet, problems, warnings, revision: snapshot.revision };
   } finally {
     cache?.close();
   }
@@ -40,7 +45,11 @@ export async function loadRepository(dir: string, options: LoadRepositoryOptions
 async function readCommitSnapshot(dir: string, rev: string): Promise<FleetSnapshot> {
   const gitdir = findGitdir(dir);
   if (!gitdir) {
-    throw new CascadeError('not-a-git-repo', `${dir} is not a git repository (no .git, and not a bare repository); drop --rev to check the files as they are`, { dir });
+    throw new CascadeError(
+      'not-a-git-repo',
+      `${dir} is not a git repository (no .git, and not a bare repository), so revision "${rev}" cannot be read from it; run it in a clone of the fleet repository (validate and plan without --rev read the files as they are)`,
+      { dir },
+    );
   }
   const bare = gitdir === dir;
   return (await readGitSnapshot(bare ? { gitdir, ref: rev } : { dir, gitdir, ref: rev })).snapshot;

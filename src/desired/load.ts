@@ -1,4 +1,5 @@
 import type { FleetFile, FleetSnapshot } from '../source/snapshot.js';
+import type { ArtifactUrlPolicy } from '../core/artifact-url.js';
 import { checkFleet, type CheckedDoc, type CheckProblem, type NamedDoc } from './check.js';
 import { KINDS, type AnyDoc, type DocSource, type Kind, type LoadedFleet, type Problem } from './model.js';
 import type { CachedDocument, ParseCache } from './parse-cache.js';
@@ -28,12 +29,16 @@ export interface LoadResult {
   fleet: LoadedFleet;
   /** Sorted by path, line, column. */
   problems: Problem[];
+  /** Things that do not make the revision invalid but that a user should know, e.g. a symlink that was not followed. */
+  warnings: Problem[];
   stats: LoadStats;
 }
 
 export interface FleetLoaderOptions {
   /** Parsed documents on disk, so a restarted process need not parse unchanged files again. */
   cache?: ParseCache;
+  /** Which artifact URLs are accepted beyond the default (https:, public hosts). */
+  artifactPolicy?: ArtifactUrlPolicy;
 }
 
 /** One document of a file, with what the loader learnt about it. */
@@ -61,12 +66,14 @@ const PARALLEL_READS = 16;
  */
 export class FleetLoader {
   private readonly cache: ParseCache | undefined;
+  private readonly artifactPolicy: ArtifactUrlPolicy;
   /** Results of the last load, and of the one before (callers often alternate between two revisions). */
   private memory = new Map<string, FileEntry>();
   private previousMemory = new Map<string, FileEntry>();
 
   constructor(options: FleetLoaderOptions = {}) {
     this.cache = options.cache;
+    this.artifactPolicy = options.artifactPolicy ?? {};
   }
 
   async load(snapshot: FleetSnapshot): Promise<LoadResult> {
@@ -123,7 +130,7 @@ export class FleetLoader {
     // A failed read may succeed next time (an object still being fetched), so it is not remembered.
     this.memory = failedReads.size === 0 ? entries : new Map([...entries].filter(([id]) => !failedReads.has(id)));
 
-    return assemble(snapshot, entries, stats);
+    return assemble(snapshot, entries, stats, this.artifactPolicy);
   }
 }
 
@@ -175,7 +182,7 @@ function kindAndName(value: Record<string, unknown>): { kind?: Kind; name?: stri
   return typeof name === 'string' ? { kind: kind as Kind, name } : { kind: kind as Kind };
 }
 
-async function assemble(snapshot: FleetSnapshot, entries: Map<string, FileEntry>, stats: LoadStats): Promise<LoadResult> {
+async function assemble(snapshot: FleetSnapshot, entries: Map<string, FileEntry>, stats: LoadStats, policy: ArtifactUrlPolicy): Promise<LoadResult> {
   const problems: Problem[] = [];
   const valid: CheckedDoc[] = [];
   const named: NamedDoc[] = [];
@@ -189,7 +196,7 @@ async function assemble(snapshot: FleetSnapshot, entries: Map<string, FileEntry>
     }
   }
 
-  const checkProblems = checkFleet(valid, named);
+  const checkProblems = checkFleet(valid, named, policy);
   problems.push(...(await locateCheckProblems(snapshot, checkProblems, valid)));
   const withProblems = new Set(checkProblems.map((p) => `${p.path}\u0000${p.index}`));
   const fleet = buildFleet(
@@ -197,7 +204,7 @@ async function assemble(snapshot: FleetSnapshot, entries: Map<string, FileEntry>
     valid.filter((v) => !withProblems.has(`${v.source.path}\u0000${v.source.index}`)),
   );
   problems.sort(compareProblems);
-  return { fleet, problems, stats };
+  return { fleet, problems, warnings: skippedWarnings(snapshot), stats };
 }
 
 /** Finds line and column of problems between documents by parsing again only the files they are in. */
@@ -248,6 +255,22 @@ function buildFleet(revision: string | null, docs: CheckedDoc[]): LoadedFleet {
     add(checked);
   }
   return fleet;
+}
+
+/** A symlink or submodule in the repository is never followed; say so, naming it, rather than skip it silently. */
+function skippedWarnings(snapshot: FleetSnapshot): Problem[] {
+  return (snapshot.skipped ?? []).map(({ path, kind }) => ({
+    code: kind === 'symlink' ? 'symlink-not-followed' : 'submodule-not-followed',
+    path,
+    line: 1,
+    col: 1,
+    pointer: '',
+    index: 0,
+    message:
+      kind === 'symlink'
+        ? 'warning: symlink not followed; Cascade reads only regular files and folders committed in the repository (a link could point outside it). Commit the documents themselves, or list the path in .cascadeignore'
+        : 'warning: submodule not followed; Cascade reads only files of this repository. Copy the documents in, or list the path in .cascadeignore',
+  }));
 }
 
 export function compareProblems(a: Problem, b: Problem): number {

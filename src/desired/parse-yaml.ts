@@ -1,10 +1,6 @@
 import {
-  CST,
   Composer,
-  Lexer,
   LineCounter,
-  Parser,
-  isAlias,
   isMap,
   isPair,
   isScalar,
@@ -13,25 +9,12 @@ import {
   type Node as YamlNode,
 } from 'yaml';
 import type { Problem } from './model.js';
+import { FORBIDDEN_KEYS, PARSE_LIMITS, tokenizeWithLimits } from './yaml-limits.js';
+import { YamlPositions, escapePointer } from './yaml-positions.js';
+import { bytePosition, firstInvalidUtf8 } from './utf8.js';
 
-/** Limits that keep hostile files from exhausting memory, stack or time. */
-export const PARSE_LIMITS = {
-  /** Bigger files are reported, never parsed. */
-  maxFileBytes: 1024 * 1024,
-  /** Nesting of collections; checked while parsing, before anything recurses. */
-  maxDepth: 64,
-  /** yaml's guard against "billion laughs" alias expansion. */
-  maxAliasCount: 50,
-  /** Nodes (scalars, collections, entries) per file: bounds time and memory; 1 MiB of real fleet YAML has under 100,000. */
-  maxNodesPerFile: 200_000,
-  /** Each document costs a few KB of syntax tree; a file of `---` lines must not cost gigabytes. */
-  maxDocumentsPerFile: 10_000,
-  /** More problems in one file are summarised in one last problem. */
-  maxProblemsPerFile: 50,
-} as const;
-
-/** Keys that could reach Object.prototype through careless code downstream. */
-const FORBIDDEN_KEYS = new Set(['__proto__', 'constructor', 'prototype']);
+export { PARSE_LIMITS } from './yaml-limits.js';
+export { YamlPositions, escapePointer, type PointAt } from './yaml-positions.js';
 
 /** A problem found in one file: a Problem without its path, so results can be shared by files with equal content. */
 export type FileProblem = Omit<Problem, 'path'>;
@@ -52,9 +35,6 @@ export interface ParsedYaml {
   /** Positions of nodes, while the syntax tree is at hand. */
   positions: YamlPositions | null;
 }
-
-/** Whether a node is addressed by its value or, for an unknown or forbidden field, by its key. */
-export type PointAt = 'value' | 'key';
 
 const COMPOSE_OPTIONS = {
   version: '1.2',
@@ -171,87 +151,6 @@ export function parseYamlText(text: string): ParsedYaml {
   return { documents, problems: capProblems(problems), positions: new YamlPositions(docs, lineCounter) };
 }
 
-/** Positions of nodes in a parsed file, found from JSON pointers (such as ajv's instancePath). */
-export class YamlPositions {
-  constructor(
-    private readonly docs: Document.Parsed[],
-    private readonly lineCounter: LineCounter,
-  ) {}
-
-  /** 1-based line and column of the node at `pointer` in document `index`; the nearest existing ancestor when it is missing. */
-  locate(index: number, pointer: string, at: PointAt = 'value'): { line: number; col: number } {
-    const doc = this.docs[index];
-    if (!doc) return { line: 1, col: 1 };
-    let node: unknown = doc.contents;
-    let offset = doc.contents?.range[0] ?? doc.range[0];
-    const segments = pointer === '' ? [] : pointer.slice(1).split('/').map(unescapePointer);
-    for (let i = 0; i < segments.length; i++) {
-      const segment = segments[i]!;
-      const last = i === segments.length - 1;
-      if (isAlias(node)) node = node.resolve(doc);
-      if (isMap(node)) {
-        const pair = node.items.find((p) => isScalar(p.key) && String(p.key.value) === segment);
-        if (!pair) break;
-        const key = pair.key as YamlNode;
-        if (last && at === 'key' && key.range) return this.position(key.range[0]);
-        const value = pair.value as YamlNode | null;
-        if (!value?.range) {
-          if (key.range) offset = key.range[0];
-          break;
-        }
-        node = value;
-        offset = value.range![0];
-      } else if (isSeq(node)) {
-        const item = node.items[Number(segment)] as YamlNode | undefined;
-        if (!item?.range) break;
-        node = item;
-        offset = item.range[0];
-      } else {
-        break;
-      }
-    }
-    return this.position(offset);
-  }
-
-  private position(offset: number): { line: number; col: number } {
-    const { line, col } = this.lineCounter.linePos(offset);
-    return { line, col };
-  }
-}
-
-/** Lexemes that each start a node or an entry of the syntax tree. */
-const NODE_LEXEMES = new Set<string>(['scalar', 'alias', 'flow-map-start', 'flow-seq-start', 'seq-item-ind', 'explicit-key-ind', 'map-value-ind', 'block-scalar-header']);
-
-/**
- * Runs yaml's lexer and CST parser (both iterative) by hand so the nesting depth can be
- * checked on every token; the composer and toJS recurse, so they only ever see shallow input.
- */
-function tokenizeWithLimits(
-  text: string,
-  lineCounter: LineCounter,
-): { tokens: CST.Token[] } | { tooDeep: number } | { tooManyDocuments: number } | { tooManyNodes: number } {
-  const parser = new Parser(lineCounter.addNewLine);
-  lineCounter.addNewLine(0);
-  const tokens: CST.Token[] = [];
-  // One stack entry for the document itself, one per collection or pending node inside it.
-  const stackLimit = PARSE_LIMITS.maxDepth + 2;
-  let documents = 0;
-  /** Keeps a token; true when it is one document too many. */
-  const take = (token: CST.Token): boolean => {
-    tokens.push(token);
-    return token.type === 'document' && ++documents > PARSE_LIMITS.maxDocumentsPerFile;
-  };
-  let nodes = 0;
-  for (const lexeme of new Lexer().lex(text)) {
-    const offset = parser.offset;
-    if (NODE_LEXEMES.has(CST.tokenType(lexeme) ?? '') && ++nodes > PARSE_LIMITS.maxNodesPerFile) return { tooManyNodes: offset };
-    for (const token of parser.next(lexeme)) if (take(token)) return { tooManyDocuments: token.offset };
-    if (parser.stack.length > stackLimit) return { tooDeep: offset };
-  }
-  for (const token of parser.end()) if (take(token)) return { tooManyDocuments: token.offset };
-  return { tokens };
-}
-
 function documentProblems(doc: Document.Parsed, index: number, lineCounter: LineCounter): FileProblem[] {
   const problems: FileProblem[] = [];
   for (const error of [...doc.errors, ...doc.warnings]) {
@@ -352,60 +251,3 @@ function firstLine(message: string): string {
   return message.split('\n')[0]!.replace(/ at line \d+, column \d+:?$/, '');
 }
 
-export function escapePointer(segment: string): string {
-  return segment.replace(/~/g, '~0').replace(/\//g, '~1');
-}
-
-export function unescapePointer(segment: string): string {
-  return segment.replace(/~1/g, '/').replace(/~0/g, '~');
-}
-
-/** 1-based line and column (in characters) of a byte offset. */
-function bytePosition(bytes: Uint8Array, offset: number): { line: number; col: number } {
-  let line = 1;
-  let lineStart = 0;
-  for (let i = 0; i < offset; i++) {
-    if (bytes[i] === 0x0a) {
-      line++;
-      lineStart = i + 1;
-    }
-  }
-  let col = 1;
-  for (let i = lineStart; i < offset; i++) if ((bytes[i]! & 0xc0) !== 0x80) col++;
-  return { line, col };
-}
-
-/** Offset of the first byte that breaks UTF-8 (the decoder only says that one does). */
-function firstInvalidUtf8(bytes: Uint8Array): number {
-  let i = 0;
-  while (i < bytes.length) {
-    const b = bytes[i]!;
-    let extra: number;
-    let min: number;
-    if (b < 0x80) {
-      i++;
-      continue;
-    } else if (b >= 0xc2 && b <= 0xdf) {
-      extra = 1;
-      min = 0x80;
-    } else if (b >= 0xe0 && b <= 0xef) {
-      extra = 2;
-      min = 0x800;
-    } else if (b >= 0xf0 && b <= 0xf4) {
-      extra = 3;
-      min = 0x10000;
-    } else {
-      return i;
-    }
-    if (i + extra >= bytes.length) return i;
-    let code = b & (0x3f >> extra);
-    for (let k = 1; k <= extra; k++) {
-      const c = bytes[i + k]!;
-      if ((c & 0xc0) !== 0x80) return i;
-      code = (code << 6) | (c & 0x3f);
-    }
-    if (code < min || code > 0x10ffff || (code >= 0xd800 && code <= 0xdfff)) return i;
-    i += extra + 1;
-  }
-  return bytes.length;
-}

@@ -1,5 +1,4 @@
 import type { AppName, DeviceDesired, DeviceId, InventoryDevice, Labels } from '../core/types.js';
-import type { PlanConflict } from '../plan/types.js';
 import type { DeploymentDoc, LoadedFleet, Selector } from './model.js';
 import { matchesSelector } from './selector.js';
 
@@ -12,6 +11,15 @@ import { matchesSelector } from './selector.js';
  */
 
 /** What one device should run. `desired` may be shared between devices and is frozen: do not mutate it. */
+/** A device+app where Deployments of equal priority disagree: no step is planned for it. */
+export interface PlanConflict {
+  device: DeviceId;
+  app: AppName;
+  deployments: string[];
+  priority: number;
+  message: string;
+}
+
 export interface DeviceResolution {
   desired: Readonly<DeviceDesired>;
   conflicts: readonly PlanConflict[];

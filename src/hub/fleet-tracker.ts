@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import type { Logger } from 'pino';
-import type { HubStore, PutSummaryResult, RegionRecord, RevisionUpdate, StoredRevision } from './hub-store.js';
-import type { HubSummary } from './summary.js';
+import type { HubStore, PutSummaryResult, RegionRecord, RevisionUpdate, StoredRevision } from '../storage/hub-store.js';
+import type { HubSummary } from '../protocol/hub-summary.js';
 import { fleetView, referencedRevisions, revisionView, searchDevices, type DeviceSearch, type FleetView, type RevisionState, type RevisionView } from './views.js';
 import { revisionStateEvent } from './webhooks.js';
 

@@ -1,15 +1,14 @@
-import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import type { FastifyInstance, FastifyReply, FastifyRequest, preHandlerHookHandler } from 'fastify';
 import type { Logger } from 'pino';
 import { CascadeError } from '../core/errors.js';
-import { registerDashboard } from '../dashboard/serve.js';
-import { HttpError, createRegionHttpServer } from '../region/http-server.js';
-import { SIGNATURE_HEADER, bearerToken, regionToken, secretsEqual, signBody } from './auth.js';
+import { HttpError, createRegionHttpServer } from '../http/http-server.js';
+import { SIGNATURE_HEADER, bearerToken, regionToken, secretsEqual, signBody } from '../protocol/hub-auth.js';
 import { FleetTracker } from './fleet-tracker.js';
 import { createHubMetrics } from './hub-metrics.js';
-import { HubStore } from './hub-store.js';
+import { HubStore } from '../storage/hub-store.js';
 import { createReadGuard } from './read-access.js';
-import { MAX_SUMMARY_BYTES, hubSummarySchema, isValidRegionName, type HubSummary } from './summary.js';
-import type { FleetView, RevisionView } from './views.js';
+import { MAX_SUMMARY_BYTES, hubSummarySchema, isValidRegionName, type HubSummary } from '../protocol/hub-summary.js';
+import type { DashboardOverview, DeviceSearch, FleetView, RevisionView } from './views.js';
 import { WebhookDispatcher } from './webhooks.js';
 
 export interface HubConfig {
@@ -30,7 +29,18 @@ export interface HubConfig {
   webhookRetry?: { baseDelayMs?: number; maxAttempts?: number; timeoutMs?: number };
   log: Logger | false;
   clock?: () => number;
+  /** Routes served beside the hub API, such as the web dashboard (dashboard/serve.ts: hubDashboard). */
+  plugins?: readonly HubPlugin[];
 }
+
+/** What a plugin of the hub (the dashboard) may read, and the guard reads go through. */
+export interface HubPluginContext {
+  guard: preHandlerHookHandler | undefined;
+  overview(): DashboardOverview;
+  devices(query: string, limit: number): DeviceSearch;
+}
+
+export type HubPlugin = (app: FastifyInstance, hub: HubPluginContext) => void;
 
 export interface RunningHub {
   url: string;
@@ -154,23 +164,21 @@ export async function startHub(config: HubConfig): Promise<RunningHub> {
     return view;
   });
 
-  registerDashboard(app, {
-    mode: 'hub',
+  const pluginContext: HubPluginContext = {
     guard,
-    data: {
-      overview: () => {
-        const fleet = tracker.fleet();
-        return { mode: 'hub', at: fleet.at, staleAfterMs, regions: fleet.regions, revisions: tracker.recentRevisions(DEFAULT_REVISIONS_LISTED) };
-      },
-      devices: (query, limit) => tracker.devices(query, limit),
+    overview: () => {
+      const fleet = tracker.fleet();
+      return { mode: 'hub', at: fleet.at, staleAfterMs, regions: fleet.regions, revisions: tracker.recentRevisions(DEFAULT_REVISIONS_LISTED) };
     },
-  });
+    devices: (query, limit) => tracker.devices(query, limit),
+  };
+  for (const plugin of config.plugins ?? []) plugin(app, pluginContext);
 
   try {
     await app.listen({ host: config.host, port: config.port });
   } catch (err) {
     store.close();
-    throw new CascadeError('hub-listen-failed', `cannot listen on ${config.host}:${config.port}: ${(err as Error).message} (check --listen)`);
+    throw new CascadeError('hub-listen-failed', `cannot listen on ${config.host}:${config.port}: ${(err as Error).message} (check --listen)`, undefined, { cause: err });
   }
   const address = app.server.address();
   const port = typeof address === 'object' && address ? address.port : config.port;

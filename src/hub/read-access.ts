@@ -1,6 +1,6 @@
 import type { FastifyReply, FastifyRequest, preHandlerHookHandler } from 'fastify';
-import { HttpError } from '../region/http-server.js';
-import { bearerToken, secretsEqual } from './auth.js';
+import { HttpError } from '../http/http-server.js';
+import { bearerToken, secretsEqual } from '../protocol/hub-auth.js';
 
 export const READ_COOKIE = 'cascade_hub_read';
 

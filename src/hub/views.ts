@@ -1,8 +1,9 @@
+import { compareStrings } from '../core/text.js';
 import { sumWaves } from '../plan/rollout/totals.js';
 import type { DeploymentRolloutStatus, HaltRecord, RolloutPhase, WaveStatus } from '../plan/rollout/types.js';
 import type { DeviceCounts, DeviceState } from '../reconciler/region-status.js';
-import type { RegionRecord } from './hub-store.js';
-import type { HubSummary } from './summary.js';
+import type { RegionRecord } from '../storage/hub-store.js';
+import type { HubSummary } from '../protocol/hub-summary.js';
 
 /**
  * Pure views over the regions' latest summaries: what the hub API, the dashboard, the webhooks
@@ -38,6 +39,8 @@ export interface FleetView {
 export interface RolloutCounts {
   devices: number;
   converged: number;
+  /** Enrolled, no report yet: neither offline nor attempted. Absent in views stored before it existed. */
+  new?: number;
   updating: number;
   pending: number;
   failed: number;
@@ -103,6 +106,17 @@ export interface RevisionView {
   stateChangedAt?: number;
 }
 
+/** What the dashboard page polls: `GET /api/v1/dashboard`, from the hub or a region. */
+export interface DashboardOverview {
+  mode: 'hub' | 'region';
+  at: number;
+  /** Hub only: a region silent this long is stale. */
+  staleAfterMs: number | null;
+  regions: RegionView[];
+  /** Recent commits, newest first. */
+  revisions: RevisionView[];
+}
+
 export interface DeviceRow {
   region: string;
   id: string;
@@ -143,7 +157,7 @@ export function regionView(record: RegionRecord, now: number, staleAfterMs: numb
 }
 
 export function fleetView(records: RegionRecord[], now: number, staleAfterMs: number): FleetView {
-  const regions = records.map((r) => regionView(r, now, staleAfterMs)).sort((a, b) => a.region.localeCompare(b.region));
+  const regions = records.map((r) => regionView(r, now, staleAfterMs)).sort((a, b) => compareStrings(a.region, b.region));
   return { at: now, staleAfterMs, regions };
 }
 
@@ -159,12 +173,12 @@ export function referencedRevisions(records: RegionRecord[]): Set<string> {
 }
 
 function emptyCounts(): RolloutCounts {
-  return { devices: 0, converged: 0, updating: 0, pending: 0, failed: 0, offline: 0 };
+  return { devices: 0, converged: 0, new: 0, updating: 0, pending: 0, failed: 0, offline: 0 };
 }
 
 export function rolloutCounts(waves: WaveStatus[]): RolloutCounts {
   const total = sumWaves(waves);
-  return { devices: total.devices, converged: total.healthy, updating: total.updating, pending: total.pending, failed: total.failed, offline: total.offline };
+  return { devices: total.devices, converged: total.healthy, new: total.new, updating: total.updating, pending: total.pending, failed: total.failed, offline: total.offline };
 }
 
 function isRefused(summary: HubSummary, sha: string): boolean {
@@ -184,7 +198,7 @@ export function revisionView(sha: string, records: RegionRecord[], now: number, 
   let applying = 0;
   let allComplete = true;
 
-  const sorted = [...records].sort((a, b) => a.summary.region.localeCompare(b.summary.region));
+  const sorted = [...records].sort((a, b) => compareStrings(a.summary.region, b.summary.region));
   for (const record of sorted) {
     const s = record.summary;
     const stale = isStale(record, now, staleAfterMs);
@@ -210,7 +224,7 @@ export function revisionView(sha: string, records: RegionRecord[], now: number, 
         if (r.message) view.message = r.message;
         return view;
       })
-      .sort((a, b) => a.deployment.localeCompare(b.deployment));
+      .sort((a, b) => compareStrings(a.deployment, b.deployment));
 
     for (const d of deployments) {
       if (d.state !== 'Complete') allComplete = false;
@@ -228,6 +242,7 @@ export function revisionView(sha: string, records: RegionRecord[], now: number, 
       if (stale) total.counts.offline += d.counts.devices;
       else {
         total.counts.converged += d.counts.converged;
+        total.counts.new = (total.counts.new ?? 0) + (d.counts.new ?? 0);
         total.counts.updating += d.counts.updating;
         total.counts.pending += d.counts.pending;
         total.counts.failed += d.counts.failed;
@@ -257,7 +272,7 @@ export function revisionView(sha: string, records: RegionRecord[], now: number, 
     state,
     superseded: false,
     regions,
-    deployments: [...totals.values()].sort((a, b) => a.deployment.localeCompare(b.deployment) || a.version.localeCompare(b.version)),
+    deployments: [...totals.values()].sort((a, b) => compareStrings(a.deployment, b.deployment) || compareStrings(a.version, b.version)),
     halted,
     undo,
   };
@@ -270,7 +285,7 @@ export function searchDevices(records: RegionRecord[], query: string, limit: num
   let total = 0;
   let matched = 0;
   const truncatedRegions: string[] = [];
-  const sorted = [...records].sort((a, b) => a.summary.region.localeCompare(b.summary.region));
+  const sorted = [...records].sort((a, b) => compareStrings(a.summary.region, b.summary.region));
   for (const { summary } of sorted) {
     total += summary.devices.total;
     if (summary.devicesTruncated) truncatedRegions.push(summary.region);

@@ -1,6 +1,6 @@
 import type { Logger } from 'pino';
-import { signBody } from './auth.js';
-import type { HubStore, WebhookEventRecord } from './hub-store.js';
+import { signBody } from '../protocol/hub-auth.js';
+import type { HubStore, WebhookEventRecord } from '../storage/hub-store.js';
 import type { RevisionState, RevisionView } from './views.js';
 
 /** The JSON body POSTed to every webhook when a commit's overall state changes. */

@@ -1,3 +1,4 @@
+import { compareStrings } from '../core/text.js';
 import type { AppName, DeviceDesired, InventoryDevice } from '../core/types.js';
 import { compareVersions } from '../core/version.js';
 import type { LoadedFleet } from '../desired/model.js';
@@ -242,6 +243,3 @@ function compareDeviceAndApp(a: PlanStep, b: PlanStep): number {
   return a.device < b.device ? -1 : a.device > b.device ? 1 : a.app < b.app ? -1 : a.app > b.app ? 1 : 0;
 }
 
-function compareStrings(a: string, b: string): number {
-  return a < b ? -1 : a > b ? 1 : 0;
-}

@@ -1,4 +1,5 @@
-import { describeCounts, describeDeploymentRegion, plural, summarizePlan, type DeploymentSummary } from './summary.js';
+import { plural } from '../core/text.js';
+import { describeCounts, describeDeploymentRegion, summarizePlan, type DeploymentSummary } from './summary.js';
 import type { Plan } from './types.js';
 
 /**

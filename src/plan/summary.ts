@@ -1,3 +1,4 @@
+import { compareStrings, plural } from '../core/text.js';
 import type { Plan, PlanAction, PlanStep } from './types.js';
 
 /** Totals a reviewer reads before the steps: per region, per Deployment (and region), per wave. */
@@ -178,10 +179,4 @@ export function describeDeploymentRegion(summary: DeploymentRegionSummary, isRem
   return `${sentence}: ${summary.waves.map((w) => `${w.steps} in wave ${w.wave}`).join(', ')}`;
 }
 
-export function plural(count: number, noun: string): string {
-  return `${count} ${noun}${count === 1 ? '' : 's'}`;
-}
 
-function compareStrings(a: string, b: string): number {
-  return a < b ? -1 : a > b ? 1 : 0;
-}

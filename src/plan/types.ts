@@ -1,4 +1,7 @@
 import type { AppName, DeviceId } from '../core/types.js';
+import type { PlanConflict } from '../desired/resolve.js';
+
+export type { PlanConflict } from '../desired/resolve.js';
 
 export type PlanAction = 'install' | 'upgrade' | 'downgrade' | 'remove';
 
@@ -20,14 +23,6 @@ export interface PlanStep {
   reason: string;
 }
 
-/** A device+app where Deployments of equal priority disagree: no step is planned for it. */
-export interface PlanConflict {
-  device: DeviceId;
-  app: AppName;
-  deployments: string[];
-  priority: number;
-  message: string;
-}
 
 export interface Plan {
   revision: string | null;

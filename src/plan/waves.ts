@@ -1,8 +1,6 @@
 import type { DeviceId } from '../core/types.js';
 import type { LoadedFleet, RolloutSpec } from '../desired/model.js';
-
-/** One wave holding every device: the rollout when no Deployment, Region or Fleet sets `waves`. */
-export const DEFAULT_WAVES: readonly number[] = Object.freeze([100]);
+import { DEFAULT_WAVE_PERCENTS } from './rollout/defaults.js';
 
 /** Rollout settings after merging Deployment > Region > Fleet; `waves` always set. */
 export type EffectiveRollout = RolloutSpec & { waves: number[] };
@@ -65,7 +63,7 @@ export function mergeRollouts(...levels: (RolloutSpec | undefined)[]): Effective
       if (level[key] !== undefined) (merged as Record<string, unknown>)[key] = level[key];
     }
   }
-  return { ...merged, waves: merged.waves && merged.waves.length > 0 ? [...merged.waves] : [...DEFAULT_WAVES] };
+  return { ...merged, waves: merged.waves && merged.waves.length > 0 ? [...merged.waves] : [...DEFAULT_WAVE_PERCENTS] };
 }
 
 function fnv1aUtf8(hash: number, text: string): number {

@@ -2,7 +2,7 @@
  * JSON Schemas of the request bodies, so the region rejects a wrong shape before it touches state.
  * Labels are only shape-checked here; their key/value rules are in validate.ts, which names the bad label.
  */
-import { MAX_LABELS } from './types.js';
+import { MAX_LABELS, MAX_REPORT_SEQ } from './types.js';
 
 const APP_NAME_PATTERN = '^[A-Za-z0-9][A-Za-z0-9._-]{0,252}$';
 
@@ -46,6 +46,8 @@ export const reportRequestSchema = {
       additionalProperties: appReportSchema,
     },
     labels: labelsSchema,
+    /** Monotonic per device, see ReportRequest.seq. */
+    seq: { type: 'integer', minimum: 1, maximum: MAX_REPORT_SEQ },
   },
 } as const;
 

@@ -40,7 +40,17 @@ export interface EnrollResponse {
 export interface ReportRequest {
   apps: Record<AppName, AppReport>;
   labels?: Labels;
+  /**
+   * The agent's report sequence number: an integer from 1 up to MAX_REPORT_SEQ, strictly greater in
+   * every report a device sends than in any earlier one, across restarts (the agent persists it before
+   * sending). A region that holds a report with a greater seq can ignore this one as stale (a replay
+   * or a late delivery). Optional: absent from agents older than this field.
+   */
+  seq?: number;
 }
+
+/** Largest report sequence number (JavaScript's safe integers). */
+export const MAX_REPORT_SEQ = Number.MAX_SAFE_INTEGER;
 export interface ReportResponse {
   ok: true;
 }

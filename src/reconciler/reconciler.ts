@@ -1,15 +1,24 @@
 import type { Logger } from 'pino';
 import type { DeviceDesired, DeviceId, InventoryDevice } from '../core/types.js';
-import { isCascadeError } from '../core/errors.js';
+import { isCascadeError, isTemporary } from '../core/errors.js';
+import type { Condition } from '../protocol/region-status.js';
+import { RegionConditions } from './conditions.js';
 import type { LoadedFleet } from '../desired/model.js';
 import type { FleetLoader } from '../desired/load.js';
 import { formatProblem } from '../desired/format-problem.js';
 import { createResolver, type DesiredResolver } from '../desired/resolve.js';
 import { computeHandOut } from '../plan/hand-out.js';
-import { collectRolloutInputs, planRollouts, releasedBy, type DeploymentRolloutStatus } from '../plan/rollout/index.js';
+import {
+  collectRolloutInputs,
+  DEFAULT_OFFLINE_AFTER_MS,
+  planRollouts,
+  regionOfflineAfterMs,
+  releasedBy,
+  type DeploymentRolloutStatus,
+} from '../plan/rollout/index.js';
 import type { FleetSource } from '../source/fleet-source.js';
 import { readGitSnapshot, type GitSnapshotState } from '../source/git-snapshot.js';
-import type { AppCatalog, DeviceRecord, StateStore } from '../region/state-store.js';
+import type { AppCatalog, DeviceRecord, StateStore } from './state-store.js';
 import type { PassRequest } from './pass-scheduler.js';
 import { refuseRevision, type RevisionGuardOptions } from './revision-guard.js';
 import type { RegionMetrics } from './region-metrics.js';
@@ -32,6 +41,17 @@ export interface ReconcilerOptions {
   guard?: Omit<RevisionGuardOptions, 'gitdir'>;
   /** Called after every pass, e.g. to push a summary to the hub. */
   onPassComplete?: () => void;
+  /**
+   * Asks for a fetching pass after `ms` (a temporary failure backs off: 1 s, 2 s, 4 s ... up to
+   * `maxBackoffMs`); a refusal is final for its head and asks for nothing.
+   */
+  retryIn?: (ms: number) => void;
+  /** The longest backoff; the fetch interval. */
+  maxBackoffMs?: number;
+  /** The region's `--offline-after` (default DEFAULT_OFFLINE_AFTER_MS); the fleet's Region or Fleet `rollout.offlineAfter` wins. */
+  offlineAfterMs?: number;
+  /** Devices pull container images through this mirror unless the Region document names one (--registry-mirror). */
+  registryMirror?: string;
 }
 
 /** The state of the source as the last pass saw it, for status and readiness. */
@@ -49,12 +69,41 @@ export interface SourceCondition {
  */
 export class Reconciler {
   private fleet: LoadedFleet | null = null;
+  private readonly conditions: RegionConditions;
+  /** The last pass's failure, when it failed. */
+  private passError: { reason: string; message: string; temporary: boolean; duringFetch: boolean } | null = null;
+  /** Why the attempted head was refused by the guard, when it was (validation refusals say 'invalid'). */
+  private refusalReason: string | null = null;
+  /** Consecutive temporary failures: the backoff's exponent. */
+  private failures = 0;
+  /** A non-descending head an operator adopted (`cascade region accept`), until it is applied. */
+  private accepted: string | null = null;
   private resolver: DesiredResolver | null = null;
   private rollouts: DeploymentRolloutStatus[] = [];
   private snapshotState: GitSnapshotState | undefined;
   private condition: SourceCondition = { reachable: false, head: null, error: null, checkedAt: null };
 
-  constructor(private readonly options: ReconcilerOptions) {}
+  constructor(private readonly options: ReconcilerOptions) {
+    this.conditions = new RegionConditions(options.clock());
+  }
+
+  /** Ready, Reconciling, Stalled, as of the last pass. */
+  get regionConditions(): Condition[] {
+    return this.conditions.list();
+  }
+
+  /** Whether the region serves a revision: one applied and loaded (after a restart, read back from disk). */
+  get serving(): boolean {
+    return this.fleet !== null;
+  }
+
+  /**
+   * Adopts one head that does not descend from the served revision (a rewritten branch), without a
+   * restart: the next pass applies it if it is that head and passes every other check.
+   */
+  accept(revision: string): void {
+    this.accepted = revision;
+  }
 
   /** The last good fleet, once one is loaded. */
   get appliedFleet(): LoadedFleet | null {
@@ -63,6 +112,14 @@ export class Reconciler {
 
   get sourceCondition(): SourceCondition {
     return this.condition;
+  }
+
+  /**
+   * The region's one offline clock, for the rollout engine and the status views, metrics and hub
+   * summary alike: the applied fleet's Region or Fleet `rollout.offlineAfter`, else `--offline-after`.
+   */
+  get offlineAfterMs(): number {
+    return regionOfflineAfterMs(this.fleet, this.options.region, this.options.offlineAfterMs ?? DEFAULT_OFFLINE_AFTER_MS);
   }
 
   /** Rollout status per Deployment, as of the last pass. */
@@ -84,15 +141,69 @@ export class Reconciler {
   async runPass(request: PassRequest): Promise<void> {
     const { metrics, log, clock } = this.options;
     const started = clock();
+    let failure: { reason: string; message: string; temporary: boolean; duringFetch: boolean } | null = null;
     try {
       if (request.fetch) await this.refreshDesired();
       if (!this.fleet) await this.restoreLastGood();
       if (this.fleet) this.dispatch(this.fleet);
-      this.options.onPassComplete?.();
     } catch (err) {
+      // Anything that is not a refusal of the input may pass: a read error, a full disk, a bug.
+      const reason = isCascadeError(err) ? err.code : 'internal';
+      failure = { reason, message: err instanceof Error ? err.message : String(err), temporary: isTemporary(err) || !isCascadeError(err) || err.retry !== 'final', duringFetch: request.fetch };
+      metrics.reconcileFailures.inc({ reason });
       log.error({ err, reason: request.reason }, 'reconcile pass failed');
     } finally {
       metrics.passDuration.observe((clock() - started) / 1000);
+    }
+    // A pass clears the failure of its own kind: a re-plan cannot tell that a failed fetch would now work.
+    if (failure || request.fetch || !this.passError?.duringFetch) this.passError = failure;
+    this.updateConditions(clock());
+    this.scheduleRetry();
+    this.options.onPassComplete?.();
+  }
+
+  /** Temporary failures (git unreachable, a read error) are retried with backoff; success resets it. */
+  private scheduleRetry(): void {
+    const failing = this.passError?.temporary || !this.condition.reachable;
+    if (!failing) {
+      this.failures = 0;
+      return;
+    }
+    const max = this.options.maxBackoffMs ?? 60_000;
+    const delay = Math.min(1000 * 2 ** Math.min(this.failures, 20), max);
+    this.failures++;
+    this.options.retryIn?.(delay);
+  }
+
+  private updateConditions(now: number): void {
+    const revision = this.options.store.getRevision();
+    const short = (sha: string | null) => (sha ? sha.slice(0, 8) : '-');
+    const refused = revision.attempted !== null && revision.attempted !== revision.applied && revision.errors.length > 0;
+    const c = this.conditions;
+    if (refused) {
+      const reason = this.refusalReason ?? 'invalid';
+      c.set('Stalled', 'True', reason, `head ${short(revision.attempted)} refused: ${revision.errors[0] ?? ''}${revision.errors.length > 1 ? ` (and ${revision.errors.length - 1} more)` : ''}`, now);
+    } else {
+      c.set('Stalled', 'False', 'Applied', '', now);
+    }
+    if (!revision.applied || !this.fleet) {
+      c.set('Ready', 'False', revision.applied ? 'LastGoodUnreadable' : 'NoRevision', revision.applied ? `cannot load the last good revision ${short(revision.applied)} from disk` : this.condition.error ?? 'no revision applied yet', now);
+    } else if (refused) {
+      c.set('Ready', 'False', 'HeadRefused', `serving ${short(revision.applied)}; the branch head ${short(revision.attempted)} was refused`, now);
+    } else if (!this.condition.reachable && this.condition.checkedAt !== null) {
+      c.set('Ready', 'False', 'SourceUnreachable', `serving ${short(revision.applied)} while git is unreachable: ${this.condition.error ?? ''}`, now);
+    } else if (this.passError) {
+      c.set('Ready', 'False', this.passError.reason, this.passError.message, now);
+    } else {
+      c.set('Ready', 'True', 'Applied', `serving ${short(revision.applied)}`, now);
+    }
+    const moving = this.rollouts.filter((r) => r.state === 'Progressing' || r.state === 'Baking' || r.state === 'WaitingForWindow');
+    if (this.passError?.temporary || (!this.condition.reachable && this.condition.checkedAt !== null)) {
+      c.set('Reconciling', 'True', 'Retrying', `a failed step is retried with backoff (${this.passError?.reason ?? 'source-unreachable'})`, now);
+    } else if (moving.length > 0) {
+      c.set('Reconciling', 'True', 'RolloutInProgress', moving.map((r) => `${r.deployment} ${r.version} ${r.state}`).join(', '), now);
+    } else {
+      c.set('Reconciling', 'False', 'Settled', '', now);
     }
   }
 
@@ -104,25 +215,30 @@ export class Reconciler {
       this.condition = { reachable: true, head, error: null, checkedAt: clock() };
     } catch (err) {
       const message = isCascadeError(err) ? err.message : String(err);
+      this.options.metrics.reconcileFailures.inc({ reason: isCascadeError(err) ? err.code : 'source-unreachable' });
       if (this.condition.reachable || this.condition.checkedAt === null) {
-        log.warn({ err: message }, 'git source unreachable; serving the last good revision');
+        const serving = store.getRevision().applied;
+        log.warn({ err: message }, serving ? `git source unreachable; serving the last good revision ${serving.slice(0, 8)}` : 'git source unreachable and no revision applied yet: devices get nothing until it can be read; check --repo and the credentials');
       }
       this.condition = { ...this.condition, reachable: false, error: message, checkedAt: clock() };
       return;
     }
     const revision = store.getRevision();
     if (this.fleet && head === revision.applied) return;
-    if (head === revision.attempted && head !== revision.applied) return; // already refused
+    // Already refused: final for that head, unless an operator has since adopted it.
+    if (head === revision.attempted && head !== revision.applied && head !== this.accepted) return;
     await this.loadRevision(head);
   }
 
   private async loadRevision(head: string): Promise<void> {
     const { source, store, loader, log, clock, metrics, region } = this.options;
-    const refusal = await refuseRevision({ ...this.options.guard, gitdir: source.location.gitdir }, head, store.getRevision().applied);
+    const refusal = await refuseRevision({ ...this.options.guard, accepted: this.accepted, gitdir: source.location.gitdir }, head, store.getRevision().applied);
     if (refusal) {
-      store.recordAttempt(head, [refusal], clock());
+      store.recordAttempt(head, [refusal.message], clock());
+      this.refusalReason = refusal.reason;
       metrics.revisionsRefused.inc();
-      log.error({ revision: head }, refusal);
+      metrics.reconcileFailures.inc({ reason: refusal.reason });
+      log.error({ revision: head }, refusal.message);
       return;
     }
     const { snapshot, state } = await readGitSnapshot({
@@ -132,17 +248,25 @@ export class Reconciler {
     });
     this.snapshotState = state;
     const result = await loader.load(snapshot);
+    if (result.warnings.length > 0) log.warn({ revision: head, warnings: result.warnings.map(formatProblem) }, `revision ${head.slice(0, 8)}: ${result.warnings.map(formatProblem).join('; ')}`);
     if (result.problems.length > 0) {
       const errors = result.problems.map(formatProblem);
       store.recordAttempt(head, errors, clock());
+      this.refusalReason = 'invalid';
       metrics.revisionsRefused.inc();
-      log.error({ revision: head, errors }, `revision ${head.slice(0, 8)} refused: ${errors.length} problem(s); still serving the last good revision`);
+      metrics.reconcileFailures.inc({ reason: 'invalid' });
+      log.error({ revision: head, errors }, `revision ${head.slice(0, 8)} refused: ${errors.length} problem(s); ${store.getRevision().applied ? 'still serving the last good revision' : 'no revision applied yet'}`);
       return;
     }
     this.fleet = result.fleet;
     this.resolver = null;
     const resolved = this.resolveAll(store.listDevices());
-    store.recordApplied(head, resolved, catalogOf(result.fleet), clock());
+    store.recordApplied(head, resolved, catalogOf(result.fleet, region, this.options.registryMirror), clock());
+    this.refusalReason = null;
+    if (this.accepted === head) {
+      log.warn({ revision: head }, `revision ${head.slice(0, 8)} adopted by an operator although it does not descend from the revision served before`);
+      this.accepted = null;
+    }
     metrics.revisionsApplied.inc();
     if (!result.fleet.regions.has(region)) {
       log.warn({ region }, `the fleet repository has no Region document named "${region}"; only Deployments without a regions selector apply here`);
@@ -185,7 +309,7 @@ export class Reconciler {
     const revision = fleet.revision ?? store.getRevision().applied ?? 'unknown';
     const previous = store.getRolloutStates();
     const inputs = collectRolloutInputs({ fleet, region, resolved: desired, handed, devices, previous });
-    const plan = planRollouts({ now, revision, deployments: inputs, previous });
+    const plan = planRollouts({ now, offlineAfterMs: this.offlineAfterMs, revision, deployments: inputs, previous });
     this.reportTransitions(plan.statuses);
     this.rollouts = plan.statuses;
 
@@ -208,7 +332,9 @@ export class Reconciler {
       const old = before.get(status.deployment);
       if (old && old.state === status.state && old.version === status.version) continue;
       const fields = { deployment: status.deployment, version: status.version, state: status.state, wave: status.currentWave };
-      if (status.state === 'Halted') {
+      if (status.state === 'Stalled') {
+        log.error({ ...fields, problem: status.problem }, `rollout of ${status.deployment} ${status.version} Stalled: ${status.message}`);
+      } else if (status.state === 'Halted') {
         log.error({ ...fields, reason: status.halted?.reason, devices: status.halted?.devices }, `rollout of ${status.deployment} ${status.version} Halted: ${status.halted?.reason ?? status.message}`);
       } else if (old || status.state !== 'Complete') {
         log.info(fields, `rollout of ${status.deployment} ${status.version}: ${status.state} (${status.message})`);
@@ -256,8 +382,17 @@ export function installedVersions(device: DeviceRecord): Record<string, string> 
   return apps;
 }
 
-function catalogOf(fleet: LoadedFleet): AppCatalog {
+/**
+ * The Apps as devices get them. A container app carries this region's container policy (Region
+ * spec.containers, and --registry-mirror), so its devices can refuse what the Region does not allow.
+ */
+export function catalogOf(fleet: LoadedFleet, region?: string, registryMirror?: string): AppCatalog {
   const catalog: AppCatalog = {};
-  for (const [name, app] of fleet.apps) catalog[name] = app.spec;
+  const policy = { ...(region !== undefined ? fleet.regions.get(region)?.spec.containers : undefined) };
+  if (registryMirror && !policy.registryMirror) policy.registryMirror = registryMirror;
+  for (const [name, app] of fleet.apps) {
+    const runtime = app.spec.runtime;
+    catalog[name] = runtime?.type === 'container' ? { ...app.spec, runtime: { ...runtime, regionPolicy: policy } } : app.spec;
+  }
   return catalog;
 }

@@ -9,6 +9,7 @@ export interface RegionMetrics {
   updatesSent: Counter;
   devices: Gauge<'state'>;
   rolloutHalted: Gauge<'deployment'>;
+  reconcileFailures: Counter<'reason'>;
 }
 
 export function createRegionMetrics(region: string): RegionMetrics {
@@ -27,6 +28,7 @@ export function createRegionMetrics(region: string): RegionMetrics {
     revisionsRefused: new Counter({ name: 'cascade_revisions_refused_total', help: 'Revisions refused (validation failed); the last good one kept being served', registers: [registry] }),
     updatesSent: new Counter({ name: 'cascade_updates_sent_total', help: 'Desired versions handed to a device that differ from what it was last handed (per device and app)', registers: [registry] }),
     devices: new Gauge({ name: 'cascade_devices', help: 'Devices by state', labelNames: ['state'], registers: [registry] }),
+    reconcileFailures: new Counter({ name: 'cascade_reconcile_failures_total', help: 'Failed reconcile steps by reason: temporary (source-unreachable, git-read, ...) or final refusals (not-fast-forward, unsigned, invalid)', labelNames: ['reason'], registers: [registry] }),
     rolloutHalted: new Gauge({ name: 'cascade_rollout_halted', help: '1 while the rollout of a Deployment is Halted', labelNames: ['deployment'], registers: [registry] }),
   };
 }

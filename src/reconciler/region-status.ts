@@ -1,29 +1,8 @@
 import type { DeviceDesired, DeviceId } from '../core/types.js';
-import type { DeploymentRolloutStatus } from '../plan/rollout/types.js';
-import type { DeviceRecord, RevisionRecord } from '../region/state-store.js';
+import type { DeviceCounts, DeviceState, RegionStatus } from '../protocol/region-status.js';
 
-export interface DeviceCounts {
-  total: number;
-  converged: number;
-  /** Handed a version they do not run yet. */
-  updating: number;
-  /** Behind git, but held back by their rollout (a later wave, a window, a halt). Absent in summaries of older regions. */
-  pending?: number;
-  failed: number;
-  offline: number;
-}
-
-export interface RegionStatus {
-  region: string;
-  revision: { attempted: string | null; applied: string | null; error: string[] | null };
-  source: { reachable: boolean; head: string | null; error: string | null };
-  devices: DeviceCounts;
-  updatesSent: number;
-  /** Per Deployment with devices in this region: its rollout. */
-  rollouts: DeploymentRolloutStatus[];
-}
-
-export type DeviceState = 'converged' | 'updating' | 'pending' | 'failed' | 'offline';
+export type { DeviceCounts, DeviceState, RegionStatus } from '../protocol/region-status.js';
+import type { DeviceRecord, RevisionRecord } from './state-store.js';
 
 /**
  * Where a device stands against the applied revision. A device that has not reported for

@@ -1,10 +1,5 @@
-import { resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import type { Logger } from 'pino';
-import { CascadeError } from '../core/errors.js';
 import type { GitCredentials } from './git-auth.js';
-import { openLocalSource } from './local-source.js';
-import { openRemoteSource } from './remote-source.js';
 
 /**
  * Where the fleet repository comes from: a git host over smart HTTP (cloned
@@ -28,6 +23,8 @@ export interface FleetSource {
   readonly location: { gitdir: string; dir?: string };
   /** Calls back when the source may have a new commit (local watch); a no-op for remote. Returns an unsubscribe. */
   watch(onChange: () => void): () => void;
+  /** Housekeeping: merges the packs fetches left behind (remote sources only). */
+  compact?(): Promise<{ packsBefore: number; packsAfter: number; objects: number }>;
   close(): Promise<void>;
 }
 
@@ -44,19 +41,4 @@ export interface FleetSourceOptions {
   log?: Logger;
   /** Give up on a remote that stays silent this long (ms) during a request; 30 s by default. */
   timeoutMs?: number;
-}
-
-/** Opens the source for `--repo`: a remote for http(s) URLs, a local repository for paths and file:// URLs. */
-export async function openFleetSource(opts: FleetSourceOptions): Promise<FleetSource> {
-  const { repo } = opts;
-  if (/^https?:\/\//i.test(repo)) return openRemoteSource(opts);
-  if (/^file:\/\//i.test(repo)) return openLocalSource({ ...opts, repo: fileURLToPath(repo) });
-  if (/^(ssh|git):\/\//i.test(repo) || /^[\w.-]+@[\w.-]+:/.test(repo)) {
-    throw new CascadeError(
-      'source-unsupported-url',
-      `--repo ${repo}: only http(s) URLs and local paths are supported (no ssh or git://); use the repository's https URL with --git-token`,
-      { repo },
-    );
-  }
-  return openLocalSource({ ...opts, repo: resolve(repo) });
 }

@@ -2,12 +2,14 @@ import nodeFs from 'node:fs';
 import git from 'isomorphic-git';
 import { CascadeError } from '../core/errors.js';
 import { IGNORE_FILE, fleetPathFilter, isYamlName } from './ignore.js';
-import { UNKNOWN_SIZE, byPath, type FleetFile, type FleetSnapshot } from './snapshot.js';
+import { UNKNOWN_SIZE, byPath, type FleetFile, type FleetSnapshot, type SkippedEntry } from './snapshot.js';
 
 /** The entries of one git tree that can matter to a fleet (same oid, same entries, at any path). */
 interface TreeEntries {
   blobs: Array<[name: string, oid: string]>;
   trees: Array<[name: string, oid: string]>;
+  /** Symlinks and submodules: never followed, named in a warning. */
+  links: Array<[name: string, kind: SkippedEntry['kind']]>;
 }
 
 /**
@@ -34,6 +36,8 @@ export interface ReadGitSnapshotOptions {
 
 const BLOB_MODES = new Set(['100644', '100755']);
 const TREE_MODE = '040000';
+const SYMLINK_MODE = '120000';
+const SUBMODULE_MODE = '160000';
 
 /**
  * The fleet files of a commit, read from the object database alone (no working tree, so bare
@@ -57,9 +61,11 @@ export async function readGitSnapshot(
       return known;
     }
     const { tree } = await git.readTree({ fs, gitdir, oid, cache });
-    const entries: TreeEntries = { blobs: [], trees: [] };
+    const entries: TreeEntries = { blobs: [], trees: [], links: [] };
     for (const entry of tree) {
       if (entry.mode === TREE_MODE) entries.trees.push([entry.path, entry.oid]);
+      else if (entry.mode === SYMLINK_MODE) entries.links.push([entry.path, 'symlink']);
+      else if (entry.mode === SUBMODULE_MODE) entries.links.push([entry.path, 'submodule']);
       else if (BLOB_MODES.has(entry.mode) && (isYamlName(entry.path) || entry.path === IGNORE_FILE)) {
         entries.blobs.push([entry.path, entry.oid]);
       }
@@ -81,18 +87,25 @@ export async function readGitSnapshot(
   const filter = fleetPathFilter(ignoreFile?.text ?? null);
 
   const files: FleetFile[] = [];
+  const skipped: SkippedEntry[] = [];
   await collect('', root);
   async function collect(prefix: string, entries: TreeEntries): Promise<void> {
     for (const [name, blobOid] of entries.blobs) {
       const path = prefix + name;
       if (filter.includesFile(path)) files.push(gitFile(fs, gitdir!, cache, path, blobOid));
     }
+    // A link may point at a file or a folder: name it unless .cascadeignore (or a hidden name) leaves it out either way.
+    for (const [name, kind] of entries.links ?? []) {
+      const path = prefix + name;
+      if (filter.includesFile(path) || filter.includesDir(path)) skipped.push({ path, kind });
+    }
     const included = entries.trees.filter(([name]) => filter.includesDir(prefix + name));
     const children = await Promise.all(included.map(([, childOid]) => readEntries(childOid)));
     await Promise.all(included.map(([name], i) => collect(`${prefix}${name}/`, children[i]!)));
   }
   files.sort(byPath);
-  return { snapshot: { revision, files }, state: { revision, trees, ignoreFile, cache } };
+  skipped.sort(byPath);
+  return { snapshot: { revision, files, skipped }, state: { revision, trees, ignoreFile, cache } };
 }
 
 function gitFile(fs: typeof nodeFs, gitdir: string, cache: object, path: string, oid: string): FleetFile {
@@ -104,8 +117,26 @@ function gitFile(fs: typeof nodeFs, gitdir: string, cache: object, path: string,
   };
 }
 
-/** Resolves a ref or abbreviated oid to a commit (annotated tags are peeled). */
+/**
+ * Resolves a ref or abbreviated oid to a commit (annotated tags are peeled). Like git, `REV~N` and
+ * `REV^` walk first parents: `HEAD~1`, `main^`, `origin/main~2`.
+ */
 async function resolveCommit(fs: typeof nodeFs, gitdir: string, where: string, ref: string, cache: object): Promise<git.ReadCommitResult> {
+  const ancestry = /^(.+?)((?:~\d*|\^)+)$/.exec(ref);
+  if (ancestry) {
+    let result = await resolveCommit(fs, gitdir, where, ancestry[1]!, cache);
+    for (const step of ancestry[2]!.match(/~\d*|\^/g)!) {
+      const count = step === '^' || step === '~' ? 1 : Number(step.slice(1));
+      for (let i = 0; i < count; i++) {
+        const parent = result.commit.parent[0];
+        if (parent === undefined) {
+          throw new CascadeError('unknown-rev', `"${ref}" goes back past the first commit of ${where}; give a later revision`, { ref, gitdir });
+        }
+        result = await git.readCommit({ fs, gitdir, oid: parent, cache });
+      }
+    }
+    return result;
+  }
   let oid: string | undefined;
   try {
     oid = await git.resolveRef({ fs, gitdir, ref });
@@ -123,6 +154,9 @@ async function resolveCommit(fs: typeof nodeFs, gitdir: string, where: string, r
     }
   }
   if (oid === undefined) {
+    if ((await git.listBranches({ fs, gitdir }).catch(() => ['?'])).length === 0 && (await git.listTags({ fs, gitdir }).catch(() => ['?'])).length === 0) {
+      throw new CascadeError('no-commits', `${where} has no commits yet, so there is no revision "${ref}" to read; commit first (git -C ${where} add -A && git -C ${where} commit -m "First fleet"), or drop --rev to read the files as they are`, { ref, gitdir });
+    }
     throw new CascadeError(
       'unknown-rev',
       `"${ref}" is not a branch, tag or commit in ${where}; list them with \`git -C ${where} branch -a\` and \`git -C ${where} tag\`, or fetch it first`,

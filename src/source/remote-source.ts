@@ -7,6 +7,7 @@ import nodeHttp from 'isomorphic-git/http/node';
 import type { Logger } from 'pino';
 import { CascadeError } from '../core/errors.js';
 import type { FleetSource, FleetSourceOptions } from './fleet-source.js';
+import { compactPacks, fattenThinPack, listPacks, type CompactResult } from './git-packs.js';
 import {
   authorizationHeaders,
   cancelOnAuthRequest,
@@ -91,6 +92,13 @@ export class RemoteSource implements FleetSource {
 
   watch(): () => void {
     return () => undefined;
+  }
+
+  /** Merges the packs fetches left behind into one; waits for any sync, and syncs wait for it. */
+  compact(): Promise<CompactResult> {
+    const run = this.queue.then(() => compactPacks(this.fs, this.location.gitdir));
+    this.queue = run.catch(() => undefined);
+    return run;
   }
 
   async close(): Promise<void> {
@@ -279,11 +287,6 @@ function isStorageError(code: string | undefined): boolean {
   return code === 'ENOSPC' || code === 'EACCES' || code === 'EPERM' || code === 'EROFS' || code === 'EDQUOT' || code === 'EIO';
 }
 
-/** The pack files of a gitdir, as paths relative to it. */
-async function listPacks(gitdir: string): Promise<Set<string>> {
-  const names = await readdir(join(gitdir, 'objects', 'pack')).catch(() => [] as string[]);
-  return new Set(names.filter((n) => n.endsWith('.pack')).map((n) => join('objects', 'pack', n)));
-}
 
 async function exists(path: string): Promise<boolean> {
   try {
@@ -393,46 +396,4 @@ export function withCapabilities(request: Buffer, capabilities: string[]): Buffe
   const newLine = `${[body, ...missing].join(' ')}${line.endsWith('\n') ? '\n' : ''}`;
   const header = (newLine.length + 4).toString(16).padStart(4, '0');
   return Buffer.concat([Buffer.from(header + newLine, 'latin1'), request.subarray(length)]);
-}
-
-/**
- * A thin pack holds deltas against objects that live in other packs. Kept as
- * is, every fetch would lengthen a delta chain across packs (the root tree
- * changes in every commit), and reads would slow down without end. Like
- * `git index-pack --fix-thin`, the pack is replaced with one that holds every
- * object whole; a pack without outside bases (e.g. the first clone) is left alone.
- */
-async function fattenThinPack(fs: typeof nodeFs, gitdir: string, packfile: string): Promise<void> {
-  const packPath = join(gitdir, packfile);
-  const idxPath = packPath.replace(/\.pack$/, '.idx');
-  const [pack, idx] = await Promise.all([fs.promises.readFile(packPath), fs.promises.readFile(idxPath)]);
-  const entries = readPackIndex(idx);
-  const REF_DELTA = 7;
-  if (!entries.some(({ offset }) => ((pack[offset]! >> 4) & 0b111) === REF_DELTA)) return;
-  const cache = {};
-  const oids = entries.map((e) => e.oid);
-  const { filename, packfile: fat } = await git.packObjects({ fs, gitdir, oids, cache });
-  if (!fat || join(gitdir, 'objects/pack', filename) === packPath) return;
-  await fs.promises.writeFile(join(gitdir, 'objects/pack', filename), fat);
-  await git.indexPack({ fs, dir: gitdir, gitdir, filepath: join('objects/pack', filename), cache });
-  // The index goes first: a pack without an index is ignored by readers.
-  await fs.promises.rm(idxPath, { force: true });
-  await fs.promises.rm(packPath, { force: true });
-}
-
-/** The object ids and pack offsets of a version 2 pack index. */
-function readPackIndex(idx: Buffer): Array<{ oid: string; offset: number }> {
-  if (idx.readUInt32BE(0) !== 0xff744f63 || idx.readUInt32BE(4) !== 2) throw new Error('unsupported pack index version');
-  const count = idx.readUInt32BE(8 + 255 * 4);
-  const oidsAt = 8 + 256 * 4;
-  const offsetsAt = oidsAt + count * 20 + count * 4;
-  const largeAt = offsetsAt + count * 4;
-  const entries: Array<{ oid: string; offset: number }> = [];
-  for (let i = 0; i < count; i++) {
-    const oid = idx.subarray(oidsAt + i * 20, oidsAt + (i + 1) * 20).toString('hex');
-    let offset = idx.readUInt32BE(offsetsAt + i * 4);
-    if (offset & 0x80000000) offset = Number(idx.readBigUInt64BE(largeAt + (offset & 0x7fffffff) * 8));
-    entries.push({ oid, offset });
-  }
-  return entries;
 }

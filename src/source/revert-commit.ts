@@ -9,7 +9,8 @@ export interface RevertOptions extends GitLocation {
   commit: string;
   /** Branch to commit on; the current branch when absent. */
   branch?: string;
-  author?: { name: string; email: string };
+  /** Who the commit is by: resolveGitIdentity() for a person, a fixed identity for automation. */
+  author: { name: string; email: string };
   /** Extra paragraph for the message, e.g. which Deployment goes back to which version. */
   explanation?: string;
 }
@@ -72,7 +73,7 @@ export async function revertCommit(options: RevertOptions): Promise<RevertResult
   const subject = commit.message.split('\n')[0]!;
   const message = `Revert "${subject}"\n\nThis reverts commit ${target}.\n${options.explanation ? `\n${options.explanation}\n` : ''}`;
   const tree = await writeFlatTree(location, next);
-  const author = options.author ?? defaultAuthor();
+  const { author } = options;
   const oid = await git.commit({ fs, ...location, message, tree, parent: [headOid], author, ref: `refs/heads/${branch}` });
   if (options.dir) await syncWorktree({ dir: options.dir, gitdir: options.gitdir }, paths, next);
   return { commit: oid, reverted: target, paths, message };
@@ -109,11 +110,4 @@ async function syncWorktree(location: Required<GitLocation>, paths: string[], ne
       await git.remove({ fs, ...location, filepath: path });
     }
   }
-}
-
-function defaultAuthor(): { name: string; email: string } {
-  return {
-    name: process.env['GIT_AUTHOR_NAME'] ?? 'Cascade',
-    email: process.env['GIT_AUTHOR_EMAIL'] ?? 'cascade@localhost',
-  };
 }

@@ -19,6 +19,13 @@ export interface FleetSnapshot {
   /** Commit oid, or null for a working tree. */
   revision: string | null;
   files: FleetFile[];
+  /** Symlinks and submodules the listing met and did not follow (paths outside .cascadeignore only), sorted by path. */
+  skipped?: SkippedEntry[];
+}
+
+export interface SkippedEntry {
+  path: string;
+  kind: 'symlink' | 'submodule';
 }
 
 export const UNKNOWN_SIZE = -1;

@@ -4,13 +4,16 @@ import { createHash } from 'node:crypto';
 import { join } from 'node:path';
 import { CascadeError } from '../core/errors.js';
 import { IGNORE_FILE, fleetPathFilter } from './ignore.js';
-import { byPath, gitBlobId, type FleetFile, type FleetSnapshot } from './snapshot.js';
+import { byPath, gitBlobId, type FleetFile, type FleetSnapshot, type SkippedEntry } from './snapshot.js';
 
 /** Files up to this size are read once and kept; bigger ones are hashed as a stream (the loader refuses them anyway). */
 const KEEP_IN_MEMORY_BYTES = 1024 * 1024;
 const PARALLEL_READS = 32;
 
-/** The fleet files in a directory as they are on disk (uncommitted changes included). Symlinks are not followed. */
+/**
+ * The fleet files in a directory as they are on disk (uncommitted changes included). Symlinks and
+ * submodules (a folder with its own `.git`) are not followed; they are listed in `skipped`.
+ */
 export async function readWorktreeSnapshot(dir: string): Promise<FleetSnapshot> {
   const rootStat = await lstat(dir).catch(() => null);
   if (!rootStat?.isDirectory()) {
@@ -18,6 +21,7 @@ export async function readWorktreeSnapshot(dir: string): Promise<FleetSnapshot> 
   }
   const filter = fleetPathFilter(await readIgnoreFile(dir));
   const paths: string[] = [];
+  const skipped: SkippedEntry[] = [];
   const pending: string[] = [''];
   while (pending.length > 0) {
     const relDir = pending.pop()!;
@@ -25,12 +29,17 @@ export async function readWorktreeSnapshot(dir: string): Promise<FleetSnapshot> 
     for (const entry of entries) {
       const path = relDir ? `${relDir}/${entry.name}` : entry.name;
       if (entry.isDirectory()) {
-        if (filter.includesDir(path)) pending.push(path);
-      } else if (entry.isFile() && filter.includesFile(path)) {
-        paths.push(path);
+        if (!filter.includesDir(path)) continue;
+        if (await lstat(join(dir, path, '.git')).then(() => true, () => false)) skipped.push({ path, kind: 'submodule' });
+        else pending.push(path);
+      } else if (entry.isFile()) {
+        if (filter.includesFile(path)) paths.push(path);
+      } else if (entry.isSymbolicLink() && (filter.includesFile(path) || filter.includesDir(path))) {
+        skipped.push({ path, kind: 'symlink' });
       }
     }
   }
+  skipped.sort(byPath);
   const files: FleetFile[] = new Array(paths.length);
   let next = 0;
   const worker = async () => {
@@ -41,7 +50,7 @@ export async function readWorktreeSnapshot(dir: string): Promise<FleetSnapshot> 
   };
   await Promise.all(Array.from({ length: Math.min(PARALLEL_READS, paths.length) }, worker));
   files.sort(byPath);
-  return { revision: null, files };
+  return { revision: null, files, skipped };
 }
 
 async function readIgnoreFile(dir: string): Promise<string | null> {

@@ -1,5 +1,5 @@
-import { mkdirSync } from 'node:fs';
-import { join } from 'node:path';
+import { mkdirSync, renameSync, rmSync } from 'node:fs';
+import { dirname, join } from 'node:path';
 import Database from 'better-sqlite3';
 import { CascadeError } from '../core/errors.js';
 
@@ -43,4 +43,25 @@ export function openStateDatabase(options: StateDatabaseOptions): { db: Database
     db.pragma(`user_version = ${latest}`);
   })();
   return { db, path };
+}
+
+/**
+ * A consistent copy of a live database, with SQLite's online backup: readers and the writer go on
+ * while it runs, and the copy is one point in time. Written beside its target and renamed, so a
+ * crash never leaves half a backup under the final name.
+ */
+export async function backupStateDatabase(db: Database.Database, toFile: string): Promise<void> {
+  mkdirSync(dirname(toFile), { recursive: true });
+  const scratch = `${toFile}.tmp-${process.pid}`;
+  try {
+    await db.backup(scratch);
+    renameSync(scratch, toFile);
+  } finally {
+    rmSync(scratch, { force: true });
+  }
+}
+
+/** Lets SQLite refresh the statistics its query planner uses (cheap; a no-op when nothing changed). */
+export function optimizeStateDatabase(db: Database.Database): void {
+  db.pragma('optimize');
 }

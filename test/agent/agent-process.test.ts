@@ -49,6 +49,8 @@ function startAgent(args: string[], env: Record<string, string> = {}): Agent {
   return { child, stderr: () => stderr, exited };
 }
 
+const reportSeq = (): number => (JSON.parse(readFileSync(join(dir, 'agent', 'agent-state.json'), 'utf8')) as { reportSeq: number }).reportSeq;
+
 const installs = () => {
   const path = join(dir, 'installs.log');
   return existsSync(path) ? readFileSync(path, 'utf8').trim().split('\n') : [];
@@ -63,6 +65,8 @@ describe('cascade agent (a real process)', () => {
       '--state-dir', join(dir, 'agent'),
       '--enrollment-token', ENROLLMENT_TOKEN,
       '--wait', '30',
+      // The test's artifact server is on 127.0.0.1: a local origin must be named to be allowed.
+      '--allow-artifact-origin', `${artifacts.url}/`,
     ]);
     await until(() => region.store.getDevice(DEVICE) !== null, 30_000, `enrolment (stderr: ${first.stderr()})`);
     expect(region.store.getDevice(DEVICE)!.labels).toEqual({ ring: 'canary', site: 'lab' });
@@ -80,6 +84,8 @@ describe('cascade agent (a real process)', () => {
     await until(() => region.watchers.size === 1, 30_000, 'the agent to wait');
     expect(installs()).toEqual(['install 1.0.0']);
 
+    const seqBefore = reportSeq();
+    expect(seqBefore).toBeGreaterThan(0);
     first.child.kill('SIGKILL');
     expect(await first.exited).toBeNull();
     await until(() => region.watchers.size === 0, 10_000, 'the killed agent\'s poll to be dropped');
@@ -92,12 +98,15 @@ describe('cascade agent (a real process)', () => {
       CASCADE_LABELS: 'ring=canary,site=lab',
       CASCADE_STATE_DIR: join(dir, 'agent'),
       CASCADE_ENROLLMENT_TOKEN: ENROLLMENT_TOKEN,
+      CASCADE_ALLOW_ARTIFACT_ORIGIN: `${artifacts.url}/`,
     });
     await until(() => region.reportsOf(DEVICE) > reportsBefore && region.watchers.size === 1, 30_000, `the restarted agent to settle (stderr: ${second.stderr()})`);
     expect(installs()).toEqual(['install 1.0.0']);
     expect(region.store.getDevice(DEVICE)!.apps.web).toEqual({ version: '1.0.0', state: 'healthy' });
     // It kept its token: no second enrolment.
     expect(second.stderr()).not.toContain('"msg":"enrolled"');
+    // Its report sequence number went on from where it was, across the kill.
+    expect(reportSeq()).toBeGreaterThan(seqBefore);
 
     second.child.kill('SIGTERM');
     expect(await second.exited).toBe(0);

@@ -9,6 +9,10 @@ export function sha256(data: Buffer | string): string {
 /** An HTTP server on 127.0.0.1 serving artifacts from memory, plus an endless one at /endless. */
 export class ArtifactServer {
   readonly files = new Map<string, Buffer>();
+  /** Paths answered with a 302 to the given location. */
+  readonly redirects = new Map<string, string>();
+  /** Every path requested, in order: a refused URL must never show up here. */
+  readonly requested: string[] = [];
   /** Bytes written for /endless before the client hung up. */
   endlessBytesSent = 0;
   endlessClosed = false;
@@ -31,6 +35,12 @@ export class ArtifactServer {
   }
 
   private handle(request: http.IncomingMessage, response: http.ServerResponse): void {
+    this.requested.push(request.url ?? '');
+    const location = this.redirects.get(request.url ?? '');
+    if (location !== undefined) {
+      response.writeHead(302, { location }).end();
+      return;
+    }
     if (request.url === '/endless') {
       // No Content-Length: the client only learns the size by reading.
       const chunk = Buffer.alloc(64 * 1024, 7);

@@ -7,8 +7,8 @@ import { FileAgentState } from '../../src/agent/agent-state.js';
 import { runDeviceLoop, type DeviceEvent } from '../../src/agent/device-loop.js';
 import { ExecRuntime } from '../../src/agent/runtime-exec.js';
 import type { AppReport } from '../../src/core/types.js';
-import { RegionClient } from '../../src/protocol/region-client.js';
-import type { AppCatalog } from '../../src/region/state-store.js';
+import { RegionClient } from '../../src/agent/http/region-client.js';
+import type { AppCatalog } from '../../src/reconciler/state-store.js';
 import { ArtifactServer } from './artifact-server.js';
 import { ENROLLMENT_TOKEN, RegionFixture, until } from './region-fixture.js';
 
@@ -44,7 +44,8 @@ function startAgent(): RunningAgent {
       client: new RegionClient({ regionUrl: region.url, deviceId: DEVICE }),
       labels: { ring: 'canary' },
       enrollmentToken: ENROLLMENT_TOKEN,
-      runtime: new ExecRuntime({ stateDir: join(dir, 'agent'), healthIntervalMs: 10 }),
+      // The test's artifact server is on 127.0.0.1: allowed by naming it, as --allow-artifact-origin does.
+      runtime: new ExecRuntime({ stateDir: join(dir, 'agent'), healthIntervalMs: 10, artifactPolicy: { allowOrigins: [`${artifacts.url}/`] } }),
       state: new FileAgentState(join(dir, 'agent')),
       log: pino({ level: 'silent' }),
       waitSeconds: 30,

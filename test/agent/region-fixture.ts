@@ -4,11 +4,11 @@ import { join } from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import { expect } from 'vitest';
 import type { DeviceDesired } from '../../src/core/types.js';
-import { DesiredWatchers } from '../../src/region/desired-watchers.js';
-import { registerDeviceApi } from '../../src/region/device-api.js';
-import { createRegionHttpServer } from '../../src/region/http-server.js';
-import { SqliteStateStore } from '../../src/region/sqlite-state-store.js';
-import type { AppCatalog } from '../../src/region/state-store.js';
+import { DesiredWatchers } from '../../src/region/routes/desired-watchers.js';
+import { registerDeviceApi } from '../../src/region/routes/device-routes.js';
+import { createRegionHttpServer } from '../../src/http/http-server.js';
+import { SqliteStateStore } from '../../src/storage/region-state-store.js';
+import type { AppCatalog } from '../../src/reconciler/state-store.js';
 
 export const ENROLLMENT_TOKEN = 'fixture-enrollment-token';
 

@@ -1,5 +1,5 @@
 import { execFile } from 'node:child_process';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -12,9 +12,9 @@ import { smallFleet, webDeployment } from '../support/small-fleet.js';
 const BIN = fileURLToPath(new URL('../../bin/cascade.js', import.meta.url));
 const run = promisify(execFile);
 
-async function cascade(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+async function cascade(args: string[], env: NodeJS.ProcessEnv = { ...process.env, GIT_AUTHOR_NAME: 'Ops', GIT_AUTHOR_EMAIL: 'ops@example.com' }): Promise<{ code: number; stdout: string; stderr: string }> {
   try {
-    const { stdout, stderr } = await run(process.execPath, [BIN, ...args], { env: { ...process.env, GIT_AUTHOR_NAME: 'Ops', GIT_AUTHOR_EMAIL: 'ops@example.com' } });
+    const { stdout, stderr } = await run(process.execPath, [BIN, ...args], { env });
     return { code: 0, stdout, stderr };
   } catch (err) {
     const e = err as { code: number; stdout: string; stderr: string };
@@ -74,5 +74,46 @@ describe('cascade rollback', () => {
     expect((await cascade(['rollback', clone])).stderr).toMatch(/exactly one of --deployment/);
     const unknown = await cascade(['rollback', clone, '--deployment', 'nope']);
     expect(unknown.stderr).toMatch(/no Deployment named "nope".*known: db, web/s);
+  });
+
+  it('refuses to undo a rollback (it would bring back the version rolled back) unless --force', async () => {
+    const dir = join(root, 'twice');
+    await git(root, ['clone', '--quiet', `${server.url}/fleet.git`, dir]);
+    await commitFiles(dir, { 'deployments/web.yaml': webDeployment('5.0.0') }, 'web: roll out 5.0.0');
+    const first = await cascade(['rollback', dir, '--deployment', 'web']);
+    expect(first.code).toBe(0);
+    const rolledBack = await git(dir, ['rev-parse', 'HEAD']);
+
+    const second = await cascade(['rollback', dir, '--deployment', 'web']);
+    expect(second.code).toBe(2);
+    expect(second.stderr).toMatch(/itself a rollback.*bring back web 5\.0\.0.*--force.*\[rollback-of-rollback\]/s);
+    expect(await git(dir, ['rev-parse', 'HEAD'])).toBe(rolledBack);
+
+    const forced = await cascade(['rollback', dir, '--deployment', 'web', '--force']);
+    expect(forced.code).toBe(0);
+    expect(await git(dir, ['show', 'HEAD:deployments/web.yaml'])).toContain('version: 5.0.0');
+  });
+
+  it('authors the commit from git config like git does (repository, then global), and refuses without an identity', async () => {
+    const dir = join(root, 'author');
+    await git(root, ['clone', '--quiet', `${server.url}/fleet.git`, dir]);
+    await commitFiles(dir, { 'deployments/web.yaml': webDeployment('6.0.0') }, 'web: roll out 6.0.0');
+    const home = join(root, 'home');
+    await mkdir(home, { recursive: true });
+    const bare: NodeJS.ProcessEnv = { PATH: process.env['PATH'], HOME: home, XDG_CONFIG_HOME: join(home, '.config') };
+
+    const nobody = await cascade(['rollback', dir, '--deployment', 'web'], bare);
+    expect(nobody.code).toBe(2);
+    expect(nobody.stderr).toMatch(/no commit author.*user\.name.*\[git-identity-unknown\]/s);
+
+    await writeFile(join(home, '.gitconfig'), '[user]\n\tname = "Global Person" # me\n\temail = global@example.com\n');
+    expect((await cascade(['rollback', dir, '--deployment', 'web'], bare)).code).toBe(0);
+    expect(await git(dir, ['log', '-1', '--format=%an <%ae>'])).toBe('Global Person <global@example.com>');
+
+    await commitFiles(dir, { 'deployments/web.yaml': webDeployment('7.0.0') }, 'web: roll out 7.0.0');
+    await git(dir, ['config', 'user.name', 'Repo Person']);
+    await git(dir, ['config', 'user.email', 'repo@example.com']);
+    expect((await cascade(['rollback', dir, '--deployment', 'web'], bare)).code).toBe(0);
+    expect(await git(dir, ['log', '-1', '--format=%an <%ae>'])).toBe('Repo Person <repo@example.com>');
   });
 });

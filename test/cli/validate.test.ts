@@ -67,10 +67,10 @@ describe('cascade validate', () => {
     expect(run).toMatchObject({ code: 0, stdout: 'valid: valid (4 apps, 7 deployments, 4 regions) at the working tree\n' });
   });
 
-  it('prints {valid, revision, problems} alone on stdout with --json', async () => {
+  it('prints {valid, revision, problems, warnings} alone on stdout with --json', async () => {
     const run = await cascade('validate', VALID, '--json');
     expect(run.code).toBe(0);
-    expect(JSON.parse(run.stdout)).toEqual({ valid: true, revision: null, problems: [] });
+    expect(JSON.parse(run.stdout)).toEqual({ valid: true, revision: null, problems: [], warnings: [] });
   });
 
   it('exits 1 and prints every problem as path:line:col: message', async () => {
@@ -104,6 +104,7 @@ describe('cascade validate', () => {
           message: 'Deployment "broken" deploys app "no-such-app", but there is no App named "no-such-app"; add an App document or fix spec.app',
         },
       ],
+      warnings: [],
     });
   });
 
@@ -116,7 +117,7 @@ describe('cascade validate', () => {
     const atMain = await cascade('validate', dir, '--rev', 'main');
     expect(atMain).toMatchObject({ code: 0, stdout: `${basename(dir)}: valid (4 apps, 7 deployments, 4 regions) at main (${head})\n` });
     const json = await cascade('validate', dir, '--rev', head.slice(0, 10), '--json');
-    expect(JSON.parse(json.stdout)).toEqual({ valid: true, revision: head, problems: [] });
+    expect(JSON.parse(json.stdout)).toEqual({ valid: true, revision: head, problems: [], warnings: [] });
 
     const bare = `${dir}-bare.git`;
     dirs.push(bare);

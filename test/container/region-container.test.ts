@@ -6,7 +6,7 @@ import { join, relative } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseDocument } from 'yaml';
 import type { RegionStatus } from '../../src/reconciler/region-status.js';
-import { fetchInventory } from '../../src/protocol/region-client.js';
+import { fetchInventory } from '../../src/agent/http/region-client.js';
 import { startSimulation, type Simulation } from '../../src/simulate/simulation.js';
 import { commitAndPush, makeFleetRemote, type FileChanges, type FleetRemote } from '../support/git-fixtures.js';
 import { startGitHttpServer, type GitHttpServer } from '../support/git-http-server.js';

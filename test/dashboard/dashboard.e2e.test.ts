@@ -1,6 +1,6 @@
 import type { Browser } from 'playwright-core';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { regionToken } from '../../src/hub/auth.js';
+import { regionToken } from '../../src/protocol/hub-auth.js';
 import { startSimulation } from '../../src/simulate/simulation.js';
 import { waitFor } from '../support/region-process.js';
 import { SCENARIO_TOKEN, startRegionScenario } from '../support/region-scenario.js';

@@ -1,4 +1,4 @@
-import { execFile } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -40,6 +40,27 @@ describe('progressive rollouts, end to end', () => {
     return { s, sim };
   }
 
+  it('status --watch started before the commit waits for it, prints one JSON object per change, and exits 0 on Complete', async () => {
+    const { s } = await scenario('    waves: [50, 100]\n', 10);
+    const child = spawn(process.execPath, [BIN, 'status', '--region-url', s.region.url, '--watch', '--json', '--until', 'complete', '--interval', '100ms', '--timeout', '60s']);
+    cleanups.push(async () => child.kill('SIGKILL'));
+    let stdout = '';
+    child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
+    const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+    // The watch has read the settled region (its first line) before the commit exists.
+    await waitFor(async () => (stdout.includes('\n') ? true : undefined), 20_000, async () => 'no first status line');
+    await sleep(300);
+    expect(stdout.trim().split('\n')).toHaveLength(1);
+
+    await s.commit({ 'deployments/web.yaml': webDeployment('2.0.0') }, 'web 2.0.0');
+    expect(await exited).toBe(0);
+    const lines = stdout.trim().split('\n').map((line) => JSON.parse(line) as { rollouts: Array<{ deployment: string; version: string; state: string }> });
+    expect(lines.length).toBeGreaterThanOrEqual(2);
+    expect(lines.at(-1)!.rollouts.find((r) => r.deployment === 'web')).toMatchObject({ version: '2.0.0', state: 'Complete' });
+    // Every line is a change: no two neighbours are equal.
+    for (let i = 1; i < lines.length; i++) expect(JSON.stringify(lines[i])).not.toBe(JSON.stringify(lines[i - 1]));
+  });
+
   it('a failing version halts inside the first wave, no device outside it is handed it, and a revert takes the canaries back at once', async () => {
     const DEVICES = 30;
     const { s, sim } = await scenario('    waves: [10, 50, 100]\n    failureThreshold: 1\n    bakeTime: 1s\n', DEVICES, { failVersion: '2.0.0' });
@@ -72,8 +93,14 @@ describe('progressive rollouts, end to end', () => {
     const shown = await run(process.execPath, [BIN, 'status', '--region-url', s.region.url]);
     expect(shown.stdout).toMatch(/web -> 2\.0\.0\s+Halted\s+wave 1\/3/);
     expect(shown.stdout).toContain('cascade rollback --deployment web');
-    const watched = await run(process.execPath, [BIN, 'status', '--region-url', s.region.url, '--watch', '--interval', '200ms'], { timeout: 60_000 });
+    // --watch on the commit stops on the halt with exit code 1, so CI can gate on it.
+    const watched = (await run(process.execPath, [BIN, 'status', '--region-url', s.region.url, '--watch', '--revision', bump, '--interval', '200ms'], { timeout: 60_000 }).then(
+      () => ({ code: 0, stdout: '', stderr: '' }),
+      (err: { code: number; stdout: string; stderr: string }) => err,
+    ));
+    expect(watched.code).toBe(1);
     expect(watched.stderr).toMatch(/web .*HALTED/);
+    expect(watched.stdout).toMatch(/^Halted: web 2\.0\.0 Halted/m);
     const metrics = await (await fetch(`${s.region.url}/metrics`)).text();
     expect(metrics).toMatch(/cascade_rollout_halted\{deployment="web",region="us-east"\} 1/);
 

@@ -1,5 +1,5 @@
 import { afterEach, describe, expect, it } from 'vitest';
-import { regionToken, signBody } from '../../src/hub/auth.js';
+import { regionToken, signBody } from '../../src/protocol/hub-auth.js';
 import { HUB_TOKEN, getJson, pushSummary, startTestHub, summary, tempDir } from './hub-fixture.js';
 
 const cleanups: (() => Promise<void>)[] = [];

@@ -2,7 +2,7 @@ import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { afterEach, describe, expect, it } from 'vitest';
-import { regionToken } from '../../src/hub/auth.js';
+import { regionToken } from '../../src/protocol/hub-auth.js';
 import { HUB_TOKEN, getJson, pushSummary, rollout, summary, tempDir, wave } from './hub-fixture.js';
 
 const BIN = fileURLToPath(new URL('../../bin/cascade.js', import.meta.url));

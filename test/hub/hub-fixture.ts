@@ -1,9 +1,10 @@
+import { hubDashboard } from '../../src/dashboard/serve.js';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { regionToken, signBody } from '../../src/hub/auth.js';
+import { regionToken, signBody } from '../../src/protocol/hub-auth.js';
 import { startHub, type HubConfig, type RunningHub } from '../../src/hub/hub-server.js';
-import { SUMMARY_PATH, type HubSummary } from '../../src/hub/summary.js';
+import { SUMMARY_PATH, type HubSummary } from '../../src/protocol/hub-summary.js';
 import type { DeploymentRolloutStatus, RolloutPhase, WaveStatus } from '../../src/plan/rollout/types.js';
 
 export const HUB_TOKEN = 'hub-secret-for-tests';
@@ -14,12 +15,12 @@ export async function tempDir(prefix: string): Promise<{ path: string; remove: (
 }
 
 export function startTestHub(dataDir: string, overrides: Partial<HubConfig> = {}): Promise<RunningHub> {
-  return startHub({ host: '127.0.0.1', port: 0, dataDir, token: HUB_TOKEN, log: false, ...overrides });
+  return startHub({ host: '127.0.0.1', port: 0, dataDir, token: HUB_TOKEN, log: false, plugins: [hubDashboard], ...overrides });
 }
 
 export function wave(n: number, percent: number, counts: Partial<Omit<WaveStatus, 'wave' | 'percent'>>): WaveStatus {
-  const w = { pending: 0, updating: 0, healthy: 0, failed: 0, offline: 0, ...counts };
-  return { wave: n, percent, devices: w.pending + w.updating + w.healthy + w.failed + w.offline, ...w };
+  const w = { new: 0, pending: 0, updating: 0, healthy: 0, failed: 0, offline: 0, ...counts };
+  return { wave: n, percent, devices: w.new + w.pending + w.updating + w.healthy + w.failed + w.offline, ...w };
 }
 
 export function rollout(

@@ -2,10 +2,10 @@ import type { AddressInfo } from 'node:net';
 import net from 'node:net';
 import { pino } from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
-import { regionToken } from '../../src/hub/auth.js';
+import { regionToken } from '../../src/protocol/hub-auth.js';
 import type { RunningHub } from '../../src/hub/hub-server.js';
-import type { HubSummaryInput } from '../../src/hub/summary.js';
-import { startHubPush, type HubPush } from '../../src/hub-client/hub-push.js';
+import type { HubSummaryInput } from '../../src/protocol/hub-summary.js';
+import { startHubPush, type HubPush } from '../../src/region/hub/hub-push.js';
 import { HUB_TOKEN, eventually, pushSummary, startTestHub, summary, tempDir } from './hub-fixture.js';
 
 const log = pino({ level: 'silent' });

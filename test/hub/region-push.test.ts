@@ -1,9 +1,10 @@
+import { regionDashboard } from '../../src/dashboard/serve.js';
 import { join } from 'node:path';
 import { pino } from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
-import { regionToken } from '../../src/hub/auth.js';
+import { regionToken } from '../../src/protocol/hub-auth.js';
 import type { RunningHub } from '../../src/hub/hub-server.js';
-import { startRegion } from '../../src/region/region-server.js';
+import { startRegion } from '../../src/region/compose.js';
 import { startSimulation } from '../../src/simulate/simulation.js';
 import { commitFiles, makeLocalRepo } from '../support/git-fixtures.js';
 import { smallFleet, webDeployment } from '../support/small-fleet.js';
@@ -26,6 +27,7 @@ describe('a region pushing to the hub', () => {
     const hubPort = Number(new URL(hub.url).port);
 
     const region = await startRegion({
+      plugins: [regionDashboard],
       repo: repo.dir,
       branch: 'main',
       region: 'us-east',

@@ -1,8 +1,8 @@
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
-import { signBody } from '../../src/hub/auth.js';
-import { HubStore } from '../../src/hub/hub-store.js';
+import { signBody } from '../../src/protocol/hub-auth.js';
+import { HubStore } from '../../src/storage/hub-store.js';
 import type { RevisionStateEvent } from '../../src/hub/webhooks.js';
 import { eventually, pushSummary, rollout, startTestHub, summary, tempDir, wave } from './hub-fixture.js';
 

@@ -4,12 +4,13 @@ import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import type { FastifyInstance } from 'fastify';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { fetchInventory, RegionClient, RegionHttpError } from '../../src/protocol/region-client.js';
-import { DesiredWatchers } from '../../src/region/desired-watchers.js';
-import { hashDeviceToken, registerDeviceApi } from '../../src/region/device-api.js';
-import { createRegionHttpServer } from '../../src/region/http-server.js';
-import { SqliteStateStore } from '../../src/region/sqlite-state-store.js';
-import type { AppCatalog } from '../../src/region/state-store.js';
+import { fetchInventory, RegionClient, RegionHttpError } from '../../src/agent/http/region-client.js';
+import { DesiredWatchers } from '../../src/region/routes/desired-watchers.js';
+import { hashDeviceToken } from '../../src/region/device-tokens.js';
+import { registerDeviceApi } from '../../src/region/routes/device-routes.js';
+import { createRegionHttpServer } from '../../src/http/http-server.js';
+import { SqliteStateStore } from '../../src/storage/region-state-store.js';
+import type { AppCatalog } from '../../src/reconciler/state-store.js';
 
 const ENROLLMENT_TOKEN = 'let-me-in';
 

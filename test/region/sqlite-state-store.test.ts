@@ -4,8 +4,8 @@ import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { DeviceDesired, DeviceId } from '../../src/core/types.js';
-import { SqliteStateStore } from '../../src/region/sqlite-state-store.js';
-import type { AppCatalog } from '../../src/region/state-store.js';
+import { SqliteStateStore } from '../../src/storage/region-state-store.js';
+import type { AppCatalog } from '../../src/reconciler/state-store.js';
 
 let dir: string;
 let store: SqliteStateStore;

@@ -6,7 +6,8 @@ import { join } from 'node:path';
 import git from 'isomorphic-git';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { isCascadeError } from '../../src/core/errors.js';
-import { openFleetSource, type FleetSource } from '../../src/source/fleet-source.js';
+import type { FleetSource } from '../../src/source/fleet-source.js';
+import { openFleetSource } from '../../src/source/open-fleet-source.js';
 import { LocalSource } from '../../src/source/local-source.js';
 import { RemoteSource, withCapabilities } from '../../src/source/remote-source.js';
 import {

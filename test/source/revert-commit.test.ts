@@ -5,6 +5,8 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { revertCommit } from '../../src/source/revert-commit.js';
 
+const OPS = { name: 'Ops', email: 'ops@example.com' };
+
 function repo(): { dir: string; commit: (files: Record<string, string>, message: string) => string } {
   const dir = mkdtempSync(join(tmpdir(), 'cascade-revert-'));
   const run = (...args: string[]) => execFileSync('git', args, { cwd: dir, encoding: 'utf8' }).trim();
@@ -28,7 +30,7 @@ describe('revertCommit', () => {
     r.commit({ 'web.yaml': 'version: 1.0\n', 'db.yaml': 'version: 3\n' }, 'initial');
     const bump = r.commit({ 'web.yaml': 'version: 2.0\n' }, 'web: roll out 2.0');
     r.commit({ 'db.yaml': 'version: 4\n' }, 'db: roll out 4');
-    const result = await revertCommit({ dir: r.dir, gitdir: join(r.dir, '.git'), commit: bump });
+    const result = await revertCommit({ dir: r.dir, gitdir: join(r.dir, '.git'), commit: bump, author: OPS });
     expect(result.paths).toEqual(['web.yaml']);
     expect(readFileSync(join(r.dir, 'web.yaml'), 'utf8')).toBe('version: 1.0\n');
     expect(readFileSync(join(r.dir, 'db.yaml'), 'utf8')).toBe('version: 4\n');
@@ -46,7 +48,7 @@ describe('revertCommit', () => {
     const bump = r.commit({ 'web.yaml': 'version: 2.0\n' }, 'web 2.0');
     r.commit({ 'web.yaml': 'version: 2.1\n' }, 'web 2.1');
     const head = execFileSync('git', ['rev-parse', 'HEAD'], { cwd: r.dir, encoding: 'utf8' }).trim();
-    await expect(revertCommit({ dir: r.dir, gitdir: join(r.dir, '.git'), commit: bump })).rejects.toMatchObject({
+    await expect(revertCommit({ dir: r.dir, gitdir: join(r.dir, '.git'), commit: bump, author: OPS })).rejects.toMatchObject({
       code: 'revert-conflict',
       message: expect.stringContaining('web.yaml'),
     });
@@ -58,8 +60,8 @@ describe('revertCommit', () => {
     r.commit({ 'web.yaml': 'version: 1.0\n' }, 'initial');
     const bump = r.commit({ 'web.yaml': 'version: 2.0\n' }, 'web 2.0');
     r.commit({ 'web.yaml': 'version: 1.0\n' }, 'manual undo');
-    await expect(revertCommit({ dir: r.dir, gitdir: join(r.dir, '.git'), commit: bump })).rejects.toMatchObject({ code: 'revert-empty' });
-    await expect(revertCommit({ dir: r.dir, gitdir: join(r.dir, '.git'), commit: 'deadbeef' })).rejects.toMatchObject({ code: 'revert-unknown-commit' });
+    await expect(revertCommit({ dir: r.dir, gitdir: join(r.dir, '.git'), commit: bump, author: OPS })).rejects.toMatchObject({ code: 'revert-empty' });
+    await expect(revertCommit({ dir: r.dir, gitdir: join(r.dir, '.git'), commit: 'deadbeef', author: OPS })).rejects.toMatchObject({ code: 'revert-unknown-commit' });
   });
 
   it('reverts a merged pull request against its first parent', async () => {
@@ -72,7 +74,7 @@ describe('revertCommit', () => {
     r.commit({ 'db.yaml': 'version: 4\n' }, 'db 4');
     run('merge', '-q', '--no-ff', '-m', 'Merge pull request #7', 'pr');
     const merge = run('rev-parse', 'HEAD');
-    const result = await revertCommit({ dir: r.dir, gitdir: join(r.dir, '.git'), commit: merge });
+    const result = await revertCommit({ dir: r.dir, gitdir: join(r.dir, '.git'), commit: merge, author: OPS });
     expect(result.paths).toEqual(['web.yaml']);
     expect(run('show', 'HEAD:web.yaml')).toBe('version: 1.0');
     expect(run('show', 'HEAD:db.yaml')).toBe('version: 4');

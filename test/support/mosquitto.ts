@@ -4,7 +4,7 @@ import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { mosquittoPasswordHash } from '../../src/transport/mqtt/mosquitto-password-file.js';
+import { mosquittoPasswordHash } from '../../src/region/mqtt/mosquitto-password-file.js';
 import { freePort } from './free-port.js';
 import { MOSQUITTO_BIN } from './requirements.js';
 

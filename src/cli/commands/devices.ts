@@ -1,6 +1,6 @@
 import { Command, Option } from 'commander';
-import { CascadeError } from '../../core/errors.js';
-import { secretFrom } from '../secrets.js';
+import { operatorRequest } from '../operator-request.js';
+import { urlFlag } from '../parse-flags.js';
 
 interface DevicesFlags {
   regionUrl: string;
@@ -20,11 +20,11 @@ export function registerDevices(program: Command): void {
   const devices = program.command('devices').description("list a region's enrolled devices, revoke one");
   const common = (command: Command) =>
     command
-      .addOption(new Option('--region-url <url>', 'URL of the region').env('CASCADE_REGION_URL').makeOptionMandatory())
+      .addOption(new Option('--region-url <url>', 'URL of the region').env('CASCADE_REGION_URL').argParser(urlFlag).makeOptionMandatory())
       .addOption(new Option('--operator-token <token>', "the region's operator token").env('CASCADE_OPERATOR_TOKEN'));
   common(devices.command('list').description('every enrolled device, its labels, enrolment and last contact').option('--json', 'print JSON')).action(
     async (flags: DevicesFlags) => {
-      const list = (await call(flags, 'GET', '/api/v1/admin/devices')) as AdminDevice[];
+      const list = (await operatorRequest(flags, 'GET', '/api/v1/admin/devices')) as AdminDevice[];
       if (flags.json) {
         process.stdout.write(JSON.stringify(list, null, 2) + '\n');
         return;
@@ -39,22 +39,8 @@ export function registerDevices(program: Command): void {
   );
   common(devices.command('revoke').description("revoke a device's token: refused at once, cannot enrol again under that id").argument('<id>', 'device id')).action(
     async (id: string, flags: DevicesFlags) => {
-      await call(flags, 'POST', `/api/v1/admin/devices/${encodeURIComponent(id)}/revoke`);
+      await operatorRequest(flags, 'POST', `/api/v1/admin/devices/${encodeURIComponent(id)}/revoke`);
       process.stdout.write(`revoked ${id}\n`);
     },
   );
-}
-
-async function call(flags: DevicesFlags, method: string, path: string): Promise<unknown> {
-  const token = secretFrom(flags.operatorToken, 'CASCADE_OPERATOR_TOKEN');
-  const url = new URL(path, flags.regionUrl).toString();
-  let response: Response;
-  try {
-    response = await fetch(url, { method, headers: token ? { authorization: `Bearer ${token}` } : {}, signal: AbortSignal.timeout(15_000) });
-  } catch (err) {
-    throw new CascadeError('region-unreachable', `cannot reach ${url}: ${String((err as Error).cause ?? (err as Error).message)}; check --region-url.`);
-  }
-  const body = (await response.json().catch(() => ({}))) as { error?: { code: string; message: string } };
-  if (!response.ok) throw new CascadeError(body.error?.code ?? 'region-error', `${method} ${url}: ${body.error?.message ?? response.status}`);
-  return body;
 }

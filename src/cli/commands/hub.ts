@@ -1,11 +1,13 @@
+import { hubDashboard } from '../../dashboard/serve.js';
 import { Command, Option } from 'commander';
 import { CascadeError } from '../../core/errors.js';
-import { regionToken } from '../../hub/auth.js';
+import { regionToken } from '../../protocol/hub-auth.js';
 import { DEFAULT_STALE_AFTER_MS, startHub } from '../../hub/hub-server.js';
-import { isValidRegionName } from '../../hub/summary.js';
+import { isValidRegionName } from '../../protocol/hub-summary.js';
 import { createCliLogger } from '../logger.js';
 import { secretFrom } from '../secrets.js';
 import { durationFlag, listenFlag } from '../parse-flags.js';
+import { checkStateDir, listenError } from '../preflight.js';
 
 interface HubFlags {
   listen: { host: string; port: number };
@@ -47,17 +49,22 @@ export function registerHub(program: Command): void {
       flags.token = secretFrom(flags.token, 'CASCADE_HUB_TOKEN');
       flags.readToken = secretFrom(flags.readToken, 'CASCADE_HUB_READ_TOKEN');
       flags.webhookSecret = secretFrom(flags.webhookSecret, 'CASCADE_HUB_WEBHOOK_SECRET');
+      const token = requireToken(flags.token);
+      checkStateDir(flags.data, '--data', 'CASCADE_HUB_DATA');
       const log = createCliLogger();
       const running = await startHub({
+        plugins: [hubDashboard],
         host: flags.listen.host,
         port: flags.listen.port,
         dataDir: flags.data,
-        token: requireToken(flags.token),
+        token,
         readToken: flags.readToken ?? null,
         webhooks: flags.webhook,
         webhookSecret: flags.webhookSecret ?? null,
         staleAfterMs: flags.staleAfter,
         log,
+      }).catch((err: unknown) => {
+        throw listenError(err, flags.listen, '--listen');
       });
       if (!flags.readToken) log.warn('reads are open: anyone who reaches the listen address sees the fleet (set --read-token to require a token)');
       await new Promise<void>((resolve) => {

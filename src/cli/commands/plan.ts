@@ -11,15 +11,20 @@ import { renderPlanMarkdown } from '../../plan/render-markdown.js';
 import { renderPlanText } from '../../plan/render-text.js';
 import type { Plan } from '../../plan/types.js';
 import { createCliLogger } from '../logger.js';
+import { allowArtifactOriginOption, allowHttpArtifactsOption, artifactPolicyFrom, urlFlag } from '../parse-flags.js';
+import { secretFrom } from '../secrets.js';
 
 type PlanFormat = 'text' | 'json' | 'markdown';
 
 interface PlanFlags {
   inventory?: string;
   regionUrl?: string;
+  operatorToken?: string;
   rev?: string;
   format: PlanFormat;
   json?: boolean;
+  allowArtifactOrigin?: string[];
+  allowHttpArtifacts?: boolean;
 }
 
 /**
@@ -32,10 +37,13 @@ export function registerPlan(program: Command): void {
     .description('show the steps (install, upgrade, downgrade, remove) the fleet repository asks for, per region, Deployment and wave')
     .argument('[dir]', 'fleet repository directory', '.')
     .option('--inventory <file>', 'JSON array of devices: [{"id", "region", "labels": {...}, "apps": {"<app>": "<version>"}}]')
-    .option('--region-url <url>', 'read the inventory from a running region (GET <url>/api/v1/devices; operator token from CASCADE_OPERATOR_TOKEN) instead of a file')
+    .option('--region-url <url>', 'read the inventory from a running region (GET <url>/api/v1/devices) instead of a file', urlFlag)
+    .addOption(new Option('--operator-token <token>', "the region's operator token, for --region-url").env('CASCADE_OPERATOR_TOKEN'))
     .option('--rev <rev>', 'plan a commit, branch or tag instead of the working tree')
     .addOption(new Option('--format <format>', 'output format').choices(['text', 'json', 'markdown']).default('text'))
     .option('--json', 'same as --format json: only the plan JSON goes to stdout')
+    .addOption(allowArtifactOriginOption())
+    .addOption(allowHttpArtifactsOption())
     .action(async (dir: string, flags: PlanFlags) => {
       const format: PlanFormat = flags.json ? 'json' : flags.format;
       if ((flags.inventory === undefined) === (flags.regionUrl === undefined)) {
@@ -47,7 +55,8 @@ export function registerPlan(program: Command): void {
         );
       }
       const logger = createCliLogger();
-      const loaded = await loadRepository(dir, { rev: flags.rev });
+      const loaded = await loadRepository(dir, { rev: flags.rev, artifactPolicy: artifactPolicyFrom(flags) });
+      for (const warning of loaded.warnings) process.stderr.write(formatProblem(warning) + '\n');
       if (loaded.problems.length > 0) {
         for (const problem of loaded.problems) process.stderr.write(formatProblem(problem) + '\n');
         process.stderr.write(
@@ -56,7 +65,7 @@ export function registerPlan(program: Command): void {
         process.exitCode = 1;
         return;
       }
-      const devices = flags.inventory !== undefined ? await readInventoryFile(flags.inventory) : await fetchInventory(flags.regionUrl!);
+      const devices = flags.inventory !== undefined ? await readInventoryFile(flags.inventory) : await fetchInventory(flags.regionUrl!, secretFrom(flags.operatorToken, 'CASCADE_OPERATOR_TOKEN'));
       const plan = buildPlan(loaded.fleet, devices);
       logger.debug({ revision: plan.revision, devices: devices.length, steps: plan.steps.length, conflicts: plan.conflicts.length }, 'plan built');
       process.stdout.write(render(plan, format));
@@ -74,7 +83,7 @@ function render(plan: Plan, format: PlanFormat): string {
   }
 }
 
-async function readInventoryFile(file: string): Promise<InventoryDevice[]> {
+export async function readInventoryFile(file: string): Promise<InventoryDevice[]> {
   let text: string;
   try {
     text = await readFile(file, 'utf8');
@@ -89,7 +98,7 @@ async function readInventoryFile(file: string): Promise<InventoryDevice[]> {
 }
 
 /** The inventory of a running region: `GET <url>/api/v1/devices` answers the same JSON array as a file. */
-export async function fetchInventory(regionUrl: string): Promise<InventoryDevice[]> {
+export async function fetchInventory(regionUrl: string, operatorToken?: string): Promise<InventoryDevice[]> {
   let base: URL;
   try {
     base = new URL(regionUrl);
@@ -99,7 +108,10 @@ export async function fetchInventory(regionUrl: string): Promise<InventoryDevice
   const url = `${base.toString().replace(/\/+$/, '')}/api/v1/devices`;
   let response: Response;
   try {
-    response = await fetch(url, { signal: AbortSignal.timeout(30_000), headers: { accept: 'application/json' } });
+    response = await fetch(url, {
+      signal: AbortSignal.timeout(30_000),
+      headers: { accept: 'application/json', ...(operatorToken ? { authorization: `Bearer ${operatorToken}` } : {}) },
+    });
   } catch (err) {
     const cause = (err as Error & { cause?: { code?: string; message?: string } }).cause;
     throw new CascadeError(
@@ -109,6 +121,9 @@ export async function fetchInventory(regionUrl: string): Promise<InventoryDevice
     );
   }
   const body = await response.text();
+  if (response.status === 401 || response.status === 403) {
+    throw new CascadeError('region-operator-token-required', `${url} answered ${response.status}: the live inventory needs the region's operator token; pass --operator-token (or CASCADE_OPERATOR_TOKEN, or a context's token file)`, { url, status: response.status });
+  }
   if (!response.ok) {
     throw new CascadeError('region-error', `${url} answered ${response.status} ${response.statusText}: ${body.slice(0, 300)}`, { url, status: response.status });
   }

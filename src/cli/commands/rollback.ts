@@ -4,10 +4,11 @@ import { Command, Option } from 'commander';
 import git from 'isomorphic-git';
 import { CascadeError } from '../../core/errors.js';
 import { loadRepository } from '../../desired/load-repository.js';
-import { findRollbackTarget } from '../../rollback/find-rollback-target.js';
+import { findRollbackTarget } from '../rollback/find-rollback-target.js';
 import { credentialsFromEnv, toBasicAuth } from '../../source/git-auth.js';
 import { pushBranch } from '../../source/push-branch.js';
 import { revertCommit } from '../../source/revert-commit.js';
+import { resolveGitIdentity } from '../../source/git-identity.js';
 
 interface RollbackFlags {
   deployment?: string;
@@ -15,6 +16,7 @@ interface RollbackFlags {
   push?: boolean;
   branch?: string;
   json?: boolean;
+  force?: boolean;
 }
 
 export function registerRollback(program: Command): void {
@@ -26,6 +28,7 @@ export function registerRollback(program: Command): void {
     .option('--commit <sha>', 'revert this commit')
     .option('--branch <name>', 'branch to commit on (default: the current branch)')
     .option('--push', 'push the revert commit to origin (credentials: CASCADE_GIT_TOKEN, or CASCADE_GIT_USERNAME/PASSWORD)')
+    .option('--force', 'also undo a commit that was itself a rollback (bringing back the version it rolled back)')
     .addOption(new Option('--json', 'print the result as JSON'))
     .action(async (dirArg: string, flags: RollbackFlags) => {
       if (!flags.deployment === !flags.commit) {
@@ -45,10 +48,21 @@ export function registerRollback(program: Command): void {
           throw new CascadeError('rollback-unknown-deployment', `no Deployment named "${flags.deployment}" at HEAD; known: ${known || 'none'}.`);
         }
         const target = await findRollbackTarget({ gitdir, ref: 'HEAD', deployment: flags.deployment, path: source.path });
+        if (target.reverts && !flags.force) {
+          throw new CascadeError(
+            'rollback-of-rollback',
+            `the last change to Deployment ${target.deployment} is itself a rollback: ${target.commit.slice(0, 8)} "${target.subject}" undid ${target.reverts.slice(0, 8)}. ` +
+              `Reverting it would bring back ${target.deployment} ${target.from ?? '(deleted)'}, the version that was rolled back. ` +
+              `Roll forward with a new commit (set the version you want), or pass --force to bring ${target.from ?? 'it'} back anyway.`,
+            { commit: target.commit, reverts: target.reverts },
+          );
+        }
         commit = target.commit;
         explanation = `Rolls back Deployment ${target.deployment} from ${target.to ?? '(deleted)'} to ${target.from ?? '(none: the Deployment is removed)'}.`;
       }
-      const result = await revertCommit({ dir, gitdir, commit: commit!, branch: flags.branch, explanation });
+      // Authored like any commit of the user's: GIT_AUTHOR_*, the repository's and the global git config.
+      const author = await resolveGitIdentity({ gitdir });
+      const result = await revertCommit({ dir, gitdir, commit: commit!, branch: flags.branch, explanation, author });
       if (flags.push) {
         const credentials = credentialsFromEnv();
         const branch = flags.branch ?? (await currentBranch(dir));

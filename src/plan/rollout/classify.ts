@@ -2,15 +2,18 @@ import type { DeviceRolloutState, RolloutDeviceInput } from './types.js';
 
 /**
  * Where a device stands in a rollout to `version`, in this order:
- * - offline: silent for longer than `offlineAfterMs` (or never reported), whatever it said last;
- *   set aside, neither failed nor blocking its wave;
+ * - new: never reported, enrolled no longer than `offlineAfterMs` ago (at `enrolledAt`, else at
+ *   `since`, the rollout's start): not handed anything yet, not updating, but holding its wave;
+ * - offline: silent for longer than `offlineAfterMs`, or enrolled longer ago than that without a
+ *   report, whatever it said last; set aside, neither failed nor blocking its wave;
  * - healthy: reports `version`, healthy (whether or not this rollout handed it);
  * - pending: not handed `version` yet;
  * - failed: handed `version` and reports the app failed (an attempt that failed);
  * - updating: handed `version`, not healthy at it yet, not failed.
  */
-export function classifyDevice(device: RolloutDeviceInput, version: string, now: number, offlineAfterMs: number): DeviceRolloutState {
-  if (device.lastSeen === null || now - device.lastSeen > offlineAfterMs) return 'offline';
+export function classifyDevice(device: RolloutDeviceInput, version: string, now: number, offlineAfterMs: number, since: number = now): DeviceRolloutState {
+  if (device.lastSeen === null) return now - (device.enrolledAt ?? since) > offlineAfterMs ? 'offline' : 'new';
+  if (now - device.lastSeen > offlineAfterMs) return 'offline';
   const report = device.report;
   if (report && report.version === version && report.state === 'healthy') return 'healthy';
   if (device.handedVersion !== version) return 'pending';

@@ -1,5 +1,8 @@
 import { createHash } from 'node:crypto';
+import { stableJson } from '../../core/stable-json.js';
 import type { DeploymentSpec } from '../../desired/model.js';
+
+export { stableJson } from '../../core/stable-json.js';
 
 /**
  * Identifies what a Deployment asks for and how: app, version, selector and its own rollout settings
@@ -10,15 +13,4 @@ import type { DeploymentSpec } from '../../desired/model.js';
 export function deploymentFingerprint(spec: DeploymentSpec): string {
   const json = stableJson({ app: spec.app, version: spec.version, selector: spec.selector ?? null, rollout: spec.rollout ?? null });
   return createHash('sha256').update(json).digest('hex');
-}
-
-/** JSON with object keys sorted at every level and undefined-valued keys left out. */
-export function stableJson(value: unknown): string {
-  if (value === null || typeof value !== 'object') return JSON.stringify(value) ?? 'null';
-  if (Array.isArray(value)) return `[${value.map(stableJson).join(',')}]`;
-  const entries = Object.keys(value)
-    .filter((key) => (value as Record<string, unknown>)[key] !== undefined)
-    .sort()
-    .map((key) => `${JSON.stringify(key)}:${stableJson((value as Record<string, unknown>)[key])}`);
-  return `{${entries.join(',')}}`;
 }

@@ -8,6 +8,8 @@ import type { RolloutDeploymentInput, RolloutDeviceInput, RolloutState } from '.
 export interface RolloutDeviceRecord {
   id: DeviceId;
   lastSeen: number | null;
+  /** When the device enrolled: a device that never reported is `new` for offlineAfter after it. */
+  enrolledAt?: number;
   apps: Record<AppName, AppReport>;
   revoked?: boolean;
 }
@@ -64,6 +66,7 @@ export function collectRolloutInputs(input: CollectRolloutInputs): RolloutDeploy
       const deployment = entry(desired[app]!.deployment);
       if (!deployment) continue;
       const device: RolloutDeviceInput = { id: record.id, wave: waveOf(record.id, deployment.deployment, deployment.waves), lastSeen: record.lastSeen };
+      if (record.enrolledAt !== undefined) device.enrolledAt = record.enrolledAt;
       const report = record.apps[app];
       if (report) device.report = report;
       const handedVersion = handed?.[app]?.version;

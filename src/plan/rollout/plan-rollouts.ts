@@ -1,6 +1,8 @@
-import { CascadeError } from '../../core/errors.js';
+import { isCascadeError, CascadeError } from '../../core/errors.js';
+import { compareStrings as compareIds, plural } from '../../core/text.js';
 import type { DeviceId } from '../../core/types.js';
 import { alreadyThere, classifyDevice } from './classify.js';
+import { DEFAULT_WAVE_PERCENTS } from './defaults.js';
 import { rolloutSettings, type RolloutSettings } from './settings.js';
 import { startingState } from './state.js';
 import type {
@@ -10,7 +12,9 @@ import type {
   RolloutPhase,
   RolloutPlan,
   RolloutPlanInput,
+  RolloutProblem,
   RolloutState,
+  RolloutWaitReason,
   WaveStatus,
   WindowStatus,
 } from './types.js';
@@ -22,42 +26,63 @@ export const MAX_HALTED_DEVICES = 100;
 /**
  * The progressive-rollout rules. One region reconciler runs them on every pass for the Deployments
  * of its devices, each with its effective `spec.rollout` (the Deployment's, else its Region's, else
- * the Fleet's, field by field). Pure: time is `now`, memory is `previous` -> `states`.
+ * the Fleet's, field by field). Pure: time is `now`, memory is `previous` -> `states`, the offline
+ * clock is `offlineAfterMs`.
  *
  * 1. Waves. A Deployment's devices move in deterministic waves (cumulative percentages, e.g.
  *    [1, 10, 50, 100]; one wave [100] by default). Wave 1 starts with the rollout. Wave N+1 starts
- *    when every device of waves 1..N that is not offline reports healthy at the new version, and
- *    `bakeTime` (default 0) has passed since the first pass that saw that. A wave that had nothing to
- *    update when it started (no devices, all offline, or all already at the version) is not baked.
- *    A started wave never un-starts; a device of a started wave that turns unhealthy (e.g. comes back
- *    online behind) holds the next wave and restarts the bake once healthy. A failed device is not
- *    healthy: it holds the next wave until a commit changes the Deployment.
- * 2. maxUnavailable (count, or percentage of the Deployment's devices in this region, rounded up,
+ *    when every device of waves 1..N that is not offline reports healthy at the new version (a new
+ *    device holds its wave, rule 2), a canary has succeeded (below), and `bakeTime` (default 0) has
+ *    passed since the first pass that saw both. A wave that had nothing to update when it started
+ *    (no devices, all offline, or all already at the version) is not baked. A started wave never
+ *    un-starts; a device of a started wave that turns unhealthy (e.g. comes back online behind)
+ *    holds the next wave and restarts the bake once healthy. A failed device is not healthy: it
+ *    holds the next wave until a commit changes the Deployment.
+ *    A canary cannot be skipped: wave N+1 never starts before some device of waves 1..N has been
+ *    seen healthy at the new version in this rollout, unless waves 1..N hold no device at all (empty
+ *    waves lead to the first wave that holds one, which is the canary). When waves 1..N hold only
+ *    offline devices, the rollout waits for one of them to come back and succeed, and says so
+ *    (`reason` WaitingForCanary; WaitingForFirstReport when no device of the Deployment ever reported).
+ * 2. New devices: a device that never reported is `new` until `offlineAfter` has passed since it
+ *    enrolled. It is not handed the version (it is released in turn after its first report), it
+ *    counts neither as updating nor as attempted, and it holds its wave, so a fleet that enrols at
+ *    the moment of a commit still moves in waves and bakes (`reason` WaitingForFirstReport while only
+ *    new devices hold the rollout). Past `offlineAfter` without a report, it is offline (rule 5).
+ * 3. maxUnavailable (count, or percentage of the Deployment's devices in this region, rounded up,
  *    at least 1; default no limit): never more devices updating at once, updating = handed the new
  *    version, online, neither healthy at it nor failed. Pending devices of started waves are released
  *    by wave, then device id.
- * 3. failureThreshold: failed = online devices handed the new version that report the app failed;
+ * 4. failureThreshold: failed = online devices handed the new version that report the app failed;
  *    attempted = online devices handed the new version. A count N halts once failed >= max(N, 1) (so 0
  *    and 1 both halt at the first failure); a percentage P halts once failed / attempted >= P% and
- *    failed >= 1, but only after `minSample` attempts (default 10, capped at the Deployment's device
- *    count in this region, so a small Deployment can halt). minSample does not apply to counts. A halt
- *    releases no further device, retries nothing (handed devices stay handed what they were handed),
- *    and holds until the Deployment's fingerprint changes. No failureThreshold: never halts.
- * 4. Offline is not failed: a device silent for `offlineAfter` (default 10m) neither fails nor holds
- *    its wave, nor is it released while offline; back online, it is released in turn (its wave has
- *    started, a maxUnavailable slot is free).
- * 5. window {schedule, duration, timezone}: new devices are released only while the window is open
+ *    failed >= 1, judged once `minSample` (default 10) devices were attempted, or once every device
+ *    of the started waves that is not offline was attempted (none pending or new), however few that
+ *    is: minSample is capped by the devices there are to attempt. minSample does not apply to counts.
+ *    So when every attempted device fails, the rollout halts inside the canary wave, before any
+ *    device outside it is handed the version. A halt releases no further device, retries nothing
+ *    (handed devices stay handed what they were handed), and holds until the Deployment's
+ *    fingerprint changes. No failureThreshold: never halts (failed devices still hold their wave).
+ * 5. Offline is not failed: a device silent for `offlineAfterMs` (the region's one clock, the same
+ *    its status views, metrics and hub summary use; DEFAULT_OFFLINE_AFTER_MS = 10m) neither fails
+ *    nor holds its wave, nor is it released while offline; back online, it is released in turn (its
+ *    wave has started, a maxUnavailable slot is free). Offline canaries still hold later waves (rule 1).
+ * 6. window {schedule, duration, timezone}: new devices are released only while the window is open
  *    (see checkWindow for DST); devices already handed keep going.
- * 6. Rollback: when a new fingerprint brings the Deployment back to a version whose rollout completed
+ * 7. Rollback: when a new fingerprint brings the Deployment back to a version whose rollout completed
  *    before, it is a rollback. `rollback: immediate` (default) releases every device at once, offline
- *    ones included: no waves, no maxUnavailable, no failureThreshold (a rollback is the way out), and
- *    the window only with `respectWindow: true`. `rollback: waves` is a normal rollout, window included
- *    unless `respectWindow: false`. Devices running the version already are not updated.
- * 7. Status: Halted > Complete (every online device healthy at the version) > WaitingForWindow
- *    (window closed, pending devices in started waves) > Baking (waiting for bakeTime) > Progressing.
+ *    and new ones included: no waves, no canary, no maxUnavailable, no failureThreshold (a rollback is
+ *    the way out), and the window only with `respectWindow: true`. `rollback: waves` is a normal
+ *    rollout, window included unless `respectWindow: false`. Devices running the version already are
+ *    not updated.
+ * 8. Status: Halted > Complete (every wave started, every device that is not offline healthy at the
+ *    version) > WaitingForWindow (window closed, pending devices in started waves) > Baking (waiting
+ *    for bakeTime) > Progressing (with a `reason` when it waits for a first report or a canary).
+ * 9. One bad Deployment stalls only itself: settings that cannot be applied (a value the schema let
+ *    through, a time zone this machine's ICU does not know) make that Deployment `Stalled`, with a
+ *    `problem` {code, message}; it releases nothing new, keeps its memory, and the other Deployments
+ *    go on. planRollouts throws only for a caller's mistake (a Deployment listed twice).
  *
  * Devices handed the version (or running it) are always in `release`, halted or not, window or not.
- * Throws CascadeError `bad-rollout` for settings the schema should have refused.
  */
 export function planRollouts(input: RolloutPlanInput): RolloutPlan {
   const plan: RolloutPlan = { release: new Map(), states: new Map(), statuses: [] };
@@ -65,7 +90,13 @@ export function planRollouts(input: RolloutPlanInput): RolloutPlan {
     if (plan.states.has(deployment.deployment)) {
       throw new CascadeError('duplicate-deployment', `Deployment ${deployment.deployment} is listed twice in one rollout pass; pass each Deployment once`);
     }
-    const planned = planDeployment(deployment, input.now, input.revision, input.previous.get(deployment.deployment));
+    const previous = input.previous.get(deployment.deployment);
+    let planned: PlannedDeployment;
+    try {
+      planned = planDeployment(deployment, input.now, input.revision, input.offlineAfterMs, previous);
+    } catch (err) {
+      planned = stalled(deployment, input.now, input.revision, input.offlineAfterMs, previous, problemOf(err));
+    }
     plan.release.set(deployment.deployment, planned.release);
     plan.states.set(deployment.deployment, planned.state);
     plan.statuses.push(planned.status);
@@ -80,64 +111,56 @@ interface PlannedDeployment {
   status: DeploymentRolloutStatus;
 }
 
-function planDeployment(input: RolloutDeploymentInput, now: number, revision: string, previous: RolloutState | undefined): PlannedDeployment {
+/** What advanceWaves found: when the next wave may start while the current one bakes, or that it waits for a canary. */
+interface Advance {
+  nextWaveAt?: number;
+  waitingForCanary?: boolean;
+}
+
+function planDeployment(input: RolloutDeploymentInput, now: number, revision: string, offlineAfterMs: number, previous: RolloutState | undefined): PlannedDeployment {
   const where = `Deployment ${input.deployment}`;
   const settings = rolloutSettings(input.rollout, input.devices.length, where);
+  // Checked before anything else, so a window this machine cannot read stalls the Deployment (rule 9).
+  const window = settings.window ? checkWindow(settings.window, now, where) : undefined;
   const started = startingState(previous, input, now, revision);
   const state: RolloutState = {
     ...started.state,
     completedVersions: [...started.state.completedVersions],
     waveCompletedAt: { ...started.state.waveCompletedAt },
     wavesCompleteAtStart: [...started.state.wavesCompleteAtStart],
+    canaryAt: started.state.canaryAt ?? null,
   };
   const waveCount = settings.waves.length;
   const immediate = state.rollback && settings.rollback.strategy === 'immediate';
 
   const devices = input.devices;
-  const classes: DeviceRolloutState[] = new Array(devices.length);
-  const waves: number[] = new Array(devices.length);
-  const counts: WaveStatus[] = settings.waves.map((percent, i) => ({
-    wave: i + 1,
-    percent,
-    devices: 0,
-    pending: 0,
-    updating: 0,
-    healthy: 0,
-    failed: 0,
-    offline: 0,
-  }));
+  const { classes, waves, counts } = classifyAll(input, settings.waves, now, offlineAfterMs, state.startedAt);
   let attempted = 0;
   let updating = 0;
+  let toAttempt = 0;
   const failed: DeviceId[] = [];
   for (let i = 0; i < devices.length; i++) {
-    const device = devices[i]!;
-    const wave = clampWave(device.wave, waveCount);
-    const cls = classifyDevice(device, input.version, now, settings.offlineAfterMs);
-    classes[i] = cls;
-    waves[i] = wave;
-    const count = counts[wave - 1]!;
-    count.devices++;
-    count[cls]++;
-    if (cls !== 'offline' && device.handedVersion === input.version) attempted++;
-    if (cls === 'failed') failed.push(device.id);
+    const cls = classes[i]!;
+    if (cls === 'failed') failed.push(devices[i]!.id);
     else if (cls === 'updating') updating++;
+    if (cls !== 'offline' && cls !== 'new' && devices[i]!.handedVersion === input.version) attempted++;
+    if ((cls === 'pending' || cls === 'new') && waves[i]! <= state.currentWave) toAttempt++;
   }
 
   if (!state.halted && !immediate) {
-    const reason = thresholdCrossed(settings, failed.length, attempted);
+    const reason = thresholdCrossed(settings, failed.length, attempted, toAttempt);
     if (reason) state.halted = { reason, devices: [...failed].sort(compareIds).slice(0, MAX_HALTED_DEVICES), at: now };
   }
 
-  const window = settings.window ? checkWindow(settings.window, now, where) : undefined;
   const windowApplies = !state.rollback || settings.rollback.respectWindow;
   const mayStart = !window || window.open || !windowApplies;
 
-  let nextWaveAt: number | undefined;
+  let advance: Advance = {};
   if (immediate) {
     state.currentWave = waveCount;
   } else {
     state.currentWave = Math.min(Math.max(state.currentWave, 1), waveCount);
-    if (!state.halted) nextWaveAt = advanceWaves(state, counts, settings.bakeMs, now, started.fresh);
+    if (!state.halted) advance = advanceWaves(state, counts, settings.bakeMs, now, started.fresh);
   }
 
   const release = new Set<DeviceId>();
@@ -163,8 +186,9 @@ function planDeployment(input: RolloutDeploymentInput, now: number, revision: st
     }
   }
 
-  const phase = phaseOf(state, counts, mayStart, nextWaveAt);
+  const phase = phaseOf(state, counts, mayStart, advance);
   if (phase === 'Complete' && state.completedAt === null) state.completedAt = now;
+  const reason = phase === 'Progressing' ? waitReason(state, counts, devices, advance) : undefined;
   const status: DeploymentRolloutStatus = {
     deployment: input.deployment,
     app: input.app,
@@ -175,72 +199,144 @@ function planDeployment(input: RolloutDeploymentInput, now: number, revision: st
     waves: counts,
     rollback: state.rollback,
     startedAt: state.startedAt,
-    message: describe(phase, state, counts, input.version, immediate, window, nextWaveAt),
+    message: describe(phase, state, counts, input.version, immediate, window, advance.nextWaveAt, reason),
   };
+  if (reason) status.reason = reason;
   if (state.halted) status.halted = state.halted;
-  if (phase === 'Baking') status.nextWaveAt = nextWaveAt;
+  if (phase === 'Baking') status.nextWaveAt = advance.nextWaveAt;
   if (window) status.window = window;
   return { release, state, status };
 }
 
+/** Each device's class and wave, and the per-wave counts (before this pass's releases). */
+function classifyAll(
+  input: RolloutDeploymentInput,
+  percents: readonly number[],
+  now: number,
+  offlineAfterMs: number,
+  since: number,
+): { classes: DeviceRolloutState[]; waves: number[]; counts: WaveStatus[] } {
+  const devices = input.devices;
+  const classes: DeviceRolloutState[] = new Array(devices.length);
+  const waves: number[] = new Array(devices.length);
+  const counts: WaveStatus[] = percents.map((percent, i) => ({
+    wave: i + 1,
+    percent,
+    devices: 0,
+    new: 0,
+    pending: 0,
+    updating: 0,
+    healthy: 0,
+    failed: 0,
+    offline: 0,
+  }));
+  for (let i = 0; i < devices.length; i++) {
+    const device = devices[i]!;
+    const wave = clampWave(device.wave, percents.length);
+    const cls = classifyDevice(device, input.version, now, offlineAfterMs, since);
+    classes[i] = cls;
+    waves[i] = wave;
+    const count = counts[wave - 1]!;
+    count.devices++;
+    count[cls]++;
+  }
+  return { classes, waves, counts };
+}
+
 /**
- * Moves `state.currentWave` forward as far as rule 1 allows this pass, recording when waves completed.
- * Returns when the next wave may start, while the current one bakes.
+ * Moves `state.currentWave` forward as far as rule 1 allows this pass, recording when waves completed
+ * and when a canary first succeeded. Says when the next wave may start, while the current one bakes,
+ * or that it waits for a canary.
  */
-function advanceWaves(state: RolloutState, counts: WaveStatus[], bakeMs: number, now: number, fresh: boolean): number | undefined {
+function advanceWaves(state: RolloutState, counts: WaveStatus[], bakeMs: number, now: number, fresh: boolean): Advance {
   const holding: number[] = [];
+  const devicesUpTo: number[] = [];
+  const healthyUpTo: number[] = [];
   let sum = 0;
+  let deviceSum = 0;
+  let healthySum = 0;
   for (const count of counts) {
-    sum += count.pending + count.updating + count.failed;
+    sum += count.new + count.pending + count.updating + count.failed;
+    deviceSum += count.devices;
+    healthySum += count.healthy;
     holding.push(sum);
+    devicesUpTo.push(deviceSum);
+    healthyUpTo.push(healthySum);
   }
   const startedNow = new Set<number>(fresh ? [1] : []);
   for (;;) {
     const wave = state.currentWave;
+    if (state.canaryAt == null && healthyUpTo[wave - 1]! > 0) state.canaryAt = now;
     if (holding[wave - 1]! > 0) {
       // Not (or no longer) complete: the bake starts over once it is.
       delete state.waveCompletedAt[wave];
       state.wavesCompleteAtStart = state.wavesCompleteAtStart.filter((w) => w !== wave);
-      return undefined;
+      return {};
     }
     if (state.waveCompletedAt[wave] === undefined) {
       state.waveCompletedAt[wave] = now;
       if (startedNow.has(wave)) state.wavesCompleteAtStart.push(wave);
     }
-    if (wave >= counts.length) return undefined;
-    const startsAt = state.waveCompletedAt[wave]! + (state.wavesCompleteAtStart.includes(wave) ? 0 : bakeMs);
-    if (now < startsAt) return startsAt;
+    if (wave >= counts.length) return {};
+    // No canary yet, and waves 1..N hold devices (all offline, since none holds): wait for one.
+    if (state.canaryAt == null && devicesUpTo[wave - 1]! > 0) return { waitingForCanary: true };
+    let startsAt = state.waveCompletedAt[wave]! + (state.wavesCompleteAtStart.includes(wave) ? 0 : bakeMs);
+    // The canary bakes too, unless it already ran the version healthy when the rollout started.
+    if (state.canaryAt != null && state.canaryAt !== state.startedAt) startsAt = Math.max(startsAt, state.canaryAt + bakeMs);
+    if (now < startsAt) return { nextWaveAt: startsAt };
     state.currentWave = wave + 1;
     startedNow.add(wave + 1);
   }
 }
 
-/** The halt reason when the failures cross the threshold (rule 3), else null. */
-export function thresholdCrossed(settings: Pick<RolloutSettings, 'failureThreshold' | 'minSample'>, failed: number, attempted: number): string | null {
+/**
+ * The halt reason when the failures cross the threshold (rule 4), else null. `toAttempt`: devices of
+ * the started waves that are not offline and not attempted yet (pending or new); a percentage is
+ * judged once `attempted` reaches minSample or nothing is left to attempt.
+ */
+export function thresholdCrossed(
+  settings: Pick<RolloutSettings, 'failureThreshold' | 'minSample'>,
+  failed: number,
+  attempted: number,
+  toAttempt: number,
+): string | null {
   const threshold = settings.failureThreshold;
   if (!threshold || failed === 0) return null;
   const head = `${failed} of ${attempted} attempted device${attempted === 1 ? '' : 's'} failed`;
   if (threshold.kind === 'count') {
     return failed >= Math.max(threshold.count, 1) ? `${head} (${failed} >= failureThreshold ${threshold.count})` : null;
   }
-  if (attempted < settings.minSample) return null;
+  if (attempted < settings.minSample && toAttempt > 0) return null;
   // The epsilon makes 1 of 3 reach "33.3333%" despite floating point.
   if (failed * 100 + 1e-9 < threshold.percent * attempted) return null;
   return `${head} (${formatPercent((failed / attempted) * 100)}% >= ${threshold.percent}%)`;
 }
 
-function phaseOf(state: RolloutState, counts: WaveStatus[], mayStart: boolean, nextWaveAt: number | undefined): RolloutPhase {
+function phaseOf(state: RolloutState, counts: WaveStatus[], mayStart: boolean, advance: Advance): RolloutPhase {
   if (state.halted) return 'Halted';
   let behind = 0;
   let pendingInStartedWaves = 0;
   for (const count of counts) {
-    behind += count.pending + count.updating + count.failed;
+    behind += count.new + count.pending + count.updating + count.failed;
     if (count.wave <= state.currentWave) pendingInStartedWaves += count.pending;
   }
-  if (behind === 0) return 'Complete';
+  if (behind === 0 && !advance.waitingForCanary) return 'Complete';
   if (!mayStart && pendingInStartedWaves > 0) return 'WaitingForWindow';
-  if (nextWaveAt !== undefined) return 'Baking';
+  if (advance.nextWaveAt !== undefined) return 'Baking';
   return 'Progressing';
+}
+
+/** Why a Progressing rollout does not move, when only first reports or a canary can move it. */
+function waitReason(state: RolloutState, counts: WaveStatus[], devices: RolloutDeploymentInput['devices'], advance: Advance): RolloutWaitReason | undefined {
+  if (advance.waitingForCanary) return devices.some((d) => d.lastSeen !== null) ? 'WaitingForCanary' : 'WaitingForFirstReport';
+  let fresh = 0;
+  let moving = 0;
+  for (const count of counts) {
+    if (count.wave > state.currentWave) continue;
+    fresh += count.new;
+    moving += count.pending + count.updating + count.failed;
+  }
+  return fresh > 0 && moving === 0 ? 'WaitingForFirstReport' : undefined;
 }
 
 function describe(
@@ -251,17 +347,25 @@ function describe(
   immediate: boolean,
   window: WindowStatus | undefined,
   nextWaveAt: number | undefined,
+  reason: RolloutWaitReason | undefined,
 ): string {
-  const total = { pending: 0, updating: 0, failed: 0, offline: 0 };
+  const total = { new: 0, pending: 0, updating: 0, failed: 0, offline: 0 };
   let pendingInStartedWaves = 0;
+  let offlineInStartedWaves = 0;
   for (const count of counts) {
+    total.new += count.new;
     total.pending += count.pending;
     total.updating += count.updating;
     total.failed += count.failed;
     total.offline += count.offline;
-    if (count.wave <= state.currentWave) pendingInStartedWaves += count.pending;
+    if (count.wave <= state.currentWave) {
+      pendingInStartedWaves += count.pending;
+      offlineInStartedWaves += count.offline;
+    }
   }
   const offline = total.offline > 0 ? `; ${plural(total.offline, 'offline device')} will catch up when back` : '';
+  const fresh = total.new > 0 ? `; ${plural(total.new, 'new device')} ${total.new === 1 ? 'waits' : 'wait'} for a first report` : '';
+  const wave = state.currentWave;
   switch (phase) {
     case 'Halted':
       return `halted: ${state.halted!.reason}; no further device gets ${version} until a commit changes the Deployment`;
@@ -270,14 +374,65 @@ function describe(
     case 'WaitingForWindow':
       return `${plural(pendingInStartedWaves, 'device')} wait for the maintenance window${window?.opensAt != null ? `, which opens at ${new Date(window.opensAt).toISOString()}` : ''}`;
     case 'Baking':
-      return `wave ${state.currentWave} is complete; wave ${state.currentWave + 1} starts at ${new Date(nextWaveAt!).toISOString()} after bakeTime`;
+      return `wave ${wave} is complete; wave ${wave + 1} starts at ${new Date(nextWaveAt!).toISOString()} after bakeTime`;
+    case 'Stalled':
+      return 'stalled';
     case 'Progressing': {
+      if (reason === 'WaitingForCanary') {
+        return `wave ${wave + 1} waits for a canary: no device of ${waveRange(wave)} has been healthy on ${version} yet, and their ${plural(offlineInStartedWaves, 'device')} ${offlineInStartedWaves === 1 ? 'is' : 'are'} offline`;
+      }
+      if (reason === 'WaitingForFirstReport' && total.new === 0) {
+        return `no device of this Deployment has reported yet: wave ${wave + 1} waits for a device of ${waveRange(wave)} to report healthy on ${version}${offline}`;
+      }
       const where = immediate
         ? `rolling back to ${version} on every device at once`
-        : `${state.rollback ? `rolling back to ${version} in waves, ` : ''}wave ${state.currentWave} of ${counts.length}`;
-      return `${where}: ${total.updating} updating, ${total.pending} pending, ${total.failed} failed${offline}`;
+        : `${state.rollback ? `rolling back to ${version} in waves, ` : ''}wave ${wave} of ${counts.length}`;
+      return `${where}: ${total.updating} updating, ${total.pending} pending, ${total.failed} failed${fresh}${offline}`;
     }
   }
+}
+
+/**
+ * The plan of a Deployment whose rollout settings cannot be applied (rule 9): Stalled with its
+ * problem, nothing new released, the previous memory kept as it was (a fresh one when there is none).
+ */
+function stalled(
+  input: RolloutDeploymentInput,
+  now: number,
+  revision: string,
+  offlineAfterMs: number,
+  previous: RolloutState | undefined,
+  problem: RolloutProblem,
+): PlannedDeployment {
+  const state = previous ?? startingState(undefined, input, now, revision).state;
+  const percents = Array.isArray(input.rollout.waves) && input.rollout.waves.length > 0 ? input.rollout.waves : DEFAULT_WAVE_PERCENTS;
+  const { counts } = classifyAll(input, percents, now, offlineAfterMs, state.startedAt);
+  const release = new Set<DeviceId>();
+  for (const device of input.devices) if (alreadyThere(device, input.version)) release.add(device.id);
+  const sameRollout = state.version === input.version;
+  const status: DeploymentRolloutStatus = {
+    deployment: input.deployment,
+    app: input.app,
+    version: input.version,
+    revision: sameRollout ? state.revision : revision,
+    state: 'Stalled',
+    currentWave: sameRollout ? Math.min(Math.max(state.currentWave, 1), counts.length) : 1,
+    waves: counts,
+    rollback: sameRollout && state.rollback,
+    startedAt: sameRollout ? state.startedAt : now,
+    problem,
+    message: `stalled: ${problem.message}; no further device gets ${input.version} until then`,
+  };
+  return { release, state, status };
+}
+
+function problemOf(err: unknown): RolloutProblem {
+  if (isCascadeError(err)) return { code: err.code, message: err.message };
+  return { code: 'rollout-error', message: err instanceof Error ? err.message : String(err) };
+}
+
+function waveRange(wave: number): string {
+  return wave === 1 ? 'wave 1' : `waves 1-${wave}`;
 }
 
 function clampWave(wave: number, waveCount: number): number {
@@ -285,14 +440,6 @@ function clampWave(wave: number, waveCount: number): number {
   return Math.min(Math.floor(wave), waveCount);
 }
 
-function compareIds(a: string, b: string): number {
-  return a < b ? -1 : a > b ? 1 : 0;
-}
-
 function formatPercent(value: number): string {
   return String(Math.round(value * 10) / 10);
-}
-
-function plural(count: number, noun: string): string {
-  return `${count} ${noun}${count === 1 ? '' : 's'}`;
 }

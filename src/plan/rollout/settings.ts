@@ -1,15 +1,8 @@
 import { parseDuration } from '../../core/duration.js';
 import { CascadeError } from '../../core/errors.js';
-import type { RollbackStrategy, RolloutSpec, WindowSpec } from '../../desired/model.js';
-
-/** One wave holding every device. */
-export const DEFAULT_WAVE_PERCENTS: readonly number[] = Object.freeze([100]);
-/** A device silent this long is set aside as offline. */
-export const DEFAULT_OFFLINE_AFTER_MS = 10 * 60_000;
-/** Without bakeTime, the next wave starts in the pass that sees the previous one complete. */
-export const DEFAULT_BAKE_MS = 0;
-/** Attempts a percentage failureThreshold waits for, when minSample is not set. */
-export const DEFAULT_MIN_SAMPLE = 10;
+import type { LoadedFleet, RollbackStrategy, RolloutSpec, WindowSpec } from '../../desired/model.js';
+import { mergeRollouts } from '../waves.js';
+import { DEFAULT_BAKE_MS, DEFAULT_MIN_SAMPLE, DEFAULT_WAVE_PERCENTS } from './defaults.js';
 
 export type FailureThreshold = { kind: 'count'; count: number } | { kind: 'percent'; percent: number };
 
@@ -19,10 +12,9 @@ export interface RolloutSettings {
   /** Most devices updating at once; null: no limit other than the waves. */
   maxUnavailable: number | null;
   failureThreshold: FailureThreshold | null;
-  /** Attempts before a percentage threshold can halt; already capped at the Deployment's device count. */
+  /** Attempts before a percentage threshold can halt, unless the started waves hold fewer (see thresholdCrossed). */
   minSample: number;
   bakeMs: number;
-  offlineAfterMs: number;
   window: WindowSpec | null;
   rollback: { strategy: RollbackStrategy; respectWindow: boolean };
 }
@@ -32,7 +24,8 @@ const PERCENT = /^(\d+(?:\.\d+)?)%$/;
 /**
  * Reads an effective rollout spec for a Deployment with `deviceCount` devices in this region.
  * The schema already checked the spec; a value it lets through that still makes no sense throws
- * CascadeError `bad-rollout` naming `where`.
+ * CascadeError `bad-rollout` naming `where` (planRollouts turns it into that Deployment's `problem`).
+ * `offlineAfter` is not read here: it is the region's one clock (regionOfflineAfterMs).
  */
 export function rolloutSettings(spec: RolloutSpec, deviceCount: number, where: string): RolloutSettings {
   const waves = spec.waves && spec.waves.length > 0 ? [...spec.waves] : [...DEFAULT_WAVE_PERCENTS];
@@ -43,9 +36,8 @@ export function rolloutSettings(spec: RolloutSpec, deviceCount: number, where: s
     waves,
     maxUnavailable: maxUnavailable(spec.maxUnavailable, deviceCount, where),
     failureThreshold: threshold,
-    minSample: Math.min(spec.minSample ?? DEFAULT_MIN_SAMPLE, Math.max(deviceCount, 1)),
+    minSample: minSample(spec.minSample, where),
     bakeMs: spec.bakeTime === undefined ? DEFAULT_BAKE_MS : duration(spec.bakeTime, `${where}: rollout.bakeTime`),
-    offlineAfterMs: spec.offlineAfter === undefined ? DEFAULT_OFFLINE_AFTER_MS : duration(spec.offlineAfter, `${where}: rollout.offlineAfter`),
     window: spec.window ?? null,
     // A `waves` rollback is a normal rollout, window included; an immediate one ignores the window unless told.
     rollback: { strategy, respectWindow: rollback.respectWindow ?? strategy === 'waves' },
@@ -66,6 +58,12 @@ function maxUnavailable(value: number | string | undefined, deviceCount: number,
   throw badRollout(`${where}: rollout.maxUnavailable ${JSON.stringify(value)} is not a count (integer >= 1) or a percentage such as "10%"`);
 }
 
+function minSample(value: number | undefined, where: string): number {
+  if (value === undefined) return DEFAULT_MIN_SAMPLE;
+  if (Number.isInteger(value) && value >= 1) return value;
+  throw badRollout(`${where}: rollout.minSample ${JSON.stringify(value)} is not a count (integer >= 1)`);
+}
+
 function failureThreshold(value: number | string | undefined, where: string): FailureThreshold | null {
   if (value === undefined) return null;
   if (typeof value === 'number') {
@@ -83,6 +81,25 @@ function duration(text: string, where: string): number {
     return parseDuration(text);
   } catch (err) {
     throw badRollout(`${where}: ${(err as Error).message}`);
+  }
+}
+
+/**
+ * The region's one offline clock: how long a device may stay silent before the engine, the status
+ * views, the metrics and the hub summary all count it offline. The fleet repository's
+ * `rollout.offlineAfter` of the Region, else of the Fleet, else `fallbackMs` (the region's
+ * `--offline-after`). A Deployment's own `rollout.offlineAfter` is not used: a device belongs to
+ * several Deployments and is online or offline for all of them alike. A value that does not parse
+ * (the schema refuses it) falls back too.
+ */
+export function regionOfflineAfterMs(fleet: LoadedFleet | null, region: string, fallbackMs: number): number {
+  if (!fleet) return fallbackMs;
+  const text = mergeRollouts(fleet.regions.get(region)?.spec.rollout, fleet.fleet?.spec.rollout).offlineAfter;
+  if (text === undefined) return fallbackMs;
+  try {
+    return parseDuration(text);
+  } catch {
+    return fallbackMs;
   }
 }
 

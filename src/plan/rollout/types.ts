@@ -1,5 +1,18 @@
 import type { AppReport, DeviceId } from '../../core/types.js';
 import type { RolloutSpec } from '../../desired/model.js';
+import type { DeploymentRolloutStatus, HaltRecord } from '../../protocol/rollout-status.js';
+
+// The rollout status is an API type (status API, hub summary, dashboard): it lives in protocol/.
+export type {
+  DeploymentRolloutStatus,
+  DeviceRolloutState,
+  HaltRecord,
+  RolloutPhase,
+  RolloutProblem,
+  RolloutWaitReason,
+  WaveStatus,
+  WindowStatus,
+} from '../../protocol/rollout-status.js';
 
 /** One device resolved to a Deployment, in the region that runs the engine. */
 export interface RolloutDeviceInput {
@@ -8,6 +21,11 @@ export interface RolloutDeviceInput {
   wave: number;
   /** Epoch ms of the device's last report; null before the first. Silent for `offlineAfter` = offline. */
   lastSeen: number | null;
+  /**
+   * Epoch ms of the device's enrolment. A device that never reported is `new` until `offlineAfter`
+   * has passed since; without it, since the rollout started.
+   */
+  enrolledAt?: number;
   /** What the device last reported about the Deployment's app. */
   report?: AppReport;
   /** Version of the app the device was last handed, if any. */
@@ -25,15 +43,6 @@ export interface RolloutDeploymentInput {
   rollout: RolloutSpec;
   /** Every device resolved to this Deployment in this region, online or not. */
   devices: RolloutDeviceInput[];
-}
-
-export interface HaltRecord {
-  /** For a person, e.g. "3 of 10 attempted devices failed (30% >= 20%)". */
-  reason: string;
-  /** Failed devices when the rollout halted, sorted, at most MAX_HALTED_DEVICES. */
-  devices: DeviceId[];
-  /** `now` of the pass that halted. */
-  at: number;
 }
 
 /**
@@ -63,59 +72,22 @@ export interface RolloutState {
   waveCompletedAt: Record<number, number>;
   /** Waves that were already complete in the pass they started (nothing to update): no bake after them. */
   wavesCompleteAtStart: number[];
+  /**
+   * `now` of the first pass that saw a device of a started wave healthy at the version: the canary
+   * that lets later waves start. Absent in states written before this field existed.
+   */
+  canaryAt?: number | null;
   halted: HaltRecord | null;
-}
-
-export type RolloutPhase = 'Progressing' | 'WaitingForWindow' | 'Baking' | 'Halted' | 'Complete';
-
-/** Where one device stands in one Deployment's rollout. */
-export type DeviceRolloutState = 'pending' | 'updating' | 'healthy' | 'failed' | 'offline';
-
-export interface WaveStatus {
-  wave: number;
-  /** Cumulative percentage of the wave. */
-  percent: number;
-  devices: number;
-  pending: number;
-  updating: number;
-  healthy: number;
-  failed: number;
-  offline: number;
-}
-
-export interface WindowStatus {
-  open: boolean;
-  /** When the open window opened; null when closed. */
-  openedAt: number | null;
-  /** When the open window closes; null when closed. */
-  closesAt: number | null;
-  /** When the window next opens; null while open. */
-  opensAt: number | null;
-}
-
-export interface DeploymentRolloutStatus {
-  deployment: string;
-  app: string;
-  version: string;
-  /** Revision that started this rollout. */
-  revision: string;
-  state: RolloutPhase;
-  currentWave: number;
-  /** Counts after this pass's releases: a device released now counts as updating. */
-  waves: WaveStatus[];
-  halted?: HaltRecord;
-  rollback: boolean;
-  startedAt: number;
-  /** When Baking: when the next wave may start. */
-  nextWaveAt?: number;
-  /** The maintenance window, when the rollout has one. */
-  window?: WindowStatus;
-  /** One line for a person: what the rollout waits for. */
-  message: string;
 }
 
 export interface RolloutPlanInput {
   now: number;
+  /**
+   * The region's one offline clock (regionOfflineAfterMs: `--offline-after`, or the Region's or
+   * Fleet's `rollout.offlineAfter`): a device silent this long, or enrolled this long ago without a
+   * report, is offline.
+   */
+  offlineAfterMs: number;
   /** Revision of this pass; recorded in states that start now. */
   revision: string;
   deployments: RolloutDeploymentInput[];
@@ -131,6 +103,6 @@ export interface RolloutPlan {
   release: Map<string, Set<DeviceId>>;
   /** Per Deployment of the input, its state after this pass: persist it and pass it back. */
   states: Map<string, RolloutState>;
-  /** One per Deployment of the input, sorted by Deployment name. */
+  /** One per Deployment of the input, sorted by Deployment name; a Deployment with a problem is `Stalled`. */
   statuses: DeploymentRolloutStatus[];
 }

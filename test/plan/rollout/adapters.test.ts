@@ -6,7 +6,7 @@ import { deploymentFingerprint, stableJson } from '../../../src/plan/rollout/fin
 import { collectRolloutInputs, type RolloutDeviceRecord } from '../../../src/plan/rollout/inputs.js';
 import { planRollouts } from '../../../src/plan/rollout/plan-rollouts.js';
 import { releasedBy } from '../../../src/plan/rollout/released.js';
-import { rolloutSettings } from '../../../src/plan/rollout/settings.js';
+import { regionOfflineAfterMs, rolloutSettings } from '../../../src/plan/rollout/settings.js';
 import type { RolloutDeviceInput, RolloutState } from '../../../src/plan/rollout/types.js';
 import { waveOf } from '../../../src/plan/waves.js';
 import { deployment, device, makeFleet, region } from '../fleet-fixture.js';
@@ -41,12 +41,12 @@ describe('rolloutSettings', () => {
       failureThreshold: null,
       minSample: 10,
       bakeMs: 0,
-      offlineAfterMs: 10 * MINUTE,
       window: null,
       rollback: { strategy: 'immediate', respectWindow: false },
     });
     expect(rolloutSettings({ rollback: 'waves' }, 1, 'x').rollback).toEqual({ strategy: 'waves', respectWindow: true });
-    expect(rolloutSettings({ minSample: 50 }, 20, 'x').minSample).toBe(20);
+    // Not capped at the device count any more: the engine caps it by the devices there are to attempt.
+    expect(rolloutSettings({ minSample: 50 }, 20, 'x').minSample).toBe(50);
   });
 
   it('refuses what the schema should have refused, saying where', () => {
@@ -55,7 +55,25 @@ describe('rolloutSettings', () => {
     expect(() => rolloutSettings({ failureThreshold: '150%' }, 3, 'Deployment web')).toThrow(/failureThreshold "150%"/);
     expect(() => rolloutSettings({ failureThreshold: -1 }, 3, 'Deployment web')).toThrow(/failureThreshold -1/);
     expect(() => rolloutSettings({ bakeTime: 'soon' }, 3, 'Deployment web')).toThrow(/Deployment web: rollout.bakeTime: "soon" is not a duration/);
-    expect(() => rolloutSettings({ offlineAfter: '10 minutes' }, 3, 'Deployment web')).toThrow(/rollout.offlineAfter/);
+    expect(() => rolloutSettings({ minSample: 0 }, 3, 'Deployment web')).toThrow(/Deployment web: rollout.minSample 0 is not a count/);
+    // offlineAfter is the region's one clock (regionOfflineAfterMs), not a per-Deployment setting.
+    expect(() => rolloutSettings({ offlineAfter: '10 minutes' }, 3, 'Deployment web')).not.toThrow();
+  });
+});
+
+describe('regionOfflineAfterMs: the region\'s one offline clock', () => {
+  it('takes the Region\'s rollout.offlineAfter, else the Fleet\'s, else the region\'s --offline-after', () => {
+    const both = makeFleet({ deployments: [], regions: [region('eu', { offlineAfter: '1m' }), region('us')], fleetRollout: { offlineAfter: '30m' } });
+    expect(regionOfflineAfterMs(both, 'eu', 5 * MINUTE)).toBe(MINUTE);
+    expect(regionOfflineAfterMs(both, 'us', 5 * MINUTE)).toBe(30 * MINUTE);
+    expect(regionOfflineAfterMs(both, 'unknown', 5 * MINUTE)).toBe(30 * MINUTE);
+    expect(regionOfflineAfterMs(makeFleet({ deployments: [], regions: [region('eu')] }), 'eu', 5 * MINUTE)).toBe(5 * MINUTE);
+    expect(regionOfflineAfterMs(null, 'eu', 5 * MINUTE)).toBe(5 * MINUTE);
+    // A Deployment's own offlineAfter is not the region's clock.
+    const own = makeFleet({ deployments: [deployment('web', 'web', '2.0', { rollout: { offlineAfter: '1s' } })], regions: [region('eu')] });
+    expect(regionOfflineAfterMs(own, 'eu', 5 * MINUTE)).toBe(5 * MINUTE);
+    // What the schema refuses falls back rather than throwing out of a pass.
+    expect(regionOfflineAfterMs(makeFleet({ deployments: [], regions: [region('eu', { offlineAfter: 'soon' })] }), 'eu', 5 * MINUTE)).toBe(5 * MINUTE);
   });
 });
 
@@ -67,6 +85,7 @@ describe('releasedBy', () => {
     ];
     const plan = planRollouts({
       now: T0,
+      offlineAfterMs: 10 * MINUTE,
       revision: 'r',
       previous: new Map(),
       deployments: [{ deployment: 'web', app: 'web', version: '2.0', fingerprint: 'f', rollout: { waves: [50, 100] }, devices }],
@@ -91,7 +110,7 @@ describe('collectRolloutInputs', () => {
   });
   const records: RolloutDeviceRecord[] = [
     { id: 'd1', lastSeen: T0, apps: { web: { version: '1.0', state: 'healthy' } } },
-    { id: 'd2', lastSeen: null, apps: {} },
+    { id: 'd2', lastSeen: null, enrolledAt: T0 - MINUTE, apps: {} },
     { id: 'd3', lastSeen: T0, apps: {}, revoked: true },
     { id: 'd4', lastSeen: T0, apps: { web: { version: '1.0', state: 'healthy' } } },
   ];
@@ -113,7 +132,7 @@ describe('collectRolloutInputs', () => {
     });
     expect(web.devices).toEqual([
       { id: 'd1', wave: waveOf('d1', 'web', [10, 50, 100]), lastSeen: T0, report: { version: '1.0', state: 'healthy' } as AppReport, handedVersion: '1.0' },
-      { id: 'd2', wave: waveOf('d2', 'web', [10, 50, 100]), lastSeen: null },
+      { id: 'd2', wave: waveOf('d2', 'web', [10, 50, 100]), lastSeen: null, enrolledAt: T0 - MINUTE },
       { id: 'd4', wave: waveOf('d4', 'web', [10, 50, 100]), lastSeen: T0, report: { version: '1.0', state: 'healthy' }, handedVersion: '1.0' },
     ]);
   });
@@ -133,13 +152,13 @@ describe('collectRolloutInputs', () => {
 
   it('feeds planRollouts and computeHandOut end to end', () => {
     const inputs = collectRolloutInputs({ fleet, region: 'eu', resolved, handed, devices: records });
-    const plan = planRollouts({ now: T0, revision: fleet.revision!, deployments: inputs, previous: new Map() });
+    const plan = planRollouts({ now: T0, offlineAfterMs: 10 * MINUTE, revision: fleet.revision!, deployments: inputs, previous: new Map() });
     const installed = new Map([
       ['d1', { web: '1.0' }],
       ['d4', { web: '1.0' }],
     ]);
     const changes = computeHandOut({ resolved, handed, installed, released: releasedBy(plan) });
-    // d1 is in wave 1 of web and gets 2.0; d4 (wave 2) waits on 1.0; d2 has never reported: offline.
+    // d1 is in wave 1 of web and gets 2.0; d4 (wave 2) waits on 1.0; d2 has never reported: new, handed nothing yet.
     expect([waveOf('d1', 'web', [10, 50, 100]), waveOf('d4', 'web', [10, 50, 100])]).toEqual([1, 2]);
     expect(changes.get('d1')?.web).toEqual({ version: '2.0', deployment: 'web' });
     expect((changes.get('d4') ?? handed.get('d4')!).web).toEqual({ version: '1.0', deployment: 'web' });
@@ -166,6 +185,7 @@ describe('planRollouts at scale', () => {
     for (;;) {
       const plan = planRollouts({
         now,
+        offlineAfterMs: 10 * MINUTE,
         revision: 'r',
         previous,
         deployments: [{ deployment: 'web', app: 'web', version: '2.0', fingerprint: 'f', rollout: { waves, maxUnavailable: '20%', bakeTime: '1m' }, devices: [...devices.values()] }],

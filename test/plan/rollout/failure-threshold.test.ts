@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { thresholdCrossed } from '../../../src/plan/rollout/plan-rollouts.js';
-import { MINUTE, RolloutSim, T0, ids } from './rollout-sim.js';
+import { HOUR, MINUTE, RolloutSim, T0, ids } from './rollout-sim.js';
 
 describe('planRollouts: failureThreshold', () => {
   it('halts on a count: no further releases, failed devices keep what they were handed, the halt is listed', () => {
@@ -56,24 +56,75 @@ describe('planRollouts: failureThreshold', () => {
 
   it('compares percentages exactly at the boundary, after minSample', () => {
     const settings = { failureThreshold: { kind: 'percent' as const, percent: 20 }, minSample: 10 };
-    expect(thresholdCrossed(settings, 2, 10)).toBe('2 of 10 attempted devices failed (20% >= 20%)');
-    expect(thresholdCrossed(settings, 1, 6)).toBeNull(); // fewer than minSample
-    expect(thresholdCrossed(settings, 2, 11)).toBeNull(); // 18.2%
-    expect(thresholdCrossed(settings, 3, 11)).toBe('3 of 11 attempted devices failed (27.3% >= 20%)');
-    expect(thresholdCrossed({ failureThreshold: { kind: 'percent', percent: 33.3333 }, minSample: 1 }, 1, 3)).not.toBeNull();
-    expect(thresholdCrossed({ failureThreshold: { kind: 'percent', percent: 0 }, minSample: 1 }, 0, 5)).toBeNull();
-    expect(thresholdCrossed({ failureThreshold: { kind: 'percent', percent: 0 }, minSample: 1 }, 1, 5)).not.toBeNull();
-    expect(thresholdCrossed({ failureThreshold: { kind: 'count', count: 3 }, minSample: 10 }, 3, 3)).toBe(
+    expect(thresholdCrossed(settings, 2, 10, 5)).toBe('2 of 10 attempted devices failed (20% >= 20%)');
+    expect(thresholdCrossed(settings, 1, 6, 4)).toBeNull(); // fewer than minSample, and more to attempt
+    expect(thresholdCrossed(settings, 2, 6, 0)).toBe('2 of 6 attempted devices failed (33.3% >= 20%)'); // nothing more to attempt
+    expect(thresholdCrossed(settings, 2, 11, 0)).toBeNull(); // 18.2%
+    expect(thresholdCrossed(settings, 3, 11, 9)).toBe('3 of 11 attempted devices failed (27.3% >= 20%)');
+    expect(thresholdCrossed({ failureThreshold: { kind: 'percent', percent: 33.3333 }, minSample: 1 }, 1, 3, 0)).not.toBeNull();
+    expect(thresholdCrossed({ failureThreshold: { kind: 'percent', percent: 0 }, minSample: 1 }, 0, 5, 0)).toBeNull();
+    expect(thresholdCrossed({ failureThreshold: { kind: 'percent', percent: 0 }, minSample: 1 }, 1, 5, 0)).not.toBeNull();
+    expect(thresholdCrossed({ failureThreshold: { kind: 'count', count: 3 }, minSample: 10 }, 3, 3, 7)).toBe(
       '3 of 3 attempted devices failed (3 >= failureThreshold 3)',
     ); // minSample does not apply to counts
-    expect(thresholdCrossed({ failureThreshold: null, minSample: 1 }, 100, 100)).toBeNull();
+    expect(thresholdCrossed({ failureThreshold: null, minSample: 1 }, 100, 100, 0)).toBeNull();
   });
 
-  it('lets a small Deployment halt on a percentage: minSample is capped at its device count', () => {
+  it('lets a small Deployment halt on a percentage: minSample is capped by the devices there are to attempt', () => {
     const sim = new RolloutSim({ version: '2.0', rollout: { failureThreshold: '50%' } }).add(1, 'a', 'b', 'c', 'd');
     sim.pass(T0);
     sim.failed('a', 'b').healthy('c', 'd');
     expect(sim.pass(T0 + MINUTE).status.halted?.reason).toBe('2 of 4 attempted devices failed (50% >= 50%)');
+  });
+
+  it('halts with offline devices about: 10 devices, 5 offline, the 5 online all failed, 20% (issue 13)', () => {
+    const sim = new RolloutSim({ version: '2.0', rollout: { failureThreshold: '20%' } }).add(1, ...ids('on', 5)).add(1, ...ids('off', 5));
+    for (const id of ids('off', 5)) {
+      sim.silence(id);
+      sim.get(id).lastSeen = T0 - HOUR;
+    }
+    expect(sim.pass(T0).newlyReleased).toEqual(ids('on', 5));
+    sim.failed(...ids('on', 5));
+    const pass = sim.pass(T0 + MINUTE);
+    expect(pass.status.state).toBe('Halted');
+    expect(pass.status.halted?.reason).toBe('5 of 5 attempted devices failed (100% >= 20%)');
+    // The offline ones come back: nothing more is handed out.
+    sim.wake(...ids('off', 5));
+    expect(sim.pass(T0 + 2 * MINUTE).newlyReleased).toEqual([]);
+  });
+
+  it('halts on a canary wave smaller than minSample: waves [1, 100], default minSample 10, 5 canaries (issue 13)', () => {
+    const sim = new RolloutSim({ version: '2.0', rollout: { waves: [1, 100], failureThreshold: '50%' } }).add(1, ...ids('canary', 5)).add(2, ...ids('rest', 495, 10));
+    expect(sim.pass(T0).newlyReleased).toEqual(ids('canary', 5));
+    sim.failed('canary00', 'canary01').report('installing', ['canary02', 'canary03', 'canary04']);
+    expect(sim.pass(T0 + MINUTE).status.state).toBe('Progressing'); // 2 of 5 is 40%
+    sim.failed('canary02');
+    const pass = sim.pass(T0 + 2 * MINUTE);
+    expect(pass.status.halted?.reason).toBe('3 of 5 attempted devices failed (60% >= 50%)');
+    expect(pass.status.currentWave).toBe(1);
+    expect(pass.released).toEqual(ids('canary', 5));
+  });
+
+  it('judges a percentage once the started wave has been attempted, not before, when it is smaller than minSample', () => {
+    const sim = new RolloutSim({ version: '2.0', rollout: { waves: [10, 100], maxUnavailable: 2, failureThreshold: '40%' } })
+      .add(1, ...ids('c', 4))
+      .enrol(1, T0, 'late')
+      .add(2, ...ids('r', 20, 10));
+    expect(sim.pass(T0).newlyReleased).toEqual(['c00', 'c01']);
+    sim.failed('c00', 'c01');
+    // 2 of 2 failed, but 2 more canaries and a new one are still to be attempted (minSample 10 by default).
+    let pass = sim.pass(T0 + MINUTE);
+    expect(pass.status.state).toBe('Progressing');
+    expect(pass.newlyReleased).toEqual(['c02', 'c03']); // failed devices hold no slot
+    sim.healthy('c02', 'c03');
+    pass = sim.pass(T0 + 2 * MINUTE);
+    expect(pass.status.state).toBe('Progressing'); // 2 of 4 is 50%, but "late" has not reported yet
+    sim.wake('late');
+    expect(sim.pass(T0 + 3 * MINUTE).newlyReleased).toEqual(['late']);
+    sim.healthy('late');
+    pass = sim.pass(T0 + 4 * MINUTE);
+    expect(pass.status.halted?.reason).toBe('2 of 5 attempted devices failed (40% >= 40%)');
+    expect(pass.released.filter((id) => id.startsWith('r'))).toEqual([]);
   });
 
   it('keeps the halt across passes with the same fingerprint, even when the failed devices recover', () => {

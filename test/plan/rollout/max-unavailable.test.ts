@@ -42,15 +42,17 @@ describe('planRollouts: maxUnavailable', () => {
 
   it('releases pending devices of started waves by wave, then id', () => {
     const sim = new RolloutSim({ version: '2.0', rollout: { waves: [50, 100], maxUnavailable: 2 } })
-      .add(1, 'z1', 'y1')
+      .add(1, 'c1', 'z1', 'y1')
       .add(2, 'a2', 'b2', 'c2')
       .silence('z1', 'y1');
     sim.get('z1').lastSeen = T0 - 20 * MINUTE;
     sim.get('y1').lastSeen = T0 - 20 * MINUTE;
-    // Wave 1 is all offline: set aside, so wave 2 starts at once.
-    expect(sim.pass(T0).newlyReleased).toEqual(['a2', 'b2']);
+    // z1 and y1 are offline: set aside, so wave 1 is the canary c1 alone.
+    expect(sim.pass(T0).newlyReleased).toEqual(['c1']);
+    sim.healthy('c1');
+    expect(sim.pass(T0 + MINUTE).newlyReleased).toEqual(['a2', 'b2']);
     sim.wake('z1', 'y1').healthy('a2', 'b2');
-    expect(sim.pass(T0 + MINUTE).newlyReleased).toEqual(['y1', 'z1']);
+    expect(sim.pass(T0 + 2 * MINUTE).newlyReleased).toEqual(['y1', 'z1']);
   });
 
   it('without maxUnavailable releases a whole started wave at once', () => {

@@ -1,13 +1,15 @@
 import { describe, expect, it } from 'vitest';
 import { classifyDevice } from '../../../src/plan/rollout/classify.js';
-import { MINUTE, RolloutSim, SECOND, T0 } from './rollout-sim.js';
+import { HOUR, MINUTE, RolloutSim, SECOND, T0 } from './rollout-sim.js';
 
 describe('planRollouts: offline devices', () => {
   it('sets aside a device silent for longer than offlineAfter (default 10m), to the millisecond', () => {
     const device = { id: 'a', wave: 1, lastSeen: T0 };
     expect(classifyDevice(device, '2.0', T0 + 10 * MINUTE, 10 * MINUTE)).toBe('pending');
     expect(classifyDevice(device, '2.0', T0 + 10 * MINUTE + 1, 10 * MINUTE)).toBe('offline');
-    expect(classifyDevice({ id: 'b', wave: 1, lastSeen: null }, '2.0', T0, 10 * MINUTE)).toBe('offline');
+    // Never reported: new for offlineAfter after enrolment, then offline.
+    expect(classifyDevice({ id: 'b', wave: 1, lastSeen: null, enrolledAt: T0 }, '2.0', T0 + 10 * MINUTE, 10 * MINUTE)).toBe('new');
+    expect(classifyDevice({ id: 'b', wave: 1, lastSeen: null, enrolledAt: T0 }, '2.0', T0 + 10 * MINUTE + 1, 10 * MINUTE)).toBe('offline');
 
     const sim = new RolloutSim({ version: '2.0' }).add(1, 'a', 'b').silence('b');
     sim.get('b').lastSeen = T0;
@@ -17,8 +19,9 @@ describe('planRollouts: offline devices', () => {
     expect(late.pass(T0 + 10 * MINUTE + 1).newlyReleased).toEqual(['a']);
   });
 
-  it('honours a custom offlineAfter', () => {
-    const sim = new RolloutSim({ version: '2.0', rollout: { offlineAfter: '30s' } }).add(1, 'a', 'b').silence('b');
+  it('honours the region\'s offline clock (--offline-after), not a Deployment\'s own offlineAfter', () => {
+    const sim = new RolloutSim({ version: '2.0', rollout: { offlineAfter: '1h' } }).add(1, 'a', 'b').silence('b');
+    sim.offlineAfterMs = 30 * SECOND;
     sim.get('b').lastSeen = T0;
     const pass = sim.pass(T0 + 30 * SECOND + 1);
     expect(pass.newlyReleased).toEqual(['a']);
@@ -69,8 +72,11 @@ describe('planRollouts: offline devices', () => {
   });
 
   it('is Complete when every online device is healthy, however many are offline', () => {
-    const sim = new RolloutSim({ version: '2.0' }).add(1, 'a').silence('a');
-    sim.get('a').lastSeen = null;
+    const sim = new RolloutSim({ version: '2.0' }).add(1, 'a', 'b').silence('a', 'b');
+    sim.get('a').lastSeen = T0 - HOUR;
+    // b never reported, and enrolled longer than offlineAfter ago: offline too.
+    sim.get('b').lastSeen = null;
+    sim.get('b').enrolledAt = T0 - HOUR;
     const pass = sim.pass(T0);
     expect(pass.status.state).toBe('Complete');
     expect(pass.released).toEqual([]);

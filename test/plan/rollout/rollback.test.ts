@@ -179,9 +179,9 @@ describe('planRollouts: several Deployments', () => {
   it('plans each on its own and sorts the statuses by name; refuses a Deployment listed twice', () => {
     const device = { id: 'd', wave: 1, lastSeen: T0 };
     const deployment = (name: string) => ({ deployment: name, app: name, version: '1', fingerprint: name, rollout: {}, devices: [device] });
-    const plan = planRollouts({ now: T0, revision: 'r', previous: new Map(), deployments: [deployment('zeta'), deployment('alpha')] });
+    const plan = planRollouts({ now: T0, offlineAfterMs: 10 * MINUTE, revision: 'r', previous: new Map(), deployments: [deployment('zeta'), deployment('alpha')] });
     expect(plan.statuses.map((s) => s.deployment)).toEqual(['alpha', 'zeta']);
     expect([...plan.release.get('zeta')!]).toEqual(['d']);
-    expect(() => planRollouts({ now: T0, revision: 'r', previous: new Map(), deployments: [deployment('a'), deployment('a')] })).toThrow(/listed twice/);
+    expect(() => planRollouts({ now: T0, offlineAfterMs: 10 * MINUTE, revision: 'r', previous: new Map(), deployments: [deployment('a'), deployment('a')] })).toThrow(/listed twice/);
   });
 });

@@ -1,5 +1,6 @@
 import type { AppHealth } from '../../../src/core/types.js';
 import type { RolloutSpec } from '../../../src/desired/model.js';
+import { DEFAULT_OFFLINE_AFTER_MS } from '../../../src/plan/rollout/defaults.js';
 import { planRollouts } from '../../../src/plan/rollout/plan-rollouts.js';
 import type { DeploymentRolloutStatus, RolloutDeviceInput, RolloutPlan, RolloutState } from '../../../src/plan/rollout/types.js';
 
@@ -35,6 +36,8 @@ export class RolloutSim {
   rollout: RolloutSpec;
   fingerprint: string;
   revision = 'rev-1';
+  /** The region's offline clock (`--offline-after`). */
+  offlineAfterMs = DEFAULT_OFFLINE_AFTER_MS;
 
   constructor(
     options: { version: string; rollout?: RolloutSpec; fingerprint?: string },
@@ -48,6 +51,15 @@ export class RolloutSim {
   /** Adds devices in `wave`, online, reporting nothing yet. */
   add(wave: number, ...ids: string[]): this {
     for (const id of ids) this.devices.set(id, { id, wave, lastSeen: T0 - MINUTE, silent: false });
+    return this;
+  }
+
+  /**
+   * Devices in `wave` that enrolled at `enrolledAt` and have not reported yet (lastSeen null, silent):
+   * `wake` them for their first report.
+   */
+  enrol(wave: number, enrolledAt: number, ...ids: string[]): this {
+    for (const id of ids) this.devices.set(id, { id, wave, lastSeen: null, enrolledAt, silent: true });
     return this;
   }
 
@@ -112,6 +124,7 @@ export class RolloutSim {
     }
     const plan = planRollouts({
       now,
+      offlineAfterMs: this.offlineAfterMs,
       revision: this.revision,
       previous: this.states,
       deployments: [{ deployment: this.name, app: 'web', version: this.version, fingerprint: this.fingerprint, rollout: this.rollout, devices: inputs }],

@@ -1,10 +1,11 @@
 import { describe, expect, it } from 'vitest';
 import { MINUTE, RolloutSim, T0 } from './rollout-sim.js';
 
-const wave = (n: number, percent: number, counts: Partial<Record<'devices' | 'pending' | 'updating' | 'healthy' | 'failed' | 'offline', number>>) => ({
+const wave = (n: number, percent: number, counts: Partial<Record<'devices' | 'new' | 'pending' | 'updating' | 'healthy' | 'failed' | 'offline', number>>) => ({
   wave: n,
   percent,
   devices: 0,
+  new: 0,
   pending: 0,
   updating: 0,
   healthy: 0,

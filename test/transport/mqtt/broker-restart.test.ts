@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { MqttDeviceChannel } from '../../../src/transport/mqtt/device-channel.js';
+import { MqttDeviceChannel } from '../../../src/agent/mqtt/device-channel.js';
 import type { Mosquitto } from '../../support/mosquitto.js';
 import { MOSQUITTO, requireTool } from '../../support/requirements.js';
 import { MqttRegion, OBSERVER, REGION, connectRecorder, quietLog, startAclBroker, until } from './mqtt-fixture.js';

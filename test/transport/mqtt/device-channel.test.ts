@@ -4,8 +4,8 @@ import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from
 import { MemoryAgentState } from '../../../src/agent/agent-state.js';
 import { runDeviceLoop, type DeviceEvent } from '../../../src/agent/device-loop.js';
 import { SimulatedRuntime } from '../../../src/agent/runtime-simulated.js';
-import { RegionClient, RegionHttpError } from '../../../src/protocol/region-client.js';
-import { MqttDeviceChannel } from '../../../src/transport/mqtt/device-channel.js';
+import { RegionClient, RegionHttpError } from '../../../src/agent/http/region-client.js';
+import { MqttDeviceChannel } from '../../../src/agent/mqtt/device-channel.js';
 import type { Mosquitto } from '../../support/mosquitto.js';
 import { MOSQUITTO, requireTool } from '../../support/requirements.js';
 import { ENROLLMENT_TOKEN, MqttRegion, OBSERVER, REGION, connectRecorder, quietLog, resetBroker, startAclBroker, until } from './mqtt-fixture.js';

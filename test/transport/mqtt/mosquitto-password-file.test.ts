@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { pino } from 'pino';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { MosquittoPasswordFile, mosquittoPasswordHash, verifyMosquittoPassword } from '../../../src/transport/mqtt/mosquitto-password-file.js';
+import { MosquittoPasswordFile, mosquittoPasswordHash, verifyMosquittoPassword } from '../../../src/region/mqtt/mosquitto-password-file.js';
 import { executable, requireTool } from '../../support/requirements.js';
 
 const execFileAsync = promisify(execFile);

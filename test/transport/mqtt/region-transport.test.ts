@@ -1,7 +1,7 @@
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import type { DesiredResponse } from '../../../src/protocol/types.js';
 import type { MqttReport } from '../../../src/protocol/mqtt-topics.js';
-import { startMqttRegionTransport } from '../../../src/transport/mqtt/region-transport.js';
+import { startMqttRegionTransport } from '../../../src/region/mqtt/region-transport.js';
 import type { Mosquitto } from '../../support/mosquitto.js';
 import { MOSQUITTO, requireTool } from '../../support/requirements.js';
 import { GHOST, MqttRegion, OBSERVER, REGION, REGION_USER, connectRecorder, quietLog, resetBroker, startAclBroker, until, type Recorder } from './mqtt-fixture.js';

@@ -1,0 +1,248 @@
+import http from 'node:http';
+import https from 'node:https';
+import { CascadeError } from '../../core/errors.js';
+import type { DeviceId, Labels } from '../../core/types.js';
+import {
+  apiPaths,
+  type DesiredResponse,
+  type EnrollRequest,
+  type EnrollResponse,
+  type ErrorBody,
+  type InventoryDevice,
+  type ReportRequest,
+} from '../../protocol/types.js';
+
+/** An HTTP answer outside 2xx/304 from the region: status, the region's error code and the URL. */
+export class RegionHttpError extends CascadeError {
+  readonly status: number;
+  readonly url: string;
+
+  constructor(status: number, code: string, message: string, url: string) {
+    // The region's 5xx and 429 pass; its other refusals stand until the request changes.
+    super(code, message, { status, url }, { retry: status >= 500 || status === 429 ? 'temporary' : 'final' });
+    this.name = 'RegionHttpError';
+    this.status = status;
+    this.url = url;
+  }
+}
+
+export function isRegionHttpError(err: unknown): err is RegionHttpError {
+  return err instanceof RegionHttpError;
+}
+
+export type DesiredResult =
+  | { status: 200; body: DesiredResponse; etag: string | null }
+  | { status: 304 };
+
+/**
+ * Keep-alive agents shared by every client in the process: the simulator runs thousands of
+ * devices in one process, each holding a long poll open, so sockets must be reused and unbounded.
+ */
+const sharedHttpAgent = new http.Agent({ keepAlive: true, maxSockets: Infinity });
+const sharedHttpsAgent = new https.Agent({ keepAlive: true, maxSockets: Infinity });
+
+const DEFAULT_TIMEOUT_MS = 30_000;
+/** A long poll may legitimately take `wait` seconds; allow this much more before giving up. */
+const LONG_POLL_GRACE_MS = 15_000;
+const MAX_RESPONSE_BYTES = 64 * 1024 * 1024;
+
+interface RawResponse {
+  status: number;
+  headers: http.IncomingHttpHeaders;
+  body: string;
+}
+
+interface RequestOptions {
+  method: 'GET' | 'POST';
+  url: string;
+  headers?: Record<string, string>;
+  body?: unknown;
+  timeoutMs: number;
+  signal?: AbortSignal;
+  agent?: http.Agent;
+}
+
+function joinUrl(base: string, path: string): string {
+  return base.replace(/\/+$/, '') + path;
+}
+
+function sendRequest(opts: RequestOptions): Promise<RawResponse> {
+  return new Promise((resolve, reject) => {
+    let target: URL;
+    try {
+      target = new URL(opts.url);
+    } catch {
+      reject(new CascadeError('region-url-invalid', `region URL '${opts.url}' is not a valid URL (expected e.g. http://127.0.0.1:8080)`));
+      return;
+    }
+    const isHttps = target.protocol === 'https:';
+    if (!isHttps && target.protocol !== 'http:') {
+      reject(new CascadeError('region-url-invalid', `region URL '${opts.url}' must be http:// or https://`));
+      return;
+    }
+    const payload = opts.body === undefined ? undefined : Buffer.from(JSON.stringify(opts.body));
+    const headers: Record<string, string> = { accept: 'application/json', ...opts.headers };
+    if (payload) {
+      headers['content-type'] = 'application/json';
+      headers['content-length'] = String(payload.length);
+    }
+    const agent = opts.agent ?? (isHttps ? sharedHttpsAgent : sharedHttpAgent);
+    const request = (isHttps ? https : http).request(target, {
+      method: opts.method,
+      headers,
+      agent,
+      signal: opts.signal,
+    });
+    request.setTimeout(opts.timeoutMs, () => {
+      request.destroy(new CascadeError('region-timeout', `${opts.method} ${opts.url}: no answer within ${opts.timeoutMs} ms`, { url: opts.url }));
+    });
+    request.on('error', (err: Error & { code?: string }) => {
+      if (err.name === 'AbortError' || err instanceof CascadeError) {
+        reject(err);
+        return;
+      }
+      reject(new CascadeError('region-unreachable', `${opts.method} ${opts.url}: cannot reach the region (${err.code ?? err.message}); check --region-url and that the region is running`, { url: opts.url }));
+    });
+    request.on('response', (response) => {
+      const chunks: Buffer[] = [];
+      let size = 0;
+      response.on('data', (chunk: Buffer) => {
+        size += chunk.length;
+        if (size > MAX_RESPONSE_BYTES) {
+          request.destroy(new CascadeError('region-response-too-large', `${opts.method} ${opts.url}: answer larger than ${MAX_RESPONSE_BYTES} bytes`, { url: opts.url }));
+          return;
+        }
+        chunks.push(chunk);
+      });
+      response.on('end', () => {
+        resolve({ status: response.statusCode ?? 0, headers: response.headers, body: Buffer.concat(chunks).toString('utf8') });
+      });
+      response.on('error', (err) => request.destroy(err));
+    });
+    request.end(payload);
+  });
+}
+
+function parseJson(raw: RawResponse, method: string, url: string): unknown {
+  try {
+    return JSON.parse(raw.body);
+  } catch {
+    throw new RegionHttpError(raw.status, 'region-bad-response', `${method} ${url}: the region answered ${raw.status} with a body that is not JSON`, url);
+  }
+}
+
+function toHttpError(raw: RawResponse, method: string, url: string): RegionHttpError {
+  let code = `http-${raw.status}`;
+  let message = raw.body.slice(0, 200);
+  try {
+    const body = JSON.parse(raw.body) as Partial<ErrorBody>;
+    if (body.error && typeof body.error.code === 'string') {
+      code = body.error.code;
+      message = String(body.error.message ?? '');
+    }
+  } catch {
+    // Not a JSON error body (a proxy in between, say): keep the raw text.
+  }
+  return new RegionHttpError(raw.status, code, `${method} ${url}: ${raw.status} ${message}`, url);
+}
+
+async function requestJson<T>(opts: RequestOptions, expected: number[]): Promise<{ raw: RawResponse; body: T | null }> {
+  const raw = await sendRequest(opts);
+  if (!expected.includes(raw.status)) throw toHttpError(raw, opts.method, opts.url);
+  if (raw.status === 304 || raw.body === '') return { raw, body: null };
+  return { raw, body: parseJson(raw, opts.method, opts.url) as T };
+}
+
+export interface RegionClientOptions {
+  /** Base URL of the region, e.g. http://127.0.0.1:8080 */
+  regionUrl: string;
+  deviceId: DeviceId;
+  /** Device token from an earlier enrolment, if any. */
+  token?: string | null;
+  /** Defaults to a process-wide keep-alive agent with unbounded sockets. */
+  agent?: http.Agent;
+  /** Timeout of enrol and report calls; long polls get their wait plus a grace period. */
+  timeoutMs?: number;
+}
+
+/** What one device says to its region. Keeps the device token once enrolled. */
+export class RegionClient {
+  readonly regionUrl: string;
+  readonly deviceId: DeviceId;
+  private deviceToken: string | null;
+  private readonly agent?: http.Agent;
+  private readonly timeoutMs: number;
+
+  constructor(opts: RegionClientOptions) {
+    this.regionUrl = opts.regionUrl;
+    this.deviceId = opts.deviceId;
+    this.deviceToken = opts.token ?? null;
+    this.agent = opts.agent;
+    this.timeoutMs = opts.timeoutMs ?? DEFAULT_TIMEOUT_MS;
+  }
+
+  get token(): string | null {
+    return this.deviceToken;
+  }
+
+  setToken(token: string | null): void {
+    this.deviceToken = token;
+  }
+
+  /** Enrols the device and keeps the token the region issues. */
+  async enroll(labels: Labels, enrollmentToken: string | null, signal?: AbortSignal): Promise<EnrollResponse> {
+    const body: EnrollRequest = { deviceId: this.deviceId, labels };
+    if (enrollmentToken !== null) body.enrollmentToken = enrollmentToken;
+    const { body: answer } = await requestJson<EnrollResponse>(
+      { method: 'POST', url: joinUrl(this.regionUrl, apiPaths.enroll), body, timeoutMs: this.timeoutMs, signal, agent: this.agent },
+      [201],
+    );
+    if (!answer || typeof answer.token !== 'string') {
+      throw new CascadeError('region-bad-response', `POST ${joinUrl(this.regionUrl, apiPaths.enroll)}: enrolment answer has no token`);
+    }
+    this.deviceToken = answer.token;
+    return answer;
+  }
+
+  async report(body: ReportRequest, signal?: AbortSignal): Promise<void> {
+    await requestJson(
+      { method: 'POST', url: joinUrl(this.regionUrl, apiPaths.report(this.deviceId)), headers: this.authHeaders(), body, timeoutMs: this.timeoutMs, signal, agent: this.agent },
+      [200],
+    );
+  }
+
+  /**
+   * Asks for the device's desired state. With the ETag of the last answer and `waitSeconds` > 0 the
+   * region holds the request until that state changes (200) or the wait ends (304).
+   */
+  async getDesired(etag: string | null, waitSeconds: number, signal?: AbortSignal): Promise<DesiredResult> {
+    const headers = this.authHeaders();
+    if (etag !== null) headers['if-none-match'] = etag;
+    const url = `${joinUrl(this.regionUrl, apiPaths.desired(this.deviceId))}?wait=${Math.max(0, Math.floor(waitSeconds))}`;
+    const { raw, body } = await requestJson<DesiredResponse>(
+      { method: 'GET', url, headers, timeoutMs: waitSeconds * 1000 + LONG_POLL_GRACE_MS, signal, agent: this.agent },
+      [200, 304],
+    );
+    if (raw.status === 304) return { status: 304 };
+    if (!body) throw new CascadeError('region-bad-response', `GET ${url}: empty desired state`);
+    const header = raw.headers.etag;
+    return { status: 200, body, etag: typeof header === 'string' ? header : null };
+  }
+
+  private authHeaders(): Record<string, string> {
+    if (this.deviceToken === null) {
+      throw new CascadeError('device-not-enrolled', `device ${this.deviceId} has no device token yet: enrol it first`);
+    }
+    return { authorization: `Bearer ${this.deviceToken}` };
+  }
+}
+
+/** `GET /api/v1/devices`: the region's live inventory. */
+export async function fetchInventory(regionUrl: string, opts: { agent?: http.Agent; timeoutMs?: number; signal?: AbortSignal } = {}): Promise<InventoryDevice[]> {
+  const url = joinUrl(regionUrl, apiPaths.devices);
+  const { body } = await requestJson<InventoryDevice[]>(
+    { method: 'GET', url, timeoutMs: opts.timeoutMs ?? DEFAULT_TIMEOUT_MS, signal: opts.signal, agent: opts.agent },
+    [200],
+  );
+  return body ?? [];
+}

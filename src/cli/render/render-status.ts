@@ -1,0 +1,51 @@
+import type { DeploymentRolloutStatus, WaveStatus } from '../../plan/rollout/types.js';
+import type { RegionStatus } from '../../reconciler/region-status.js';
+
+const short = (sha: string | null) => (sha ? sha.slice(0, 8) : '-');
+
+/** The region status for a person: revision, devices, and each Deployment's rollout wave by wave. */
+export function renderRegionStatus(status: RegionStatus): string {
+  const d = status.devices;
+  const lines = [
+    `region ${status.region}`,
+    `  revision  applied ${short(status.revision.applied)}  attempted ${short(status.revision.attempted)}${status.source.reachable ? '' : status.revision.applied ? '  (git unreachable: serving the last good revision)' : '  (git unreachable: no revision applied yet)'}`,
+  ];
+  if (!status.source.reachable && status.source.error) lines.push(`  git       ${status.source.error}`);
+  if (status.revision.error) {
+    lines.push(`  refused   ${short(status.revision.attempted)}:`);
+    for (const e of status.revision.error.slice(0, 10)) lines.push(`    ${e}`);
+    if (status.revision.error.length > 10) lines.push(`    ... and ${status.revision.error.length - 10} more`);
+  }
+  for (const c of status.conditions ?? []) {
+    if (c.type === 'Ready' ? c.status !== 'True' : c.status === 'True') lines.push(`  ${c.type.padEnd(9)} ${c.status} ${c.reason}${c.message ? `: ${c.message}` : ''}`);
+  }
+  lines.push(
+    `  devices   ${d.total} total: ${d.converged} converged, ${d.updating} updating, ${d.pending ?? 0} pending, ${d.failed} failed, ${d.offline} offline`,
+    `  updates   ${status.updatesSent} handed out`,
+  );
+  if (status.rollouts?.length) {
+    lines.push('  rollouts');
+    for (const rollout of status.rollouts) lines.push(...renderRollout(rollout).map((l) => `    ${l}`));
+  }
+  return lines.join('\n');
+}
+
+export function renderRollout(rollout: DeploymentRolloutStatus): string[] {
+  const lines = [
+    `${rollout.deployment} -> ${rollout.version}  ${rollout.state}${rollout.rollback ? ' (rollback)' : ''}  wave ${rollout.currentWave}/${rollout.waves.length}  rev ${short(rollout.revision)}`,
+    `  ${rollout.message}`,
+  ];
+  if (rollout.halted) {
+    lines.push(`  halted: ${rollout.halted.reason}; failing: ${rollout.halted.devices.slice(0, 10).join(', ')}${rollout.halted.devices.length > 10 ? ', ...' : ''}`);
+    lines.push(`  undo: cascade rollback --deployment ${rollout.deployment}   (or git revert ${short(rollout.revision)})`);
+  }
+  for (const wave of rollout.waves) lines.push(`  ${waveLine(wave)}`);
+  return lines;
+}
+
+export function waveLine(wave: WaveStatus): string {
+  const width = 20;
+  const filled = wave.devices ? Math.round((wave.healthy / wave.devices) * width) : width;
+  const bar = '#'.repeat(filled) + '-'.repeat(width - filled);
+  return `wave ${wave.wave} ${String(wave.percent).padStart(3)}% [${bar}] ${wave.healthy}/${wave.devices} healthy, ${wave.updating} updating, ${wave.pending} pending, ${wave.failed} failed, ${wave.offline} offline${wave.new ? `, ${wave.new} new (no report yet)` : ''}`;
+}

@@ -1,0 +1,115 @@
+import Fastify, { LogController, type FastifyError, type FastifyInstance } from 'fastify';
+import type { Logger } from 'pino';
+import { CascadeError } from '../core/errors.js';
+import { MAX_BODY_BYTES, errorCodes, type ErrorBody } from '../protocol/types.js';
+
+/** An error a route throws to answer with this status and `{ error: { code, message } }`. */
+export class HttpError extends CascadeError {
+  readonly status: number;
+
+  constructor(status: number, code: string, message: string) {
+    super(code, message, { status }, { retry: status >= 500 || status === 429 ? 'temporary' : 'final' });
+    this.name = 'HttpError';
+    this.status = status;
+  }
+}
+
+export interface RegionHttpServerOptions {
+  /** Serve HTTPS with this certificate and key (PEM). */
+  https?: { cert: Buffer; key: Buffer };
+  /** pino logger of the region; false for none (tests). */
+  log: Logger | false;
+  bodyLimit?: number;
+}
+
+interface AjvError {
+  keyword: string;
+  instancePath?: string;
+  message?: string;
+  params?: Record<string, unknown>;
+  propertyName?: string;
+}
+
+/** Says which field is wrong and how, e.g. `body/apps/web: unknown field 'colour'`. */
+function describeValidation(context: string, errors: AjvError[]): string {
+  const first = errors[0];
+  if (!first) return `${context} is invalid`;
+  const where = `${context}${first.instancePath ?? ''}`;
+  const params = first.params ?? {};
+  if (first.keyword === 'additionalProperties') return `${where}: unknown field '${String(params.additionalProperty)}'`;
+  if (first.keyword === 'required') return `${where}: missing required field '${String(params.missingProperty)}'`;
+  if (first.propertyName !== undefined) return `${where}: key '${first.propertyName}' ${first.message ?? 'is invalid'}`;
+  if (first.keyword === 'enum' && Array.isArray(params.allowedValues)) {
+    return `${where} must be one of ${params.allowedValues.map((value) => `'${String(value)}'`).join(', ')}`;
+  }
+  return `${where} ${first.message ?? 'is invalid'}`;
+}
+
+function toErrorAnswer(err: FastifyError & { validationContext?: string }, bodyLimit: number): { status: number; code: string; message: string } {
+  if (err instanceof HttpError) return { status: err.status, code: err.code, message: err.message };
+  if (err.validation) {
+    const context = err.validationContext ?? 'request';
+    const code = context === 'querystring' ? errorCodes.invalidQuery : context === 'body' ? errorCodes.invalidBody : 'invalid-request';
+    return { status: 400, code, message: describeValidation(context, err.validation as AjvError[]) };
+  }
+  switch (err.code) {
+    case 'FST_ERR_CTP_BODY_TOO_LARGE':
+      return { status: 413, code: errorCodes.bodyTooLarge, message: `request body is larger than ${bodyLimit} bytes` };
+    case 'FST_ERR_CTP_INVALID_JSON_BODY':
+      return { status: 400, code: errorCodes.invalidJson, message: 'request body is not valid JSON' };
+    case 'FST_ERR_CTP_EMPTY_JSON_BODY':
+      return { status: 400, code: errorCodes.invalidJson, message: 'request body is empty; send a JSON object' };
+    case 'FST_ERR_CTP_INVALID_MEDIA_TYPE':
+      return { status: 415, code: errorCodes.unsupportedMediaType, message: 'send the body as Content-Type: application/json' };
+    default:
+      break;
+  }
+  // Protocol poisoning and other parser errors fastify raises carry a 4xx status.
+  if (typeof err.statusCode === 'number' && err.statusCode >= 400 && err.statusCode < 500) {
+    return { status: err.statusCode, code: 'bad-request', message: err.message };
+  }
+  return { status: 500, code: errorCodes.internal, message: 'internal error in the region; see its log' };
+}
+
+/**
+ * The region's HTTP server: JSON everywhere, every error as `{ error: { code, message } }`.
+ * The device API (device-api.ts) and the operator routes register on the same instance.
+ */
+export function createRegionHttpServer(opts: RegionHttpServerOptions): FastifyInstance {
+  const bodyLimit = opts.bodyLimit ?? MAX_BODY_BYTES;
+  const app = Fastify({
+    ...(opts.log ? { loggerInstance: opts.log } : { logger: false }),
+    bodyLimit,
+    // Thousands of devices poll constantly; per-request log lines would drown everything else.
+    logController: new LogController({ disableRequestLogging: true }),
+    // Requests log through the server's own logger: a pino child per request (its bound log methods
+    // and formatters, ~1 KB) would be kept alive by each of thousands of held long polls. Lines
+    // about a failed request name its id themselves.
+    childLoggerFactory: (logger) => logger,
+    // Longer than any long poll, so a device's socket survives between polls.
+    keepAliveTimeout: 75_000,
+    // Open long polls and idle keep-alive sockets must not hold `close()` up.
+    forceCloseConnections: true,
+    return503OnClosing: true,
+    routerOptions: { maxParamLength: 1024 },
+    ...(opts.https ? { https: opts.https } : {}),
+    ajv: {
+      // Reject what is wrong instead of quietly fixing it: unknown fields and wrong types are errors.
+      customOptions: { removeAdditional: false, coerceTypes: false, useDefaults: false, allErrors: false },
+    },
+  }) as unknown as FastifyInstance;
+
+  app.setErrorHandler((err: FastifyError, request, reply) => {
+    const answer = toErrorAnswer(err, bodyLimit);
+    if (answer.status >= 500) request.log.error({ err, reqId: request.id, url: request.url }, 'request failed');
+    const body: ErrorBody = { error: { code: answer.code, message: answer.message } };
+    void reply.code(answer.status).type('application/json').send(body);
+  });
+
+  app.setNotFoundHandler((request, reply) => {
+    const body: ErrorBody = { error: { code: errorCodes.notFound, message: `no route ${request.method} ${request.url.split('?')[0]}` } };
+    void reply.code(404).send(body);
+  });
+
+  return app;
+}

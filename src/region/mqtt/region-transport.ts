@@ -1,0 +1,371 @@
+import { randomBytes } from 'node:crypto';
+import { performance } from 'node:perf_hooks';
+import mqtt, { type IClientOptions, type MqttClient } from 'mqtt';
+import type { Logger } from 'pino';
+import { CascadeError } from '../../core/errors.js';
+import type { AppReport, DeviceId } from '../../core/types.js';
+import { MQTT_ONLINE, MQTT_QOS, desiredTopic, deviceOfTopic, regionSubscription, regionSyncTopic } from '../../protocol/mqtt-topics.js';
+import { parseMqttReport } from '../../protocol/report-validator.js';
+import type { DesiredResponse } from '../../protocol/types.js';
+import { isValidDeviceId } from '../../protocol/validate.js';
+import type { StateStore } from '../../reconciler/state-store.js';
+import { brokerClientOptions, describeBroker, isAuthRefusal, type MqttBrokerOptions } from '../../protocol/mqtt-connection.js';
+import type { MqttMetrics } from './mqtt-metrics.js';
+import { InFlightLimiter } from './in-flight-limiter.js';
+
+export interface MqttRegionTransportOptions extends MqttBrokerOptions {
+  region: string;
+  store: StateStore;
+  log: Logger;
+  /** Epoch ms, stored with each report. */
+  clock: () => number;
+  /** The device's desired state as HTTP serves it (`GET /api/v1/devices/:id/desired`). */
+  desiredFor: (deviceId: DeviceId) => DesiredResponse;
+  /** Called after a report was recorded, e.g. to run a pass. */
+  onReport?: (deviceId: DeviceId) => void;
+  /** Client id of the region's persistent session; `cascade-region-<region>` by default. */
+  clientId?: string;
+  /** How long the broker keeps the session (and queued reports) while the region is away. */
+  sessionExpirySeconds?: number;
+  /** How long the first connection may take before startup fails. */
+  connectTimeoutMs?: number;
+  /** How long to wait for the broker's retained desired states at each connection. */
+  syncTimeoutMs?: number;
+  /** Counters on the region's Prometheus registry. */
+  metrics?: MqttMetrics;
+}
+
+/** Reports the region did not record, by reason. */
+export interface DroppedReports {
+  /** Not JSON, or not the shape of a report. */
+  invalid: number;
+  /** The payload names another device than the topic (the broker's ACL vouches for the topic). */
+  identityMismatch: number;
+  /** From a device that is not enrolled here, or was revoked. */
+  unknownDevice: number;
+}
+
+export interface MqttRegionStats {
+  /** Desired-state messages published since start. */
+  published: number;
+  reportsRecorded: number;
+  dropped: DroppedReports;
+  /** Connections made so far (1 = never reconnected). */
+  connections: number;
+  connected: boolean;
+  /** Devices whose status is `online`. */
+  devicesOnline: number;
+}
+
+export interface MqttRegionTransport {
+  /**
+   * Publishes the desired state of each listed device whose generation differs from what the
+   * broker holds for it: retained, QoS 1. Resolves with the number of messages sent once the
+   * broker acknowledged them.
+   */
+  publishDesired(deviceIds: Iterable<DeviceId>): Promise<number>;
+  /** Messages published since start. */
+  published(): number;
+  /** Is the device connected to the broker now (its retained status is `online`)? */
+  isConnected(deviceId: DeviceId): boolean;
+  stats(): MqttRegionStats;
+  close(): Promise<void>;
+}
+
+const DAY_SECONDS = 24 * 60 * 60;
+const DEFAULT_CONNECT_TIMEOUT_MS = 15_000;
+const DEFAULT_SYNC_TIMEOUT_MS = 60_000;
+/** The most QoS 1 messages MQTT allows in flight; the broker may ask for fewer in its CONNACK. */
+const MAX_IN_FLIGHT = 65_535;
+
+/**
+ * The region's side of MQTT: one persistent session (clean start off, so reports sent while the
+ * region restarts wait at the broker), subscribed to every device's `reported` topic; publishes
+ * each device's desired state retained whenever its generation changes.
+ *
+ * At every connection it reads the retained desired states back from the broker and publishes only
+ * those that differ from the store: nothing is published twice across restarts, and a broker that
+ * lost its retained messages gets them again.
+ */
+export async function startMqttRegionTransport(opts: MqttRegionTransportOptions): Promise<MqttRegionTransport> {
+  const transport = new RegionTransport(opts);
+  await transport.start();
+  return transport;
+}
+
+class RegionTransport implements MqttRegionTransport {
+  private client!: MqttClient;
+  private readonly log: Logger;
+  private readonly broker: string;
+  /** Generation of each device's retained desired state at the broker, as far as the region knows. */
+  private readonly atBroker = new Map<DeviceId, number>();
+  private inFlight = new InFlightLimiter(MAX_IN_FLIGHT);
+  private publishedCount = 0;
+  private reportsRecorded = 0;
+  private readonly dropped: DroppedReports = { invalid: 0, identityMismatch: 0, unknownDevice: 0 };
+  private connections = 0;
+  private closed = false;
+  /** Settles when the retained states of the current connection are read; publishing waits for it. */
+  private synced: Promise<void> = Promise.resolve();
+  private firstSetup: Promise<void> = Promise.resolve();
+  private sync: { nonce: string; retained: Map<DeviceId, number>; done: () => void } | null = null;
+  private readonly reportedFilter: string;
+  private readonly statusFilter: string;
+  /** Devices whose retained status is `online`. */
+  private readonly online = new Set<DeviceId>();
+  private readonly desiredFilter: string;
+  private readonly syncTopic: string;
+
+  constructor(private readonly opts: MqttRegionTransportOptions) {
+    this.log = opts.log.child({ component: 'mqtt' });
+    this.broker = describeBroker(opts.url);
+    this.reportedFilter = regionSubscription(opts.region, 'reported');
+    this.statusFilter = regionSubscription(opts.region, 'status');
+    this.desiredFilter = regionSubscription(opts.region, 'desired');
+    this.syncTopic = regionSyncTopic(opts.region);
+  }
+
+  async start(): Promise<void> {
+    const { opts } = this;
+    const options: IClientOptions = {
+      ...brokerClientOptions(opts),
+      clientId: opts.clientId ?? `cascade-region-${opts.region}`,
+      clean: false,
+      reconnectPeriod: 2_000,
+      connectTimeout: opts.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS,
+      resubscribe: false,
+      properties: { sessionExpiryInterval: opts.sessionExpirySeconds ?? 7 * DAY_SECONDS, receiveMaximum: MAX_IN_FLIGHT },
+    };
+    this.client = mqtt.connect(opts.url, options);
+    this.client.on('message', (topic, payload) => this.onMessage(topic, payload));
+    this.client.on('connect', (connack) => {
+      this.connections++;
+      const serverMaximum = connack.properties?.receiveMaximum;
+      this.inFlight.resize(serverMaximum ?? MAX_IN_FLIGHT);
+      this.log.info({ broker: this.broker, sessionPresent: connack.sessionPresent, reconnect: this.connections > 1 }, `connected to MQTT broker ${this.broker}`);
+      const setup = this.onConnected();
+      if (this.connections === 1) this.firstSetup = setup;
+      this.synced = setup.catch((err: unknown) => {
+        if (!this.closed) this.log.error({ err: (err as Error).message }, 'MQTT connection setup failed; retrying at the next connection');
+      });
+    });
+    this.client.on('offline', () => {
+      if (!this.closed) this.log.warn({ broker: this.broker }, `lost the MQTT broker ${this.broker}; reconnecting`);
+    });
+
+    // The first connection decides whether the flags are right: fail startup with the reason.
+    await new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => fail(new Error(`no answer within ${options.connectTimeout} ms`)), options.connectTimeout);
+      const onConnect = () => {
+        cleanup();
+        resolve();
+      };
+      const fail = (err: Error) => {
+        cleanup();
+        this.client.end(true);
+        const hint = isAuthRefusal(err)
+          ? 'check --mqtt-username and --mqtt-password, and that the broker lets that user subscribe to cascade/<region>/+/reported'
+          : 'check --mqtt-url (and --mqtt-ca-file for mqtts://) and that the broker is running';
+        reject(new CascadeError('mqtt-connect-failed', `cannot connect to the MQTT broker ${this.broker}: ${err.message}; ${hint}`, { broker: this.broker }));
+      };
+      const cleanup = () => {
+        clearTimeout(timer);
+        this.client.off('connect', onConnect);
+        this.client.off('error', fail);
+      };
+      this.client.once('connect', onConnect);
+      this.client.once('error', fail);
+    });
+    this.client.on('error', (err) => this.log.warn({ err: err.message, broker: this.broker }, 'MQTT client error'));
+    try {
+      await this.firstSetup;
+    } catch (err) {
+      await this.client.endAsync(true);
+      throw err;
+    }
+  }
+
+  /** Subscribes, reads back the retained desired states, and publishes those that are out of date. */
+  private async onConnected(): Promise<void> {
+    // The broker sends every retained status again on subscribing: presence starts afresh.
+    this.online.clear();
+    try {
+      const granted = await this.client.subscribeAsync({ [this.reportedFilter]: { qos: MQTT_QOS }, [this.statusFilter]: { qos: MQTT_QOS } });
+      if (granted.some((g) => g.qos > 2)) throw new Error(`reason code ${granted.find((g) => g.qos > 2)?.qos}`);
+    } catch (err) {
+      throw new CascadeError(
+        'mqtt-subscribe-refused',
+        `the MQTT broker ${this.broker} refused the subscription to ${this.reportedFilter} or ${this.statusFilter} (${(err as Error).message}): let the region's MQTT user read cascade/${this.opts.region}/#`,
+      );
+    }
+    const retained = await this.readRetained();
+    this.atBroker.clear();
+    if (retained) {
+      for (const [device, generation] of retained) this.atBroker.set(device, generation);
+    }
+    const handed = [...this.opts.store.listHanded().keys()];
+    const sent = await this.publishChanged(handed);
+    this.log.info(
+      { retained: retained?.size ?? null, handed: handed.length, published: sent },
+      retained
+        ? `MQTT: ${retained.size} retained desired states at the broker, ${sent} published to bring it up to date`
+        : `MQTT: could not read the retained desired states; published all ${sent}`,
+    );
+  }
+
+  /** Device -> generation of every retained desired state at the broker, or null when they cannot be read. */
+  private async readRetained(): Promise<Map<DeviceId, number> | null> {
+    const nonce = randomBytes(12).toString('base64url');
+    const retained = new Map<DeviceId, number>();
+    const done = new Promise<void>((resolve) => (this.sync = { nonce, retained, done: resolve }));
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<'timeout'>((resolve) => (timer = setTimeout(() => resolve('timeout'), this.opts.syncTimeoutMs ?? DEFAULT_SYNC_TIMEOUT_MS)));
+    try {
+      const granted = await this.client.subscribeAsync({ [this.desiredFilter]: { qos: MQTT_QOS }, [this.syncTopic]: { qos: MQTT_QOS } }).catch(() => null);
+      if (!granted || granted.some((g) => g.qos > 2)) {
+        this.log.warn({ filter: this.desiredFilter }, `the broker refused the region read access to ${this.desiredFilter} or ${this.syncTopic}; publishing every desired state`);
+        return null;
+      }
+      await this.client.publishAsync(this.syncTopic, nonce, { qos: MQTT_QOS });
+      const outcome = await Promise.race([done.then(() => 'done' as const), timeout]);
+      if (outcome === 'timeout') {
+        this.log.warn({ filter: this.desiredFilter }, 'the retained desired states did not arrive in time; publishing every desired state');
+        return null;
+      }
+      return retained;
+    } finally {
+      clearTimeout(timer);
+      this.sync = null;
+      // Only needed for this read: the region would otherwise get its own publications back.
+      await this.client.unsubscribeAsync([this.desiredFilter, this.syncTopic]).catch(() => undefined);
+    }
+  }
+
+  private onMessage(topic: string, payload: Buffer): void {
+    try {
+      if (topic === this.syncTopic) {
+        if (this.sync && payload.toString('utf8') === this.sync.nonce) this.sync.done();
+        return;
+      }
+      const reporter = deviceOfTopic(topic, this.opts.region, 'reported');
+      if (reporter !== null) {
+        this.onReport(reporter, payload);
+        return;
+      }
+      const statusOf = deviceOfTopic(topic, this.opts.region, 'status');
+      if (statusOf !== null) {
+        if (payload.toString('utf8') === MQTT_ONLINE) this.online.add(statusOf);
+        else this.online.delete(statusOf);
+        return;
+      }
+      const desiredOf = deviceOfTopic(topic, this.opts.region, 'desired');
+      if (desiredOf !== null && this.sync && payload.length > 0) {
+        const generation = (JSON.parse(payload.toString('utf8')) as Partial<DesiredResponse>).generation;
+        if (typeof generation === 'number') this.sync.retained.set(desiredOf, generation);
+      }
+    } catch (err) {
+      this.log.error({ err, topic }, 'MQTT message handling failed');
+    }
+  }
+
+  private onReport(deviceId: DeviceId, payload: Buffer): void {
+    const { store, clock } = this.opts;
+    const check = parseMqttReport(payload);
+    if (!check.ok) {
+      this.dropped.invalid++;
+      this.opts.metrics?.reports.inc({ outcome: 'invalid' });
+      this.log.warn({ deviceId, problem: check.problem }, `MQTT report of ${deviceId} dropped: ${check.problem}`);
+      return;
+    }
+    if (check.report.deviceId !== deviceId) {
+      this.dropped.identityMismatch++;
+      this.opts.metrics?.reports.inc({ outcome: 'identity-mismatch' });
+      this.log.warn(
+        { deviceId, claimed: check.report.deviceId.slice(0, 128) },
+        `MQTT report on the topic of ${deviceId} says it is from ${check.report.deviceId.slice(0, 128)}; dropped (a device may only report for itself)`,
+      );
+      return;
+    }
+    const device = isValidDeviceId(deviceId) ? store.getDevice(deviceId) : null;
+    if (!device || device.revoked) {
+      this.dropped.unknownDevice++;
+      this.opts.metrics?.reports.inc({ outcome: 'unknown-device' });
+      this.log.warn({ deviceId }, `MQTT report of ${deviceId} dropped: ${device ? 'the device was revoked' : 'no such device is enrolled here'}`);
+      return;
+    }
+    store.recordReport(deviceId, check.report.apps as Record<string, AppReport>, clock(), check.report.labels);
+    this.reportsRecorded++;
+    this.opts.metrics?.reports.inc({ outcome: 'recorded' });
+    try {
+      this.opts.onReport?.(deviceId);
+    } catch (err) {
+      this.log.error({ err, deviceId }, 'onReport hook failed');
+    }
+  }
+
+  async publishDesired(deviceIds: Iterable<DeviceId>): Promise<number> {
+    const ids = [...deviceIds];
+    const started = performance.now();
+    // While a connection is being set up, its sync publishes whatever changed; then this catches up.
+    await this.synced;
+    const sent = await this.publishChanged(ids);
+    if (sent > 0) this.log.debug({ devices: ids.length, published: sent, ms: Math.round(performance.now() - started) }, `published ${sent} desired states`);
+    return sent;
+  }
+
+  private async publishChanged(deviceIds: DeviceId[]): Promise<number> {
+    const sends: Promise<boolean>[] = [];
+    for (const deviceId of deviceIds) {
+      if (this.closed) break;
+      const desired = this.opts.desiredFor(deviceId);
+      if (desired.generation === 0 || this.atBroker.get(deviceId) === desired.generation) continue;
+      this.atBroker.set(deviceId, desired.generation);
+      sends.push(this.send(deviceId, desired));
+    }
+    const results = await Promise.all(sends);
+    return results.filter(Boolean).length;
+  }
+
+  private async send(deviceId: DeviceId, desired: DesiredResponse): Promise<boolean> {
+    await this.inFlight.acquire();
+    try {
+      await this.client.publishAsync(desiredTopic(this.opts.region, deviceId), JSON.stringify(desired), { qos: MQTT_QOS, retain: true });
+      this.publishedCount++;
+      this.opts.metrics?.published.inc();
+      return true;
+    } catch (err) {
+      // Unknown at the broker now: the next publish or connection sends it again.
+      if (this.atBroker.get(deviceId) === desired.generation) this.atBroker.delete(deviceId);
+      if (!this.closed) this.log.error({ err: (err as Error).message, deviceId }, `publishing the desired state of ${deviceId} failed`);
+      return false;
+    } finally {
+      this.inFlight.release();
+    }
+  }
+
+  published(): number {
+    return this.publishedCount;
+  }
+
+  isConnected(deviceId: DeviceId): boolean {
+    return this.client.connected && this.online.has(deviceId);
+  }
+
+  stats(): MqttRegionStats {
+    return {
+      published: this.publishedCount,
+      reportsRecorded: this.reportsRecorded,
+      dropped: { ...this.dropped },
+      connections: this.connections,
+      connected: this.client.connected,
+      devicesOnline: this.online.size,
+    };
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    this.sync?.done();
+    await this.client.endAsync();
+  }
+}

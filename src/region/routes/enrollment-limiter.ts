@@ -1,0 +1,47 @@
+import type { FastifyInstance } from 'fastify';
+import { apiPaths } from '../../protocol/types.js';
+
+export interface EnrollmentLimits {
+  /** Failed enrolments one address may make per window before it is refused. */
+  failuresPerAddress: number;
+  /** Failed enrolments in total per window, whatever the address (a distributed guess). */
+  failuresTotal: number;
+  windowMs: number;
+}
+
+export const DEFAULT_ENROLLMENT_LIMITS: EnrollmentLimits = { failuresPerAddress: 10, failuresTotal: 100, windowMs: 60_000 };
+
+/**
+ * Rate-limits enrolment attempts where it matters: guessing the enrolment token. Failed attempts
+ * (401) are counted per address and in total over a sliding window; past the limit, enrolments
+ * from that address (or from anyone, for the total) get 429 with Retry-After until the window
+ * moves on. Successful enrolments are not limited, so a fleet can enrol at full speed.
+ */
+export function limitEnrollment(app: FastifyInstance, clock: () => number, limits: EnrollmentLimits = DEFAULT_ENROLLMENT_LIMITS): void {
+  const failures = new Map<string, number[]>();
+  let total: number[] = [];
+  const recent = (times: number[], now: number) => times.filter((t) => now - t < limits.windowMs);
+
+  app.addHook('onRequest', async (request, reply) => {
+    if (request.method !== 'POST' || request.url.split('?')[0] !== apiPaths.enroll) return;
+    const now = clock();
+    total = recent(total, now);
+    const mine = recent(failures.get(request.ip) ?? [], now);
+    if (mine.length) failures.set(request.ip, mine);
+    else failures.delete(request.ip);
+    const blocking = mine.length >= limits.failuresPerAddress ? mine : total.length >= limits.failuresTotal ? total : null;
+    if (blocking) {
+      const retryAfter = Math.ceil((limits.windowMs - (now - blocking[0]!)) / 1000);
+      return reply
+        .code(429)
+        .header('retry-after', String(retryAfter))
+        .send({ error: { code: 'enrollment-rate-limited', message: `too many failed enrolments${blocking === total ? '' : ` from ${request.ip}`}; retry in ${retryAfter} s with the right enrolment token` } });
+    }
+  });
+  app.addHook('onResponse', async (request, reply) => {
+    if (request.method !== 'POST' || request.url.split('?')[0] !== apiPaths.enroll || reply.statusCode !== 401) return;
+    const now = clock();
+    failures.set(request.ip, [...recent(failures.get(request.ip) ?? [], now), now]);
+    total.push(now);
+  });
+}
