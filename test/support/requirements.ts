@@ -41,7 +41,7 @@ export function strictSkips(): boolean {
 export async function requireTool(...requirements: Requirement[]): Promise<string | null> {
   const unmet = await unmetOf(requirements);
   if (unmet.length === 0) return null;
-  return report(`needs ${unmet.join(' and ')}`);
+  return reportMissing(`needs ${unmet.join(' and ')}`);
 }
 
 /**
@@ -60,7 +60,7 @@ export async function requireEach<K extends string>(requirements: Record<K, Requ
     result[key] = why === undefined ? null : `needs ${why}`;
     if (why !== undefined) unmet.push(why);
   }
-  if (unmet.length > 0) report(`needs ${unmet.join(' and ')}`);
+  if (unmet.length > 0) reportMissing(`needs ${unmet.join(' and ')}`);
   return result;
 }
 
@@ -80,9 +80,11 @@ async function unmetOf(requirements: Requirement[]): Promise<string[]> {
   return unmet;
 }
 
-/** Prints the one skip line, or in strict mode registers the one failing test; returns the reason. */
-function report(reason: string): string {
-  const file = testFile();
+/**
+ * Prints the one skip line, or in strict mode registers the one failing test; returns the reason.
+ * For a file that works out its own reason (e.g. the container tests' environment probe).
+ */
+export function reportMissing(reason: string, file = testFile()): string {
   if (strictSkips()) {
     it(`requirement: ${reason}`, () => {
       throw new Error(`${file} ${reason}; ${STRICT_ENV}=1 makes a missing requirement fail instead of skipping`);
