@@ -15,6 +15,7 @@ const SUITES: Record<string, () => Promise<{ suite: BenchSuite }>> = {
   scale: () => import('./scale.bench.js'),
   agent: () => import('./agent.bench.js'),
   relay: () => import('./relay.bench.js'),
+  watch: () => import('./watch.bench.js'),
 };
 
 async function main(): Promise<void> {

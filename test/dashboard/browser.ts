@@ -2,8 +2,6 @@ import { existsSync } from 'node:fs';
 import { chromium, type Browser } from 'playwright-core';
 import { CHROMIUM_PATH } from '../support/requirements.js';
 
-export { CHROMIUM_PATH };
-
 /**
  * A real headless Chromium, cut off from everything but what the page asks for. playwright-core
  * gives each launch a fresh temporary profile (its own --user-data-dir) and removes it on close.

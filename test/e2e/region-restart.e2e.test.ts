@@ -61,8 +61,9 @@ describe('region restarts and local repositories', () => {
 
     server.setDown(true);
     region = await startRegionProcess(args);
-    const ready = await fetch(`${region.url}/readyz`);
-    expect(ready.status).toBe(200);
+    // Ready once the last good revision is loaded from disk, which the region does after it listens
+    // (asked at once, a loaded machine answered 503 'not loaded (yet)'); with git down it must get there.
+    await waitFor(async () => ((await fetch(`${region.url}/readyz`)).status === 200 ? true : undefined), 60_000, async () => `not ready: ${await (await fetch(`${region.url}/readyz`)).text()}`);
     const s = await waitFor(
       async () => {
         const current = await status(region.url);

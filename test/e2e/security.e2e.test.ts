@@ -9,17 +9,15 @@ import type { RegionStatus } from '../../src/reconciler/region-status.js';
 import { startSimulation } from '../../src/simulate/simulation.js';
 import { forcePush, git, makeFleetRemote, writeFiles, type FleetRemote } from '../support/git-fixtures.js';
 import { startGitHttpServer, type GitHttpServer } from '../support/git-http-server.js';
-import { OPENSSL, requireTool, SSH_KEYGEN } from '../support/requirements.js';
+import { OPENSSL, requireEach, SSH_KEYGEN } from '../support/requirements.js';
 import { startRegionProcess, waitFor, type RegionProcess } from '../support/region-process.js';
 import { smallFleet, webDeployment } from '../support/small-fleet.js';
 
 const BIN = fileURLToPath(new URL('../../bin/cascade.js', import.meta.url));
 const run = promisify(execFile);
 const TOKEN = 'security-enrolment-token';
-/** git signs commits with SSH keys through ssh-keygen. */
-const noSshKeygen = await requireTool(SSH_KEYGEN);
-/** The HTTPS test makes its certificate with openssl. */
-const noOpenssl = await requireTool(OPENSSL);
+/** git signs commits with SSH keys through ssh-keygen; the HTTPS test makes its certificate with openssl. */
+const { ssh: noSshKeygen, openssl: noOpenssl } = await requireEach({ ssh: SSH_KEYGEN, openssl: OPENSSL });
 
 async function status(url: string): Promise<RegionStatus> {
   return (await (await fetch(`${url}/api/v1/status`)).json()) as RegionStatus;

@@ -11,7 +11,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadTrustedKeys, type TrustedKeys } from '../../src/source/trusted-keys.js';
 import { splitSignedCommit, verifyCommitSignature } from '../../src/source/verify-commit.js';
 import { gitEnv, makeLocalRepo } from '../support/git-fixtures.js';
-import { GPG, requireTool, SSH_KEYGEN } from '../support/requirements.js';
+import { GPG, requireEach, SSH_KEYGEN } from '../support/requirements.js';
 
 /**
  * Real keys, real signed commits: SSH commits are signed by the git binary through
@@ -21,8 +21,7 @@ import { GPG, requireTool, SSH_KEYGEN } from '../support/requirements.js';
  */
 
 const execFileAsync = promisify(execFile);
-const noSshKeygen = await requireTool(SSH_KEYGEN);
-const noGpg = await requireTool(GPG);
+const { ssh: noSshKeygen, gpg: noGpg } = await requireEach({ ssh: SSH_KEYGEN, gpg: GPG });
 
 let root: string;
 let repo: string;

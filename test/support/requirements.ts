@@ -39,6 +39,32 @@ export function strictSkips(): boolean {
  * strict mode it also registers a failing test at the place of the call.
  */
 export async function requireTool(...requirements: Requirement[]): Promise<string | null> {
+  const unmet = await unmetOf(requirements);
+  if (unmet.length === 0) return null;
+  return reportMissing(`needs ${unmet.join(' and ')}`);
+}
+
+/**
+ * For a file whose tests need different things: checks each named requirement and returns, per
+ * name, null or the reason to skip what needs it. One line (or, in strict mode, one failing test)
+ * names everything missing.
+ *
+ *     const missing = await requireEach({ ssh: SSH_KEYGEN, gpg: GPG });
+ *     it.skipIf(missing.gpg)('accepts a commit signed by gpg', ...);
+ */
+export async function requireEach<K extends string>(requirements: Record<K, Requirement>): Promise<Record<K, string | null>> {
+  const result = {} as Record<K, string | null>;
+  const unmet: string[] = [];
+  for (const key of Object.keys(requirements) as K[]) {
+    const [why] = await unmetOf([requirements[key]]);
+    result[key] = why === undefined ? null : `needs ${why}`;
+    if (why !== undefined) unmet.push(why);
+  }
+  if (unmet.length > 0) reportMissing(`needs ${unmet.join(' and ')}`);
+  return result;
+}
+
+async function unmetOf(requirements: Requirement[]): Promise<string[]> {
   const unmet: string[] = [];
   for (const requirement of requirements) {
     let result: boolean | string;
@@ -51,9 +77,14 @@ export async function requireTool(...requirements: Requirement[]): Promise<strin
     const detail = typeof result === 'string' && result ? `: ${result}` : '';
     unmet.push(`${requirement.name} (${requirement.install})${detail}`);
   }
-  if (unmet.length === 0) return null;
-  const reason = `needs ${unmet.join(' and ')}`;
-  const file = testFile();
+  return unmet;
+}
+
+/**
+ * Prints the one skip line, or in strict mode registers the one failing test; returns the reason.
+ * For a file that works out its own reason (e.g. the container tests' environment probe).
+ */
+export function reportMissing(reason: string, file = testFile()): string {
   if (strictSkips()) {
     it(`requirement: ${reason}`, () => {
       throw new Error(`${file} ${reason}; ${STRICT_ENV}=1 makes a missing requirement fail instead of skipping`);

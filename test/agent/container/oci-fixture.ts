@@ -4,6 +4,7 @@ import http from 'node:http';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { freePort } from '../../support/free-port.js';
+import { reportMissing } from '../../support/requirements.js';
 
 /**
  * Real parts for container tests: Debian's docker-registry on a free port, tiny images made from
@@ -16,13 +17,12 @@ export const BUSYBOX = '/bin/busybox';
 
 /**
  * Skips a test file that cannot run here, with one line saying what it needs; under
- * CASCADE_STRICT_SKIPS=1 (.ci/run) the missing part is a failure instead. Returns whether to skip.
- * (Kept small and local so a shared helper in test/support can replace it.)
+ * CASCADE_STRICT_SKIPS=1 (.ci/run) the file gets one failing test instead (test/support/requirements.ts).
+ * Returns whether to skip.
  */
 export function skipUnless(problem: string | null, file: string): boolean {
   if (problem === null) return false;
-  if (process.env['CASCADE_STRICT_SKIPS'] === '1') throw new Error(`${file} cannot run: ${problem} (CASCADE_STRICT_SKIPS=1 makes this a failure)`);
-  console.warn(`${file} skipped: ${problem}`);
+  reportMissing(problem, file);
   return true;
 }
 
