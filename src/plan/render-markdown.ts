@@ -1,5 +1,5 @@
 import { plural } from '../core/text.js';
-import { describeCounts, describeDeploymentRegion, summarizePlan, type DeploymentSummary } from './summary.js';
+import { describeCounts, describeDeploymentRegion, summarizePlan, type DeploymentSummary } from './plan-summary.js';
 import type { Plan, PlanStep } from './types.js';
 
 export interface MarkdownOptions {

@@ -3,7 +3,7 @@ import { buildPlan } from '../../src/plan/diff.js';
 import { planToJson, renderPlanJson } from '../../src/plan/render-json.js';
 import { renderPlanMarkdown } from '../../src/plan/render-markdown.js';
 import { renderPlanText } from '../../src/plan/render-text.js';
-import { summarizePlan } from '../../src/plan/summary.js';
+import { summarizePlan } from '../../src/plan/plan-summary.js';
 import type { Plan } from '../../src/plan/types.js';
 import { deployment, device, makeFleet } from './fleet-fixture.js';
 import { expectGolden } from './golden.js';

@@ -9,7 +9,8 @@ import { isCascadeError } from '../../src/core/errors.js';
 import type { FleetSource } from '../../src/source/fleet-source.js';
 import { openFleetSource } from '../../src/source/open-fleet-source.js';
 import { LocalSource } from '../../src/source/local-source.js';
-import { RemoteSource, withCapabilities } from '../../src/source/remote-source.js';
+import { RemoteSource } from '../../src/source/remote-source.js';
+import { withCapabilities } from '../../src/source/git-wire.js';
 import {
   commitAndPush,
   forcePush,
