@@ -96,7 +96,7 @@ export const hubSummarySchema = {
           app: { type: 'string', maxLength: 253 },
           version: { type: 'string', maxLength: 253 },
           revision: { type: 'string', maxLength: 200 },
-          state: { type: 'string', enum: ['Progressing', 'WaitingForWindow', 'Baking', 'Halted', 'Complete', 'Stalled'] },
+          state: { type: 'string', enum: ['Progressing', 'WaitingForWindow', 'Baking', 'Paused', 'Halted', 'Complete', 'Stalled'] },
           currentWave: count,
           waves: {
             type: 'array',

@@ -59,6 +59,8 @@ export interface ReportResponse {
 export interface DesiredAppWire {
   version: string;
   deployment: string;
+  /** See DesiredApp.attempt: above the attempt that failed, the agent tries the version again. */
+  attempt?: number;
   runtime?: AppRuntime;
   artifact?: Artifact;
   healthCheck?: HealthCheck;

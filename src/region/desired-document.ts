@@ -9,6 +9,7 @@ export function desiredResponse(store: StateStore, region: string, id: DeviceId)
   const apps: Record<string, DesiredAppWire> = {};
   for (const [name, desired] of Object.entries(handed?.apps ?? {})) {
     const wire: DesiredAppWire = { version: desired.version, deployment: desired.deployment };
+    if (desired.attempt) wire.attempt = desired.attempt;
     const spec = catalog[name];
     if (spec?.runtime) wire.runtime = spec.runtime;
     const artifact = spec?.artifacts?.[desired.version];
