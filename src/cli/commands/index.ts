@@ -7,6 +7,7 @@ import { registerSimulate } from './simulate.js';
 import { registerRegion } from './region.js';
 import { registerStatus } from './status.js';
 import { registerRollback } from './rollback.js';
+import { registerRollout } from './rollout.js';
 import { registerDevices } from './devices.js';
 import { registerHub } from './hub.js';
 import { registerDemo } from './demo.js';
@@ -24,6 +25,7 @@ export function registerCommands(program: Command): void {
   registerSimulate(program);
   registerStatus(program);
   registerRollback(program);
+  registerRollout(program);
   registerDevices(program);
   registerHub(program);
   registerDemo(program);
