@@ -14,6 +14,7 @@ import {
   planRollouts,
   regionOfflineAfterMs,
   releasedBy,
+  attemptsBy,
   type DeploymentRolloutStatus,
 } from '../plan/rollout/index.js';
 import type { FleetSource } from '../source/fleet-source.js';
@@ -50,6 +51,8 @@ export interface ReconcilerOptions {
   maxBackoffMs?: number;
   /** The region's `--offline-after` (default DEFAULT_OFFLINE_AFTER_MS); the fleet's Region or Fleet `rollout.offlineAfter` wins. */
   offlineAfterMs?: number;
+  /** After each hand-out, with the pass's rollout statuses (onHalt reverts: halt-revert.ts); may add to them. */
+  afterDispatch?: (fleet: LoadedFleet, statuses: DeploymentRolloutStatus[], served: string | null) => Promise<void>;
 }
 
 /** The state of the source as the last pass saw it, for status and readiness. */
@@ -143,7 +146,10 @@ export class Reconciler {
     try {
       if (request.fetch) await this.refreshDesired();
       if (!this.fleet) await this.restoreLastGood();
-      if (this.fleet) this.dispatch(this.fleet);
+      if (this.fleet) {
+        this.dispatch(this.fleet);
+        await this.options.afterDispatch?.(this.fleet, this.rollouts, this.options.store.getRevision().applied);
+      }
     } catch (err) {
       // Anything that is not a refusal of the input may pass: a read error, a full disk, a bug.
       const reason = isCascadeError(err) ? err.code : 'internal';
@@ -307,12 +313,15 @@ export class Reconciler {
     const revision = fleet.revision ?? store.getRevision().applied ?? 'unknown';
     const previous = store.getRolloutStates();
     const inputs = collectRolloutInputs({ fleet, region, resolved: desired, handed, devices, previous });
-    const plan = planRollouts({ now, offlineAfterMs: this.offlineAfterMs, revision, deployments: inputs, previous });
+    // Operator retries (`cascade rollout retry`) are taken by this pass, halted or not.
+    const retries = store.pendingRetries();
+    const plan = planRollouts({ now, offlineAfterMs: this.offlineAfterMs, revision, deployments: inputs, previous, retries });
     this.reportTransitions(plan.statuses);
     this.rollouts = plan.statuses;
 
-    const changes = computeHandOut({ resolved: desired, handed, installed, released: releasedBy(plan) });
+    const changes = computeHandOut({ resolved: desired, handed, installed, released: releasedBy(plan), attempt: attemptsBy(plan) });
     const count = store.handOut(changes, revision, now, plan.states);
+    if (retries.size > 0) store.clearRetries(retries.keys());
     if (count > 0) metrics.updatesSent.inc(count);
     if (changes.size > 0) {
       log.debug({ devices: changes.size, updates: count }, 'handed out desired state');

@@ -24,6 +24,8 @@ import { limitEnrollment } from './routes/enrollment-limiter.js';
 import { operatorGuard, registerOperatorApi } from './routes/operator-routes.js';
 import type { TrustedKeys } from '../source/trusted-keys.js';
 import { RegionMqtt, type RegionMqttOptions } from './mqtt/region-mqtt.js';
+import { registerRolloutRoutes } from './routes/rollout-routes.js';
+import { haltRevertsFor, type HaltRevertConfig } from './halt-reverts.js';
 
 export interface RegionConfig {
   repo: string;
@@ -55,6 +57,8 @@ export interface RegionConfig {
   maintenance?: { schedule: string; timezone?: string; backupDir: string | null; backupsKept?: number; reportRetentionMs?: number };
   /** Routes served beside the region's APIs, such as its web dashboard (dashboard/serve.ts: regionDashboard). */
   plugins?: readonly RegionPlugin[];
+  /** onHalt revert | revert-branch: the write credential and signing key (--git-push-token, --signing-key). */
+  haltRevert?: HaltRevertConfig;
 }
 
 /** What a plugin of the region (its dashboard) may read. */
@@ -113,6 +117,7 @@ export async function startRegion(config: RegionConfig): Promise<RunningRegion> 
     let firstPassDone = false;
     let hubPush: HubPush | null = null;
     let loops: RegionLoops | null = null;
+    const haltReverts = haltRevertsFor(config, source.location.gitdir, store, metrics.registry, clock);
     const reconciler = new Reconciler({
       region: config.region,
       source,
@@ -136,6 +141,7 @@ export async function startRegion(config: RegionConfig): Promise<RunningRegion> 
       isConnected,
       guard: config.guard,
       offlineAfterMs: config.offlineAfterMs,
+      afterDispatch: (fleet, statuses, served) => haltReverts.afterPass(fleet, statuses, served),
     });
     // One offline clock (--offline-after, or the fleet's Region/Fleet rollout.offlineAfter) for the engine and every view.
     const offlineAfterMs = (): number => reconciler.offlineAfterMs;
@@ -212,6 +218,15 @@ export async function startRegion(config: RegionConfig): Promise<RunningRegion> 
         scheduler.request({ fetch: true, reason });
         if (wait) await scheduler.idle();
       },
+    });
+    registerRolloutRoutes(app, {
+      rollouts: () => reconciler.rolloutStatuses,
+      retry: async (deployment) => {
+        store.requestRetry(deployment, clock());
+        scheduler.request({ fetch: false, reason: `operator retry of ${deployment}` });
+        await scheduler.idle();
+      },
+      operatorGuard: operatorGuard(operatorToken),
     });
     for (const plugin of config.plugins ?? []) plugin(app, { summary, clock, operatorGuard: operatorGuard(operatorToken) });
 

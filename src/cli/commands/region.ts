@@ -8,6 +8,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { DEFAULT_BACKUPS_KEPT, DEFAULT_MAINTENANCE_SCHEDULE, checkMaintenanceSchedule } from '../../region/maintenance.js';
 import { loadTrustedKeys } from '../../source/trusted-keys.js';
+import { openPgpSigner } from '../../source/sign-commit.js';
 import { createCliLogger } from '../logger.js';
 import { envFlag, secretFrom } from '../secrets.js';
 import { allowArtifactOriginOption, allowHttpArtifactsOption, artifactPolicyFrom, durationFlag, listenFlag, positiveIntFlag } from '../parse-flags.js';
@@ -44,6 +45,9 @@ interface RegionFlags {
   backupKeep: number;
   allowArtifactOrigin?: string[];
   allowHttpArtifacts?: boolean;
+  gitPushToken?: string;
+  gitPushUsername?: string;
+  signingKey?: string;
 }
 
 export function registerRegion(program: Command): void {
@@ -81,6 +85,9 @@ export function registerRegion(program: Command): void {
     .addOption(new Option('--backup-keep <n>', 'state backups kept').env('CASCADE_BACKUP_KEEP').default(DEFAULT_BACKUPS_KEPT).argParser(positiveIntFlag))
     .addOption(allowArtifactOriginOption())
     .addOption(allowHttpArtifactsOption())
+    .addOption(new Option('--git-push-token <token>', 'write credential for spec.rollout.onHalt: revert | revert-branch (http(s) remotes only; SSH is not supported)').env('CASCADE_GIT_PUSH_TOKEN'))
+    .addOption(new Option('--git-push-username <name>', 'user name sent with --git-push-token where the host wants one (GitLab oauth2, Bitbucket x-token-auth)').env('CASCADE_GIT_PUSH_USERNAME'))
+    .addOption(new Option('--signing-key <file>', "the region's armored OpenPGP private key: it signs the reverts it pushes, so regions with --verify-commits apply them (passphrase: CASCADE_SIGNING_KEY_PASSPHRASE)").env('CASCADE_SIGNING_KEY'))
     .action(async (flags: RegionFlags) => {
       // Checked here, not by commander, so that `cascade region accept` does not need them.
       if (!flags.repo) throw new CascadeError('bad-options', 'cascade region needs --repo URL|PATH (or CASCADE_REPO): the fleet repository to follow');
@@ -114,6 +121,8 @@ export function registerRegion(program: Command): void {
         );
       }
       const trustedKeys = flags.verifyCommits ? await loadTrustedKeys(flags.trustedKeys!) : undefined;
+      flags.gitPushToken = secretFrom(flags.gitPushToken, 'CASCADE_GIT_PUSH_TOKEN');
+      const signer = flags.signingKey ? await openPgpSigner(readSecretFile(flags.signingKey, '--signing-key'), secretFrom(undefined, 'CASCADE_SIGNING_KEY_PASSPHRASE')) : undefined;
       const tls = flags.tlsCert ? { cert: readPem(flags.tlsCert, '--tls-cert'), key: readPem(flags.tlsKey!, '--tls-key') } : undefined;
       if (flags.hubUrl && !flags.hubToken) {
         throw new CascadeError('hub-token-required', `--hub-url needs --hub-token (or CASCADE_HUB_TOKEN): print it with \`cascade hub region-token ${flags.region}\` on the hub.`);
@@ -149,6 +158,7 @@ export function registerRegion(program: Command): void {
               brokerPidFile: flags.mqttBrokerPidFile,
             }
           : undefined,
+        haltRevert: { pushToken: flags.gitPushToken, pushUsername: flags.gitPushUsername, signer },
         log,
       });
       await new Promise<void>((resolve) => {
@@ -161,6 +171,14 @@ export function registerRegion(program: Command): void {
       });
     });
   registerRegionAccept(region);
+}
+
+function readSecretFile(file: string, flag: string): string {
+  try {
+    return readFileSync(file, 'utf8');
+  } catch (err) {
+    throw new CascadeError('signing-key-unreadable', `cannot read ${flag} ${file}: ${(err as Error).message}`);
+  }
 }
 
 function readPem(file: string, flag: string): Buffer {
