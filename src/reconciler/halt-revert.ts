@@ -30,6 +30,8 @@ export interface HaltRevertOptions {
   clock: () => number;
   /** cascade_halt_reverts_total{outcome}. */
   counter?: Counter<'outcome'>;
+  /** A revert went to the followed branch: ask for a fetching pass, which applies it. */
+  onPushedToBranch?: () => void;
 }
 
 /** The trailer every halt revert carries; its presence marks a commit the region wrote. */
@@ -103,6 +105,7 @@ export class HaltReverter {
     const line = `rollout of ${deployment} ${status.version} halted (onHalt: ${mode}): ${record.message}`;
     if (record.outcome === 'pushed') log.warn({ ...fields, commit: record.commit, reverted: record.reverted, branch: record.branch }, line);
     else log.error({ ...fields, outcome: record.outcome }, line);
+    if (record.outcome === 'pushed' && mode === 'revert') this.options.onPushedToBranch?.();
   }
 
   private async writeAndPush(fleet: LoadedFleet, status: DeploymentRolloutStatus, mode: 'revert' | 'revert-branch', served: string): Promise<HaltRevert> {

@@ -117,7 +117,8 @@ export async function startRegion(config: RegionConfig): Promise<RunningRegion> 
     let firstPassDone = false;
     let hubPush: HubPush | null = null;
     let loops: RegionLoops | null = null;
-    const haltReverts = haltRevertsFor(config, source.location.gitdir, store, metrics.registry, clock);
+    // A revert pushed to the followed branch is fetched and applied by the next pass.
+    const haltReverts = haltRevertsFor(config, source.location.gitdir, store, metrics.registry, clock, () => scheduler.request({ fetch: true, reason: 'halt revert pushed' }));
     const reconciler = new Reconciler({
       region: config.region,
       source,

@@ -22,6 +22,7 @@ export function haltRevertsFor(
   store: StateStore,
   registry: Registry,
   clock: () => number,
+  onPushedToBranch: () => void,
 ): HaltReverter {
   const remote = /^[a-z][a-z0-9+.-]*:\/\//i.test(config.repo) || /^[^/]+@[^/]+:/.test(config.repo) ? splitUrlCredentials(config.repo).url : null;
   const token = config.haltRevert?.pushToken;
@@ -42,5 +43,6 @@ export function haltRevertsFor(
     log: config.log,
     clock,
     counter,
+    onPushedToBranch,
   });
 }
