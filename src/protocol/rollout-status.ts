@@ -28,8 +28,10 @@ export const ROLLOUT_PHASES: readonly RolloutPhase[] = ['Progressing', 'WaitingF
 export interface RetryRecord {
   /** 1 for the first retry of this rollout, then 2, ...: the attempt number the devices are handed. */
   round: number;
-  /** The devices re-attempted (the failed devices of the halt), sorted, at most MAX_HALTED_DEVICES. */
+  /** The devices re-attempted (the failed devices of the halt), sorted; in statuses the first MAX_HALTED_DEVICES. */
   devices: DeviceId[];
+  /** How many devices were re-attempted. */
+  count: number;
   /** `now` of the pass that lifted the halt. */
   at: number;
   /** The reason of the halt it lifted. */

@@ -100,6 +100,8 @@ export class HaltReverter {
       at: clock(),
       message: `${isCascadeError(err) ? `[${err.code}] ` : ''}${err instanceof Error ? err.message : String(err)}`,
     }));
+    // Error texts can be long (a host's reply); the status and the hub summary carry a bounded line.
+    if (record.message.length > 2000) record.message = `${record.message.slice(0, 1999)}…`;
     store.recordHaltRevert(deployment, key, record);
     this.options.counter?.inc({ outcome: record.outcome });
     const line = `rollout of ${deployment} ${status.version} halted (onHalt: ${mode}): ${record.message}`;

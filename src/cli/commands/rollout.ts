@@ -69,15 +69,16 @@ export function registerRollout(program: Command): void {
         deployment: string;
         version: string;
         devices: string[];
+        count: number;
         state: string;
       };
       if (flags.json) {
         process.stdout.write(JSON.stringify(answer, null, 2) + '\n');
         return;
       }
-      const n = answer.devices.length;
+      const n = answer.count;
       process.stdout.write(
-        `retrying ${deployment} ${answer.version} on ${n} failed device${n === 1 ? '' : 's'}${n > 0 ? `: ${answer.devices.slice(0, 10).join(', ')}${n > 10 ? ', ...' : ''}` : ''}\n` +
+        `retrying ${deployment} ${answer.version} on ${n} failed device${n === 1 ? '' : 's'}${n > 0 ? `: ${answer.devices.slice(0, 10).join(', ')}${n > Math.min(10, answer.devices.length) ? ', ...' : ''}` : ''}\n` +
           `  the halt is lifted for them; if they fail again the rollout halts again (cascade status --watch follows it)\n`,
       );
     });

@@ -40,7 +40,7 @@ export function renderRollout(rollout: DeploymentRolloutStatus): string[] {
     lines.push(`  retry the failed devices (cause outside the version): cascade rollout retry ${rollout.deployment} --region-url URL`);
   }
   if (rollout.state === 'Paused') lines.push(`  resume: cascade rollout resume ${rollout.deployment} --push`);
-  if (rollout.retry) lines.push(`  retried: round ${rollout.retry.round}, ${rollout.retry.devices.length} device(s) at ${new Date(rollout.retry.at).toISOString()}`);
+  if (rollout.retry) lines.push(`  retried: round ${rollout.retry.round}, ${rollout.retry.count ?? rollout.retry.devices.length} device(s) at ${new Date(rollout.retry.at).toISOString()}`);
   if (rollout.revert) {
     lines.push(`  onHalt ${rollout.revert.mode}: ${rollout.revert.outcome}${rollout.revert.commit ? ` ${short(rollout.revert.commit)}` : ''}${rollout.revert.branch ? ` to ${rollout.revert.branch}` : ''}: ${rollout.revert.message}`);
   }

@@ -158,7 +158,8 @@ function planDeployment(
     // Rule 10: the halt is lifted for exactly the failed devices, handed the version again as a new attempt.
     const round = (state.retry?.round ?? 0) + 1;
     const retried = devices.filter((_, i) => classes[i] === 'failed').map((d) => d.id).sort(compareIds);
-    state.retry = { round, devices: retried.slice(0, MAX_RETRIED_DEVICES), at: now, halt: state.halted.reason };
+    const devicesRetried = retried.slice(0, MAX_RETRIED_DEVICES);
+    state.retry = { round, devices: devicesRetried, count: devicesRetried.length, at: now, halt: state.halted.reason };
     state.halted = null;
     const again = new Set(state.retry.devices);
     devices = devices.map((d) => (again.has(d.id) ? { ...d, handedAttempt: round } : d));
@@ -233,7 +234,7 @@ function planDeployment(
   };
   if (reason) status.reason = reason;
   if (state.halted) status.halted = state.halted;
-  if (state.retry) status.retry = state.retry;
+  if (state.retry) status.retry = { ...state.retry, devices: state.retry.devices.slice(0, MAX_HALTED_DEVICES) };
   if (phase === 'Baking') status.nextWaveAt = advance.nextWaveAt;
   if (window) status.window = window;
   return { release, state, status };

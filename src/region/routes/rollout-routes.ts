@@ -25,12 +25,15 @@ export function registerRolloutRoutes(app: FastifyInstance, deps: RolloutRoutesD
     }
     await deps.retry(deployment);
     const after = deps.rollouts().find((r) => r.deployment === deployment);
-    request.log.warn({ deployment, version: before.version, devices: after?.retry?.devices.length ?? 0 }, `operator retry of ${deployment} ${before.version}`);
+    const retried = after?.retry && after.retry.at >= (before.halted?.at ?? 0) ? after.retry : null;
+    request.log.warn({ deployment, version: before.version, devices: retried?.count ?? 0 }, `operator retry of ${deployment} ${before.version}`);
     return {
       deployment,
       version: before.version,
       state: after?.state ?? before.state,
-      devices: after?.retry && after.retry.at >= (before.halted?.at ?? 0) ? after.retry.devices : [],
+      /** The first MAX_HALTED_DEVICES re-attempted; `count` says how many in all. */
+      devices: retried?.devices ?? [],
+      count: retried?.count ?? 0,
       retry: after?.retry ?? null,
     };
   });
