@@ -289,4 +289,25 @@ describe('rollout verbs against a real region, real git and simulated devices', 
     expect(await git(s.remote.bare, ['rev-parse', 'main'])).toBe(bump);
     expect(await git(s.remote.bare, ['log', '-1', '--format=%B', branch])).toMatch(/^Cascade-Halted: web 2\.0\.0$/m);
   });
+
+  it('onHalt: revert without a write credential holds, and says once what is missing', async () => {
+    const s = await start(smallFleet({ web: '1.0.0', db: null, rollout: '    waves: [10, 50, 100]\n    failureThreshold: 1\n    onHalt: revert\n' }), 10, {
+      simulation: { failVersion: '2.0.0' },
+    });
+    const bump = await commitAndPush(s.remote.workdir, { 'deployments/web.yaml': webDeployment('2.0.0') }, 'web 2.0.0');
+    await s.reconcile();
+    const halted = await s.until('halted', async () => {
+      const r = await s.rollout();
+      return r?.state === 'Halted' ? r : undefined;
+    });
+    const said = () => s.region.logs.filter((l) => typeof l['msg'] === 'string' && (l['msg'] as string).includes('has no write credential: start it with --git-push-token'));
+    await s.until('the warning', async () => (said().length > 0 ? true : undefined));
+    await s.reconcile();
+    await s.reconcile();
+    await s.reconcile();
+    expect(said()).toHaveLength(1);
+    expect((await s.rollout())!.revert).toBeUndefined();
+    expect(halted.revert).toBeUndefined();
+    expect(await git(s.remote.bare, ['rev-parse', 'main'])).toBe(bump);
+  });
 });
