@@ -11,6 +11,9 @@ const SUITES: Record<string, () => Promise<{ suite: BenchSuite }>> = {
   fetch: () => import('./fetch.bench.js'),
   region: () => import('./region.bench.js'),
   mqtt: () => import('./mqtt.bench.js'),
+  container: () => import('./container.bench.js'),
+  scale: () => import('./scale.bench.js'),
+  agent: () => import('./agent.bench.js'),
 };
 
 async function main(): Promise<void> {

@@ -17,9 +17,11 @@ async function loadTemplate(): Promise<LoadedFleet> {
   return fleet;
 }
 
+/** The fleet documents: YAML files outside hidden files and folders (CI files like .gitlab-ci.yml are not documents). */
 function yamlFiles(dir: string, prefix = ''): string[] {
   const out: string[] = [];
   for (const entry of fs.readdirSync(dir, { withFileTypes: true })) {
+    if (entry.name.startsWith('.')) continue;
     if (entry.isDirectory()) out.push(...yamlFiles(path.join(dir, entry.name), `${prefix}${entry.name}/`));
     else if (/\.ya?ml$/.test(entry.name)) out.push(prefix + entry.name);
   }

@@ -11,6 +11,19 @@ export interface InstalledApp {
   healthCheck?: HealthCheck;
   /** Downloaded artifact of this version, kept so it can be reinstalled when a newer one fails. */
   artifactPath?: string | null;
+  /** Container apps: the container of this version and the image it runs (kept until a newer one is healthy). */
+  container?: InstalledContainer;
+}
+
+export interface InstalledContainer {
+  name: string;
+  /** Reference the container was created from: `repository@sha256:...`. */
+  image: string;
+  digest: string;
+  /** Fleet revision the version was handed out in (label io.cascade.revision). */
+  revision?: string;
+  /** The image of the version this one replaced, kept for going back (removed with the app). */
+  previousImage?: string;
 }
 
 /** A version that failed: not tried again until the region asks for another version. */

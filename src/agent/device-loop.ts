@@ -7,7 +7,7 @@ import { errorCodes, MAX_REPORT_SEQ, type DesiredAppWire, type ReportRequest } f
 import { sleep } from './abortable.js';
 import { AGENT_STATE_WRITE_FAILED, type AgentState, type AgentStateStore, type InstalledApp } from './agent-state.js';
 import { AppApplyError } from './apply-error.js';
-import type { DeviceRuntime } from './runtime.js';
+import type { AppTarget, DeviceRuntime } from './runtime.js';
 
 export type DeviceEvent =
   | { type: 'enrolled' }
@@ -17,6 +17,7 @@ export type DeviceEvent =
   | { type: 'applied'; app: string; version: string; from: string | null }
   | { type: 'apply-failed'; app: string; version: string; running: string | null; message: string }
   | { type: 'removed'; app: string; version: string }
+  | { type: 'drift'; app: string; version: string; reason: string; repaired: boolean }
   | { type: 'connection-error'; message: string };
 
 /** How an enrolled device reports and learns its desired state: the HTTP client, or e.g. MQTT. */
@@ -42,6 +43,8 @@ export interface DeviceLoopOptions {
   backoff?: { initialMs?: number; maxMs?: number };
   random?: () => number;
   onEvent?: (event: DeviceEvent) => void;
+  /** How often to look for drift (a container stopped or removed by hand), if the runtime can tell; 30 s by default. */
+  driftCheckMs?: number;
 }
 
 const MESSAGE_LIMIT = 1000;
@@ -73,6 +76,11 @@ class DeviceLoop {
   private readonly log: Logger;
   private readonly waitSeconds: number;
   private readonly random: () => number;
+  /** Apps whose running version drifted, with what was found and done; reported until the app changes. */
+  private readonly drifted = new Map<string, { message: string; repaired: boolean }>();
+  private lastDriftCheck = -Infinity;
+  /** Versions replaced by a healthy one, whose files or images are dropped once the region has heard. */
+  private readonly toDiscard: Array<{ app: string; installed: InstalledApp }> = [];
 
   constructor(
     private readonly opts: DeviceLoopOptions,
@@ -108,13 +116,17 @@ class DeviceLoop {
         }
         const result = await (this.opts.channel ?? client).getDesired(etag, this.waitSeconds, this.signal);
         failures = 0;
-        if (result.status === 304) continue;
+        if (result.status === 304) {
+          await this.checkDrift();
+          continue;
+        }
         this.emit({ type: 'desired', generation: result.body.generation });
         // Generation 0: the region has handed this device nothing yet, so it has no opinion about
         // what is installed. Any later state is complete: apps missing from it are removed.
-        if (result.body.generation > 0) await this.apply(result.body.apps);
+        if (result.body.generation > 0) await this.apply(result.body.apps, result.body.revision);
         // Only now: if applying was interrupted, the same desired state comes again.
         etag = result.etag;
+        await this.checkDrift();
       } catch (err) {
         if (this.signal.aborted) break;
         if (isRegionHttpError(err) && FATAL_CODES.has(err.code)) throw err;
@@ -163,12 +175,13 @@ class DeviceLoop {
     for (const app of names) {
       const running = this.state.installed[app]?.version ?? null;
       const failed = this.state.failed[app];
-      if (failed) {
-        apps[app] = { version: running, state: 'failed', message: truncate(`version ${failed.version}: ${failed.message}`) };
-        if (failed.attempt) apps[app]!.attempt = failed.attempt;
-      } else {
-        apps[app] = { version: running, state: 'healthy' };
-      }
+      const drift = this.drifted.get(app);
+      apps[app] = failed
+        ? { version: running, state: 'failed', message: truncate(`version ${failed.version}: ${failed.message}`) }
+        : drift
+          ? { version: running, state: drift.repaired ? 'healthy' : 'failed', message: truncate(drift.message) }
+          : { version: running, state: 'healthy' };
+      if (failed?.attempt) apps[app]!.attempt = failed.attempt;
     }
     if (installing) {
       apps[installing.app] = { version: this.state.installed[installing.app]?.version ?? null, state: 'installing', message: `installing ${installing.version}` };
@@ -196,12 +209,60 @@ class DeviceLoop {
     this.opts.onEvent?.(event);
   }
 
+  /**
+   * Puts back what was changed by hand: an installed version the runtime no longer finds running is
+   * restored and health-checked, and the region hears about it. At most every driftCheckMs.
+   */
+  private async checkDrift(): Promise<void> {
+    const runtime = this.opts.runtime;
+    if (!runtime.drift) return;
+    const now = Date.now();
+    if (now - this.lastDriftCheck < (this.opts.driftCheckMs ?? 30_000)) return;
+    this.lastDriftCheck = now;
+    let changed = false;
+    for (const [app, installed] of Object.entries(this.state.installed)) {
+      let reason: string | null;
+      try {
+        reason = await runtime.drift(app, installed, this.signal);
+      } catch (err) {
+        if (this.signal.aborted) throw err;
+        this.log.warn({ app, err: describe(err) }, 'could not look for drift');
+        continue;
+      }
+      if (reason === null) {
+        const known = this.drifted.get(app);
+        if (known && !known.repaired) {
+          this.drifted.delete(app);
+          changed = true;
+        }
+        continue;
+      }
+      this.log.warn({ app, version: installed.version, reason }, 'drift: the installed version is not running as installed; putting it back');
+      let repaired = true;
+      let message = `drift at ${new Date(now).toISOString()}: ${reason}; started ${installed.version} again`;
+      try {
+        await runtime.restore(app, installed, null, this.signal, this.log);
+        await runtime.healthCheck(app, installed, this.signal, this.log);
+      } catch (err) {
+        if (this.signal.aborted) throw err;
+        repaired = false;
+        message = `drift at ${new Date(now).toISOString()}: ${reason}; putting ${installed.version} back failed: ${describe(err)}`;
+      }
+      this.drifted.set(app, { message, repaired });
+      this.save();
+      changed = true;
+      this.emit({ type: 'drift', app, version: installed.version, reason, repaired });
+    }
+    if (changed) await this.report();
+  }
+
   /** Brings the device to `desired`; reports when anything changed. */
-  private async apply(desired: Record<string, DesiredAppWire>): Promise<void> {
+  private async apply(desired: Record<string, DesiredAppWire>, revision: string | null = null): Promise<void> {
     let changed = false;
     for (const [app, installed] of Object.entries(this.state.installed)) {
       if (desired[app]) continue;
       await this.opts.runtime.remove(app, installed, this.signal, this.log);
+      this.drifted.delete(app);
       delete this.state.installed[app];
       delete this.state.failed[app];
       this.save();
@@ -230,14 +291,19 @@ class DeviceLoop {
       }
       // A failed version is not tried again until the region asks for another one, or for another attempt (an operator's retry).
       if (failed?.version === target.version && attemptOf(target) <= (failed.attempt ?? 0)) continue;
-      await this.applyOne(app, target, current);
+      await this.applyOne(app, { ...target, revision }, current);
       changed = true;
     }
     if (changed) await this.report();
+    // After the report: the region hears "healthy" without waiting for the cleanup.
+    for (const { app, installed } of this.toDiscard.splice(0)) {
+      await this.opts.runtime.discard(app, installed).catch((err: unknown) => this.log.warn({ app, err: describe(err) }, 'could not delete the old version'));
+    }
   }
 
-  private async applyOne(app: string, target: DesiredAppWire, current: InstalledApp | null): Promise<void> {
+  private async applyOne(app: string, target: AppTarget, current: InstalledApp | null): Promise<void> {
     const { runtime } = this.opts;
+    this.drifted.delete(app);
     const from = current?.version ?? null;
     this.log.info({ app, from, to: target.version }, 'applying');
     this.emit({ type: 'apply-started', app, version: target.version, from });
@@ -265,9 +331,7 @@ class DeviceLoop {
     this.state.installed[app] = candidate;
     delete this.state.failed[app];
     this.save();
-    if (current) {
-      await runtime.discard(app, current).catch((err: unknown) => this.log.warn({ app, err: describe(err) }, 'could not delete old artifact'));
-    }
+    if (current) this.toDiscard.push({ app, installed: current });
     this.log.info({ app, from, to: target.version }, 'applied');
     this.emit({ type: 'applied', app, version: target.version, from });
   }

@@ -1,25 +1,35 @@
-import { Command, CommanderError } from 'commander';
+import { Command, CommanderError, Option } from 'commander';
 import { isCascadeError } from '../core/errors.js';
 import { registerCommands } from './commands/index.js';
+import { applyContext } from './config/apply-context.js';
+import { configureUserErrors, endQuietlyOnClosedPipe } from './user-errors.js';
 
 export function buildProgram(): Command {
   const program = new Command('cascade')
     .description('Declarative GitOps reconciler for fleets of edge devices')
     .version('0.1.0')
-    .showHelpAfterError('(run `cascade --help` for the list of commands)');
+    .addOption(new Option('--context <name>', 'use this context (`cascade context list`) instead of the current one').env('CASCADE_CONTEXT'));
+  // Before each command's own checks: a context fills --region-url, --hub-url and tokens not given otherwise.
+  program.hook('preAction', (_program, actionCommand) => applyContext(program, actionCommand));
   registerCommands(program);
+  configureUserErrors(program);
   return program;
 }
 
-/** Runs the CLI. Errors print as `cascade: <message> [code]` and exit 2, unless a command chose its own exit code. */
+/**
+ * Runs the CLI. Every failure prints one line `cascade: <what, where, what to do> [code]` and exits 2,
+ * unless a command chose its own exit code; output to a closed pipe (`| head`) ends quietly.
+ */
 export async function main(argv: string[]): Promise<void> {
+  endQuietlyOnClosedPipe(process.stdout);
+  endQuietlyOnClosedPipe(process.stderr);
   const program = buildProgram();
-  program.exitOverride();
   try {
     await program.parseAsync(argv);
   } catch (err) {
     if (err instanceof CommanderError) {
-      process.exitCode = err.exitCode;
+      // --help, --version, or help printed because a subcommand is missing (a usage error: exit 2).
+      process.exitCode = err.exitCode === 0 ? 0 : 2;
       return;
     }
     if (isCascadeError(err)) {

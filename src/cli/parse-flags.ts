@@ -65,3 +65,15 @@ export function artifactPolicyFrom(flags: { allowArtifactOrigin?: string[]; allo
 export function allowHttpArtifactsOption(): Option {
   return new Option('--allow-http-artifacts', 'accept plain http: artifact URLs for every App (labs; env CASCADE_ALLOW_HTTP_ARTIFACTS=true)');
 }
+
+/** An http(s) URL, e.g. of a region or the hub. */
+export function urlFlag(value: string): string {
+  let url: URL;
+  try {
+    url = new URL(value);
+  } catch {
+    throw new InvalidArgumentError(`"${value}" is not a URL; use e.g. http://127.0.0.1:8080 or https://region.example:8080.`);
+  }
+  if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new InvalidArgumentError(`"${value}" is not an http(s) URL; use e.g. https://region.example:8080.`);
+  return value;
+}

@@ -1,4 +1,6 @@
 // Pure rendering: data from /api/v1/dashboard in, DOM nodes out. No fetching, no timers.
+// Every list item carries a data key (data-region, data-revision, data-device, ...) so dom.js can
+// patch the page in place. Text from git and from devices only ever becomes text nodes.
 
 /** Creates an element: h('p', { class: 'x' }, 'text', child). Null/false children are skipped. */
 export function h(tag, attrs = {}, ...children) {
@@ -45,6 +47,12 @@ function countsText(d) {
   return `${d.converged}/${d.total} converged, ${d.updating} updating${pending}, ${d.failed} failed, ${d.offline} offline`;
 }
 
+/** A commit's subject and author, when the region read them from git. */
+export function commitLine(subject, author) {
+  if (!subject && !author) return null;
+  return h('span', { class: 'commit' }, subject ? h('span', { class: 'subject' }, subject) : null, author ? h('span', { class: 'author' }, author) : null);
+}
+
 export function renderRegions(regions, now) {
   if (regions.length === 0) return h('p', { class: 'empty' }, 'No region has reported yet.');
   const rows = regions.map((r) => {
@@ -62,8 +70,9 @@ export function renderRegions(regions, now) {
           : h('span', { class: 'badge badge-ok' }, `live · ${ago(r.receivedAt, now)}`),
         r.source.reachable ? null : h('span', { class: 'badge badge-warn', title: 'the region cannot reach git; it serves its last good revision' }, 'git unreachable'),
       ),
-      h('td', {}, h('code', { class: 'sha', title: r.revision.applied ?? '' }, short(r.revision.applied)),
-        refused ? h('span', { class: 'badge badge-refused', title: r.revision.error.join('\n') }, `refused ${short(r.revision.attempted)}`) : null),
+      h('td', { class: 'applied-cell' }, h('code', { class: 'sha', title: r.revision.applied ?? '' }, short(r.revision.applied)),
+        refused ? h('span', { class: 'badge badge-refused', title: r.revision.error.join('\n') }, `refused ${short(r.revision.attempted)}`) : null,
+        commitLine(r.revision.subject, r.revision.author)),
       h(
         'td',
         { class: 'devices-cell' },
@@ -80,11 +89,15 @@ export function renderRegions(regions, now) {
   for (const r of regions) for (const key of Object.keys(total)) total[key] += r.devices[key] ?? 0;
   const stale = regions.filter((r) => r.stale).length;
   return h(
-    'table',
-    { class: 'regions' },
-    h('caption', {}, `${regions.length} region${regions.length === 1 ? '' : 's'}${stale ? `, ${stale} stale` : ''} · ${countsText(total)}`),
-    h('thead', {}, h('tr', {}, h('th', { scope: 'col' }, 'Region'), h('th', { scope: 'col' }, 'Status'), h('th', { scope: 'col' }, 'Applied'), h('th', { scope: 'col' }, 'Devices'))),
-    h('tbody', {}, rows),
+    'div',
+    { class: 'table-scroll' },
+    h(
+      'table',
+      { class: 'regions' },
+      h('caption', {}, `${regions.length} region${regions.length === 1 ? '' : 's'}${stale ? `, ${stale} stale` : ''} · ${countsText(total)}`),
+      h('thead', {}, h('tr', {}, h('th', { scope: 'col' }, 'Region'), h('th', { scope: 'col' }, 'Status'), h('th', { scope: 'col' }, 'Applied'), h('th', { scope: 'col' }, 'Devices'))),
+      h('tbody', {}, rows),
+    ),
   );
 }
 
@@ -162,6 +175,7 @@ export function renderRevision(rev) {
       h('h3', {}, h('code', { class: 'sha', title: rev.revision }, short(rev.revision))),
       h('span', { class: `badge badge-${state}` }, rev.state),
       rev.superseded ? h('span', { class: 'muted' }, 'superseded') : null,
+      rev.subject || rev.author ? h('p', { class: 'rollout-commit' }, commitLine(rev.subject, rev.author)) : null,
       rev.firstSeenAt ? h('time', { class: 'muted', datetime: new Date(rev.firstSeenAt).toISOString() }, `first seen ${new Date(rev.firstSeenAt).toLocaleString()}`) : null,
     ),
     rev.halted.length > 0
@@ -178,25 +192,69 @@ export function renderRevisions(revisions) {
   return h('div', { class: 'rollouts' }, revisions.map((rev) => renderRevision(rev)));
 }
 
+const HELD_TITLE = (deployment) => `the rollout of ${deployment} halted: this device stays on its version until the halt is resolved (a revert, a fix, or cascade rollout retry)`;
+
+function stateCell(d) {
+  if (d.heldBy) return h('td', {}, h('span', { class: 'badge badge-held', title: HELD_TITLE(d.heldBy) }, 'held by halt'));
+  return h('td', {}, h('span', { class: `badge badge-${d.state}` }, d.state));
+}
+
+/** What the device runs; for a failed app also the version that failed (not the one it went back to). */
+function appCell(d, app) {
+  const failed = d.failed ? d.failed[app] : undefined;
+  if (failed === undefined) return h('td', { dataset: { key: app } }, d.apps[app] ?? '–');
+  return h(
+    'td',
+    { class: 'app-failed', dataset: { key: app } },
+    h('span', { class: 'running', title: 'running now' }, d.apps[app] ?? '–'),
+    ' ',
+    h('span', { class: 'failed-version', title: `${app} ${failed} failed on this device; it went back to ${d.apps[app] ?? 'nothing'}` }, `${app} ${failed} failed`),
+  );
+}
+
 export function renderDevices(result) {
   if (result.devices.length === 0) return h('p', { class: 'empty' }, 'No device matches.');
-  const apps = [...new Set(result.devices.flatMap((d) => Object.keys(d.apps)))].sort();
+  const apps = [...new Set(result.devices.flatMap((d) => [...Object.keys(d.apps), ...Object.keys(d.failed ?? {})]))].sort();
   return h(
-    'table',
-    { class: 'devices' },
-    h('thead', {}, h('tr', {}, h('th', { scope: 'col' }, 'Device'), h('th', { scope: 'col' }, 'Region'), h('th', { scope: 'col' }, 'State'), apps.map((a) => h('th', { scope: 'col' }, a)))),
+    'div',
+    { class: 'table-scroll' },
     h(
-      'tbody',
-      {},
-      result.devices.map((d) =>
-        h(
-          'tr',
-          { class: `device device-${d.state}`, dataset: { device: d.id } },
-          h('th', { scope: 'row' }, h('code', {}, d.id)),
-          h('td', {}, d.region),
-          h('td', {}, h('span', { class: `badge badge-${d.state}` }, d.state)),
-          apps.map((a) => h('td', {}, d.apps[a] ?? '–')),
+      'table',
+      { class: 'devices' },
+      h('thead', {}, h('tr', {}, h('th', { scope: 'col' }, 'Device'), h('th', { scope: 'col' }, 'Region'), h('th', { scope: 'col' }, 'State'), apps.map((a) => h('th', { scope: 'col', dataset: { key: a } }, a)))),
+      h(
+        'tbody',
+        {},
+        result.devices.map((d) =>
+          h(
+            'tr',
+            { class: `device device-${d.state}${d.heldBy ? ' device-held' : ''}`, dataset: { device: d.id, key: `${d.region}/${d.id}` } },
+            h('th', { scope: 'row' }, h('code', {}, d.id)),
+            h('td', {}, d.region),
+            stateCell(d),
+            apps.map((a) => appCell(d, a)),
+          ),
         ),
+      ),
+    ),
+  );
+}
+
+const EVENT_CLASS = { 'revision.refused': 'bad', 'rollout.halted': 'bad', 'device.failed': 'bad', 'rollout.complete': 'good', 'revision.applied': 'good' };
+
+/** The newest events first, as the event stream delivered them. */
+export function renderEvents(events) {
+  if (events.length === 0) return h('p', { class: 'empty' }, 'No event since the page opened.');
+  return h(
+    'ol',
+    { class: 'events' },
+    [...events].reverse().map((e) =>
+      h(
+        'li',
+        { class: `event event-${EVENT_CLASS[e.type] ?? 'info'}`, dataset: { event: String(e.id) } },
+        h('time', { datetime: new Date(e.at).toISOString() }, new Date(e.at).toLocaleTimeString()),
+        h('span', { class: 'event-type' }, e.type),
+        h('span', { class: 'event-message' }, e.message),
       ),
     ),
   );

@@ -1,6 +1,7 @@
 import { artifactAndCommandProblems, type ArtifactUrlPolicy } from './artifact-policy.js';
 import type { CheckedDoc, CheckProblem, NamedDoc } from './check-types.js';
-import type { AppDoc, DeploymentDoc, DocSource, RolloutSpec } from './model.js';
+import type { AppDoc, DeploymentDoc, DocSource, RegionDoc, RolloutSpec } from './model.js';
+import { containerPolicyRefusals } from '../core/container-policy.js';
 import { closest } from './schemas.js';
 import { selectorsAreDisjoint } from './selector.js';
 
@@ -19,7 +20,11 @@ export function checkFleet(valid: readonly CheckedDoc[], named: readonly NamedDo
   const appNames = new Set(named.filter((d) => d.kind === 'App').map((d) => d.name));
   const regionNames = new Set(named.filter((d) => d.kind === 'Region').map((d) => d.name));
   const validApps = new Map<string, AppDoc>();
-  for (const { doc } of valid) if (doc.kind === 'App') validApps.set(doc.metadata.name, doc);
+  const validRegions = new Map<string, RegionDoc>();
+  for (const { doc } of valid) {
+    if (doc.kind === 'App') validApps.set(doc.metadata.name, doc);
+    if (doc.kind === 'Region') validRegions.set(doc.metadata.name, doc);
+  }
 
   const deployments: Array<CheckedDoc & { doc: DeploymentDoc }> = [];
   for (const checked of valid) {
@@ -28,6 +33,7 @@ export function checkFleet(valid: readonly CheckedDoc[], named: readonly NamedDo
     if (doc.kind !== 'Deployment') continue;
     deployments.push(checked as CheckedDoc & { doc: DeploymentDoc });
     problems.push(...referenceProblems(doc, source, appNames, regionNames, validApps));
+    problems.push(...containerPolicyProblems(doc, source, validApps, validRegions));
   }
   problems.push(...priorityOverlaps(deployments));
   problems.push(...artifactAndCommandProblems(valid, policy));
@@ -137,6 +143,32 @@ function referenceProblems(
         `Deployment "${name}" asks for ${app} version "${version}", but App "${app}" has no artifact for it (artifacts: ${declared.length ? declared.join(', ') : 'none'}); add spec.artifacts."${version}" to the App or fix spec.version`,
       ),
     );
+  }
+  return problems;
+}
+
+/**
+ * A container app that asks for more than a Region allows (privileged, host paths outside the allow-list)
+ * would be refused by every device there: say so before the commit, at the Deployment that sends it.
+ */
+function containerPolicyProblems(doc: DeploymentDoc, source: DocSource, apps: ReadonlyMap<string, AppDoc>, regions: ReadonlyMap<string, RegionDoc>): CheckProblem[] {
+  const runtime = apps.get(doc.spec.app)?.spec.runtime;
+  if (runtime?.type !== 'container') return [];
+  const targets = doc.spec.selector?.regions ?? [...regions.keys()].sort();
+  const problems: CheckProblem[] = [];
+  for (const name of targets) {
+    const region = regions.get(name);
+    if (!region) continue;
+    for (const refusal of containerPolicyRefusals(runtime, region.spec.containers ?? {})) {
+      problems.push({
+        code: 'container-policy',
+        path: source.path,
+        index: source.index,
+        pointer: '/spec/app',
+        at: 'value',
+        message: `Deployment "${doc.metadata.name}" sends app "${doc.spec.app}" to region "${name}", whose devices would refuse it: ${refusal}`,
+      });
+    }
   }
   return problems;
 }

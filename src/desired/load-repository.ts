@@ -45,7 +45,11 @@ export async function loadRepository(dir: string, options: LoadRepositoryOptions
 async function readCommitSnapshot(dir: string, rev: string): Promise<FleetSnapshot> {
   const gitdir = findGitdir(dir);
   if (!gitdir) {
-    throw new CascadeError('not-a-git-repo', `${dir} is not a git repository (no .git, and not a bare repository); drop --rev to check the files as they are`, { dir });
+    throw new CascadeError(
+      'not-a-git-repo',
+      `${dir} is not a git repository (no .git, and not a bare repository), so revision "${rev}" cannot be read from it; run it in a clone of the fleet repository (validate and plan without --rev read the files as they are)`,
+      { dir },
+    );
   }
   const bare = gitdir === dir;
   return (await readGitSnapshot(bare ? { gitdir, ref: rev } : { dir, gitdir, ref: rev })).snapshot;

@@ -1,7 +1,7 @@
 import type { Labels } from '../core/types.js';
-import type { AppRuntime, Artifact, HealthCheck } from '../core/app-spec.js';
+import type { AppRuntime, Artifact, ContainerRegionPolicy, HealthCheck } from '../core/app-spec.js';
 
-export type { AppRuntime, Artifact, ContainerRuntime, ExecRuntime, FileArtifact, HealthCheck, ImageArtifact } from '../core/app-spec.js';
+export type { AppRuntime, Artifact, ContainerRegionPolicy, ContainerRuntime, ExecRuntime, FileArtifact, HealthCheck, ImageArtifact } from '../core/app-spec.js';
 
 /** The documents of a fleet repository, as their JSON Schemas in schemas/ describe them. */
 export const API_VERSION = 'cascade/v1';
@@ -93,6 +93,8 @@ export interface RegionSpec {
   rollout?: RolloutSpec;
   /** Deployments that select only regions allowing it may hand out http: artifacts (labs). */
   allowHttpArtifacts?: boolean;
+  /** What container apps may do on this region's devices. */
+  containers?: ContainerRegionPolicy;
 }
 
 export interface FleetSpec {

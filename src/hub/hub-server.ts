@@ -7,9 +7,11 @@ import { FleetTracker } from './fleet-tracker.js';
 import { createHubMetrics } from './hub-metrics.js';
 import { HubStore } from '../storage/hub-store.js';
 import { createReadGuard } from './read-access.js';
-import { MAX_SUMMARY_BYTES, hubSummarySchema, isValidRegionName, type HubSummary } from '../protocol/hub-summary.js';
+import { DEFAULT_STALE_AFTER_MS, MAX_SUMMARY_BYTES, hubSummarySchema, isValidRegionName, type HubSummary } from '../protocol/hub-summary.js';
 import type { DashboardOverview, DeviceSearch, FleetView, RevisionView } from './views.js';
 import { WebhookDispatcher } from './webhooks.js';
+import { HubEvents } from './events.js';
+import { EVENTS_PATH } from '../protocol/events.js';
 
 export interface HubConfig {
   host: string;
@@ -52,7 +54,8 @@ export interface RunningHub {
   close(): Promise<void>;
 }
 
-export const DEFAULT_STALE_AFTER_MS = 60_000;
+/** Where the CLI reads it without loading the hub (protocol/hub-summary.ts). */
+export { DEFAULT_STALE_AFTER_MS };
 const DEFAULT_REVISIONS_LISTED = 20;
 const MAX_REVISIONS_LISTED = 200;
 
@@ -85,6 +88,7 @@ export async function startHub(config: HubConfig): Promise<RunningHub> {
   });
   const tracker = new FleetTracker({ store, clock, staleAfterMs, webhooks: config.webhooks ?? [], onEventsQueued: () => dispatcher.kick(), log });
 
+  const events = new HubEvents(clock);
   const app = createRegionHttpServer({ log, bodyLimit: MAX_SUMMARY_BYTES });
   registerRawJsonParser(app);
   const guard = createReadGuard({ readToken: config.readToken ?? null, hubToken: config.token });
@@ -137,7 +141,9 @@ export async function startHub(config: HubConfig): Promise<RunningHub> {
       if (summary.region !== region) {
         throw new HttpError(400, 'region-mismatch', `the summary says region '${summary.region}' but was pushed to ${request.url}; a region may only report as itself`);
       }
+      const previous = tracker.regions().find((r) => r.summary.region === region)?.summary ?? null;
       const result = tracker.accept(summary);
+      if (result.accepted) events.summaryAccepted(previous, summary);
       if (!result.accepted) {
         metrics.summaries.inc({ result: 'old' });
         return reply.code(409).send({
@@ -151,6 +157,8 @@ export async function startHub(config: HubConfig): Promise<RunningHub> {
   );
 
   app.get('/api/v1/fleet', { preHandler }, async () => tracker.fleet());
+  // What the hub learns from summaries, as Server-Sent Events (or ?format=json): revisions, rollouts, halts.
+  app.get(EVENTS_PATH, { preHandler }, async (request, reply) => events.stream.serve(request, reply) ?? reply);
   app.get<{ Querystring: { limit?: string } }>('/api/v1/revisions', { preHandler }, async (request) => {
     const asked = Number(request.query.limit ?? DEFAULT_REVISIONS_LISTED);
     const limit = Number.isInteger(asked) && asked > 0 ? Math.min(asked, MAX_REVISIONS_LISTED) : DEFAULT_REVISIONS_LISTED;
@@ -177,8 +185,9 @@ export async function startHub(config: HubConfig): Promise<RunningHub> {
   try {
     await app.listen({ host: config.host, port: config.port });
   } catch (err) {
+    events.close();
     store.close();
-    throw new CascadeError('hub-listen-failed', `cannot listen on ${config.host}:${config.port}: ${(err as Error).message} (check --listen)`);
+    throw new CascadeError('hub-listen-failed', `cannot listen on ${config.host}:${config.port}: ${(err as Error).message} (check --listen)`, undefined, { cause: err });
   }
   const address = app.server.address();
   const port = typeof address === 'object' && address ? address.port : config.port;
@@ -213,6 +222,7 @@ export async function startHub(config: HubConfig): Promise<RunningHub> {
     webhooksIdle: () => dispatcher.idle(),
     async close() {
       clearInterval(watchStale);
+      events.close();
       await dispatcher.close();
       await app.close();
       store.close();

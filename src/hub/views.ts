@@ -39,6 +39,8 @@ export interface FleetView {
 export interface RolloutCounts {
   devices: number;
   converged: number;
+  /** Enrolled, no report yet: neither offline nor attempted. Absent in views stored before it existed. */
+  new?: number;
   updating: number;
   pending: number;
   failed: number;
@@ -96,6 +98,9 @@ export interface HaltedRollout {
 
 export interface RevisionView {
   revision: string;
+  /** The commit's first message line and author, as a region that applied or refused it read them from git. */
+  subject?: string;
+  author?: string;
   state: RevisionState;
   /** No region refers to this revision any more: the view is the last one the hub computed. */
   superseded: boolean;
@@ -124,6 +129,10 @@ export interface DeviceRow {
   id: string;
   state: DeviceState;
   apps: Record<string, string>;
+  /** Per failed app, the version it failed to run. */
+  failed?: Record<string, string>;
+  /** Pending, held by this Deployment's halted rollout. */
+  heldBy?: string;
 }
 
 export interface DeviceSearch {
@@ -175,12 +184,12 @@ export function referencedRevisions(records: RegionRecord[]): Set<string> {
 }
 
 function emptyCounts(): RolloutCounts {
-  return { devices: 0, converged: 0, updating: 0, pending: 0, failed: 0, offline: 0 };
+  return { devices: 0, converged: 0, new: 0, updating: 0, pending: 0, failed: 0, offline: 0 };
 }
 
 export function rolloutCounts(waves: WaveStatus[]): RolloutCounts {
   const total = sumWaves(waves);
-  return { devices: total.devices, converged: total.healthy, updating: total.updating, pending: total.pending, failed: total.failed, offline: total.offline };
+  return { devices: total.devices, converged: total.healthy, new: total.new, updating: total.updating, pending: total.pending, failed: total.failed, offline: total.offline };
 }
 
 function isRefused(summary: HubSummary, sha: string): boolean {
@@ -199,6 +208,7 @@ export function revisionView(sha: string, records: RegionRecord[], now: number, 
   let refused = false;
   let applying = 0;
   let allComplete = true;
+  let commit: { subject: string; author: string } | undefined;
 
   const sorted = [...records].sort((a, b) => compareStrings(a.summary.region, b.summary.region));
   for (const record of sorted) {
@@ -208,6 +218,8 @@ export function revisionView(sha: string, records: RegionRecord[], now: number, 
     const regionRefused = isRefused(s, sha);
     const applied = s.revision.applied === sha || own.length > 0;
     refused ||= regionRefused;
+    if (!commit && s.revision.applied === sha && s.revision.subject !== undefined) commit = { subject: s.revision.subject, author: s.revision.author ?? '' };
+    if (!commit && regionRefused && s.revision.refused) commit = s.revision.refused;
     if (applied) applying++;
 
     const deployments: RevisionDeploymentView[] = own
@@ -252,6 +264,7 @@ export function revisionView(sha: string, records: RegionRecord[], now: number, 
       if (stale) total.counts.offline += d.counts.devices;
       else {
         total.counts.converged += d.counts.converged;
+        total.counts.new = (total.counts.new ?? 0) + (d.counts.new ?? 0);
         total.counts.updating += d.counts.updating;
         total.counts.pending += d.counts.pending;
         total.counts.failed += d.counts.failed;
@@ -278,6 +291,7 @@ export function revisionView(sha: string, records: RegionRecord[], now: number, 
       : null;
   return {
     revision: sha,
+    ...(commit ? { subject: commit.subject, author: commit.author } : {}),
     state,
     superseded: false,
     regions,
@@ -299,12 +313,17 @@ export function searchDevices(records: RegionRecord[], query: string, limit: num
     total += summary.devices.total;
     if (summary.devicesTruncated) truncatedRegions.push(summary.region);
     for (const device of summary.devicesList ?? []) {
-      const haystack = [summary.region, device.id, device.state, ...Object.entries(device.apps).map(([app, version]) => `${app}=${version}`)]
+      const haystack = [summary.region, device.id, device.state, device.heldBy ? 'held' : '', ...Object.entries(device.apps).map(([app, version]) => `${app}=${version}`)]
         .join(' ')
         .toLowerCase();
       if (!words.every((word) => haystack.includes(word))) continue;
       matched++;
-      if (rows.length < limit) rows.push({ region: summary.region, id: device.id, state: device.state, apps: device.apps });
+      if (rows.length < limit) {
+        const row: DeviceRow = { region: summary.region, id: device.id, state: device.state, apps: device.apps };
+        if (device.failed) row.failed = device.failed;
+        if (device.heldBy) row.heldBy = device.heldBy;
+        rows.push(row);
+      }
     }
   }
   return { total, matched, devices: rows, truncatedRegions };

@@ -102,29 +102,29 @@ function groupByDeployment(steps: PlanStep[]): Map<string | null, PlanStep[]> {
   return groups;
 }
 
-function row(cells: (string | number)[]): string {
+export function row(cells: (string | number)[]): string {
   return `| ${cells.join(' | ')} |`;
 }
 
 /** Text in a table cell: no markup, no pipes, no line breaks. */
-function cell(text: string): string {
+export function cell(text: string): string {
   return markdownText(text).replace(/\|/g, '\\|');
 }
 
-function markdownText(text: string): string {
+export function markdownText(text: string): string {
   return html(text)
     .replace(/[\r\n]+/g, ' ')
     .replace(/([\\`*_[\]#])/g, '\\$1');
 }
 
 /** Inline code; a value containing backticks is fenced with more of them. */
-function code(text: string): string {
+export function code(text: string): string {
   const clean = text.replace(/[\r\n]+/g, ' ').replace(/\|/g, '\\|');
   const longest = Math.max(0, ...(clean.match(/`+/g) ?? []).map((run) => run.length));
   const fence = '`'.repeat(longest + 1);
   return longest > 0 ? `${fence} ${clean} ${fence}` : `${fence}${clean}${fence}`;
 }
 
-function html(text: string): string {
+export function html(text: string): string {
   return text.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;');
 }

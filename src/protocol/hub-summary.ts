@@ -1,5 +1,8 @@
 import type { DeploymentRolloutStatus } from './rollout-status.js';
-import type { DeviceCounts, DeviceState } from './region-status.js';
+import type { DeviceCounts, DeviceState, RevisionState } from './region-status.js';
+
+/** A region the hub has not heard from for this long is shown stale (`cascade hub --stale-after`). */
+export const DEFAULT_STALE_AFTER_MS = 60_000;
 
 /**
  * What a region pushes to the hub: `POST /api/v1/regions/<region>/summary`, signed by the region
@@ -11,7 +14,7 @@ export interface HubSummary {
   sequence: number;
   /** Epoch ms when the region built the summary. */
   at: number;
-  revision: { attempted: string | null; applied: string | null; error: string[] | null };
+  revision: RevisionState;
   source: { reachable: boolean };
   devices: DeviceCounts;
   updatesSent: number;
@@ -28,6 +31,10 @@ export interface DeviceSummary {
   state: DeviceState;
   /** Installed version per app. */
   apps: Record<string, string>;
+  /** Per failed app, the version it failed to run (the installed one in `apps` is what it went back to). */
+  failed?: Record<string, string>;
+  /** A pending device that a halted rollout holds: the Deployment. It will not move until the halt is resolved. */
+  heldBy?: string;
 }
 
 /** What the region supplies; the pusher adds `sequence` and `at`. */
@@ -69,6 +76,14 @@ export const hubSummarySchema = {
         attempted: sha,
         applied: sha,
         error: { anyOf: [{ type: 'null' }, { type: 'array', maxItems: 1000, items: { type: 'string', maxLength: 4000 } }] },
+        subject: { type: 'string', maxLength: 400 },
+        author: { type: 'string', maxLength: 400 },
+        refused: {
+          type: 'object',
+          additionalProperties: false,
+          required: ['subject', 'author'],
+          properties: { subject: { type: 'string', maxLength: 400 }, author: { type: 'string', maxLength: 400 } },
+        },
       },
     },
     source: {
@@ -81,7 +96,7 @@ export const hubSummarySchema = {
       type: 'object',
       additionalProperties: false,
       required: ['total', 'converged', 'updating', 'failed', 'offline'],
-      properties: { total: count, converged: count, updating: count, pending: count, failed: count, offline: count },
+      properties: { total: count, converged: count, new: count, updating: count, pending: count, failed: count, offline: count },
     },
     updatesSent: count,
     rollouts: {
@@ -156,8 +171,10 @@ export const hubSummarySchema = {
         required: ['id', 'state', 'apps'],
         properties: {
           id: { type: 'string', maxLength: 200 },
-          state: { type: 'string', enum: ['converged', 'updating', 'pending', 'failed', 'offline'] },
+          state: { type: 'string', enum: ['converged', 'new', 'updating', 'pending', 'failed', 'offline'] },
           apps: { type: 'object', maxProperties: 200, additionalProperties: { type: 'string', maxLength: 253 } },
+          failed: { type: 'object', maxProperties: 200, additionalProperties: { type: 'string', maxLength: 253 } },
+          heldBy: { type: 'string', maxLength: 253 },
         },
       },
     },

@@ -5,6 +5,8 @@ import type { DeploymentRolloutStatus } from './rollout-status.js';
 export interface DeviceCounts {
   total: number;
   converged: number;
+  /** Enrolled within offlineAfter and not reported yet: neither offline nor updating (the rollout engine's `new`). */
+  new?: number;
   /** Handed a version they do not run yet. */
   updating: number;
   /** Behind git, but held back by their rollout (a later wave, a window, a halt). Absent in summaries of older regions. */
@@ -15,7 +17,7 @@ export interface DeviceCounts {
 
 export interface RegionStatus {
   region: string;
-  revision: { attempted: string | null; applied: string | null; error: string[] | null };
+  revision: RevisionState;
   source: { reachable: boolean; head: string | null; error: string | null };
   devices: DeviceCounts;
   updatesSent: number;
@@ -25,7 +27,18 @@ export interface RegionStatus {
   conditions?: Condition[];
 }
 
-export type DeviceState = 'converged' | 'updating' | 'pending' | 'failed' | 'offline';
+export interface RevisionState {
+  attempted: string | null;
+  applied: string | null;
+  error: string[] | null;
+  /** The applied commit's first message line and author (`Name <email>`), once read from git. */
+  subject?: string;
+  author?: string;
+  /** When the attempted commit was refused: its subject and author. */
+  refused?: { subject: string; author: string };
+}
+
+export type DeviceState = 'converged' | 'new' | 'updating' | 'pending' | 'failed' | 'offline';
 
 export type ConditionType = 'Ready' | 'Reconciling' | 'Stalled';
 

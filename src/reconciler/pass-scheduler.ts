@@ -7,9 +7,14 @@ export interface PassRequest {
 /**
  * Runs reconcile passes one at a time. Requests that arrive while a pass runs are
  * coalesced into a single follow-up pass, so a burst of 2,500 device reports costs
- * a handful of passes, not 2,500. Device-triggered requests wait `settleMs` to gather.
+ * a handful of passes, not 2,500. Device-triggered requests wait `settleMs` to gather, or twice
+ * as long as the last pass took (at most MAX_SETTLE_MS): under a burst of reports, passes take at
+ * most a third of the time and each gathers more of them, so the event loop keeps serving devices.
  */
+const MAX_SETTLE_MS = 1_000;
+
 export class PassScheduler {
+  private lastPassMs = 0;
   private running: Promise<void> | null = null;
   private pending: PassRequest | null = null;
   private settleTimer: NodeJS.Timeout | null = null;
@@ -25,18 +30,27 @@ export class PassScheduler {
   request(request: PassRequest): void {
     if (this.closed) return;
     this.pending = this.pending
-      ? { fetch: this.pending.fetch || request.fetch, reason: `${this.pending.reason}, ${request.reason}` }
+      ? {
+          fetch: this.pending.fetch || request.fetch,
+          // A burst of reports is one reason, not thousands.
+          reason: this.pending.reason.split(', ').includes(request.reason) ? this.pending.reason : `${this.pending.reason}, ${request.reason}`,
+        }
       : request;
     if (request.fetch) {
       if (this.settleTimer) clearTimeout(this.settleTimer);
       this.settleTimer = null;
       this.kick();
     } else if (!this.settleTimer) {
-      this.settleTimer = setTimeout(() => {
-        this.settleTimer = null;
-        this.kick();
-      }, this.settleMs);
+      this.scheduleSettled();
     }
+  }
+
+  private scheduleSettled(): void {
+    const settle = Math.max(this.settleMs, Math.min(2 * this.lastPassMs, MAX_SETTLE_MS));
+    this.settleTimer = setTimeout(() => {
+      this.settleTimer = null;
+      this.kick();
+    }, settle);
   }
 
   /** Resolves when no pass is running or pending. */
@@ -59,13 +73,16 @@ export class PassScheduler {
     }
     const request = this.pending;
     this.pending = null;
+    const started = performance.now();
     this.running = this.runPass(request)
       .catch(() => {
         // runPass reports its own failures; the scheduler must survive them.
       })
       .finally(() => {
+        this.lastPassMs = performance.now() - started;
         this.running = null;
-        if (this.pending && !this.settleTimer) this.kick();
+        if (this.pending?.fetch) this.kick();
+        else if (this.pending && !this.settleTimer) this.scheduleSettled();
         else if (!this.pending) this.releaseIdle();
       });
   }

@@ -13,21 +13,25 @@ import {
   DEFAULT_OFFLINE_AFTER_MS,
   planRollouts,
   regionOfflineAfterMs,
-  releasedBy,
   attemptsBy,
   type DeploymentRolloutStatus,
+  type RolloutDeploymentInput,
+  type RolloutState,
 } from '../plan/rollout/index.js';
 import type { FleetSource } from '../source/fleet-source.js';
 import { readGitSnapshot, type GitSnapshotState } from '../source/git-snapshot.js';
-import type { AppCatalog, DeviceRecord, StateStore } from './state-store.js';
+import type { AppCatalog, DeviceRecord } from './state-store.js';
+import type { FleetIndex } from './fleet-index.js';
 import type { PassRequest } from './pass-scheduler.js';
 import { refuseRevision, type RevisionGuardOptions } from './revision-guard.js';
 import type { RegionMetrics } from './region-metrics.js';
+import type { ReconcilerEvent } from './reconciler-events.js';
 
 export interface ReconcilerOptions {
   region: string;
   source: FleetSource;
-  store: StateStore;
+  /** The region's working state in memory over its durable store. */
+  store: FleetIndex;
   loader: FleetLoader;
   clock: () => number;
   log: Logger;
@@ -51,6 +55,10 @@ export interface ReconcilerOptions {
   maxBackoffMs?: number;
   /** The region's `--offline-after` (default DEFAULT_OFFLINE_AFTER_MS); the fleet's Region or Fleet `rollout.offlineAfter` wins. */
   offlineAfterMs?: number;
+  /** Devices pull container images through this mirror unless the Region document names one (--registry-mirror). */
+  registryMirror?: string;
+  /** Revisions applied or refused, rollout transitions: the region streams them (region/events.ts). */
+  onEvent?: (event: ReconcilerEvent) => void;
   /** After each hand-out, with the pass's rollout statuses (onHalt reverts: halt-revert.ts); may add to them. */
   afterDispatch?: (fleet: LoadedFleet, statuses: DeploymentRolloutStatus[], served: string | null) => Promise<void>;
 }
@@ -64,9 +72,16 @@ export interface SourceCondition {
 }
 
 /**
- * One reconcile pass, level-triggered and idempotent: read the whole state, compute, act,
- * record. A revision that fails validation is recorded as attempted and never replaces the
- * last good one, which keeps being served.
+ * One reconcile pass, level-triggered and idempotent, and incremental: its cost follows what changed,
+ * not the fleet. A revision that fails validation is recorded as attempted and never replaces the last
+ * good one, which keeps being served.
+ *
+ * - A new revision re-resolves every device once; only devices whose resolution differs are dirty.
+ * - The rollout engine is run for the Deployments that gained or lost devices, have a dirty device, or
+ *   are not Complete (bakes, windows, halts move with time); the others keep their last plan, which
+ *   would be the same (a Complete rollout releases exactly the devices already there).
+ * - Hand-out is computed for dirty devices and devices whose release changed in this pass.
+ * - A device is handed nothing before its first report: enrolment never triggers removals.
  */
 export class Reconciler {
   private fleet: LoadedFleet | null = null;
@@ -81,6 +96,10 @@ export class Reconciler {
   private accepted: string | null = null;
   private resolver: DesiredResolver | null = null;
   private rollouts: DeploymentRolloutStatus[] = [];
+  /** The last plan of each Deployment: its status, its rollout state and the devices it released. */
+  private readonly planned = new Map<string, PlannedDeployment>();
+  /** The next pass plans every Deployment and hands out to every device (new fleet, restart). */
+  private fullPass = true;
   private snapshotState: GitSnapshotState | undefined;
   private condition: SourceCondition = { reachable: false, head: null, error: null, checkedAt: null };
 
@@ -134,6 +153,11 @@ export class Reconciler {
     return this.resolverFor(this.fleet).resolveAll(this.resolutionInputs(devices)).desired;
   }
 
+  /** What git asks of one device by the last good revision (before rollout gating), from the index. */
+  desiredOf(device: DeviceId): DeviceDesired | undefined {
+    return this.options.store.resolvedOf(device);
+  }
+
   private resolverFor(fleet: LoadedFleet): DesiredResolver {
     if (!this.resolver || this.fleet !== fleet) this.resolver = createResolver(fleet);
     return this.resolver;
@@ -155,6 +179,8 @@ export class Reconciler {
       const reason = isCascadeError(err) ? err.code : 'internal';
       failure = { reason, message: err instanceof Error ? err.message : String(err), temporary: isTemporary(err) || !isCascadeError(err) || err.retry !== 'final', duringFetch: request.fetch };
       metrics.reconcileFailures.inc({ reason });
+      // What the failed pass took as changed is not lost: the next one looks at everything.
+      this.fullPass = true;
       log.error({ err, reason: request.reason }, 'reconcile pass failed');
     } finally {
       metrics.passDuration.observe((clock() - started) / 1000);
@@ -221,8 +247,8 @@ export class Reconciler {
       const message = isCascadeError(err) ? err.message : String(err);
       this.options.metrics.reconcileFailures.inc({ reason: isCascadeError(err) ? err.code : 'source-unreachable' });
       if (this.condition.reachable || this.condition.checkedAt === null) {
-        const applied = store.getRevision().applied;
-        log.warn({ err: message }, applied ? `git source unreachable; serving the last good revision ${applied.slice(0, 8)}` : 'git source unreachable; no revision applied yet, so nothing is served until it is reachable');
+        const serving = store.getRevision().applied;
+        log.warn({ err: message }, serving ? `git source unreachable; serving the last good revision ${serving.slice(0, 8)}` : 'git source unreachable and no revision applied yet: devices get nothing until it can be read; check --repo and the credentials');
       }
       this.condition = { ...this.condition, reachable: false, error: message, checkedAt: clock() };
       return;
@@ -243,6 +269,7 @@ export class Reconciler {
       metrics.revisionsRefused.inc();
       metrics.reconcileFailures.inc({ reason: refusal.reason });
       log.error({ revision: head }, refusal.message);
+      this.options.onEvent?.({ type: 'revision.refused', revision: head, reason: refusal.reason, errors: [refusal.message] });
       return;
     }
     const { snapshot, state } = await readGitSnapshot({
@@ -259,13 +286,16 @@ export class Reconciler {
       this.refusalReason = 'invalid';
       metrics.revisionsRefused.inc();
       metrics.reconcileFailures.inc({ reason: 'invalid' });
-      log.error({ revision: head, errors }, `revision ${head.slice(0, 8)} refused: ${errors.length} problem(s); still serving the last good revision`);
+      log.error({ revision: head, errors }, `revision ${head.slice(0, 8)} refused: ${errors.length} problem(s); ${store.getRevision().applied ? 'still serving the last good revision' : 'no revision applied yet'}`);
+      this.options.onEvent?.({ type: 'revision.refused', revision: head, reason: 'invalid', errors });
       return;
     }
     this.fleet = result.fleet;
     this.resolver = null;
+    this.fullPass = true;
+    // Resolution is shared by label set: re-resolving every device once per revision is cheap.
     const resolved = this.resolveAll(store.listDevices());
-    store.recordApplied(head, resolved, catalogOf(result.fleet), clock());
+    store.recordApplied(head, resolved, catalogOf(result.fleet, region, this.options.registryMirror), clock());
     this.refusalReason = null;
     if (this.accepted === head) {
       log.warn({ revision: head }, `revision ${head.slice(0, 8)} adopted by an operator although it does not descend from the revision served before`);
@@ -276,6 +306,7 @@ export class Reconciler {
       log.warn({ region }, `the fleet repository has no Region document named "${region}"; only Deployments without a regions selector apply here`);
     }
     log.info({ revision: head, parsed: result.stats.parsed, cached: result.stats.cached }, `revision ${head.slice(0, 8)} applied`);
+    this.options.onEvent?.({ type: 'revision.applied', revision: head });
   }
 
   /** After a restart, the last good revision is read back from the git objects on disk: no network needed. */
@@ -290,6 +321,8 @@ export class Reconciler {
       if (result.problems.length === 0) {
         this.fleet = result.fleet;
         this.resolver = null;
+        this.fullPass = true;
+        store.applyResolution(this.resolveAll(store.listDevices()));
       } else log.error({ revision: applied }, 'the last good revision no longer loads; devices keep what they were handed');
     } catch (err) {
       log.error({ err, revision: applied }, 'cannot read the last good revision from disk; devices keep what they were handed');
@@ -303,31 +336,133 @@ export class Reconciler {
   private dispatch(fleet: LoadedFleet): void {
     const { store, clock, metrics, onHandOut, log, region } = this.options;
     const now = clock();
-    const devices = withConnected(store.listDevices(), now, this.options.isConnected);
-    const desired = this.resolveAll(devices);
-    const handed = new Map<DeviceId, DeviceDesired>();
-    for (const [id, state] of store.listHanded()) handed.set(id, state.apps);
-    const installed = new Map<DeviceId, Record<string, string>>();
-    for (const device of devices) installed.set(device.id, installedVersions(device));
+    store.sweep(now);
+    const resolver = this.resolverFor(fleet);
+    for (const id of store.takeUnresolved()) {
+      const device = store.getDevice(id);
+      if (device) store.setResolved(id, device.revoked ? undefined : resolver.resolve({ id, region, labels: device.labels }).desired);
+    }
+    const full = this.fullPass;
+    this.fullPass = false;
+    const dirty = store.takeDirty();
+    const touched = store.takeTouchedDeployments();
+
+    // The Deployments to plan this pass, and the devices they hold.
+    const replan = new Set<string>();
+    if (full) {
+      for (const name of store.deploymentsWithMembers()) replan.add(name);
+      for (const name of store.getRolloutStates().keys()) replan.add(name);
+      for (const name of this.planned.keys()) replan.add(name);
+    } else {
+      for (const name of touched) replan.add(name);
+      for (const id of dirty) {
+        const desired = store.resolvedOf(id);
+        for (const app in desired) replan.add(desired[app]!.deployment);
+      }
+      // Time moves rollouts that are not Complete (bakes, windows), and turns silent devices offline.
+      for (const [name, planned] of this.planned) if (planned.status.state !== 'Complete' || planned.offlineAt <= now) replan.add(name);
+    }
 
     const revision = fleet.revision ?? store.getRevision().applied ?? 'unknown';
-    const previous = store.getRolloutStates();
-    const inputs = collectRolloutInputs({ fleet, region, resolved: desired, handed, devices, previous });
+    const candidates = full ? new Set<DeviceId>(store.allDeviceIds()) : dirty;
+    let statesChanged = false;
     // Operator retries (`cascade rollout retry`) are taken by this pass, halted or not.
     const retries = store.pendingRetries();
-    const plan = planRollouts({ now, offlineAfterMs: this.offlineAfterMs, revision, deployments: inputs, previous, retries });
-    this.reportTransitions(plan.statuses);
-    this.rollouts = plan.statuses;
+    for (const name of retries.keys()) replan.add(name);
+    if (replan.size > 0) {
+      // Each device once, even when it belongs to several of the Deployments planned.
+      let ids: Iterable<DeviceId>;
+      if (replan.size === 1) ids = store.membersOf([...replan][0]!);
+      else {
+        const union = new Set<DeviceId>();
+        for (const name of replan) for (const id of store.membersOf(name)) union.add(id);
+        ids = union;
+      }
+      const devices = (function* () {
+        for (const id of ids) yield store.rolloutView(id, now)!;
+      })();
+      const resolved = store.resolvedView;
+      const handed = store.handedView;
+      const previous = this.previousStates();
+      const inputs = collectRolloutInputs({ fleet, region, resolved, handed, devices, previous }).filter((d) => replan.has(d.deployment));
+      const plan = planRollouts({ now, offlineAfterMs: this.offlineAfterMs, revision, deployments: inputs, previous, retries });
+      // Devices a retry re-attempts keep their release but get a new attempt: hand them out again.
+      for (const name of retries.keys()) {
+        const retry = plan.states.get(name)?.retry;
+        if (retry && retry.at === now) for (const id of retry.devices) candidates.add(id);
+      }
+      const offlineAt = new Map(inputs.map((input) => [input.deployment, nextOffline(input, now, this.offlineAfterMs)]));
+      const statuses = new Map(plan.statuses.map((s) => [s.deployment, s]));
+      if (full) {
+        for (const name of this.planned.keys()) if (!plan.states.has(name)) this.planned.delete(name);
+      }
+      for (const [name, state] of plan.states) {
+        const release = plan.release.get(name)!;
+        const before = this.planned.get(name)?.release;
+        if (!full) {
+          // Devices whose release changed are handed out again.
+          for (const id of release) if (!before?.has(id)) candidates.add(id);
+          if (before) for (const id of before) if (!release.has(id)) candidates.add(id);
+        }
+        this.planned.set(name, { status: statuses.get(name)!, state, release, ...offlineAt.get(name)! });
+      }
+      // A Deployment gone from the fleet (not planned again) leaves the plan.
+      for (const name of replan) if (!plan.states.has(name)) this.planned.delete(name);
+      statesChanged = true;
+      let quiet = Infinity;
+      for (const planned of this.planned.values()) quiet = Math.min(quiet, planned.offlineAfterMs);
+      store.setQuietThreshold(quiet);
+      const sorted = [...this.planned.values()].map((p) => p.status).sort((a, b) => (a.deployment < b.deployment ? -1 : a.deployment > b.deployment ? 1 : 0));
+      this.reportTransitions(sorted);
+      this.rollouts = sorted;
+    }
 
-    const changes = computeHandOut({ resolved: desired, handed, installed, released: releasedBy(plan), attempt: attemptsBy(plan) });
-    const count = store.handOut(changes, revision, now, plan.states);
+
+    const released = (device: DeviceId, _app: string, desired: { deployment: string; version: string }): boolean => {
+      const planned = this.planned.get(desired.deployment);
+      return planned !== undefined && planned.release.has(device) && planned.state.version === desired.version;
+    };
+    const resolved = new Map<DeviceId, DeviceDesired>();
+    const handed = new Map<DeviceId, DeviceDesired>();
+    const installed = new Map<DeviceId, Record<string, string>>();
+    for (const id of candidates) {
+      // First report before first hand-out: what a device runs is known before it is told to change it.
+      if (!store.hasReported(id)) continue;
+      const device = store.getDevice(id);
+      if (!device) continue;
+      const desired = store.resolvedOf(id);
+      if (desired) resolved.set(id, desired);
+      const h = store.getHanded(id);
+      if (h) handed.set(id, h.apps);
+      installed.set(id, installedVersions(device));
+    }
+    const changes = computeHandOut({ resolved, handed, installed, released, attempt: attemptsBy({ states: this.plannedStates() }) });
+    if (changes.size > 0 || statesChanged) {
+      const states = new Map<string, RolloutState>();
+      for (const [name, planned] of this.planned) states.set(name, planned.state);
+      const count = store.handOut(changes, revision, now, statesChanged ? states : undefined);
+      if (count > 0) metrics.updatesSent.inc(count);
+    }
     if (retries.size > 0) store.clearRetries(retries.keys());
-    if (count > 0) metrics.updatesSent.inc(count);
     if (changes.size > 0) {
-      log.debug({ devices: changes.size, updates: count }, 'handed out desired state');
+      log.debug({ devices: changes.size }, 'handed out desired state');
       onHandOut(changes.keys());
     }
     this.scheduleWakeUp(now);
+  }
+
+  /** The rollout state of each Deployment planned so far (the attempts an operator's retry hands out). */
+  private plannedStates(): Map<string, RolloutState> {
+    const states = new Map<string, RolloutState>();
+    for (const [name, planned] of this.planned) states.set(name, planned.state);
+    return states;
+  }
+
+  /** Rollout states as of the last plan; after a restart, as the store remembers them. */
+  private previousStates(): Map<string, RolloutState> {
+    const states = this.options.store.getRolloutStates();
+    for (const [name, planned] of this.planned) states.set(name, planned.state);
+    return states;
   }
 
   /** A log line when a rollout halts, completes or starts waiting; the halt names its reason and devices. */
@@ -337,6 +472,7 @@ export class Reconciler {
     for (const status of statuses) {
       metrics.rolloutHalted.set({ deployment: status.deployment }, status.state === 'Halted' ? 1 : 0);
       const old = before.get(status.deployment);
+      this.options.onEvent?.({ type: 'rollout.status', status, previous: old ?? null });
       if (old && old.state === status.state && old.version === status.version) continue;
       const fields = { deployment: status.deployment, version: status.version, state: status.state, wave: status.currentWave };
       if (status.state === 'Stalled') {
@@ -374,6 +510,32 @@ export class Reconciler {
   }
 }
 
+interface PlannedDeployment {
+  status: DeploymentRolloutStatus;
+  state: RolloutState;
+  /** The devices the plan released. */
+  release: Set<DeviceId>;
+  /** When the first device this plan saw online turns offline by the rollout's offlineAfter: plan again then. */
+  offlineAt: number;
+  offlineAfterMs: number;
+}
+
+/** When the first online device of a Deployment's input falls silent for its rollout's offlineAfter. */
+/**
+ * When the next device of a Deployment turns offline by the clock alone (a silent reporter, or an
+ * enrolled device that never reported: `new` until offlineAfter since its enrolment), so a Complete
+ * rollout is planned again then; with the region's one offline clock.
+ */
+function nextOffline(input: RolloutDeploymentInput, now: number, offlineAfterMs: number): { offlineAt: number; offlineAfterMs: number } {
+  let offlineAt = Infinity;
+  for (const device of input.devices) {
+    const since = device.lastSeen ?? device.enrolledAt ?? null;
+    if (since === null || now - since > offlineAfterMs) continue;
+    offlineAt = Math.min(offlineAt, since + offlineAfterMs + 1);
+  }
+  return { offlineAt, offlineAfterMs };
+}
+
 /** Devices holding a connection open are seen now, whatever their last report. */
 export function withConnected(devices: DeviceRecord[], now: number, isConnected?: (device: DeviceId) => boolean): DeviceRecord[] {
   if (!isConnected) return devices;
@@ -389,8 +551,17 @@ export function installedVersions(device: DeviceRecord): Record<string, string> 
   return apps;
 }
 
-function catalogOf(fleet: LoadedFleet): AppCatalog {
+/**
+ * The Apps as devices get them. A container app carries this region's container policy (Region
+ * spec.containers, and --registry-mirror), so its devices can refuse what the Region does not allow.
+ */
+export function catalogOf(fleet: LoadedFleet, region?: string, registryMirror?: string): AppCatalog {
   const catalog: AppCatalog = {};
-  for (const [name, app] of fleet.apps) catalog[name] = app.spec;
+  const policy = { ...(region !== undefined ? fleet.regions.get(region)?.spec.containers : undefined) };
+  if (registryMirror && !policy.registryMirror) policy.registryMirror = registryMirror;
+  for (const [name, app] of fleet.apps) {
+    const runtime = app.spec.runtime;
+    catalog[name] = runtime?.type === 'container' ? { ...app.spec, runtime: { ...runtime, regionPolicy: policy } } : app.spec;
+  }
   return catalog;
 }

@@ -10,6 +10,8 @@ export interface RegionMetrics {
   devices: Gauge<'state'>;
   rolloutHalted: Gauge<'deployment'>;
   reconcileFailures: Counter<'reason'>;
+  /** Differences the periodic full recount found in the in-memory index (each one is a bug). */
+  indexDifferences: Counter;
 }
 
 export function createRegionMetrics(region: string): RegionMetrics {
@@ -30,5 +32,10 @@ export function createRegionMetrics(region: string): RegionMetrics {
     devices: new Gauge({ name: 'cascade_devices', help: 'Devices by state', labelNames: ['state'], registers: [registry] }),
     reconcileFailures: new Counter({ name: 'cascade_reconcile_failures_total', help: 'Failed reconcile steps by reason: temporary (source-unreachable, git-read, ...) or final refusals (not-fast-forward, unsigned, invalid)', labelNames: ['reason'], registers: [registry] }),
     rolloutHalted: new Gauge({ name: 'cascade_rollout_halted', help: '1 while the rollout of a Deployment is Halted', labelNames: ['deployment'], registers: [registry] }),
+    indexDifferences: new Counter({
+      name: 'cascade_index_resync_differences_total',
+      help: 'Differences between the in-memory fleet index and a full recount from the store (--resync-interval); any is a bug',
+      registers: [registry],
+    }),
   };
 }

@@ -5,9 +5,11 @@ export type { DeviceCounts, DeviceState, RegionStatus } from '../protocol/region
 import type { DeviceRecord, RevisionRecord } from './state-store.js';
 
 /**
- * Where a device stands against the applied revision. A device that has not reported for
- * `offlineAfterMs` is offline, whatever it said last; otherwise any failed app makes it failed;
- * otherwise it is converged when it reports exactly its desired versions, all healthy.
+ * Where a device stands against the applied revision, by the same clock as the rollout engine: a
+ * device that never reported is `new` until `offlineAfterMs` has passed since it enrolled, then
+ * offline; one that has not reported for `offlineAfterMs` is offline, whatever it said last; otherwise
+ * any failed app makes it failed; otherwise it is converged when it reports exactly its desired
+ * versions, all healthy.
  */
 export function deviceState(
   device: DeviceRecord,
@@ -16,7 +18,8 @@ export function deviceState(
   offlineAfterMs: number,
   handed?: DeviceDesired,
 ): DeviceState {
-  if (device.lastSeen === null || now - device.lastSeen > offlineAfterMs) return 'offline';
+  if (device.lastSeen === null) return now - device.enrolledAt > offlineAfterMs ? 'offline' : 'new';
+  if (now - device.lastSeen > offlineAfterMs) return 'offline';
   for (const app in device.apps) if (device.apps[app]!.state === 'failed') return 'failed';
   if (isConverged(device, desired ?? {})) return 'converged';
   // Running what it was handed, yet behind git: its rollout holds it back.
@@ -41,7 +44,7 @@ export function countDevices(
   now: number,
   offlineAfterMs: number,
 ): DeviceCounts {
-  const counts: DeviceCounts = { total: 0, converged: 0, updating: 0, pending: 0, failed: 0, offline: 0 };
+  const counts: DeviceCounts = { total: 0, converged: 0, new: 0, updating: 0, pending: 0, failed: 0, offline: 0 };
   for (const device of devices) {
     if (device.revoked) continue;
     counts.total++;

@@ -1,15 +1,18 @@
 import type { FastifyInstance, preHandlerHookHandler } from 'fastify';
 import type { Logger } from 'pino';
 import type { ArtifactUrlPolicy } from '../core/artifact-url.js';
-import type { DeviceDesired, DeviceId } from '../core/types.js';
+import type { DeviceId } from '../core/types.js';
 import { FleetLoader } from '../desired/load.js';
 import { SqliteParseCache } from '../desired/parse-cache.js';
 import type { GitAuth } from '../source/fleet-source.js';
 import { openFleetSource } from '../source/open-fleet-source.js';
 import { PassScheduler } from '../reconciler/pass-scheduler.js';
-import { Reconciler, withConnected } from '../reconciler/reconciler.js';
+import { Reconciler } from '../reconciler/reconciler.js';
 import { createRegionMetrics } from '../reconciler/region-metrics.js';
-import { countDevices, deviceState, revisionStatus, type RegionStatus } from '../reconciler/region-status.js';
+import { revisionStatus, type RegionStatus } from '../reconciler/region-status.js';
+import { FleetIndex } from '../reconciler/fleet-index.js';
+import { DEFAULT_OFFLINE_AFTER_MS } from '../plan/rollout/defaults.js';
+import { watchEventLoopDelay } from '../reconciler/event-loop-delay.js';
 import { DesiredWatchers } from './routes/desired-watchers.js';
 import { registerRegionRoutes } from './routes/region-routes.js';
 import { startRegionLoops, type RegionLoops } from './loops.js';
@@ -24,8 +27,13 @@ import { limitEnrollment } from './routes/enrollment-limiter.js';
 import { operatorGuard, registerOperatorApi } from './routes/operator-routes.js';
 import type { TrustedKeys } from '../source/trusted-keys.js';
 import { RegionMqtt, type RegionMqttOptions } from './mqtt/region-mqtt.js';
+import { RegionEvents } from './events.js';
+import { registerEventRoutes } from './routes/events-routes.js';
 import { registerRolloutRoutes } from './routes/rollout-routes.js';
 import { haltRevertsFor, type HaltRevertConfig } from './halt-reverts.js';
+
+/** How often the in-memory index is checked against a full recount by default. */
+export const DEFAULT_RESYNC_INTERVAL_MS = 10 * 60_000;
 
 export interface RegionConfig {
   repo: string;
@@ -47,10 +55,14 @@ export interface RegionConfig {
   /** Artifact URLs accepted beyond the default (https:, public hosts): --allow-artifact-origin, --allow-http-artifacts. */
   artifactPolicy?: ArtifactUrlPolicy;
   offlineAfterMs?: number;
+  /** How often the in-memory index is checked against a full recount from the store (default 10m; 0: never). */
+  resyncIntervalMs?: number;
   /** Push a summary to the hub (`cascade hub`) on every pass and heartbeat: its URL and this region's token. */
   hub?: { url: string; token: string; intervalMs?: number };
   /** Also serve devices over MQTT through this broker (docs/mqtt.md). */
   mqtt?: RegionMqttOptions;
+  /** Devices pull container images through this mirror unless the Region document names one. */
+  registryMirror?: string;
   log: Logger;
   clock?: () => number;
   /** Housekeeping on a cron schedule (region/maintenance.ts); none when absent. */
@@ -101,26 +113,38 @@ export async function startRegion(config: RegionConfig): Promise<RunningRegion> 
     teardown.length = 0;
   };
   try {
-    const store = SqliteStateStore.open(config.dataDir);
+    const durable = SqliteStateStore.open(config.dataDir);
+    teardown.push(() => durable.close());
+    // The working state in memory, over SQLite: routes, transports and passes read it, never SQLite.
+    // One offline clock (--offline-after, or the fleet's Region/Fleet rollout.offlineAfter) for the engine and every view.
+    let reconcilerRef: Reconciler | null = null;
+    const offlineAfterMs = (): number => reconcilerRef?.offlineAfterMs ?? config.offlineAfterMs ?? DEFAULT_OFFLINE_AFTER_MS;
+    const store = new FleetIndex({ durable, clock, offlineAfterMs, log });
     teardown.push(() => store.close());
     const source = await openFleetSource({ repo: config.repo, branch: config.branch, dataDir: config.dataDir, auth: config.gitAuth, log });
     teardown.push(() => source.close());
     const loader = new FleetLoader({ cache: SqliteParseCache.inDir(config.dataDir), artifactPolicy: config.artifactPolicy });
     const metrics = createRegionMetrics(config.region);
+    const loopDelay = watchEventLoopDelay(metrics.registry);
+    teardown.push(() => loopDelay.stop());
     const watchers = new DesiredWatchers();
     teardown.push(() => watchers.closeAll());
     const mqtt = config.mqtt ? RegionMqtt.open(config.mqtt, { region: config.region, store, log }) : null;
     if (mqtt) teardown.push(() => mqtt.close());
     /** A device holding a long poll open, or connected to the MQTT broker, counts as seen now. */
     const isConnected = (device: DeviceId): boolean => watchers.isWaiting(device) || (mqtt?.isConnected(device) ?? false);
+    store.setConnectedCheck(isConnected);
     // The hub hears from the region only after its first pass, so it never sees a restart's empty rollouts.
     let firstPassDone = false;
     let hubPush: HubPush | null = null;
     let loops: RegionLoops | null = null;
+    const events = new RegionEvents({ region: config.region, gitdir: source.location.gitdir, store, clock, log, onCommitInfo: () => hubPush?.changed() });
+    teardown.push(() => events.close());
     // A revert pushed to the followed branch is fetched and applied by the next pass.
     const haltReverts = haltRevertsFor(config, source.location.gitdir, store, metrics.registry, clock, () => scheduler.request({ fetch: true, reason: 'halt revert pushed' }));
     const reconciler = new Reconciler({
       region: config.region,
+      registryMirror: config.registryMirror,
       source,
       store,
       loader,
@@ -142,21 +166,26 @@ export async function startRegion(config: RegionConfig): Promise<RunningRegion> 
       isConnected,
       guard: config.guard,
       offlineAfterMs: config.offlineAfterMs,
+      onEvent: events.onReconcilerEvent,
       afterDispatch: (fleet, statuses, served) => haltReverts.afterPass(fleet, statuses, served),
     });
-    // One offline clock (--offline-after, or the fleet's Region/Fleet rollout.offlineAfter) for the engine and every view.
-    const offlineAfterMs = (): number => reconciler.offlineAfterMs;
+    reconcilerRef = reconciler;
     const scheduler = new PassScheduler((request) => reconciler.runPass(request));
     teardown.push(() => scheduler.close());
+    /** A report over HTTP or MQTT, once stored: announce a failed version, then re-plan. */
+    const deviceReported = (id: DeviceId): void => {
+      events.deviceReported(id);
+      scheduler.request({ fetch: false, reason: 'device reported' });
+    };
 
-    const currentDesired = (): ReadonlyMap<DeviceId, DeviceDesired> => reconciler.resolveAll(store.listDevices());
+    // Status, summary and /metrics read maintained counters: O(1) in the number of devices.
     const status = (): RegionStatus => {
       const condition = reconciler.sourceCondition;
       return {
         region: config.region,
-        revision: revisionStatus(store.getRevision()),
+        revision: events.describeRevision(revisionStatus(store.getRevision())),
         source: { reachable: condition.reachable, head: condition.head, error: condition.error },
-        devices: countDevices(withConnected(store.listDevices(), clock(), isConnected), currentDesired(), store.listHanded(), clock(), offlineAfterMs()),
+        devices: store.deviceCounts(),
         updatesSent: store.updatesSent(),
         rollouts: reconciler.rolloutStatuses,
         conditions: reconciler.regionConditions,
@@ -164,8 +193,15 @@ export async function startRegion(config: RegionConfig): Promise<RunningRegion> 
     };
     const summary = (): HubSummaryInput => {
       const now = clock();
-      const devices = withConnected(store.listDevices(), now, isConnected);
-      return buildRegionSummary({ status: status(), devices, desired: currentDesired(), handed: store.listHanded(), now, offlineAfterMs: offlineAfterMs() });
+      return buildRegionSummary({
+        status: status(),
+        devices: store.listDevices(),
+        stateOf: (id) => store.stateOf(id) ?? 'offline',
+        desiredOf: (id) => store.resolvedOf(id),
+        handedOf: (id) => store.getHanded(id)?.apps,
+        now,
+        offlineAfterMs: offlineAfterMs(),
+      });
     };
 
     const app = createRegionHttpServer({ log, https: config.tls });
@@ -190,13 +226,14 @@ export async function startRegion(config: RegionConfig): Promise<RunningRegion> 
       clock,
       onEnroll: () => scheduler.request({ fetch: false, reason: 'device enrolled' }),
       onTokenIssued: mqtt?.onTokenIssued,
-      onReport: () => scheduler.request({ fetch: false, reason: 'device reported' }),
+      onReport: deviceReported,
     });
     registerRegionRoutes(app, {
       status,
       rollouts: () => reconciler.rolloutStatuses,
-      // Ready to serve once a revision is applied and loaded; a refused head or an unreachable git still serves the last good one.
-      notReady: () => (!store.getRevision().applied ? { reason: 'no revision applied yet' } : reconciler.serving ? null : { reason: 'the last good revision is not loaded (yet)' }),
+      // Ready once a revision was applied: what devices were handed is served from the store, also right after a
+      // restart and while git is down or the head is refused (the conditions in the status say which).
+      notReady: () => (store.getRevision().applied ? null : { reason: 'no revision applied yet' }),
       accept: async (revision) => {
         reconciler.accept(revision);
         scheduler.request({ fetch: true, reason: `operator accepted ${revision.slice(0, 8)}` });
@@ -206,20 +243,15 @@ export async function startRegion(config: RegionConfig): Promise<RunningRegion> 
       appliedRevision: () => store.getRevision().applied,
       registry: metrics.registry,
       refreshMetrics: () => {
-        const desired = currentDesired();
-        const now = clock();
-        const handed = store.listHanded();
-        const byState: Record<string, number> = { converged: 0, updating: 0, pending: 0, failed: 0, offline: 0 };
-        for (const device of withConnected(store.listDevices(), now, isConnected)) {
-          if (!device.revoked) byState[deviceState(device, desired.get(device.id), now, offlineAfterMs(), handed.get(device.id)?.apps)]!++;
-        }
-        for (const state in byState) metrics.devices.set({ state }, byState[state]!);
+        const counts = store.deviceCounts();
+        for (const state of ['converged', 'updating', 'pending', 'failed', 'offline'] as const) metrics.devices.set({ state }, counts[state] ?? 0);
       },
       reconcile: async (reason, wait) => {
         scheduler.request({ fetch: true, reason });
         if (wait) await scheduler.idle();
       },
     });
+    registerEventRoutes(app, { events: events.stream, operatorGuard: operatorToken === null ? null : operatorGuard(operatorToken) });
     registerRolloutRoutes(app, {
       rollouts: () => reconciler.rolloutStatuses,
       retry: async (deployment) => {
@@ -232,7 +264,12 @@ export async function startRegion(config: RegionConfig): Promise<RunningRegion> 
     for (const plugin of config.plugins ?? []) plugin(app, { summary, clock, operatorGuard: operatorGuard(operatorToken) });
 
     // Connects, reads back the retained desired states and publishes what is out of date; fails startup on bad flags.
-    await mqtt?.start({ clock, registry: metrics.registry, onReport: () => scheduler.request({ fetch: false, reason: 'device reported' }) });
+    await mqtt?.start({
+      clock,
+      registry: metrics.registry,
+      onReport: deviceReported,
+      onPresence: (id) => store.presenceChanged(id),
+    });
     await app.listen({ host: config.host, port: config.port });
     const address = app.server.address();
     const port = typeof address === 'object' && address ? address.port : config.port;
@@ -252,12 +289,26 @@ export async function startRegion(config: RegionConfig): Promise<RunningRegion> 
       teardown.push(() => push.close());
     }
     if (config.maintenance) {
-      const maintenance = startMaintenance({ ...config.maintenance, store, source, registry: metrics.registry, log, clock });
+      const maintenance = startMaintenance({ ...config.maintenance, store: durable, source, registry: metrics.registry, log, clock });
       teardown.push(() => maintenance.stop());
     }
     const running = startRegionLoops({ scheduler, source, intervalMs: config.intervalMs, clock });
     loops = running;
     teardown.push(() => running.stop());
+    const resyncMs = config.resyncIntervalMs ?? DEFAULT_RESYNC_INTERVAL_MS;
+    if (resyncMs > 0) {
+      const resync = setInterval(() => {
+        void scheduler.idle().then(() => {
+          const differences = store.verify((devices) => reconciler.resolveAll(devices));
+          if (differences.length > 0) {
+            metrics.indexDifferences.inc(differences.length);
+            scheduler.request({ fetch: false, reason: 'index resync' });
+          }
+        });
+      }, resyncMs);
+      resync.unref();
+      teardown.push(() => clearInterval(resync));
+    }
 
     return {
       url,

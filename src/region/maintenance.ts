@@ -17,9 +17,9 @@ import type { FleetSource } from '../source/fleet-source.js';
  * not stop the others. Jobs never overlap themselves, and the source serialises compaction with fetches.
  */
 
-export const DEFAULT_MAINTENANCE_SCHEDULE = '17 3 * * *';
-export const DEFAULT_BACKUPS_KEPT = 7;
-export const DEFAULT_REPORT_RETENTION_MS = 30 * 24 * 3600_000;
+import { DEFAULT_BACKUPS_KEPT, DEFAULT_REPORT_RETENTION_MS } from './maintenance-defaults.js';
+
+export { DEFAULT_BACKUPS_KEPT, DEFAULT_MAINTENANCE_SCHEDULE, DEFAULT_REPORT_RETENTION_MS } from './maintenance-defaults.js';
 
 export interface MaintainedStore {
   optimize(): void;

@@ -4,7 +4,7 @@ import https from 'node:https';
 import { pino, type Logger } from 'pino';
 import { MemoryAgentState, type InstalledApp } from '../agent/agent-state.js';
 import { runDeviceLoop, type DeviceEvent } from '../agent/device-loop.js';
-import { SimulatedRuntime } from '../agent/runtime-simulated.js';
+import { SimulatedRuntime, type SimulatedContainerTimings, type SimulatedPhase } from '../agent/runtime-simulated.js';
 import type { ArtifactUrlPolicy } from '../core/artifact-url.js';
 import type { Labels } from '../core/types.js';
 import { RegionClient } from '../agent/http/region-client.js';
@@ -25,6 +25,11 @@ export interface SimulationOptions {
   prefix?: string;
   /** Typical install time; each install takes 0.5x to 1.5x of it. */
   applyMs?: number;
+  /**
+   * Container apps go through pull, start and health check with these typical times (the pull is
+   * skipped when the image is still on the device); otherwise they take applyMs like any app.
+   */
+  container?: SimulatedContainerTimings;
   /** Fraction of updates that fail their health check (decided per device and version, from the seed). */
   failRate?: number;
   /** Every update to this version fails. */
@@ -74,6 +79,8 @@ export interface SimulationStats {
   fatal: number;
   /** Installed versions: app -> version -> number of devices. */
   versions: Record<string, Record<string, number>>;
+  /** Container apps (with `container` timings): steps in progress now, and image pulls so far. */
+  containers?: { pulling: number; starting: number; checking: number; pulled: number; cached: number };
 }
 
 export interface Simulation {
@@ -93,6 +100,8 @@ interface SimulatedDevice {
   applying: number;
   fatal: boolean;
   done: Promise<void>;
+  /** Container step of each app in progress. */
+  phases: Map<string, Exclude<SimulatedPhase, null>>;
 }
 
 /** A counting semaphore: at most `limit` holders at once. */
@@ -149,6 +158,8 @@ export async function startSimulation(opts: SimulationOptions): Promise<Simulati
   let applied = 0;
   let failed = 0;
   let connectionErrors = 0;
+  let pulled = 0;
+  let cached = 0;
 
   const initialInstalled: Record<string, InstalledApp> = {};
   for (const [app, version] of Object.entries(opts.initial ?? {})) initialInstalled[app] = { version };
@@ -164,9 +175,19 @@ export async function startSimulation(opts: SimulationOptions): Promise<Simulati
       applying: 0,
       fatal: false,
       done: Promise.resolve(),
+      phases: new Map(),
     };
     const runtime = new SimulatedRuntime({
       applyMs,
+      container: opts.container,
+      onPhase: (app, phase) => {
+        if (phase) device.phases.set(app, phase);
+        else device.phases.delete(app);
+      },
+      onPull: (_app, downloaded) => {
+        if (downloaded) pulled++;
+        else cached++;
+      },
       random: seededRandom(Math.floor(unitHash(seed, id, 'jitter') * 2 ** 32)),
       failure: (app, version) => {
         if (opts.failVersion && version === opts.failVersion) return `version ${version} is set to fail (--fail-version)`;
@@ -261,7 +282,13 @@ export async function startSimulation(opts: SimulationOptions): Promise<Simulati
       }
       if (Object.keys(state.failed).length > 0) failing++;
     }
+    let containers: SimulationStats['containers'];
+    if (opts.container) {
+      containers = { pulling: 0, starting: 0, checking: 0, pulled, cached };
+      for (const device of devices) for (const phase of device.phases.values()) containers[phase]++;
+    }
     return {
+      ...(containers ? { containers } : {}),
       devices: devices.length,
       enrolled: devices.filter((d) => d.enrolled).length,
       offline: devices.filter((d) => d.offline).length,
@@ -285,6 +312,9 @@ export async function startSimulation(opts: SimulationOptions): Promise<Simulati
       `simulate: ${s.devices} devices, ${s.enrolled} enrolled, ${s.offline} offline, ${s.applying} applying, ` +
       `${s.applied} updated, ${s.failed} failed updates, ${s.failing} failing now, ${s.connectionErrors} connection errors` +
       (s.fatal ? `, ${s.fatal} stopped` : '') +
+      (s.containers && s.containers.pulled + s.containers.cached + s.containers.pulling + s.containers.starting + s.containers.checking > 0
+        ? ` | containers: ${s.containers.pulling} pulling, ${s.containers.starting} starting, ${s.containers.checking} health-checking; ${s.containers.pulled} pulls, ${s.containers.cached} from the device's own images`
+        : '') +
       (versions ? ` | ${versions}` : '')
     );
   };

@@ -117,8 +117,26 @@ function gitFile(fs: typeof nodeFs, gitdir: string, cache: object, path: string,
   };
 }
 
-/** Resolves a ref or abbreviated oid to a commit (annotated tags are peeled). */
+/**
+ * Resolves a ref or abbreviated oid to a commit (annotated tags are peeled). Like git, `REV~N` and
+ * `REV^` walk first parents: `HEAD~1`, `main^`, `origin/main~2`.
+ */
 async function resolveCommit(fs: typeof nodeFs, gitdir: string, where: string, ref: string, cache: object): Promise<git.ReadCommitResult> {
+  const ancestry = /^(.+?)((?:~\d*|\^)+)$/.exec(ref);
+  if (ancestry) {
+    let result = await resolveCommit(fs, gitdir, where, ancestry[1]!, cache);
+    for (const step of ancestry[2]!.match(/~\d*|\^/g)!) {
+      const count = step === '^' || step === '~' ? 1 : Number(step.slice(1));
+      for (let i = 0; i < count; i++) {
+        const parent = result.commit.parent[0];
+        if (parent === undefined) {
+          throw new CascadeError('unknown-rev', `"${ref}" goes back past the first commit of ${where}; give a later revision`, { ref, gitdir });
+        }
+        result = await git.readCommit({ fs, gitdir, oid: parent, cache });
+      }
+    }
+    return result;
+  }
   let oid: string | undefined;
   try {
     oid = await git.resolveRef({ fs, gitdir, ref });
@@ -136,6 +154,9 @@ async function resolveCommit(fs: typeof nodeFs, gitdir: string, where: string, r
     }
   }
   if (oid === undefined) {
+    if ((await git.listBranches({ fs, gitdir }).catch(() => ['?'])).length === 0 && (await git.listTags({ fs, gitdir }).catch(() => ['?'])).length === 0) {
+      throw new CascadeError('no-commits', `${where} has no commits yet, so there is no revision "${ref}" to read; commit first (git -C ${where} add -A && git -C ${where} commit -m "First fleet"), or drop --rev to read the files as they are`, { ref, gitdir });
+    }
     throw new CascadeError(
       'unknown-rev',
       `"${ref}" is not a branch, tag or commit in ${where}; list them with \`git -C ${where} branch -a\` and \`git -C ${where} tag\`, or fetch it first`,

@@ -69,6 +69,13 @@ const MIGRATIONS: readonly string[] = [
     updated_at INTEGER NOT NULL
   ) WITHOUT ROWID;
   `,
+  // When the device first reported (an empty report counts): no desired state is handed before it.
+  // Devices already handed something, or with reports, have reported.
+  `
+  ALTER TABLE devices ADD COLUMN reported_at INTEGER;
+  UPDATE devices SET reported_at = COALESCE(last_seen, enrolled_at)
+    WHERE id IN (SELECT device_id FROM handed) OR id IN (SELECT device_id FROM reports);
+  `,
   // Rollout verbs: the attempt a failure report is about, operator retries, what a region pushed on a halt.
   `
   ALTER TABLE reports ADD COLUMN attempt INTEGER;
@@ -137,6 +144,24 @@ function toDevice(row: DeviceRow, apps: Record<string, AppReport>): DeviceRecord
   };
 }
 
+/** What loadIndexRows returns. */
+export interface IndexRows {
+  devices: Array<DeviceRecord & { tokenHash: string; reportedAt: number | null }>;
+  handed: Map<DeviceId, HandedState>;
+  rollouts: Map<string, RolloutState>;
+  updatesSent: number;
+}
+
+/** What writeBatch writes in one transaction. */
+export interface StateBatch {
+  at: number;
+  reports?: Iterable<{ id: DeviceId; apps: Record<string, AppReport>; at: number; labels?: Labels }>;
+  seen?: Iterable<[DeviceId, number]>;
+  handed?: Iterable<{ deviceId: DeviceId; state: HandedState }>;
+  updates?: number;
+  rollouts?: ReadonlyMap<string, RolloutState>;
+}
+
 /** The region's state in `<data>/state.sqlite` (WAL). Each mutating method is one transaction. */
 export class SqliteStateStore {
   readonly path: string;
@@ -183,6 +208,10 @@ export class SqliteStateStore {
       device: db.prepare<[string], DeviceRow>('SELECT id, labels, enrolled_at, last_seen, revoked FROM devices WHERE id = ?'),
       allDevices: db.prepare<[], DeviceRow>('SELECT id, labels, enrolled_at, last_seen, revoked FROM devices ORDER BY id'),
       touchDevice: db.prepare<[number, string]>('UPDATE devices SET last_seen = ? WHERE id = ?'),
+      markReported: db.prepare<[number, string]>('UPDATE devices SET reported_at = COALESCE(reported_at, ?) WHERE id = ?'),
+      indexDevices: db.prepare<[], DeviceRow & { token_hash: string; reported_at: number | null }>(
+        'SELECT id, labels, token_hash, enrolled_at, last_seen, revoked, reported_at FROM devices ORDER BY id',
+      ),
       relabelDevice: db.prepare<[string, string]>('UPDATE devices SET labels = ? WHERE id = ?'),
       clearReports: db.prepare<[string]>('DELETE FROM reports WHERE device_id = ?'),
       insertReport: db.prepare<[string, string, string | null, string, string | null, number, number | null]>(
@@ -269,16 +298,60 @@ export class SqliteStateStore {
   /** Replaces everything the device said about its apps (a report lists all of them) and marks it seen. */
   recordReport(id: DeviceId, apps: Record<string, AppReport>, at: number, labels?: Labels): void {
     this.db.transaction(() => {
-      const changed = this.statements.touchDevice.run(at, id).changes;
-      if (changed === 0) {
-        throw new CascadeError('device-unknown', `device ${id} is not enrolled; it must enrol before it reports`, { deviceId: id });
+      this.writeReport(id, apps, at, labels);
+    })();
+  }
+
+  private writeReport(id: DeviceId, apps: Record<string, AppReport>, at: number, labels?: Labels): void {
+    const changed = this.statements.touchDevice.run(at, id).changes;
+    if (changed === 0) {
+      throw new CascadeError('device-unknown', `device ${id} is not enrolled; it must enrol before it reports`, { deviceId: id });
+    }
+    this.statements.markReported.run(at, id);
+    if (labels) this.statements.relabelDevice.run(JSON.stringify(labels), id);
+    this.statements.clearReports.run(id);
+    for (const app of Object.keys(apps).sort()) {
+      const report = apps[app]!;
+      this.statements.insertReport.run(id, app, report.version, report.state, report.message ?? null, at, report.attempt ?? null);
+    }
+  }
+
+  /**
+   * Everything a region keeps in memory (reconciler/fleet-index.ts), read once at start: devices with
+   * their token hashes, whether they reported, their reports and what they were handed.
+   */
+  loadIndexRows(): IndexRows {
+    const devices = this.listDevices();
+    const extra = new Map<string, { tokenHash: string; reportedAt: number | null }>();
+    for (const row of this.statements.indexDevices.iterate()) extra.set(row.id, { tokenHash: row.token_hash, reportedAt: row.reported_at });
+    return {
+      devices: devices.map((device) => ({ ...device, tokenHash: extra.get(device.id)!.tokenHash, reportedAt: extra.get(device.id)!.reportedAt })),
+      handed: this.listHanded(),
+      rollouts: this.getRolloutStates(),
+      updatesSent: this.updatesSent(),
+    };
+  }
+
+  /**
+   * One transaction for what a region buffered since its last write: reports (coalesced: the last
+   * one of each device), last-seen times, and the hand-out of a pass with its rollout states.
+   * Reports of devices no longer enrolled are skipped. Returns nothing: the caller counted updates.
+   */
+  writeBatch(batch: StateBatch): void {
+    this.db.transaction(() => {
+      for (const report of batch.reports ?? []) {
+        try {
+          this.writeReport(report.id, report.apps, report.at, report.labels);
+        } catch (err) {
+          if (!(err instanceof CascadeError && err.code === 'device-unknown')) throw err;
+        }
       }
-      if (labels) this.statements.relabelDevice.run(JSON.stringify(labels), id);
-      this.statements.clearReports.run(id);
-      for (const app of Object.keys(apps).sort()) {
-        const report = apps[app]!;
-        this.statements.insertReport.run(id, app, report.version, report.state, report.message ?? null, at, report.attempt ?? null);
+      for (const [id, at] of batch.seen ?? []) this.statements.touchDevice.run(at, id);
+      if (batch.rollouts) this.writeRollouts(batch.rollouts, batch.at);
+      for (const row of batch.handed ?? []) {
+        this.statements.upsertHanded.run(row.deviceId, row.state.revision, stableJson(row.state.apps), row.state.generation, batch.at);
       }
+      if (batch.updates) this.statements.addCounter.run(batch.updates, 'updates_sent');
     })();
   }
 

@@ -5,8 +5,11 @@ import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { git, writeFiles } from '../support/git-fixtures.js';
+
+// Each test runs the real CLI several times; on a busy 2-core machine one run can take seconds.
+vi.setConfig({ testTimeout: 120_000, hookTimeout: 120_000 });
 
 const CLI = fileURLToPath(new URL('../../bin/cascade.js', import.meta.url));
 

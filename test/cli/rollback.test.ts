@@ -4,10 +4,13 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { commitFiles, git, makeFleetRemote, type FleetRemote } from '../support/git-fixtures.js';
 import { startGitHttpServer, type GitHttpServer } from '../support/git-http-server.js';
 import { smallFleet, webDeployment } from '../support/small-fleet.js';
+
+// Each test runs the real CLI several times; on a busy 2-core machine one run can take seconds.
+vi.setConfig({ testTimeout: 120_000, hookTimeout: 120_000 });
 
 const BIN = fileURLToPath(new URL('../../bin/cascade.js', import.meta.url));
 const run = promisify(execFile);

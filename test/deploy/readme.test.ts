@@ -49,4 +49,16 @@ describe('deploy/README.md', () => {
       if (variable.shownDefault !== null) expect(defaultCell, variable.name).toContain(`\`${variable.shownDefault}\``);
     }
   });
+
+  it('names the *_FILE variant of every secret the region reads, and says it serves HTTPS', async () => {
+    const readme = await readFile(join(ROOT, 'deploy/README.md'), 'utf8');
+    const source = await readFile(join(ROOT, 'src/cli/commands/region.ts'), 'utf8');
+    const secrets = [...source.matchAll(/secretFrom\([^,]+, '(CASCADE_[A-Z_]+)'\)/g)].map((m) => m[1]!);
+    expect(secrets.length).toBeGreaterThanOrEqual(6);
+    for (const variable of secrets) expect(readme, `${variable}_FILE`).toContain(`\`${variable}_FILE\``);
+    expect(readme).not.toMatch(/no `\*_FILE` variants/);
+    expect(source).toContain("'--tls-cert <file>'");
+    expect(readme).not.toMatch(/The region serves\s+plain HTTP:/);
+    expect(readme).toContain('The region serves HTTPS itself with');
+  });
 });

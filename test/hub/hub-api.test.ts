@@ -69,7 +69,7 @@ describe('hub API', () => {
       expect.objectContaining({ region: 'eu-west', applied: true, refused: false }),
       expect.objectContaining({ region: 'us-east', applied: false, deployments: [] }),
     ]);
-    expect(view.regions[0].deployments[0].counts).toEqual({ devices: 10, converged: 3, updating: 3, pending: 4, failed: 0, offline: 0 });
+    expect(view.regions[0].deployments[0].counts).toEqual({ devices: 10, converged: 3, new: 0, updating: 3, pending: 4, failed: 0, offline: 0 });
     expect(view.deployments).toEqual([expect.objectContaining({ deployment: 'web', version: '2.0.0', states: { 'eu-west': 'Progressing' } })]);
 
     const complete = rollout('web', B, 'Complete', [wave(1, 10, { healthy: 1 }), wave(2, 100, { healthy: 9 })]);

@@ -29,7 +29,7 @@ describe('revisionView', () => {
       ['eu-west', true, B],
       ['us-east', true, B],
     ]);
-    expect(view.deployments[0]!.counts).toEqual({ devices: 8, converged: 8, updating: 0, pending: 0, failed: 0, offline: 0 });
+    expect(view.deployments[0]!.counts).toEqual({ devices: 8, converged: 8, new: 0, updating: 0, pending: 0, failed: 0, offline: 0 });
   });
 
   it('is Progressing while no region has applied the commit yet', () => {
@@ -48,7 +48,7 @@ describe('revisionView', () => {
       ['eu-west', true],
       ['us-east', false],
     ]);
-    expect(view.deployments[0]!.counts).toEqual({ devices: 8, converged: 3, updating: 1, pending: 0, failed: 0, offline: 4 });
+    expect(view.deployments[0]!.counts).toEqual({ devices: 8, converged: 3, new: 0, updating: 1, pending: 0, failed: 0, offline: 4 });
   });
 
   it('Refused wins over Halted; a rollout an older commit started still belongs to that commit', () => {

@@ -10,12 +10,14 @@ import { Reconciler } from '../../src/reconciler/reconciler.js';
 import { createRegionMetrics, type RegionMetrics } from '../../src/reconciler/region-metrics.js';
 import type { FleetSource } from '../../src/source/fleet-source.js';
 import { SqliteStateStore } from '../../src/storage/region-state-store.js';
+import { FleetIndex } from '../../src/reconciler/fleet-index.js';
 import { commitFiles, git, makeLocalRepo } from '../support/git-fixtures.js';
 import { smallFleet, webDeployment } from '../support/small-fleet.js';
 
 /**
  * The Reconciler on its own, against a scripted source (each sync answers what the test says: a
- * commit id, or an error) over a real repository, and a real SQLite store in a temp dir. What it
+ * commit id, or an error) over a real repository, and the region's real store (the in-memory index over
+ * SQLite in a temp dir). What it
  * checks: refusals are final for their head, passing failures are retried with backoff, conditions
  * say which is which, one bad Deployment does not stop the others, and an operator can adopt a
  * rewritten branch without a restart.
@@ -46,7 +48,7 @@ describe('Reconciler: final and temporary errors, conditions, adoption', () => {
   let base: string;
   let repo: string;
   let source: ScriptedSource;
-  let store: SqliteStateStore;
+  let store: FleetIndex;
   let metrics: RegionMetrics;
   let retries: number[];
   let now: number;
@@ -57,7 +59,8 @@ describe('Reconciler: final and temporary errors, conditions, adoption', () => {
     repo = join(base, 'fleet');
     await makeLocalRepo(repo, smallFleet({ web: '1.0.0', db: null }));
     source = new ScriptedSource(repo);
-    store = SqliteStateStore.open(join(base, 'data'));
+    now = 1_700_000_000_000;
+    store = new FleetIndex({ durable: SqliteStateStore.open(join(base, 'data')), clock: () => now, offlineAfterMs: () => 600_000, log: pino({ level: 'silent' }) });
     metrics = createRegionMetrics('us-east');
     retries = [];
     now = 1_700_000_000_000;

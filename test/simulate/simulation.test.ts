@@ -77,6 +77,35 @@ describe('startSimulation', () => {
     await until(() => reportedVersions(simulation.deviceIds)['2.0.1/healthy'] === 20, 30_000, 'recovery');
   });
 
+  it('container apps go through pull, start and health check; a rollback to the previous image needs no pull', async () => {
+    const simulation = await simulate({ devices: 10, container: { pullMs: 400, startMs: 50, healthMs: 50 } });
+    await until(() => simulation.stats().enrolled === 10, 30_000, 'enrolment');
+    const catalog = (version: string) => ({
+      web: {
+        runtime: { type: 'container' as const, image: 'registry.local/web' },
+        artifacts: {
+          '1.0.0': { image: 'registry.local/web:1.0.0', digest: `sha256:${'1'.repeat(64)}` },
+          '2.0.0': { image: 'registry.local/web:2.0.0', digest: `sha256:${'2'.repeat(64)}` },
+        },
+      },
+      version,
+    });
+    const handOut = (version: string) => region.handOut([...simulation.deviceIds], web(version), { web: catalog(version).web });
+
+    handOut('1.0.0');
+    // While the pulls run, the stats say so.
+    await until(() => (simulation.stats().containers?.pulling ?? 0) > 0, 30_000, 'devices pulling');
+    expect(simulation.statsLine()).toMatch(/containers: \d+ pulling, \d+ starting, \d+ health-checking/);
+    await until(() => reportedVersions(simulation.deviceIds)['1.0.0/healthy'] === 10, 30_000, 'install');
+    handOut('2.0.0');
+    await until(() => reportedVersions(simulation.deviceIds)['2.0.0/healthy'] === 10, 30_000, 'upgrade');
+    expect(simulation.stats().containers).toMatchObject({ pulled: 20, cached: 0 });
+    // Back to 1.0.0: its image was kept.
+    handOut('1.0.0');
+    await until(() => reportedVersions(simulation.deviceIds)['1.0.0/healthy'] === 10, 30_000, 'rollback');
+    expect(simulation.stats().containers).toEqual({ pulling: 0, starting: 0, checking: 0, pulled: 20, cached: 10 });
+  });
+
   it('--fail-rate fails the same devices for the same seed', async () => {
     /** Runs 30 devices against a fresh region, hands out 5.0.0 and returns the ids that failed it. */
     const failedWith = async (seed: string): Promise<string[]> => {

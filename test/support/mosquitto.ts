@@ -192,3 +192,21 @@ export async function makeTestCertificates(dir: string): Promise<{ caFile: strin
   for (const file of [caFile, certFile, keyFile]) chmodSync(file, 0o644);
   return { caFile, certFile, keyFile };
 }
+
+/** The bridge section of a site broker's mosquitto.conf (docs/mqtt.md shows the same). */
+export function bridgeConfig(name: string, regionBrokerPort: number, user: { username: string; password: string }, region: string): string[] {
+  return [
+    `connection ${name}`,
+    `address 127.0.0.1:${regionBrokerPort}`,
+    `remote_username ${user.username}`,
+    `remote_password ${user.password}`,
+    `remote_clientid ${user.username}`,
+    'cleansession false',
+    'try_private true',
+    'notifications false',
+    'bridge_protocol_version mqttv311',
+    `topic cascade/${region}/+/reported out 1`,
+    `topic cascade/${region}/+/status out 1`,
+    `topic cascade/${region}/+/desired in 1`,
+  ];
+}

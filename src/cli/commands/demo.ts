@@ -1,6 +1,4 @@
 import { Command, InvalidArgumentError, Option } from 'commander';
-import { runDemo } from '../../demo/run-demo.js';
-import { createCliLogger } from '../logger.js';
 
 interface DemoFlags {
   devices: number;
@@ -24,6 +22,7 @@ export function registerDemo(program: Command): void {
     .option('--keep', 'keep the temporary folder (fleet repository, git host copy, region data) and print where it is')
     .option('--verbose', "show the region's and devices' logs on standard error")
     .action(async (flags: DemoFlags) => {
+      const [{ runDemo }, { createCliLogger }] = await Promise.all([import('../../demo/run-demo.js'), import('../logger.js')]);
       // Ctrl-C stops the demo cleanly: devices, region and git host are shut down and the temp folder removed.
       const interrupt = new AbortController();
       const onSignal = () => interrupt.abort(new Error('interrupted'));

@@ -1,5 +1,6 @@
 import { Command, Option } from 'commander';
 import { operatorRequest } from '../operator-request.js';
+import { urlFlag } from '../parse-flags.js';
 
 interface DevicesFlags {
   regionUrl: string;
@@ -19,7 +20,7 @@ export function registerDevices(program: Command): void {
   const devices = program.command('devices').description("list a region's enrolled devices, revoke one");
   const common = (command: Command) =>
     command
-      .addOption(new Option('--region-url <url>', 'URL of the region').env('CASCADE_REGION_URL').makeOptionMandatory())
+      .addOption(new Option('--region-url <url>', 'URL of the region').env('CASCADE_REGION_URL').argParser(urlFlag).makeOptionMandatory())
       .addOption(new Option('--operator-token <token>', "the region's operator token").env('CASCADE_OPERATOR_TOKEN'));
   common(devices.command('list').description('every enrolled device, its labels, enrolment and last contact').option('--json', 'print JSON')).action(
     async (flags: DevicesFlags) => {

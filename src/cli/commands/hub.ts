@@ -1,12 +1,10 @@
-import { hubDashboard } from '../../dashboard/serve.js';
 import { Command, Option } from 'commander';
 import { CascadeError } from '../../core/errors.js';
 import { regionToken } from '../../protocol/hub-auth.js';
-import { DEFAULT_STALE_AFTER_MS, startHub } from '../../hub/hub-server.js';
-import { isValidRegionName } from '../../protocol/hub-summary.js';
-import { createCliLogger } from '../logger.js';
+import { DEFAULT_STALE_AFTER_MS, isValidRegionName } from '../../protocol/hub-summary.js';
 import { secretFrom } from '../secrets.js';
 import { durationFlag, listenFlag } from '../parse-flags.js';
+import { checkStateDir, listenError } from '../preflight.js';
 
 interface HubFlags {
   listen: { host: string; port: number };
@@ -44,22 +42,31 @@ export function registerHub(program: Command): void {
         .argParser(durationFlag),
     )
     .action(async (flags: HubFlags) => {
+      const [{ startHub }, { hubDashboard }, { createCliLogger }] = await Promise.all([
+        import('../../hub/hub-server.js'),
+        import('../../dashboard/serve.js'),
+        import('../logger.js'),
+      ]);
       // Each secret may also come from a file: CASCADE_HUB_TOKEN_FILE, CASCADE_HUB_READ_TOKEN_FILE, ...
       flags.token = secretFrom(flags.token, 'CASCADE_HUB_TOKEN');
       flags.readToken = secretFrom(flags.readToken, 'CASCADE_HUB_READ_TOKEN');
       flags.webhookSecret = secretFrom(flags.webhookSecret, 'CASCADE_HUB_WEBHOOK_SECRET');
+      const token = requireToken(flags.token);
+      checkStateDir(flags.data, '--data', 'CASCADE_HUB_DATA');
       const log = createCliLogger();
       const running = await startHub({
         plugins: [hubDashboard],
         host: flags.listen.host,
         port: flags.listen.port,
         dataDir: flags.data,
-        token: requireToken(flags.token),
+        token,
         readToken: flags.readToken ?? null,
         webhooks: flags.webhook,
         webhookSecret: flags.webhookSecret ?? null,
         staleAfterMs: flags.staleAfter,
         log,
+      }).catch((err: unknown) => {
+        throw listenError(err, flags.listen, '--listen');
       });
       if (!flags.readToken) log.warn('reads are open: anyone who reaches the listen address sees the fleet (set --read-token to require a token)');
       await new Promise<void>((resolve) => {

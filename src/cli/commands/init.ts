@@ -1,6 +1,5 @@
 import path from 'node:path';
 import type { Command } from 'commander';
-import { initFleetRepository } from '../../source/init-repository.js';
 
 /** `cascade init DIR`: a new fleet repository from the example template, with a first commit. */
 export function registerInit(program: Command): void {
@@ -11,6 +10,7 @@ export function registerInit(program: Command): void {
     .option('--branch <name>', 'name of the first branch', 'main')
     .option('--json', 'print {dir, branch, commit, files} as JSON on stdout')
     .action(async (dir: string, options: { branch: string; json?: boolean }) => {
+      const { initFleetRepository } = await import('../../source/init-repository.js');
       const result = await initFleetRepository(dir, { branch: options.branch });
       const absolute = path.resolve(dir);
       if (options.json) {

@@ -2,22 +2,16 @@ import { readFile } from 'node:fs/promises';
 import { Command, Option } from 'commander';
 import { CascadeError } from '../../core/errors.js';
 import type { InventoryDevice } from '../../core/types.js';
-import { formatProblem } from '../../desired/format-problem.js';
-import { loadRepository } from '../../desired/load-repository.js';
-import { buildPlan } from '../../plan/diff.js';
-import { parseInventory } from '../../plan/inventory.js';
-import { renderPlanJson } from '../../plan/render-json.js';
-import { renderPlanMarkdown } from '../../plan/render-markdown.js';
-import { renderPlanText } from '../../plan/render-text.js';
 import type { Plan } from '../../plan/types.js';
-import { createCliLogger } from '../logger.js';
-import { allowArtifactOriginOption, allowHttpArtifactsOption, artifactPolicyFrom } from '../parse-flags.js';
+import { allowArtifactOriginOption, allowHttpArtifactsOption, artifactPolicyFrom, urlFlag } from '../parse-flags.js';
+import { secretFrom } from '../secrets.js';
 
 type PlanFormat = 'text' | 'json' | 'markdown';
 
 interface PlanFlags {
   inventory?: string;
   regionUrl?: string;
+  operatorToken?: string;
   rev?: string;
   format: PlanFormat;
   json?: boolean;
@@ -35,13 +29,20 @@ export function registerPlan(program: Command): void {
     .description('show the steps (install, upgrade, downgrade, remove) the fleet repository asks for, per region, Deployment and wave')
     .argument('[dir]', 'fleet repository directory', '.')
     .option('--inventory <file>', 'JSON array of devices: [{"id", "region", "labels": {...}, "apps": {"<app>": "<version>"}}]')
-    .option('--region-url <url>', 'read the inventory from a running region (GET <url>/api/v1/devices; operator token from CASCADE_OPERATOR_TOKEN) instead of a file')
+    .option('--region-url <url>', 'read the inventory from a running region (GET <url>/api/v1/devices) instead of a file', urlFlag)
+    .addOption(new Option('--operator-token <token>', "the region's operator token, for --region-url").env('CASCADE_OPERATOR_TOKEN'))
     .option('--rev <rev>', 'plan a commit, branch or tag instead of the working tree')
     .addOption(new Option('--format <format>', 'output format').choices(['text', 'json', 'markdown']).default('text'))
     .option('--json', 'same as --format json: only the plan JSON goes to stdout')
     .addOption(allowArtifactOriginOption())
     .addOption(allowHttpArtifactsOption())
     .action(async (dir: string, flags: PlanFlags) => {
+      const [{ formatProblem }, { loadRepository }, { buildPlan }, { createCliLogger }] = await Promise.all([
+        import('../../desired/format-problem.js'),
+        import('../../desired/load-repository.js'),
+        import('../../plan/diff.js'),
+        import('../logger.js'),
+      ]);
       const format: PlanFormat = flags.json ? 'json' : flags.format;
       if ((flags.inventory === undefined) === (flags.regionUrl === undefined)) {
         throw new CascadeError(
@@ -62,25 +63,25 @@ export function registerPlan(program: Command): void {
         process.exitCode = 1;
         return;
       }
-      const devices = flags.inventory !== undefined ? await readInventoryFile(flags.inventory) : await fetchInventory(flags.regionUrl!);
+      const devices = flags.inventory !== undefined ? await readInventoryFile(flags.inventory) : await fetchInventory(flags.regionUrl!, secretFrom(flags.operatorToken, 'CASCADE_OPERATOR_TOKEN'));
       const plan = buildPlan(loaded.fleet, devices);
       logger.debug({ revision: plan.revision, devices: devices.length, steps: plan.steps.length, conflicts: plan.conflicts.length }, 'plan built');
-      process.stdout.write(render(plan, format));
+      process.stdout.write(await render(plan, format));
     });
 }
 
-function render(plan: Plan, format: PlanFormat): string {
+async function render(plan: Plan, format: PlanFormat): Promise<string> {
   switch (format) {
     case 'json':
-      return renderPlanJson(plan);
+      return (await import('../../plan/render-json.js')).renderPlanJson(plan);
     case 'markdown':
-      return renderPlanMarkdown(plan);
+      return (await import('../../plan/render-markdown.js')).renderPlanMarkdown(plan);
     case 'text':
-      return renderPlanText(plan);
+      return (await import('../../plan/render-text.js')).renderPlanText(plan);
   }
 }
 
-async function readInventoryFile(file: string): Promise<InventoryDevice[]> {
+export async function readInventoryFile(file: string): Promise<InventoryDevice[]> {
   let text: string;
   try {
     text = await readFile(file, 'utf8');
@@ -91,11 +92,11 @@ async function readInventoryFile(file: string): Promise<InventoryDevice[]> {
       { file },
     );
   }
-  return parseInventory(text, file);
+  return (await import('../../plan/inventory.js')).parseInventory(text, file);
 }
 
 /** The inventory of a running region: `GET <url>/api/v1/devices` answers the same JSON array as a file. */
-export async function fetchInventory(regionUrl: string): Promise<InventoryDevice[]> {
+export async function fetchInventory(regionUrl: string, operatorToken?: string): Promise<InventoryDevice[]> {
   let base: URL;
   try {
     base = new URL(regionUrl);
@@ -105,7 +106,10 @@ export async function fetchInventory(regionUrl: string): Promise<InventoryDevice
   const url = `${base.toString().replace(/\/+$/, '')}/api/v1/devices`;
   let response: Response;
   try {
-    response = await fetch(url, { signal: AbortSignal.timeout(30_000), headers: { accept: 'application/json' } });
+    response = await fetch(url, {
+      signal: AbortSignal.timeout(30_000),
+      headers: { accept: 'application/json', ...(operatorToken ? { authorization: `Bearer ${operatorToken}` } : {}) },
+    });
   } catch (err) {
     const cause = (err as Error & { cause?: { code?: string; message?: string } }).cause;
     throw new CascadeError(
@@ -115,8 +119,11 @@ export async function fetchInventory(regionUrl: string): Promise<InventoryDevice
     );
   }
   const body = await response.text();
+  if (response.status === 401 || response.status === 403) {
+    throw new CascadeError('region-operator-token-required', `${url} answered ${response.status}: the live inventory needs the region's operator token; pass --operator-token (or CASCADE_OPERATOR_TOKEN, or a context's token file)`, { url, status: response.status });
+  }
   if (!response.ok) {
     throw new CascadeError('region-error', `${url} answered ${response.status} ${response.statusText}: ${body.slice(0, 300)}`, { url, status: response.status });
   }
-  return parseInventory(body, url);
+  return (await import('../../plan/inventory.js')).parseInventory(body, url);
 }

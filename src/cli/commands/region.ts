@@ -1,17 +1,13 @@
-import { regionDashboard } from '../../dashboard/serve.js';
-import { Command, Option } from 'commander';
+import { Command, InvalidArgumentError, Option } from 'commander';
 import { CascadeError } from '../../core/errors.js';
 import { DEFAULT_OFFLINE_AFTER_MS } from '../../plan/rollout/defaults.js';
-import { startRegion } from '../../region/compose.js';
 import { registerRegionAccept } from './region-accept.js';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { DEFAULT_BACKUPS_KEPT, DEFAULT_MAINTENANCE_SCHEDULE, checkMaintenanceSchedule } from '../../region/maintenance.js';
-import { loadTrustedKeys } from '../../source/trusted-keys.js';
-import { openPgpSigner } from '../../source/sign-commit.js';
-import { createCliLogger } from '../logger.js';
+import { DEFAULT_BACKUPS_KEPT, DEFAULT_MAINTENANCE_SCHEDULE } from '../../region/maintenance-defaults.js';
 import { envFlag, secretFrom } from '../secrets.js';
-import { allowArtifactOriginOption, allowHttpArtifactsOption, artifactPolicyFrom, durationFlag, listenFlag, positiveIntFlag } from '../parse-flags.js';
+import { allowArtifactOriginOption, allowHttpArtifactsOption, artifactPolicyFrom, durationFlag, listenFlag, positiveIntFlag, urlFlag } from '../parse-flags.js';
+import { checkLocalRepo, checkStateDir, listenError } from '../preflight.js';
 
 interface RegionFlags {
   repo: string;
@@ -21,6 +17,7 @@ interface RegionFlags {
   data: string;
   interval: number;
   offlineAfter: number;
+  resyncInterval: number;
   enrollmentToken?: string;
   insecureOpenEnrollment?: boolean;
   gitUsername?: string;
@@ -45,9 +42,19 @@ interface RegionFlags {
   backupKeep: number;
   allowArtifactOrigin?: string[];
   allowHttpArtifacts?: boolean;
+  registryMirror?: string;
   gitPushToken?: string;
   gitPushUsername?: string;
   signingKey?: string;
+}
+
+/** A registry host as image references name it: host[:port] with an optional path prefix, no scheme. */
+function registryMirrorFlag(value: string): string {
+  const text = value.replace(/^https?:\/\//, '').replace(/\/+$/, '');
+  if (!/^[a-z0-9]([a-z0-9._-]*[a-z0-9])?(:[0-9]{1,5})?(\/[a-z0-9]([a-z0-9._-]*[a-z0-9])?)*$/.test(text)) {
+    throw new InvalidArgumentError(`"${value}" is not a registry host such as mirror.site.local:5000 or mirror.local/hub`);
+  }
+  return text;
 }
 
 export function registerRegion(program: Command): void {
@@ -60,13 +67,19 @@ export function registerRegion(program: Command): void {
     .addOption(new Option('--listen <host:port>', 'address of the device and operator API').env('CASCADE_LISTEN').default(listenFlag('0.0.0.0:8080'), '0.0.0.0:8080').argParser(listenFlag))
     .addOption(new Option('--data <dir>', 'state directory (SQLite, git objects, parse cache)').env('CASCADE_DATA').default('/var/lib/cascade'))
     .addOption(new Option('--interval <duration>', 'poll the repository this often').env('CASCADE_INTERVAL').default(30_000, '30s').argParser(durationFlag))
+    .addOption(
+      new Option('--resync-interval <duration>', 'check the in-memory state against a full recount from the store this often (errors name any difference)')
+        .env('CASCADE_RESYNC_INTERVAL')
+        .default(600_000, '10m')
+        .argParser(durationFlag),
+    )
     .addOption(new Option('--offline-after <duration>', 'a device silent this long counts as offline, for rollouts and status alike (the fleet repository\'s Region or Fleet rollout.offlineAfter wins)').env('CASCADE_OFFLINE_AFTER').default(DEFAULT_OFFLINE_AFTER_MS, '10m').argParser(durationFlag))
     .addOption(new Option('--enrollment-token <token>', 'secret devices present to enrol').env('CASCADE_ENROLLMENT_TOKEN'))
     .addOption(new Option('--insecure-open-enrollment', 'let any device enrol without a token (lab use only; env CASCADE_INSECURE_OPEN_ENROLLMENT=true)'))
     .addOption(new Option('--git-username <name>', 'basic auth user for an http(s) repository').env('CASCADE_GIT_USERNAME'))
     .addOption(new Option('--git-password <password>', 'basic auth password for an http(s) repository').env('CASCADE_GIT_PASSWORD'))
     .addOption(new Option('--git-token <token>', 'access token for an http(s) repository').env('CASCADE_GIT_TOKEN'))
-    .addOption(new Option('--hub-url <url>', 'push a summary to this hub (`cascade hub`) on every change and heartbeat').env('CASCADE_HUB_URL'))
+    .addOption(new Option('--hub-url <url>', 'push a summary to this hub (`cascade hub`) on every change and heartbeat').env('CASCADE_HUB_URL').argParser(urlFlag))
     .addOption(new Option('--hub-token <token>', "this region's hub token, from `cascade hub region-token REGION`").env('CASCADE_HUB_TOKEN'))
     .addOption(new Option('--tls-cert <file>', 'serve HTTPS with this certificate (PEM)').env('CASCADE_TLS_CERT'))
     .addOption(new Option('--tls-key <file>', 'private key of --tls-cert (PEM)').env('CASCADE_TLS_KEY'))
@@ -79,7 +92,8 @@ export function registerRegion(program: Command): void {
     .addOption(new Option('--mqtt-password <password>', 'the region\'s MQTT password').env('CASCADE_MQTT_PASSWORD'))
     .addOption(new Option('--mqtt-ca-file <file>', 'with mqtts://: PEM file of the CA that signed the broker\'s certificate').env('CASCADE_MQTT_CA_FILE'))
     .addOption(new Option('--mqtt-device-passwords <file>', 'Mosquitto password file in which the region writes each device\'s credentials (username = device id, password = device token)').env('CASCADE_MQTT_DEVICE_PASSWORDS'))
-    .addOption(new Option('--mqtt-broker-pid-file <file>', 'pid file of the broker, sent SIGHUP after each change to --mqtt-device-passwords').env('CASCADE_MQTT_BROKER_PID_FILE'))
+    .addOption(new Option('--registry-mirror <host[:port][/path]>', 'devices pull container images through this registry mirror (a Region\'s spec.containers.registryMirror wins)').env('CASCADE_REGISTRY_MIRROR').argParser(registryMirrorFlag))
+    .addOption(new Option('--mqtt-broker-pid-file <file>', 'pid file of the broker, sent SIGHUP after each change to --mqtt-device-passwords (several, comma-separated, for brokers sharing the file)').env('CASCADE_MQTT_BROKER_PID_FILE'))
     .addOption(new Option('--maintenance-schedule <cron>', 'housekeeping (pack compaction, PRAGMA optimize, state backup, report pruning) on this cron schedule').env('CASCADE_MAINTENANCE_SCHEDULE').default(DEFAULT_MAINTENANCE_SCHEDULE, 'nightly at 03:17'))
     .addOption(new Option('--backup-dir <dir>', 'where housekeeping writes state backups (default: <data>/backups)').env('CASCADE_BACKUP_DIR'))
     .addOption(new Option('--backup-keep <n>', 'state backups kept').env('CASCADE_BACKUP_KEEP').default(DEFAULT_BACKUPS_KEPT).argParser(positiveIntFlag))
@@ -92,6 +106,12 @@ export function registerRegion(program: Command): void {
       // Checked here, not by commander, so that `cascade region accept` does not need them.
       if (!flags.repo) throw new CascadeError('bad-options', 'cascade region needs --repo URL|PATH (or CASCADE_REPO): the fleet repository to follow');
       if (!flags.region) throw new CascadeError('bad-options', 'cascade region needs --region NAME (or CASCADE_REGION): the region this reconciler serves');
+      const [{ startRegion }, { regionDashboard }, { createCliLogger }, { checkMaintenanceSchedule }] = await Promise.all([
+        import('../../region/compose.js'),
+        import('../../dashboard/serve.js'),
+        import('../logger.js'),
+        import('../../region/maintenance.js'),
+      ]);
       checkMaintenanceSchedule(flags.maintenanceSchedule);
       flags.enrollmentToken = secretFrom(flags.enrollmentToken, 'CASCADE_ENROLLMENT_TOKEN');
       flags.gitToken = secretFrom(flags.gitToken, 'CASCADE_GIT_TOKEN');
@@ -120,13 +140,18 @@ export function registerRegion(program: Command): void {
           'refusing to start without an enrolment token: set --enrollment-token (or CASCADE_ENROLLMENT_TOKEN), or pass --insecure-open-enrollment to let any device enrol.',
         );
       }
-      const trustedKeys = flags.verifyCommits ? await loadTrustedKeys(flags.trustedKeys!) : undefined;
+      const trustedKeys = flags.verifyCommits ? await (await import('../../source/trusted-keys.js')).loadTrustedKeys(flags.trustedKeys!) : undefined;
       flags.gitPushToken = secretFrom(flags.gitPushToken, 'CASCADE_GIT_PUSH_TOKEN');
-      const signer = flags.signingKey ? await openPgpSigner(readSecretFile(flags.signingKey, '--signing-key'), secretFrom(undefined, 'CASCADE_SIGNING_KEY_PASSPHRASE')) : undefined;
+      const signer = flags.signingKey
+        ? await (await import('../../source/sign-commit.js')).openPgpSigner(readSecretFile(flags.signingKey, '--signing-key'), secretFrom(undefined, 'CASCADE_SIGNING_KEY_PASSPHRASE'))
+        : undefined;
       const tls = flags.tlsCert ? { cert: readPem(flags.tlsCert, '--tls-cert'), key: readPem(flags.tlsKey!, '--tls-key') } : undefined;
       if (flags.hubUrl && !flags.hubToken) {
         throw new CascadeError('hub-token-required', `--hub-url needs --hub-token (or CASCADE_HUB_TOKEN): print it with \`cascade hub region-token ${flags.region}\` on the hub.`);
       }
+      // Nothing is created on disk until the flags and the state folder are known to be usable.
+      checkLocalRepo(flags.repo);
+      checkStateDir(flags.data, '--data', 'CASCADE_DATA');
       const log = createCliLogger();
       if (!flags.operatorToken) log.warn('no --operator-token: the operator API (device list, revocation) and the live inventory are open to anyone who can reach this region');
       if (!flags.enrollmentToken) log.warn('open enrolment: any device that can reach this region can enrol (--insecure-open-enrollment)');
@@ -141,6 +166,7 @@ export function registerRegion(program: Command): void {
         intervalMs: flags.interval,
         offlineAfterMs: flags.offlineAfter,
         maintenance: { schedule: flags.maintenanceSchedule, backupDir: flags.backupDir ?? join(flags.data, 'backups'), backupsKept: flags.backupKeep },
+        resyncIntervalMs: flags.resyncInterval,
         enrollmentToken: flags.enrollmentToken ?? null,
         gitAuth: { username: flags.gitUsername, password: flags.gitPassword, token: flags.gitToken },
         hub: flags.hubUrl ? { url: flags.hubUrl, token: flags.hubToken! } : undefined,
@@ -159,7 +185,10 @@ export function registerRegion(program: Command): void {
             }
           : undefined,
         haltRevert: { pushToken: flags.gitPushToken, pushUsername: flags.gitPushUsername, signer },
+        registryMirror: flags.registryMirror,
         log,
+      }).catch((err: unknown) => {
+        throw listenError(err, flags.listen, '--listen');
       });
       await new Promise<void>((resolve) => {
         const stop = () => {
@@ -185,6 +214,6 @@ function readPem(file: string, flag: string): Buffer {
   try {
     return readFileSync(file);
   } catch (err) {
-    throw new CascadeError('tls-file-unreadable', `cannot read ${flag} ${file}: ${(err as Error).message}`);
+    throw new CascadeError('tls-file-unreadable', `cannot read ${flag} ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}; check the path and that this user may read it`);
   }
 }

@@ -1,14 +1,7 @@
 import fs, { existsSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { Command, Option } from 'commander';
-import git from 'isomorphic-git';
 import { CascadeError } from '../../core/errors.js';
-import { loadRepository } from '../../desired/load-repository.js';
-import { findRollbackTarget } from '../rollback/find-rollback-target.js';
-import { credentialsFromEnv, toBasicAuth } from '../../source/git-auth.js';
-import { pushBranch } from '../../source/push-branch.js';
-import { revertCommit } from '../../source/revert-commit.js';
-import { resolveGitIdentity } from '../../source/git-identity.js';
 
 interface RollbackFlags {
   deployment?: string;
@@ -34,6 +27,14 @@ export function registerRollback(program: Command): void {
       if (!flags.deployment === !flags.commit) {
         throw new CascadeError('rollback-usage', 'give exactly one of --deployment NAME (revert the last change to that Deployment) or --commit SHA.');
       }
+      const [{ loadRepository }, { findRollbackTarget }, { credentialsFromEnv, toBasicAuth }, { pushBranch }, { revertCommit }, { resolveGitIdentity }] = await Promise.all([
+        import('../../desired/load-repository.js'),
+        import('../rollback/find-rollback-target.js'),
+        import('../../source/git-auth.js'),
+        import('../../source/push-branch.js'),
+        import('../../source/revert-commit.js'),
+        import('../../source/git-identity.js'),
+      ]);
       const dir = resolve(dirArg);
       const gitdir = join(dir, '.git');
       if (!existsSync(gitdir)) throw new CascadeError('rollback-not-a-worktree', `${dir} is not a git working tree (no .git): run cascade rollback in a clone of the fleet repository.`);
@@ -83,6 +84,7 @@ export function registerRollback(program: Command): void {
 }
 
 async function currentBranch(dir: string): Promise<string> {
+  const { default: git } = await import('isomorphic-git');
   const branch = await git.currentBranch({ fs, dir });
   if (!branch) throw new CascadeError('rollback-detached-head', 'HEAD is detached: check out a branch or pass --branch.');
   return branch;

@@ -2,9 +2,8 @@ import { InvalidArgumentError, Option, type Command } from 'commander';
 import { CascadeError } from '../../core/errors.js';
 import { MAX_WAIT_SECONDS } from '../../protocol/types.js';
 import { parseLabelList } from '../../protocol/validate.js';
-import { startSimulation } from '../../simulate/simulation.js';
-import { createCliLogger } from '../logger.js';
-import { allowArtifactOriginOption, artifactPolicyFrom } from '../parse-flags.js';
+import { allowArtifactOriginOption, artifactPolicyFrom, urlFlag } from '../parse-flags.js';
+import { secretFrom } from '../secrets.js';
 
 interface SimulateFlags {
   regionUrl: string;
@@ -22,6 +21,9 @@ interface SimulateFlags {
   mqttUrl?: string;
   mqttCaFile?: string;
   allowArtifactOrigin?: string[];
+  pullMs?: number;
+  startMs?: number;
+  healthMs?: number;
 }
 
 function countFlag(value: string): number {
@@ -65,12 +67,15 @@ export function registerSimulate(program: Command): void {
   program
     .command('simulate')
     .description('run many simulated device agents in one process against a region (real protocol, real HTTP)')
-    .addOption(new Option('--region-url <url>', 'URL of the region').env('CASCADE_REGION_URL').makeOptionMandatory())
+    .addOption(new Option('--region-url <url>', 'URL of the region').env('CASCADE_REGION_URL').argParser(urlFlag).makeOptionMandatory())
     .addOption(new Option('--devices <n>', 'number of devices').default(100).argParser(countFlag))
     .addOption(new Option('--enrollment-token <token>', 'the region\'s enrolment secret').env('CASCADE_ENROLLMENT_TOKEN'))
     .addOption(new Option('--labels <k=v,...>', 'labels of every device').env('CASCADE_LABELS'))
     .addOption(new Option('--prefix <prefix>', 'device ids are <prefix>-0001, <prefix>-0002, ...').default('sim'))
     .addOption(new Option('--apply-ms <ms>', 'typical install time (each is 0.5x-1.5x of it)').default(1000).argParser(millisFlag))
+    .addOption(new Option('--pull-ms <ms>', 'container apps: typical image pull time (default: 60% of --apply-ms; skipped when the image is on the device)').argParser(millisFlag))
+    .addOption(new Option('--start-ms <ms>', 'container apps: typical container start time (default: 15% of --apply-ms)').argParser(millisFlag))
+    .addOption(new Option('--health-ms <ms>', 'container apps: typical time to pass the health check (default: 25% of --apply-ms)').argParser(millisFlag))
     .addOption(new Option('--fail-rate <r>', 'fraction of updates that fail, per device and version').default(0).argParser(rateFlag))
     .addOption(new Option('--fail-version <version>', 'every update to this version fails'))
     .addOption(new Option('--offline-rate <r>', 'fraction of devices that report once, then go silent').default(0).argParser(rateFlag))
@@ -81,6 +86,7 @@ export function registerSimulate(program: Command): void {
     .addOption(new Option('--mqtt-ca-file <file>', 'with mqtts://: PEM file of the CA that signed the broker\'s certificate').env('CASCADE_MQTT_CA_FILE'))
     .addOption(allowArtifactOriginOption())
     .action(async (flags: SimulateFlags) => {
+      const [{ startSimulation }, { createCliLogger }] = await Promise.all([import('../../simulate/simulation.js'), import('../logger.js')]);
       const labels = parseLabelList(flags.labels, '--labels');
       const initial = parseInitial(flags.initial);
       if (flags.mqttCaFile && !flags.mqttUrl) throw new CascadeError('mqtt-ca-file-without-url', '--mqtt-ca-file needs --mqtt-url');
@@ -91,10 +97,16 @@ export function registerSimulate(program: Command): void {
       const simulation = await startSimulation({
         regionUrl: flags.regionUrl,
         devices: flags.devices,
-        enrollmentToken: flags.enrollmentToken ?? null,
+        enrollmentToken: secretFrom(flags.enrollmentToken, 'CASCADE_ENROLLMENT_TOKEN') ?? null,
         labels,
         prefix: flags.prefix,
         applyMs: flags.applyMs,
+        // Container apps go through pull, start and health check, as the container runtime does.
+        container: {
+          pullMs: flags.pullMs ?? Math.round(flags.applyMs * 0.6),
+          startMs: flags.startMs ?? Math.round(flags.applyMs * 0.15),
+          healthMs: flags.healthMs ?? Math.round(flags.applyMs * 0.25),
+        },
         failRate: flags.failRate,
         failVersion: flags.failVersion ?? null,
         offlineRate: flags.offlineRate,

@@ -1,12 +1,7 @@
 import { Command, Option } from 'commander';
 import { CascadeError } from '../../core/errors.js';
-import { showHubStatus } from '../hub/show-hub-status.js';
-import { fetchRegionStatus } from '../render/fetch-status.js';
-import { renderRegionStatus } from '../render/render-status.js';
-import { watchHubRevision, watchRegionStatus } from '../render/watch-status.js';
-import { EXIT_CODES, type WatchUntil } from '../render/watch-verdict.js';
-import { renderRevision } from '../render/render-fleet.js';
-import { durationFlag } from '../parse-flags.js';
+import type { WatchUntil } from '../render/watch-verdict.js';
+import { durationFlag, urlFlag } from '../parse-flags.js';
 
 interface StatusFlags {
   regionUrl?: string;
@@ -24,8 +19,8 @@ export function registerStatus(program: Command): void {
   program
     .command('status')
     .description("show a region's revision, devices and rollout progress (--watch: live progress bars)")
-    .addOption(new Option('--region-url <url>', 'URL of a running region').env('CASCADE_REGION_URL'))
-    .addOption(new Option('--hub-url <url>', 'URL of the hub: every region and the recent commits').env('CASCADE_HUB_URL'))
+    .addOption(new Option('--region-url <url>', 'URL of a running region').env('CASCADE_REGION_URL').argParser(urlFlag))
+    .addOption(new Option('--hub-url <url>', 'URL of the hub: every region and the recent commits').env('CASCADE_HUB_URL').argParser(urlFlag))
     .addOption(new Option('--hub-token <token>', "the hub's read token, when it requires one").env('CASCADE_HUB_READ_TOKEN'))
     .option('--revision <sha>', 'one commit: across the fleet with --hub-url; with --watch, the commit to follow')
     .option('--json', 'print the status as JSON')
@@ -34,6 +29,14 @@ export function registerStatus(program: Command): void {
     .addOption(new Option('--timeout <duration>', 'with --watch: give up (exit 2) after this long').argParser(durationFlag))
     .addOption(new Option('--interval <duration>', 'refresh period with --watch').default(1000, '1s').argParser(durationFlag))
     .action(async (flags: StatusFlags) => {
+      const [{ showHubStatus }, { fetchRegionStatus }, { renderRegionStatus }, { watchHubRevision, watchRegionStatus }, { EXIT_CODES }, { renderRevision }] = await Promise.all([
+        import('../hub/show-hub-status.js'),
+        import('../render/fetch-status.js'),
+        import('../render/render-status.js'),
+        import('../render/watch-status.js'),
+        import('../render/watch-verdict.js'),
+        import('../render/render-fleet.js'),
+      ]);
       const watchOptions = { intervalMs: flags.interval, until: flags.until, revision: flags.revision, timeoutMs: flags.timeout, json: Boolean(flags.json) };
       if (flags.watch && flags.hubUrl && !flags.regionUrl) {
         const { view, verdict } = await watchHubRevision({ hubUrl: flags.hubUrl, token: flags.hubToken }, watchOptions);
@@ -50,6 +53,14 @@ export function registerStatus(program: Command): void {
         const status = await fetchRegionStatus(flags.regionUrl);
         process.stdout.write(flags.json ? JSON.stringify(status, null, 2) + '\n' : renderRegionStatus(status) + '\n');
         return;
+      }
+      const first = await fetchRegionStatus(flags.regionUrl);
+      if (first.revision.applied === null && !first.source.reachable) {
+        // Nothing will move until the region can read its repository: say why instead of watching forever.
+        throw new CascadeError(
+          'no-revision-yet',
+          `region ${first.region} has applied no revision yet and cannot read its repository: ${first.source.error ?? 'unknown error'}; check its --repo and git credentials`,
+        );
       }
       const { status, verdict } = await watchRegionStatus(flags.regionUrl, watchOptions);
       if (!flags.json) process.stdout.write(`${renderRegionStatus(status)}\n${verdict.end}: ${verdict.message}\n`);

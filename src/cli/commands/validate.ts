@@ -1,7 +1,5 @@
 import { basename, resolve } from 'node:path';
 import type { Command } from 'commander';
-import { formatProblem } from '../../desired/format-problem.js';
-import { loadRepository } from '../../desired/load-repository.js';
 import { allowArtifactOriginOption, allowHttpArtifactsOption, artifactPolicyFrom } from '../parse-flags.js';
 
 interface ValidateOptions {
@@ -22,6 +20,7 @@ export function registerValidate(program: Command): void {
     .addOption(allowArtifactOriginOption())
     .addOption(allowHttpArtifactsOption())
     .action(async (dir: string, options: ValidateOptions) => {
+      const [{ formatProblem }, { loadRepository }] = await Promise.all([import('../../desired/format-problem.js'), import('../../desired/load-repository.js')]);
       const { fleet, problems, warnings, revision } = await loadRepository(dir, { rev: options.rev, artifactPolicy: artifactPolicyFrom(options) });
       const fields = ({ path, line, col, pointer, code, message }: (typeof problems)[number]) => ({ path, line, col, pointer, code, message });
       if (options.json) {

@@ -2,16 +2,22 @@ import type { DeploymentRolloutStatus, WaveStatus } from '../../plan/rollout/typ
 import type { RegionStatus } from '../../reconciler/region-status.js';
 
 const short = (sha: string | null) => (sha ? sha.slice(0, 8) : '-');
+// eslint-disable-next-line no-control-regex
+const printable = (text: string) => text.replace(/[\u0000-\u001f\u007f-\u009f]/g, ' ');
 
 /** The region status for a person: revision, devices, and each Deployment's rollout wave by wave. */
 export function renderRegionStatus(status: RegionStatus): string {
   const d = status.devices;
   const lines = [
     `region ${status.region}`,
-    `  revision  applied ${short(status.revision.applied)}  attempted ${short(status.revision.attempted)}${status.source.reachable ? '' : '  (git unreachable: serving the last good revision)'}`,
+    `  revision  applied ${short(status.revision.applied)}  attempted ${short(status.revision.attempted)}${status.source.reachable ? '' : status.revision.applied ? '  (git unreachable: serving the last good revision)' : '  (git unreachable: no revision applied yet)'}`,
   ];
+  // Subject and author come from git: control characters never reach the terminal.
+  if (status.revision.subject !== undefined) lines.push(`  commit    ${printable(status.revision.subject)}${status.revision.author ? ` (${printable(status.revision.author)})` : ''}`);
+  if (!status.source.reachable && status.source.error) lines.push(`  git       ${status.source.error}`);
   if (status.revision.error) {
-    lines.push(`  refused   ${short(status.revision.attempted)}:`);
+    const refused = status.revision.refused;
+    lines.push(`  refused   ${short(status.revision.attempted)}${refused ? ` ${printable(refused.subject)} (${printable(refused.author)})` : ''}:`);
     for (const e of status.revision.error.slice(0, 10)) lines.push(`    ${e}`);
     if (status.revision.error.length > 10) lines.push(`    ... and ${status.revision.error.length - 10} more`);
   }

@@ -249,19 +249,25 @@ export class MosquittoPasswordFile implements DeviceCredentialStore {
 
 /** A reload that sends SIGHUP to the broker whose pid is in `pidFile` (Mosquitto's `pid_file`). */
 export function signalReload(pidFile: string, log: Logger): () => void {
+  // Several brokers may share the file (site brokers bridged to a region broker): a comma-separated list.
+  const pidFiles = pidFile.split(',').map((file) => file.trim()).filter((file) => file !== '');
   return () => {
-    let pid: number;
-    try {
-      pid = Number(readFileSync(pidFile, 'utf8').trim());
-    } catch (err) {
-      log.error({ pidFile, err: (err as Error).message }, 'cannot read the broker pid file (--mqtt-broker-pid-file); the broker did not re-read the password file');
-      return;
-    }
-    try {
-      if (!Number.isInteger(pid) || pid <= 1) throw new Error(`'${pid}' is not a process id`);
-      process.kill(pid, 'SIGHUP');
-    } catch (err) {
-      log.error({ pidFile, pid, err: (err as Error).message }, 'cannot signal the broker to re-read the password file');
-    }
+    for (const file of pidFiles) signalOne(file, log);
   };
+}
+
+function signalOne(pidFile: string, log: Logger): void {
+  let pid: number;
+  try {
+    pid = Number(readFileSync(pidFile, 'utf8').trim());
+  } catch (err) {
+    log.error({ pidFile, err: (err as Error).message }, 'cannot read the broker pid file (--mqtt-broker-pid-file); the broker did not re-read the password file');
+    return;
+  }
+  try {
+    if (!Number.isInteger(pid) || pid <= 1) throw new Error(`'${pid}' is not a process id`);
+    process.kill(pid, 'SIGHUP');
+  } catch (err) {
+    log.error({ pidFile, pid, err: (err as Error).message }, 'cannot signal the broker to re-read the password file');
+  }
 }

@@ -12,6 +12,7 @@ import type { StateStore } from '../../reconciler/state-store.js';
 import { brokerClientOptions, describeBroker, isAuthRefusal, type MqttBrokerOptions } from '../../protocol/mqtt-connection.js';
 import type { MqttMetrics } from './mqtt-metrics.js';
 import { InFlightLimiter } from './in-flight-limiter.js';
+import type { DesiredMessage } from '../desired-document.js';
 
 export interface MqttRegionTransportOptions extends MqttBrokerOptions {
   region: string;
@@ -21,8 +22,12 @@ export interface MqttRegionTransportOptions extends MqttBrokerOptions {
   clock: () => number;
   /** The device's desired state as HTTP serves it (`GET /api/v1/devices/:id/desired`). */
   desiredFor: (deviceId: DeviceId) => DesiredResponse;
+  /** The same, serialized once per distinct content (desired-document.ts DesiredDocuments); preferred when given. */
+  desiredMessage?: (deviceId: DeviceId) => DesiredMessage;
   /** Called after a report was recorded, e.g. to run a pass. */
   onReport?: (deviceId: DeviceId) => void;
+  /** Called when a device's retained status (online, offline) changes. */
+  onPresence?: (deviceId: DeviceId) => void;
   /** Client id of the region's persistent session; `cascade-region-<region>` by default. */
   clientId?: string;
   /** How long the broker keeps the session (and queued reports) while the region is away. */
@@ -254,8 +259,10 @@ class RegionTransport implements MqttRegionTransport {
       }
       const statusOf = deviceOfTopic(topic, this.opts.region, 'status');
       if (statusOf !== null) {
+        const wasOnline = this.online.has(statusOf);
         if (payload.toString('utf8') === MQTT_ONLINE) this.online.add(statusOf);
         else this.online.delete(statusOf);
+        if (wasOnline !== this.online.has(statusOf)) this.opts.onPresence?.(statusOf);
         return;
       }
       const desiredOf = deviceOfTopic(topic, this.opts.region, 'desired');
@@ -314,22 +321,29 @@ class RegionTransport implements MqttRegionTransport {
   }
 
   private async publishChanged(deviceIds: DeviceId[]): Promise<number> {
+    // Pipelined: every message goes out as soon as the in-flight window has room, none waits for
+    // another's acknowledgement; the window is the broker's Receive Maximum.
     const sends: Promise<boolean>[] = [];
+    const messageOf = this.opts.desiredMessage ?? ((id: DeviceId): DesiredMessage => {
+      const desired = this.opts.desiredFor(id);
+      return { generation: desired.generation, payload: JSON.stringify(desired) };
+    });
     for (const deviceId of deviceIds) {
       if (this.closed) break;
-      const desired = this.opts.desiredFor(deviceId);
-      if (desired.generation === 0 || this.atBroker.get(deviceId) === desired.generation) continue;
-      this.atBroker.set(deviceId, desired.generation);
-      sends.push(this.send(deviceId, desired));
+      const message = messageOf(deviceId);
+      if (message.generation === 0 || this.atBroker.get(deviceId) === message.generation) continue;
+      this.atBroker.set(deviceId, message.generation);
+      sends.push(this.send(deviceId, message));
     }
-    const results = await Promise.all(sends);
-    return results.filter(Boolean).length;
+    let sent = 0;
+    for (const result of await Promise.all(sends)) if (result) sent++;
+    return sent;
   }
 
-  private async send(deviceId: DeviceId, desired: DesiredResponse): Promise<boolean> {
+  private async send(deviceId: DeviceId, desired: DesiredMessage): Promise<boolean> {
     await this.inFlight.acquire();
     try {
-      await this.client.publishAsync(desiredTopic(this.opts.region, deviceId), JSON.stringify(desired), { qos: MQTT_QOS, retain: true });
+      await this.client.publishAsync(desiredTopic(this.opts.region, deviceId), desired.payload, { qos: MQTT_QOS, retain: true });
       this.publishedCount++;
       this.opts.metrics?.published.inc();
       return true;

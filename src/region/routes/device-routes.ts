@@ -18,7 +18,7 @@ import {
 } from '../../protocol/types.js';
 import { isValidDeviceId, labelsProblem } from '../../protocol/validate.js';
 import type { DesiredWatchers } from './desired-watchers.js';
-import { desiredResponse } from '../desired-document.js';
+import { DesiredDocuments } from '../desired-document.js';
 import { hashDeviceToken, issueDeviceToken, secretsEqual } from '../device-tokens.js';
 import { drainLongPolls, entityTags, etagOf, holdLongPoll, isUnchanged, type LongPolls } from './long-poll.js';
 import { HttpError } from '../../http/http-server.js';
@@ -145,9 +145,8 @@ export function registerDeviceApi(app: FastifyInstance, deps: DeviceApiDeps): vo
     },
   );
 
-  function desiredOf(id: DeviceId): DesiredResponse {
-    return desiredResponse(store, deps.region, id);
-  }
+  // Serialized once per distinct content, as over MQTT.
+  const documents = new DesiredDocuments(store, deps.region);
 
   function generationOf(id: DeviceId): number {
     return store.getHanded(id)?.generation ?? 0;
@@ -190,8 +189,8 @@ export function registerDeviceApi(app: FastifyInstance, deps: DeviceApiDeps): vo
       void reply.code(304).header('etag', etagOf(generation)).send();
       return;
     }
-    const body = desiredOf(id);
-    void reply.code(200).header('etag', etagOf(body.generation)).send(body);
+    const body = documents.message(id);
+    void reply.code(200).header('etag', etagOf(body.generation)).type('application/json; charset=utf-8').send(body.payload);
   }
 
   // Let open long polls answer (304) before fastify drops every connection.

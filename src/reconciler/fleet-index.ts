@@ -1,0 +1,662 @@
+import type { Logger } from 'pino';
+import { CascadeError } from '../core/errors.js';
+import type { AppReport, DeviceDesired, DeviceId, Labels } from '../core/types.js';
+import { sameDesired } from '../plan/hand-out.js';
+import type { HaltRevert, RolloutState } from '../plan/rollout/types.js';
+import type { DeviceCounts, DeviceState } from '../protocol/region-status.js';
+import type { IndexRows, StateBatch } from '../storage/region-state-store.js';
+import { deviceState } from './region-status.js';
+import type { AppCatalog, DeviceRecord, HandedState, RevisionRecord, StateStore } from './state-store.js';
+
+/** The durable store under the index: the StateStore plus the bulk read and the batched write. */
+export interface DurableStateStore extends StateStore {
+  loadIndexRows(): IndexRows;
+  writeBatch(batch: StateBatch): void;
+}
+
+export interface FleetIndexOptions {
+  durable: DurableStateStore;
+  clock: () => number;
+  /** The region's one offline clock; read at each use, since the fleet repository may set it. */
+  offlineAfterMs: () => number;
+  log: Logger;
+  /** How long reports wait in memory before they are written, in one transaction (a pass writes them sooner). */
+  reportFlushMs?: number;
+  /** How long last-seen times of polls wait in memory before they are written. */
+  seenFlushMs?: number;
+}
+
+interface Entry {
+  record: DeviceRecord;
+  tokenHash: string;
+  /** Has the device reported at least once (an empty report counts)? Nothing is handed before. */
+  reported: boolean;
+  handed: HandedState | null;
+  /** What git asks of it by the applied revision; undefined while unresolved or revoked. */
+  resolved: DeviceDesired | undefined;
+  /** Its state as counted in `counts`; null while revoked (not counted). */
+  state: DeviceState | null;
+}
+
+/** One difference between the index and a full recount from the durable store. */
+export interface IndexDifference {
+  device?: DeviceId;
+  what: string;
+}
+
+const SWEEP_EVERY_MS = 1_000;
+const NO_APPS: DeviceDesired = Object.freeze({}) as DeviceDesired;
+
+/**
+ * The region's working state in memory, indexed, loaded once from the durable store at start and kept
+ * up to date by the events that change it: enrolments, reports, polls, revocations, resolutions and
+ * hand-outs. SQLite stays the durable record: enrolments, revocations and hand-outs are written at
+ * once, reports and last-seen times in batches (a pass writes pending reports in its hand-out
+ * transaction), so a poll never writes and a burst of reports costs a few transactions.
+ *
+ * It implements StateStore, so routes and transports read devices, tokens and handed states from
+ * memory. Beside it, it keeps what a pass and the status need, so that neither walks the fleet:
+ * - per device its resolved desired state, handed state and counted state (converged, updating...);
+ * - per Deployment the devices resolved to it;
+ * - the devices that changed since the last pass (`takeDirty`) and the Deployments whose members did;
+ * - the device counts by state, kept as events change them (offline transitions by `sweep`).
+ *
+ * `verify` compares all of it against a full recount from the durable store; a difference is a bug.
+ */
+export class FleetIndex implements StateStore {
+  private readonly durable: DurableStateStore;
+  private readonly entries = new Map<DeviceId, Entry>();
+  private readonly byToken = new Map<string, DeviceId>();
+  private readonly members = new Map<string, Set<DeviceId>>();
+  private sorted: DeviceRecord[] | null = null;
+  private dirty = new Set<DeviceId>();
+  private unresolved = new Set<DeviceId>();
+  private touchedDeployments = new Set<string>();
+  private readonly counts: DeviceCounts = { total: 0, converged: 0, new: 0, updating: 0, pending: 0, failed: 0, offline: 0 };
+  private revision: RevisionRecord;
+  private rollouts: Map<string, RolloutState>;
+  private updatesSentTotal: number;
+  private pendingReports = new Map<DeviceId, { id: DeviceId; apps: Record<string, AppReport>; at: number; labels?: Labels }>();
+  private pendingSeen = new Map<DeviceId, number>();
+  private reportTimer: NodeJS.Timeout | null = null;
+  private seenTimer: NodeJS.Timeout | null = null;
+  private isConnected: (id: DeviceId) => boolean = () => false;
+  /** A device silent longer than this may be offline for some rollout: a poll after such a silence marks it dirty. */
+  private quietMs = Infinity;
+  private closed = false;
+  private lastSweep = -Infinity;
+  /** Operator retries not yet taken by a pass, and the halt reverts: read from the durable store once. */
+  private retryRequests: Map<string, number> | null = null;
+  private reverts: Map<string, { halt: string; record: HaltRevert }> | null = null;
+
+  constructor(private readonly options: FleetIndexOptions) {
+    this.durable = options.durable;
+    const rows = this.durable.loadIndexRows();
+    this.revision = this.durable.getRevision();
+    this.rollouts = rows.rollouts;
+    this.updatesSentTotal = rows.updatesSent;
+    const now = options.clock();
+    for (const device of rows.devices) {
+      const { tokenHash, reportedAt, ...record } = device;
+      const entry: Entry = { record, tokenHash, reported: reportedAt !== null, handed: rows.handed.get(device.id) ?? null, resolved: undefined, state: null };
+      this.entries.set(device.id, entry);
+      if (!record.revoked) {
+        this.byToken.set(tokenHash, device.id);
+        this.unresolved.add(device.id);
+      }
+      this.recount(entry, now);
+    }
+  }
+
+  /** Devices connected now (an open long poll, an MQTT session) count as seen now. */
+  setConnectedCheck(isConnected: (id: DeviceId) => boolean): void {
+    this.isConnected = isConnected;
+  }
+
+  // revisions
+
+  getRevision(): RevisionRecord {
+    return this.revision;
+  }
+
+  recordAttempt(revision: string, errors: string[], at: number): void {
+    this.durable.recordAttempt(revision, errors, at);
+    this.revision = this.durable.getRevision();
+  }
+
+  recordApplied(revision: string, resolved: Map<DeviceId, DeviceDesired>, catalog: AppCatalog, at: number): void {
+    this.durable.recordApplied(revision, resolved, catalog, at);
+    this.revision = this.durable.getRevision();
+    this.applyResolution(resolved);
+  }
+
+  getCatalog(): AppCatalog {
+    return this.durable.getCatalog();
+  }
+
+  getResolved(): Map<DeviceId, DeviceDesired> {
+    const resolved = new Map<DeviceId, DeviceDesired>();
+    for (const [id, entry] of this.entries) if (entry.resolved) resolved.set(id, entry.resolved);
+    return resolved;
+  }
+
+  // devices
+
+  enrollDevice(id: DeviceId, labels: Labels, tokenHash: string, at: number): void {
+    this.durable.enrollDevice(id, labels, tokenHash, at);
+    const entry = this.entries.get(id);
+    if (entry) {
+      this.byToken.delete(entry.tokenHash);
+      entry.tokenHash = tokenHash;
+      entry.record.labels = labels;
+      if (!entry.record.revoked) this.byToken.set(tokenHash, id);
+    } else {
+      const record: DeviceRecord = { id, labels, enrolledAt: at, lastSeen: null, apps: {}, revoked: false };
+      const created: Entry = { record, tokenHash, reported: false, handed: null, resolved: undefined, state: null };
+      this.entries.set(id, created);
+      this.byToken.set(tokenHash, id);
+      this.sorted = null;
+      this.recount(created, this.options.clock());
+    }
+    this.unresolved.add(id);
+    this.dirty.add(id);
+  }
+
+  getTokenHash(id: DeviceId): string | null {
+    return this.entries.get(id)?.tokenHash ?? null;
+  }
+
+  deviceIdForTokenHash(tokenHash: string): DeviceId | null {
+    return this.byToken.get(tokenHash) ?? null;
+  }
+
+  recordReport(id: DeviceId, apps: Record<string, AppReport>, at: number, labels?: Labels): void {
+    const entry = this.entries.get(id);
+    if (!entry) throw new CascadeError('device-unknown', `device ${id} is not enrolled; it must enrol before it reports`, { deviceId: id });
+    const relabelled = labels !== undefined && !sameLabels(labels, entry.record.labels);
+    // A report that says what the last one said (a heartbeat) is a sign of life, nothing more.
+    if (entry.reported && !relabelled && sameReports(apps, entry.record.apps)) {
+      this.markSeen(id, at);
+      return;
+    }
+    entry.record.apps = apps;
+    entry.record.lastSeen = at;
+    entry.reported = true;
+    if (relabelled) {
+      entry.record.labels = labels;
+      this.unresolved.add(id);
+    }
+    this.pendingReports.set(id, labels ? { id, apps, at, labels } : { id, apps, at });
+    this.pendingSeen.delete(id);
+    this.recount(entry, this.options.clock());
+    this.dirty.add(id);
+    this.scheduleReportFlush();
+  }
+
+  getDevice(id: DeviceId): DeviceRecord | null {
+    return this.entries.get(id)?.record ?? null;
+  }
+
+  revokeDevice(id: DeviceId, at: number): boolean {
+    const entry = this.entries.get(id);
+    const known = this.durable.revokeDevice(id, at);
+    if (!entry) return known;
+    entry.record.revoked = true;
+    this.byToken.delete(entry.tokenHash);
+    this.setResolved(id, undefined);
+    this.unresolved.delete(id);
+    this.recount(entry, this.options.clock());
+    this.dirty.add(id);
+    return true;
+  }
+
+  /** The shortest offlineAfter of the rollouts (see markSeen). */
+  setQuietThreshold(ms: number): void {
+    this.quietMs = ms;
+  }
+
+  /** A poll: the device is alive. Written with the next batch, never per poll. */
+  markSeen(id: DeviceId, at: number): void {
+    const entry = this.entries.get(id);
+    if (!entry) return;
+    const before = entry.record.lastSeen;
+    entry.record.lastSeen = at;
+    // Back after a silence some rollout counts as offline: its rollout looks at it again.
+    if (before === null || at - before > this.quietMs) this.dirty.add(id);
+    this.pendingSeen.set(id, at);
+    this.scheduleSeenFlush();
+    if (entry.state === 'offline') this.presenceChanged(id);
+  }
+
+  /** The devices in id order (the same array until a device enrols; records are updated in place). */
+  listDevices(): DeviceRecord[] {
+    if (!this.sorted) {
+      this.sorted = [...this.entries.values()].map((e) => e.record).sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+    }
+    return this.sorted;
+  }
+
+  // what was handed out
+
+  handOut(changes: Map<DeviceId, DeviceDesired>, revision: string, at: number, rollouts?: ReadonlyMap<string, RolloutState>): number {
+    let updates = 0;
+    const rows: Array<{ deviceId: DeviceId; state: HandedState }> = [];
+    for (const [deviceId, apps] of changes) {
+      const entry = this.entries.get(deviceId);
+      if (!entry) continue;
+      const previous = entry.handed;
+      if (previous && sameDesired(previous.apps, apps)) continue;
+      const before = previous?.apps ?? NO_APPS;
+      for (const app in apps) if (before[app]?.version !== apps[app]!.version) updates++;
+      const state: HandedState = { revision, apps, generation: (previous?.generation ?? 0) + 1 };
+      rows.push({ deviceId, state });
+    }
+    this.durable.writeBatch({ at, reports: this.drainReports(), seen: this.drainSeen(), handed: rows, updates, rollouts });
+    // Memory follows the disk: only once the transaction is written.
+    const now = this.options.clock();
+    for (const { deviceId, state } of rows) {
+      const entry = this.entries.get(deviceId)!;
+      entry.handed = state;
+      this.recount(entry, now);
+    }
+    if (rollouts) this.rollouts = new Map(rollouts);
+    this.updatesSentTotal += updates;
+    return updates;
+  }
+
+  // rollout verbs: rare operator requests and halt reverts, written through to the durable store at
+  // once and kept in memory, so a pass reads no table for them
+
+  requestRetry(deployment: string, at: number): void {
+    this.durable.requestRetry(deployment, at);
+    this.retries().set(deployment, at);
+  }
+
+  pendingRetries(): Map<string, number> {
+    return new Map(this.retries());
+  }
+
+  clearRetries(deployments: Iterable<string>): void {
+    const names = [...deployments];
+    this.durable.clearRetries(names);
+    for (const name of names) this.retries().delete(name);
+  }
+
+  claimHaltRevert(deployment: string, halt: string, record: HaltRevert): boolean {
+    const claimed = this.durable.claimHaltRevert(deployment, halt, record);
+    this.reverts = null;
+    return claimed;
+  }
+
+  recordHaltRevert(deployment: string, halt: string, record: HaltRevert): void {
+    this.durable.recordHaltRevert(deployment, halt, record);
+    this.reverts = null;
+  }
+
+  haltReverts(): Map<string, { halt: string; record: HaltRevert }> {
+    this.reverts ??= this.durable.haltReverts();
+    return new Map(this.reverts);
+  }
+
+  private retries(): Map<string, number> {
+    this.retryRequests ??= this.durable.pendingRetries();
+    return this.retryRequests;
+  }
+
+  getRolloutStates(): Map<string, RolloutState> {
+    return new Map(this.rollouts);
+  }
+
+  getHanded(id: DeviceId): HandedState | null {
+    return this.entries.get(id)?.handed ?? null;
+  }
+
+  listHanded(): Map<DeviceId, HandedState> {
+    const handed = new Map<DeviceId, HandedState>();
+    for (const [id, entry] of this.entries) if (entry.handed) handed.set(id, entry.handed);
+    return handed;
+  }
+
+  updatesSent(): number {
+    return this.updatesSentTotal;
+  }
+
+  /** Writes what is buffered and closes the durable store. */
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.flush();
+    this.durable.close();
+  }
+
+  // what a pass and the status read
+
+  /** Devices whose report, enrolment, resolution, revocation or presence changed since the last call. */
+  takeDirty(): Set<DeviceId> {
+    const dirty = this.dirty;
+    this.dirty = new Set();
+    return dirty;
+  }
+
+  /** Devices whose labels changed or that enrolled since the last call: they need resolving. */
+  takeUnresolved(): Set<DeviceId> {
+    const unresolved = this.unresolved;
+    this.unresolved = new Set();
+    return unresolved;
+  }
+
+  /** Deployments that gained or lost devices since the last call. */
+  takeTouchedDeployments(): Set<string> {
+    const touched = this.touchedDeployments;
+    this.touchedDeployments = new Set();
+    return touched;
+  }
+
+  /** The device ids resolved to a Deployment (live set: do not change it). */
+  membersOf(deployment: string): ReadonlySet<DeviceId> {
+    return this.members.get(deployment) ?? new Set();
+  }
+
+  /** Deployments that have at least one device resolved to them. */
+  deploymentsWithMembers(): IterableIterator<string> {
+    return this.members.keys();
+  }
+
+  allDeviceIds(): IterableIterator<DeviceId> {
+    return this.entries.keys();
+  }
+
+  resolvedOf(id: DeviceId): DeviceDesired | undefined {
+    return this.entries.get(id)?.resolved;
+  }
+
+  hasReported(id: DeviceId): boolean {
+    return this.entries.get(id)?.reported ?? false;
+  }
+
+  isRevoked(id: DeviceId): boolean {
+    return this.entries.get(id)?.record.revoked ?? false;
+  }
+
+  /** The device as a rollout sees it now: seen now while connected. */
+  rolloutView(id: DeviceId, now: number): DeviceRecord | undefined {
+    const record = this.entries.get(id)?.record;
+    if (!record) return undefined;
+    return this.isConnected(id) ? { ...record, lastSeen: now } : record;
+  }
+
+  /** What git asks of each device, as a read-only map over the index (no copy). */
+  readonly resolvedView: ReadonlyMap<DeviceId, DeviceDesired> = new EntryView(this.entries, (e) => e.resolved);
+  /** What each device was last handed (its apps), as a read-only map over the index (no copy). */
+  readonly handedView: ReadonlyMap<DeviceId, DeviceDesired> = new EntryView(this.entries, (e) => e.handed?.apps);
+
+  /** Sets what git asks of one device; a change marks it dirty and touches its Deployments. */
+  setResolved(id: DeviceId, desired: DeviceDesired | undefined): void {
+    const entry = this.entries.get(id);
+    if (!entry) return;
+    if (entry.record.revoked) desired = undefined;
+    const before = entry.resolved;
+    if (before === desired || (before && desired && sameDesired(before, desired))) return;
+    for (const app in before ?? {}) {
+      const deployment = before![app]!.deployment;
+      if (desired?.[app]?.deployment === deployment) continue;
+      this.members.get(deployment)?.delete(id);
+      if (this.members.get(deployment)?.size === 0) this.members.delete(deployment);
+      this.touchedDeployments.add(deployment);
+    }
+    for (const app in desired ?? {}) {
+      const deployment = desired![app]!.deployment;
+      if (before?.[app]?.deployment === deployment) continue;
+      let set = this.members.get(deployment);
+      if (!set) this.members.set(deployment, (set = new Set()));
+      set.add(id);
+      this.touchedDeployments.add(deployment);
+    }
+    entry.resolved = desired;
+    this.recount(entry, this.options.clock());
+    this.dirty.add(id);
+  }
+
+  /** The resolution of a whole revision: devices missing from `resolved` are asked nothing. */
+  applyResolution(resolved: ReadonlyMap<DeviceId, DeviceDesired>): void {
+    for (const id of this.entries.keys()) this.setResolved(id, resolved.get(id));
+  }
+
+  /** Device counts by state, maintained: O(1). */
+  deviceCounts(): DeviceCounts {
+    return { ...this.counts };
+  }
+
+  /** The state a device is counted in, or null when revoked or unknown. */
+  stateOf(id: DeviceId): DeviceState | null {
+    return this.entries.get(id)?.state ?? null;
+  }
+
+  /** The device's presence may have changed (a broker session came or went): recount it. */
+  presenceChanged(id: DeviceId): void {
+    const entry = this.entries.get(id);
+    if (!entry) return;
+    const before = entry.state;
+    this.recount(entry, this.options.clock());
+    if ((before === 'offline') !== (entry.state === 'offline')) this.dirty.add(id);
+  }
+
+  /**
+   * Time alone turns silent devices offline: re-checks the devices whose offline-ness may have changed
+   * (a comparison per device, no allocation); those that changed are recounted and marked dirty.
+   */
+  sweep(now: number): void {
+    // Offline is a matter of seconds to minutes: once a second is often enough.
+    if (now - this.lastSweep < SWEEP_EVERY_MS && now >= this.lastSweep) return;
+    this.lastSweep = now;
+    const offlineAfterMs = this.options.offlineAfterMs();
+    for (const [id, entry] of this.entries) {
+      if (entry.state === null) continue;
+      // Never reported: `new` until offlineAfter since enrolment, then offline.
+      const since = entry.record.lastSeen ?? entry.record.enrolledAt;
+      const stale = now - since > offlineAfterMs;
+      if (stale === (entry.state === 'offline')) continue;
+      // Stale but connected stays online; only then is the connection looked up.
+      if (stale && this.isConnected(id)) continue;
+      this.recount(entry, now);
+      this.dirty.add(id);
+    }
+  }
+
+  /** Writes buffered reports and last-seen times now. */
+  flush(): void {
+    if (this.reportTimer) clearTimeout(this.reportTimer);
+    if (this.seenTimer) clearTimeout(this.seenTimer);
+    this.reportTimer = null;
+    this.seenTimer = null;
+    const reports = this.drainReports();
+    const seen = this.drainSeen();
+    if (reports.length === 0 && seen.length === 0) return;
+    try {
+      this.durable.writeBatch({ at: this.options.clock(), reports, seen });
+    } catch (err) {
+      this.options.log.error({ err }, 'writing buffered device reports failed');
+    }
+  }
+
+  /**
+   * The full recount: reads everything back from the durable store (after writing what is buffered) and
+   * recounts every device's state; each difference from the index is logged at error level (it is a
+   * bug), and the index takes the recounted value. `resolve` gives the resolution of the applied
+   * revision for comparison (null: not checked).
+   */
+  verify(resolve: ((devices: DeviceRecord[]) => ReadonlyMap<DeviceId, DeviceDesired>) | null): IndexDifference[] {
+    this.flush();
+    const rows = this.durable.loadIndexRows();
+    const differences: IndexDifference[] = [];
+    const seenIds = new Set<DeviceId>();
+    for (const row of rows.devices) {
+      seenIds.add(row.id);
+      const entry = this.entries.get(row.id);
+      if (!entry) {
+        differences.push({ device: row.id, what: 'in the store, not in the index' });
+        continue;
+      }
+      const r = entry.record;
+      if (r.revoked !== row.revoked) differences.push({ device: row.id, what: `revoked ${r.revoked} in the index, ${row.revoked} in the store` });
+      if (entry.tokenHash !== row.tokenHash) differences.push({ device: row.id, what: 'token hash differs' });
+      if (JSON.stringify(r.labels) !== JSON.stringify(row.labels) && !sameLabels(r.labels, row.labels)) differences.push({ device: row.id, what: 'labels differ' });
+      if (!sameReports(r.apps, row.apps)) differences.push({ device: row.id, what: 'reports differ' });
+      const handed = rows.handed.get(row.id) ?? null;
+      if ((handed?.generation ?? 0) !== (entry.handed?.generation ?? 0) || !sameDesired(handed?.apps ?? NO_APPS, entry.handed?.apps ?? NO_APPS)) {
+        differences.push({ device: row.id, what: `handed generation ${entry.handed?.generation ?? 0} in the index, ${handed?.generation ?? 0} in the store` });
+      }
+    }
+    for (const id of this.entries.keys()) if (!seenIds.has(id)) differences.push({ device: id, what: 'in the index, not in the store' });
+    if (rows.updatesSent !== this.updatesSentTotal) differences.push({ what: `updatesSent ${this.updatesSentTotal} in the index, ${rows.updatesSent} in the store` });
+    if (resolve) {
+      const fresh = resolve(this.listDevices().filter((d) => !d.revoked));
+      for (const [id, entry] of this.entries) {
+        const want = fresh.get(id);
+        if (this.unresolved.has(id)) continue;
+        if (!sameDesired(want ?? NO_APPS, entry.resolved ?? NO_APPS)) {
+          differences.push({ device: id, what: 'resolved desired state differs from a full resolution' });
+          this.setResolved(id, want);
+        }
+      }
+    }
+    const now = this.options.clock();
+    const recounted: DeviceCounts = { total: 0, converged: 0, new: 0, updating: 0, pending: 0, failed: 0, offline: 0 };
+    for (const [id, entry] of this.entries) {
+      if (entry.record.revoked) continue;
+      const state = this.stateNow(entry, now);
+      recounted.total++;
+      recounted[state]!++;
+      if (state !== entry.state) {
+        // Offline transitions since the last sweep are not differences; anything else is.
+        if (state !== 'offline' && entry.state !== 'offline') differences.push({ device: id, what: `counted ${entry.state}, recounted ${state}` });
+        this.recount(entry, now);
+        this.dirty.add(id);
+      }
+    }
+    for (const key of Object.keys(recounted) as Array<keyof DeviceCounts>) {
+      if (recounted[key] !== this.counts[key]) differences.push({ what: `${key}: ${this.counts[key]} counted, ${recounted[key]} recounted` });
+      this.counts[key] = recounted[key]!;
+    }
+    for (const difference of differences) {
+      this.options.log.error({ device: difference.device, difference: difference.what }, `fleet index differs from a full recount: ${difference.device ?? ''} ${difference.what}`);
+    }
+    return differences;
+  }
+
+  private stateNow(entry: Entry, now: number): DeviceState {
+    const record = entry.record;
+    const connected = this.isConnected(record.id);
+    const seen = connected && record.lastSeen === null ? { ...record, lastSeen: now } : record;
+    return deviceState(seen, entry.resolved ?? NO_APPS, now, connected ? Infinity : this.options.offlineAfterMs(), entry.handed?.apps);
+  }
+
+  /** Moves the device to the count of its current state. */
+  private recount(entry: Entry, now: number): void {
+    const next = entry.record.revoked ? null : this.stateNow(entry, now);
+    if (next === entry.state) return;
+    if (entry.state !== null) {
+      this.counts[entry.state]!--;
+      this.counts.total--;
+    }
+    if (next !== null) {
+      this.counts[next]!++;
+      this.counts.total++;
+    }
+    entry.state = next;
+  }
+
+  private drainReports(): Array<{ id: DeviceId; apps: Record<string, AppReport>; at: number; labels?: Labels }> {
+    if (this.pendingReports.size === 0) return [];
+    const reports = [...this.pendingReports.values()];
+    this.pendingReports = new Map();
+    if (this.reportTimer) clearTimeout(this.reportTimer);
+    this.reportTimer = null;
+    return reports;
+  }
+
+  private drainSeen(): Array<[DeviceId, number]> {
+    if (this.pendingSeen.size === 0) return [];
+    const seen = [...this.pendingSeen];
+    this.pendingSeen = new Map();
+    if (this.seenTimer) clearTimeout(this.seenTimer);
+    this.seenTimer = null;
+    return seen;
+  }
+
+  private scheduleReportFlush(): void {
+    if (this.reportTimer || this.closed) return;
+    this.reportTimer = setTimeout(() => {
+      this.reportTimer = null;
+      this.flush();
+    }, this.options.reportFlushMs ?? 200);
+  }
+
+  private scheduleSeenFlush(): void {
+    if (this.seenTimer || this.closed) return;
+    this.seenTimer = setTimeout(() => {
+      this.seenTimer = null;
+      this.flush();
+    }, this.options.seenFlushMs ?? 5_000);
+    this.seenTimer.unref();
+  }
+}
+
+/** A read-only Map over the index's entries: one field of each, entries without it left out. */
+class EntryView<V> implements ReadonlyMap<DeviceId, V> {
+  constructor(
+    private readonly source: Map<DeviceId, Entry>,
+    private readonly pick: (entry: Entry) => V | undefined,
+  ) {}
+  get(id: DeviceId): V | undefined {
+    const entry = this.source.get(id);
+    return entry ? this.pick(entry) : undefined;
+  }
+  has(id: DeviceId): boolean {
+    return this.get(id) !== undefined;
+  }
+  get size(): number {
+    let n = 0;
+    for (const entry of this.source.values()) if (this.pick(entry) !== undefined) n++;
+    return n;
+  }
+  *pairs(): IterableIterator<[DeviceId, V]> {
+    for (const [id, entry] of this.source) {
+      const value = this.pick(entry);
+      if (value !== undefined) yield [id, value];
+    }
+  }
+  entries(): MapIterator<[DeviceId, V]> {
+    return this.pairs() as MapIterator<[DeviceId, V]>;
+  }
+  *keys(): MapIterator<DeviceId> {
+    for (const [id] of this.pairs()) yield id;
+  }
+  *values(): MapIterator<V> {
+    for (const [, value] of this.pairs()) yield value;
+  }
+  forEach(callback: (value: V, key: DeviceId, map: ReadonlyMap<DeviceId, V>) => void): void {
+    for (const [id, value] of this.pairs()) callback(value, id, this);
+  }
+  [Symbol.iterator](): MapIterator<[DeviceId, V]> {
+    return this.entries();
+  }
+}
+
+function sameLabels(a: Labels, b: Labels): boolean {
+  const keys = Object.keys(a);
+  if (keys.length !== Object.keys(b).length) return false;
+  for (const key of keys) if (a[key] !== b[key]) return false;
+  return true;
+}
+
+function sameReports(a: Record<string, AppReport>, b: Record<string, AppReport>): boolean {
+  const keys = Object.keys(a);
+  if (keys.length !== Object.keys(b).length) return false;
+  for (const key of keys) {
+    const x = a[key]!;
+    const y = b[key];
+    if (!y || x.version !== y.version || x.state !== y.state || (x.message ?? null) !== (y.message ?? null)) return false;
+  }
+  return true;
+}
