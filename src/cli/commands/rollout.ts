@@ -8,6 +8,7 @@ import { credentialsFromEnv, toBasicAuth } from '../../source/git-auth.js';
 import { resolveGitIdentity } from '../../source/git-identity.js';
 import { pushBranch } from '../../source/push-branch.js';
 import { operatorRequest } from '../operator-request.js';
+import { urlFlag } from '../parse-flags.js';
 import { setPaused } from '../rollout/set-paused.js';
 
 interface PauseFlags {
@@ -61,7 +62,7 @@ export function registerRollout(program: Command): void {
     .command('retry')
     .description('re-attempt the failed devices of a halted rollout, once, in one region (for when the cause was outside the version)')
     .argument('<deployment>', 'the halted Deployment')
-    .addOption(new Option('--region-url <url>', 'URL of the region').env('CASCADE_REGION_URL').makeOptionMandatory())
+    .addOption(new Option('--region-url <url>', 'URL of the region (or the current context\'s)').env('CASCADE_REGION_URL').argParser(urlFlag).makeOptionMandatory())
     .addOption(new Option('--operator-token <token>', "the region's operator token").env('CASCADE_OPERATOR_TOKEN'))
     .addOption(new Option('--json', 'print the result as JSON'))
     .action(async (deployment: string, flags: RetryFlags) => {
