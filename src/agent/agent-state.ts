@@ -30,6 +30,8 @@ export interface InstalledContainer {
 export interface FailedApp {
   version: string;
   message: string;
+  /** The attempt that failed (DesiredAppWire.attempt; absent = 0): a higher one is tried again. */
+  attempt?: number;
 }
 
 export interface AgentState {

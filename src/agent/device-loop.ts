@@ -206,6 +206,7 @@ class DeviceLoop {
         : drift
           ? { version: running, state: drift.repaired ? 'healthy' : 'failed', message: truncate(drift.message) }
           : { version: running, state: 'healthy' };
+      if (failed?.attempt) apps[app]!.attempt = failed.attempt;
     }
     if (installing) {
       apps[installing.app] = { version: this.state.installed[installing.app]?.version ?? null, state: 'installing', message: `installing ${installing.version}` };
@@ -313,8 +314,8 @@ class DeviceLoop {
         }
         continue;
       }
-      // A failed version is not tried again until the region asks for another one.
-      if (failed?.version === target.version) continue;
+      // A failed version is not tried again until the region asks for another one, or for another attempt (an operator's retry).
+      if (failed?.version === target.version && attemptOf(target) <= (failed.attempt ?? 0)) continue;
       await this.applyOne(app, { ...target, revision }, current);
       changed = true;
     }
@@ -377,8 +378,15 @@ class DeviceLoop {
       message += `; ${current.version} keeps running`;
     }
     this.state.failed[app] = { version: target.version, message: truncate(message) };
+    if (attemptOf(target) > 0) this.state.failed[app]!.attempt = attemptOf(target);
     this.save();
     this.log.warn({ app, version: target.version, running: current?.version ?? null, reason: message }, 'apply failed');
     this.emit({ type: 'apply-failed', app, version: target.version, running: current?.version ?? null, message });
   }
+}
+
+/** The attempt a region asks for; anything but a non-negative safe integer counts as 0. */
+function attemptOf(target: DesiredAppWire): number {
+  const attempt = target.attempt;
+  return typeof attempt === 'number' && Number.isSafeInteger(attempt) && attempt > 0 ? attempt : 0;
 }

@@ -25,12 +25,20 @@ export interface AppReport {
   version: string | null;
   state: AppHealth;
   message?: string;
+  /** With `failed`: the attempt that failed (DesiredApp.attempt it was handed; absent = 0). */
+  attempt?: number;
 }
 
 /** The desired version of one app on one device, and the Deployment that asks for it. */
 export interface DesiredApp {
   version: string;
   deployment: string;
+  /**
+   * Attempt number of this version on this device (absent = 0). An operator's retry of a halted
+   * rollout (`cascade rollout retry`) raises it: an agent tries a version that failed again once the
+   * attempt it is handed is above the one that failed.
+   */
+  attempt?: number;
 }
 
 export type DeviceDesired = Record<AppName, DesiredApp>;

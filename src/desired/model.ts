@@ -71,7 +71,13 @@ export interface RolloutSpec {
   offlineAfter?: string;
   window?: WindowSpec;
   rollback?: RollbackStrategy | RollbackSpec;
+  /** true: no further device is handed the version (`cascade rollout pause`); the rollout keeps its place. */
+  paused?: boolean;
+  /** What the region does when the rollout halts: hold (default), push a revert, or push a revert branch. */
+  onHalt?: OnHalt;
 }
+
+export type OnHalt = 'hold' | 'revert' | 'revert-branch';
 
 export interface DeploymentSpec {
   app: string;

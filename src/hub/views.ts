@@ -1,6 +1,6 @@
 import { compareStrings } from '../core/text.js';
 import { sumWaves } from '../plan/rollout/totals.js';
-import type { DeploymentRolloutStatus, HaltRecord, RolloutPhase, WaveStatus } from '../plan/rollout/types.js';
+import type { DeploymentRolloutStatus, HaltRecord, HaltRevert, RolloutPhase, WaveStatus } from '../plan/rollout/types.js';
 import type { DeviceCounts, DeviceState } from '../reconciler/region-status.js';
 import type { RegionRecord } from '../storage/hub-store.js';
 import type { HubSummary } from '../protocol/hub-summary.js';
@@ -58,6 +58,8 @@ export interface RevisionDeploymentView {
   waves: WaveStatus[];
   counts: RolloutCounts;
   halted?: HaltRecord;
+  /** What the region pushed about the halt (spec.rollout.onHalt: revert | revert-branch). */
+  revert?: HaltRevert;
   message?: string;
   /** Bytes of the artifact through the region's relay. */
   artifact?: RolloutArtifactFigures;
@@ -93,6 +95,8 @@ export interface HaltedRollout {
   version: string;
   reason: string;
   devices: string[];
+  /** The revert the region pushed (or could not), under onHalt. */
+  revert?: HaltRevert;
 }
 
 export interface RevisionView {
@@ -234,6 +238,7 @@ export function revisionView(sha: string, records: RegionRecord[], now: number, 
           counts: rolloutCounts(r.waves),
         };
         if (r.halted) view.halted = r.halted;
+        if (r.revert) view.revert = r.revert;
         if (r.message) view.message = r.message;
         if (r.artifact) view.artifact = r.artifact;
         return view;
@@ -243,7 +248,14 @@ export function revisionView(sha: string, records: RegionRecord[], now: number, 
     for (const d of deployments) {
       if (d.state !== 'Complete') allComplete = false;
       if (d.state === 'Halted') {
-        halted.push({ region: s.region, deployment: d.deployment, version: d.version, reason: d.halted?.reason ?? d.message ?? 'halted', devices: d.halted?.devices ?? [] });
+        halted.push({
+          region: s.region,
+          deployment: d.deployment,
+          version: d.version,
+          reason: d.halted?.reason ?? d.message ?? 'halted',
+          devices: d.halted?.devices ?? [],
+          ...(d.revert ? { revert: d.revert } : {}),
+        });
       }
       const key = `${d.deployment}\u0000${d.version}`;
       let total = totals.get(key);

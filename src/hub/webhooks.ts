@@ -20,7 +20,19 @@ export interface RevisionStateEvent {
       errors?: string[];
       deployments: Record<
         string,
-        { version: string; state: string; devices: number; converged: number; updating: number; pending: number; failed: number; offline: number; halted?: string }
+        {
+          version: string;
+          state: string;
+          devices: number;
+          converged: number;
+          updating: number;
+          pending: number;
+          failed: number;
+          offline: number;
+          halted?: string;
+          /** onHalt: the revert the region pushed (`outcome`, `commit`, `branch`), or why it did not. */
+          revert?: { mode: string; outcome: string; commit?: string; branch?: string; message: string };
+        }
       >;
     }
   >;
@@ -44,6 +56,9 @@ export function revisionStateEvent(view: RevisionView, previous: RevisionState |
         failed: d.counts.failed,
         offline: d.counts.offline,
         ...(d.halted ? { halted: d.halted.reason } : {}),
+        ...(d.revert
+          ? { revert: { mode: d.revert.mode, outcome: d.revert.outcome, message: d.revert.message, ...(d.revert.commit ? { commit: d.revert.commit } : {}), ...(d.revert.branch ? { branch: d.revert.branch } : {}) } }
+          : {}),
       };
     }
     regions[region.region] = {

@@ -12,6 +12,8 @@ export interface HandOutInput {
    * (waves, maxUnavailable, halts, windows) answer this; without rules every update is released.
    */
   released?: (device: DeviceId, app: AppName, desired: DesiredApp) => boolean;
+  /** The attempt to hand with a released version (an operator's retry); 0 or absent: none. */
+  attempt?: (device: DeviceId, app: AppName, desired: DesiredApp) => number;
 }
 
 /**
@@ -30,7 +32,8 @@ export function computeHandOut(input: HandOutInput): Map<DeviceId, DeviceDesired
     for (const app in desired) {
       const wanted = desired[app]!;
       if (!input.released || input.released(device, app, wanted)) {
-        next[app] = wanted;
+        const attempt = input.attempt?.(device, app, wanted) ?? 0;
+        next[app] = attempt > 0 ? { ...wanted, attempt } : wanted;
       } else if (before[app]) {
         next[app] = before[app]!;
       } else if (installed[app] !== undefined) {
@@ -47,7 +50,7 @@ export function sameDesired(a: DeviceDesired, b: DeviceDesired): boolean {
   if (aKeys.length !== Object.keys(b).length) return false;
   for (const app of aKeys) {
     const y = b[app];
-    if (!y || y.version !== a[app]!.version || y.deployment !== a[app]!.deployment) return false;
+    if (!y || y.version !== a[app]!.version || y.deployment !== a[app]!.deployment || (y.attempt ?? 0) !== (a[app]!.attempt ?? 0)) return false;
   }
   return true;
 }

@@ -12,10 +12,49 @@ export interface HaltRecord {
 }
 
 /**
- * Progressing, WaitingForWindow, Baking, Halted, Complete: see rule 8 of planRollouts.
+ * Progressing, WaitingForWindow, Baking, Paused, Halted, Complete: see rule 8 of planRollouts.
+ * Paused: `spec.rollout.paused: true`; no further device is handed the version until a commit removes it.
  * Stalled: the Deployment's rollout settings cannot be applied (see `problem`); nothing new is handed out.
  */
-export type RolloutPhase = 'Progressing' | 'WaitingForWindow' | 'Baking' | 'Halted' | 'Complete' | 'Stalled';
+export type RolloutPhase = 'Progressing' | 'WaitingForWindow' | 'Baking' | 'Paused' | 'Halted' | 'Complete' | 'Stalled';
+
+/** Every RolloutPhase, for schemas and checks. */
+export const ROLLOUT_PHASES: readonly RolloutPhase[] = ['Progressing', 'WaitingForWindow', 'Baking', 'Paused', 'Halted', 'Complete', 'Stalled'];
+
+/**
+ * An operator's retry of a halted rollout (`cascade rollout retry`): the halt was lifted for exactly
+ * these devices, handed the version again with attempt `round`; if they fail again, it halts again.
+ */
+export interface RetryRecord {
+  /** 1 for the first retry of this rollout, then 2, ...: the attempt number the devices are handed. */
+  round: number;
+  /** The devices re-attempted (the failed devices of the halt), sorted; in statuses the first MAX_HALTED_DEVICES. */
+  devices: DeviceId[];
+  /** How many devices were re-attempted. */
+  count: number;
+  /** `now` of the pass that lifted the halt. */
+  at: number;
+  /** The reason of the halt it lifted. */
+  halt: string;
+}
+
+/**
+ * What the region did about a halt under `spec.rollout.onHalt: revert | revert-branch`: at most once
+ * per halt, never for a halt of a version that a revert brought back.
+ */
+export interface HaltRevert {
+  mode: 'revert' | 'revert-branch';
+  /** pushed: the revert commit is on the remote; failed/skipped: see message. */
+  outcome: 'pushed' | 'failed' | 'skipped';
+  /** The commit the region wrote and pushed. */
+  commit?: string;
+  /** The commit it reverts (the change that halted). */
+  reverted?: string;
+  /** The remote branch it was pushed to. */
+  branch?: string;
+  at: number;
+  message: string;
+}
 
 /**
  * Why a rollout that is neither halted nor complete does not move further, when its phase alone does not say:
@@ -85,6 +124,10 @@ export interface DeploymentRolloutStatus {
   reason?: RolloutWaitReason;
   /** When Stalled: what is wrong with the Deployment's rollout settings. */
   problem?: RolloutProblem;
+  /** The last operator retry of this rollout, when there was one. */
+  retry?: RetryRecord;
+  /** What the region pushed (or failed to) about the halt, under onHalt revert or revert-branch. */
+  revert?: HaltRevert;
   /** One line for a person: what the rollout waits for. */
   message: string;
   /** Set while no device is released because the region's copy of the artifact is not ready: why. */

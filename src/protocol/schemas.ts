@@ -50,6 +50,7 @@ export const appReportSchema = {
     version: { type: ['string', 'null'], minLength: 1, maxLength: 128 },
     state: { type: 'string', enum: ['installing', 'healthy', 'failed'] },
     message: { type: 'string', maxLength: 4096 },
+    attempt: { type: 'integer', minimum: 0, maximum: 1_000_000 },
   },
 } as const;
 

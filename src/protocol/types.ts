@@ -122,6 +122,8 @@ export const DELTA_FORMAT = 'zstd-patch';
 export interface DesiredAppWire {
   version: string;
   deployment: string;
+  /** See DesiredApp.attempt: above the attempt that failed, the agent tries the version again. */
+  attempt?: number;
   runtime?: AppRuntime;
   artifact?: Artifact;
   /** Present when the region relays the file artifact (an agent that ignores it fetches from the origin). */

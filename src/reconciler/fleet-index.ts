@@ -2,7 +2,7 @@ import type { Logger } from 'pino';
 import { CascadeError } from '../core/errors.js';
 import type { AppReport, DeviceDesired, DeviceId, Labels } from '../core/types.js';
 import { sameDesired } from '../plan/hand-out.js';
-import type { RolloutState } from '../plan/rollout/types.js';
+import type { HaltRevert, RolloutState } from '../plan/rollout/types.js';
 import type { DeviceCounts, DeviceState } from '../protocol/region-status.js';
 import type { DeviceIdentityStore, PendingDevice } from '../storage/device-identity-store.js';
 import type { IndexRows, StateBatch } from '../storage/region-state-store.js';
@@ -86,6 +86,9 @@ export class FleetIndex implements StateStore {
   private quietMs = Infinity;
   private closed = false;
   private lastSweep = -Infinity;
+  /** Operator retries not yet taken by a pass, and the halt reverts: read from the durable store once. */
+  private retryRequests: Map<string, number> | null = null;
+  private reverts: Map<string, { halt: string; record: HaltRevert }> | null = null;
 
   constructor(private readonly options: FleetIndexOptions) {
     this.durable = options.durable;
@@ -260,6 +263,45 @@ export class FleetIndex implements StateStore {
     if (rollouts) this.rollouts = new Map(rollouts);
     this.updatesSentTotal += updates;
     return updates;
+  }
+
+  // rollout verbs: rare operator requests and halt reverts, written through to the durable store at
+  // once and kept in memory, so a pass reads no table for them
+
+  requestRetry(deployment: string, at: number): void {
+    this.durable.requestRetry(deployment, at);
+    this.retries().set(deployment, at);
+  }
+
+  pendingRetries(): Map<string, number> {
+    return new Map(this.retries());
+  }
+
+  clearRetries(deployments: Iterable<string>): void {
+    const names = [...deployments];
+    this.durable.clearRetries(names);
+    for (const name of names) this.retries().delete(name);
+  }
+
+  claimHaltRevert(deployment: string, halt: string, record: HaltRevert): boolean {
+    const claimed = this.durable.claimHaltRevert(deployment, halt, record);
+    this.reverts = null;
+    return claimed;
+  }
+
+  recordHaltRevert(deployment: string, halt: string, record: HaltRevert): void {
+    this.durable.recordHaltRevert(deployment, halt, record);
+    this.reverts = null;
+  }
+
+  haltReverts(): Map<string, { halt: string; record: HaltRevert }> {
+    this.reverts ??= this.durable.haltReverts();
+    return new Map(this.reverts);
+  }
+
+  private retries(): Map<string, number> {
+    this.retryRequests ??= this.durable.pendingRetries();
+    return this.retryRequests;
   }
 
   getRolloutStates(): Map<string, RolloutState> {

@@ -13,6 +13,7 @@ import {
   DEFAULT_OFFLINE_AFTER_MS,
   planRollouts,
   regionOfflineAfterMs,
+  attemptsBy,
   type DeploymentRolloutStatus,
   type RolloutDeploymentInput,
   type RolloutState,
@@ -67,6 +68,8 @@ export interface ReconcilerOptions {
   onPassError?: (err: unknown) => void;
   /** Holds back a rollout's releases until the region's copy of its artifact is ready (region/artifacts). */
   artifactGate?: ArtifactGate;
+  /** After each hand-out, with the pass's rollout statuses (onHalt reverts: halt-revert.ts); may add to them. */
+  afterDispatch?: (fleet: LoadedFleet, statuses: DeploymentRolloutStatus[], served: string | null) => Promise<void>;
 }
 
 /** The state of the source as the last pass saw it, for status and readiness. */
@@ -176,7 +179,10 @@ export class Reconciler {
     try {
       if (request.fetch) await this.refreshDesired();
       if (!this.fleet) await this.restoreLastGood();
-      if (this.fleet) this.dispatch(this.fleet);
+      if (this.fleet) {
+        this.dispatch(this.fleet);
+        await this.options.afterDispatch?.(this.fleet, this.rollouts, this.options.store.getRevision().applied);
+      }
     } catch (err) {
       // Anything that is not a refusal of the input may pass: a read error, a full disk, a bug.
       const reason = isCascadeError(err) ? err.code : 'internal';
@@ -399,6 +405,9 @@ export class Reconciler {
     const revision = fleet.revision ?? store.getRevision().applied ?? 'unknown';
     const candidates = full ? new Set<DeviceId>(store.allDeviceIds()) : dirty;
     let statesChanged = false;
+    // Operator retries (`cascade rollout retry`) are taken by this pass, halted or not.
+    const retries = store.pendingRetries();
+    for (const name of retries.keys()) replan.add(name);
     if (replan.size > 0) {
       // Each device once, even when it belongs to several of the Deployments planned.
       let ids: Iterable<DeviceId>;
@@ -415,12 +424,17 @@ export class Reconciler {
       const handed = store.handedView;
       const previous = this.previousStates();
       const inputs = collectRolloutInputs({ fleet, region, resolved, handed, devices, previous }).filter((d) => replan.has(d.deployment));
-      const planned = planRollouts({ now, offlineAfterMs: this.offlineAfterMs, revision, deployments: inputs, previous });
+      const planned = planRollouts({ now, offlineAfterMs: this.offlineAfterMs, revision, deployments: inputs, previous, retries });
       // The relay holds back releases of a version whose artifact the region has not verified yet.
       const gate = this.options.artifactGate;
       const plan = gate
         ? withholdUnready(planned, gate, { get: (id) => store.getHanded(id)?.apps }, { get: (id) => { const d = store.getDevice(id); return d ? installedVersions(d) : undefined; } })
         : planned;
+      // Devices a retry re-attempts keep their release but get a new attempt: hand them out again.
+      for (const name of retries.keys()) {
+        const retry = plan.states.get(name)?.retry;
+        if (retry && retry.at === now) for (const id of retry.devices) candidates.add(id);
+      }
       const offlineAt = new Map(inputs.map((input) => [input.deployment, nextOffline(input, now, this.offlineAfterMs)]));
       const statuses = new Map(plan.statuses.map((s) => [s.deployment, s]));
       if (full) {
@@ -466,18 +480,26 @@ export class Reconciler {
       if (h) handed.set(id, h.apps);
       installed.set(id, installedVersions(device));
     }
-    const changes = computeHandOut({ resolved, handed, installed, released });
+    const changes = computeHandOut({ resolved, handed, installed, released, attempt: attemptsBy({ states: this.plannedStates() }) });
     if (changes.size > 0 || statesChanged) {
       const states = new Map<string, RolloutState>();
       for (const [name, planned] of this.planned) states.set(name, planned.state);
       const count = store.handOut(changes, revision, now, statesChanged ? states : undefined);
       if (count > 0) metrics.updatesSent.inc(count);
     }
+    if (retries.size > 0) store.clearRetries(retries.keys());
     if (changes.size > 0) {
       log.debug({ devices: changes.size }, 'handed out desired state');
       onHandOut(changes.keys());
     }
     this.scheduleWakeUp(now);
+  }
+
+  /** The rollout state of each Deployment planned so far (the attempts an operator's retry hands out). */
+  private plannedStates(): Map<string, RolloutState> {
+    const states = new Map<string, RolloutState>();
+    for (const [name, planned] of this.planned) states.set(name, planned.state);
+    return states;
   }
 
   /** Rollout states as of the last plan; after a restart, as the store remembers them. */

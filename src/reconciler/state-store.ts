@@ -1,6 +1,6 @@
 import type { AppReport, DeviceDesired, DeviceId, Labels } from '../core/types.js';
 import type { AppCatalog, DeviceRecord, HandedState, RevisionRecord } from '../storage/region-records.js';
-import type { RolloutState } from '../plan/rollout/types.js';
+import type { HaltRevert, RolloutState } from '../plan/rollout/types.js';
 
 export type { AppCatalog, DeviceRecord, HandedState, RevisionRecord } from '../storage/region-records.js';
 
@@ -46,6 +46,22 @@ export interface StateStore {
   getHanded(id: DeviceId): HandedState | null;
   listHanded(): Map<DeviceId, HandedState>;
   updatesSent(): number;
+
+  // rollout verbs
+  /** `cascade rollout retry`: the next pass re-attempts the failed devices of that halted Deployment. */
+  requestRetry(deployment: string, at: number): void;
+  /** Retries asked for and not yet taken by a pass, with when. */
+  pendingRetries(): Map<string, number>;
+  clearRetries(deployments: Iterable<string>): void;
+  /**
+   * Claims the one revert of a halt (`onHalt: revert | revert-branch`): true the first time for a
+   * (deployment, halt) key, false ever after, restarts included.
+   */
+  claimHaltRevert(deployment: string, halt: string, record: HaltRevert): boolean;
+  /** Updates the record of a claimed halt revert (pushed, failed). */
+  recordHaltRevert(deployment: string, halt: string, record: HaltRevert): void;
+  /** The latest halt revert record per Deployment. */
+  haltReverts(): Map<string, { halt: string; record: HaltRevert }>;
 
   close(): void;
 }

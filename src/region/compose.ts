@@ -29,6 +29,8 @@ import type { TrustedKeys } from '../source/trusted-keys.js';
 import { RegionMqtt, type RegionMqttOptions } from './mqtt/region-mqtt.js';
 import { RegionEvents } from './events.js';
 import { registerEventRoutes } from './routes/events-routes.js';
+import { registerRolloutRoutes } from './routes/rollout-routes.js';
+import { haltRevertsFor, type HaltRevertConfig } from './halt-reverts.js';
 
 /** How often the in-memory index is checked against a full recount by default. */
 export const DEFAULT_RESYNC_INTERVAL_MS = 10 * 60_000;
@@ -85,6 +87,8 @@ export interface RegionConfig {
   maxRemoval?: number;
   /** Start empty although --data held a state before (its database is missing or empty): `--init-state`. */
   initState?: boolean;
+  /** onHalt revert | revert-branch: the write credential and signing key (--git-push-token, --signing-key). */
+  haltRevert?: HaltRevertConfig;
 }
 
 /** What a plugin of the region (its dashboard) may read. */
@@ -165,6 +169,8 @@ export async function startRegion(config: RegionConfig): Promise<RunningRegion> 
     let loops: RegionLoops | null = null;
     const events = new RegionEvents({ region: config.region, gitdir: source.location.gitdir, store, clock, log, onCommitInfo: () => hubPush?.changed() });
     teardown.push(() => events.close());
+    // A revert pushed to the followed branch is fetched and applied by the next pass.
+    const haltReverts = haltRevertsFor(config, source.location.gitdir, store, metrics.registry, clock, () => scheduler.request({ fetch: true, reason: 'halt revert pushed' }));
     const reconciler = new Reconciler({
       region: config.region,
       registryMirror: config.registryMirror,
@@ -194,6 +200,7 @@ export async function startRegion(config: RegionConfig): Promise<RunningRegion> 
       onPassError: (err) => health.observe(err),
       removalGuard: config.maxRemoval === undefined ? undefined : { maxRemoval: config.maxRemoval },
       artifactGate: relay ? (rollout) => relay.readiness(rollout.app, rollout.version, rollout.from) : undefined,
+      afterDispatch: (fleet, statuses, served) => haltReverts.afterPass(fleet, statuses, served),
     });
     reconcilerRef = reconciler;
     const scheduler = new PassScheduler((request) => reconciler.runPass(request));
@@ -312,6 +319,15 @@ export async function startRegion(config: RegionConfig): Promise<RunningRegion> 
       },
     });
     registerEventRoutes(app, { events: events.stream, operatorGuard: operatorToken === null ? null : operatorGuard(operatorToken) });
+    registerRolloutRoutes(app, {
+      rollouts: () => reconciler.rolloutStatuses,
+      retry: async (deployment) => {
+        store.requestRetry(deployment, clock());
+        scheduler.request({ fetch: false, reason: `operator retry of ${deployment}` });
+        await scheduler.idle();
+      },
+      operatorGuard: operatorGuard(operatorToken),
+    });
     for (const plugin of config.plugins ?? []) plugin(app, { summary, clock, operatorGuard: operatorGuard(operatorToken), pendingDevices: () => pendingDeviceViews(store) });
 
     // Connects, reads back the retained desired states and publishes what is out of date; fails startup on bad flags.

@@ -15,6 +15,7 @@ function wireApps(apps: DeviceDesired, catalog: AppCatalog, device?: DeviceId, d
   const wire: Record<string, DesiredAppWire> = {};
   for (const [name, desired] of Object.entries(apps)) {
     const app: DesiredAppWire = { version: desired.version, deployment: desired.deployment };
+    if (desired.attempt) app.attempt = desired.attempt;
     const spec = catalog[name];
     if (spec?.runtime) app.runtime = spec.runtime;
     const artifact = spec?.artifacts?.[desired.version];
@@ -75,7 +76,8 @@ export class DesiredDocuments {
       this.apps.clear();
     }
     let key = '';
-    for (const name in apps) key += `${name}\u0000${apps[name]!.version}\u0000${apps[name]!.deployment}\u0001`;
+    // The attempt (an operator's retry) is part of the document, so part of the key.
+    for (const name in apps) key += `${name}\u0000${apps[name]!.version}\u0000${apps[name]!.deployment}\u0000${apps[name]!.attempt ?? 0}\u0001`;
     let json = this.apps.get(key);
     if (json === undefined) {
       json = JSON.stringify(wireApps(apps, catalog));

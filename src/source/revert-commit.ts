@@ -13,6 +13,15 @@ export interface RevertOptions extends GitLocation {
   author: { name: string; email: string };
   /** Extra paragraph for the message, e.g. which Deployment goes back to which version. */
   explanation?: string;
+  /**
+   * Bare mode (a region's `<data>/repo.git`): write the revert on top of this commit and move no
+   * branch; the caller pushes the returned commit. `branch` is then ignored.
+   */
+  onto?: string;
+  /** Trailer lines (`Key: value`) at the end of the message. */
+  trailers?: string[];
+  /** Signs the commit (OpenPGP, armored private key), e.g. with signOpenPgp. */
+  sign?: { signingKey: string; onSign: (args: { payload: string; secretKey: string }) => Promise<{ signature: string }> };
 }
 
 export interface RevertResult {
@@ -31,13 +40,13 @@ export interface RevertResult {
  */
 export async function revertCommit(options: RevertOptions): Promise<RevertResult> {
   const location: GitLocation = { dir: options.dir, gitdir: options.gitdir };
-  const branch = options.branch ?? (await git.currentBranch({ fs, ...location, fullname: false })) ?? undefined;
-  if (!branch) throw new CascadeError('revert-detached-head', 'HEAD is detached: check out the branch to revert on, or pass the branch.');
+  const branch = options.onto ? undefined : (options.branch ?? (await git.currentBranch({ fs, ...location, fullname: false })) ?? undefined);
+  if (!branch && !options.onto) throw new CascadeError('revert-detached-head', 'HEAD is detached: check out the branch to revert on, or pass the branch.');
   const target = await resolveCommit(location, options.commit);
   const { commit } = await git.readCommit({ fs, ...location, oid: target });
   const parent = commit.parent[0];
   if (!parent) throw new CascadeError('revert-root-commit', `commit ${target.slice(0, 8)} is the first commit of the repository; there is nothing before it to go back to.`);
-  const headOid = await git.resolveRef({ fs, ...location, ref: `refs/heads/${branch}` });
+  const headOid = options.onto ?? (await git.resolveRef({ fs, ...location, ref: `refs/heads/${branch}` }));
 
   const before = await flattenTree(location, (await git.readCommit({ fs, ...location, oid: parent })).commit.tree);
   const after = await flattenTree(location, commit.tree);
@@ -66,15 +75,25 @@ export async function revertCommit(options: RevertOptions): Promise<RevertResult
     );
   }
   if (changes === 0) {
-    throw new CascadeError('revert-empty', `commit ${target.slice(0, 8)} is already undone on ${branch}: nothing to revert.`);
+    throw new CascadeError('revert-empty', `commit ${target.slice(0, 8)} is already undone on ${branch ?? headOid.slice(0, 8)}: nothing to revert.`);
   }
   if (options.dir) await ensureClean({ dir: options.dir, gitdir: options.gitdir }, paths);
 
   const subject = commit.message.split('\n')[0]!;
-  const message = `Revert "${subject}"\n\nThis reverts commit ${target}.\n${options.explanation ? `\n${options.explanation}\n` : ''}`;
+  const trailers = options.trailers && options.trailers.length > 0 ? `\n${options.trailers.join('\n')}\n` : '';
+  const message = `Revert "${subject}"\n\nThis reverts commit ${target}.\n${options.explanation ? `\n${options.explanation}\n` : ''}${trailers}`;
   const tree = await writeFlatTree(location, next);
   const { author } = options;
-  const oid = await git.commit({ fs, ...location, message, tree, parent: [headOid], author, ref: `refs/heads/${branch}` });
+  const oid = await git.commit({
+    fs,
+    ...location,
+    message,
+    tree,
+    parent: [headOid],
+    author,
+    ...(options.onto ? { noUpdateBranch: true } : { ref: `refs/heads/${branch}` }),
+    ...(options.sign ? { signingKey: options.sign.signingKey, onSign: options.sign.onSign } : {}),
+  });
   if (options.dir) await syncWorktree({ dir: options.dir, gitdir: options.gitdir }, paths, next);
   return { commit: oid, reverted: target, paths, message };
 }

@@ -2,7 +2,7 @@ import Database from 'better-sqlite3';
 import { CascadeError } from '../core/errors.js';
 import { backupStateDatabase, openStateDatabase, optimizeStateDatabase } from './open-state-database.js';
 import type { AppHealth, AppReport, DeviceDesired, DeviceId, Labels } from '../core/types.js';
-import type { RolloutState } from '../plan/rollout/types.js';
+import type { HaltRevert, RolloutState } from '../plan/rollout/types.js';
 import { stableJson } from '../core/stable-json.js';
 import type { AppCatalog, DeviceRecord, HandedState, RevisionRecord } from './region-records.js';
 import type { DeviceIdentityStore, PendingDevice } from './device-identity-store.js';
@@ -89,6 +89,21 @@ const MIGRATIONS: readonly string[] = [
     last_attempt_at INTEGER NOT NULL
   ) WITHOUT ROWID;
   `,
+  // Rollout verbs: the attempt a failure report is about, operator retries, what a region pushed on a halt.
+  `
+  ALTER TABLE reports ADD COLUMN attempt INTEGER;
+  CREATE TABLE rollout_retries (
+    deployment TEXT PRIMARY KEY,
+    requested_at INTEGER NOT NULL
+  ) WITHOUT ROWID;
+  CREATE TABLE halt_reverts (
+    deployment TEXT NOT NULL,
+    halt TEXT NOT NULL,
+    record TEXT NOT NULL,
+    at INTEGER NOT NULL,
+    PRIMARY KEY (deployment, halt)
+  ) WITHOUT ROWID;
+  `,
 ];
 
 export const STATE_FILE_NAME = 'state.sqlite';
@@ -114,6 +129,7 @@ interface ReportRow {
   version: string | null;
   state: string;
   message: string | null;
+  attempt: number | null;
 }
 interface HandedRow {
   device_id: string;
@@ -126,6 +142,7 @@ interface HandedRow {
 function toReport(row: ReportRow): AppReport {
   const report: AppReport = { version: row.version, state: row.state as AppHealth };
   if (row.message !== null) report.message = row.message;
+  if (row.attempt) report.attempt = row.attempt;
   return report;
 }
 
@@ -210,11 +227,11 @@ export class SqliteStateStore implements DeviceIdentityStore {
       ),
       relabelDevice: db.prepare<[string, string]>('UPDATE devices SET labels = ? WHERE id = ?'),
       clearReports: db.prepare<[string]>('DELETE FROM reports WHERE device_id = ?'),
-      insertReport: db.prepare<[string, string, string | null, string, string | null, number]>(
-        'INSERT INTO reports (device_id, app, version, state, message, updated_at) VALUES (?, ?, ?, ?, ?, ?)',
+      insertReport: db.prepare<[string, string, string | null, string, string | null, number, number | null]>(
+        'INSERT INTO reports (device_id, app, version, state, message, updated_at, attempt) VALUES (?, ?, ?, ?, ?, ?, ?)',
       ),
-      deviceReports: db.prepare<[string], ReportRow>('SELECT device_id, app, version, state, message FROM reports WHERE device_id = ? ORDER BY app'),
-      allReports: db.prepare<[], ReportRow>('SELECT device_id, app, version, state, message FROM reports ORDER BY device_id, app'),
+      deviceReports: db.prepare<[string], ReportRow>('SELECT device_id, app, version, state, message, attempt FROM reports WHERE device_id = ? ORDER BY app'),
+      allReports: db.prepare<[], ReportRow>('SELECT device_id, app, version, state, message, attempt FROM reports ORDER BY device_id, app'),
       handed: db.prepare<[string], HandedRow>('SELECT device_id, revision, apps, generation FROM handed WHERE device_id = ?'),
       allHanded: db.prepare<[], HandedRow>('SELECT device_id, revision, apps, generation FROM handed'),
       upsertHanded: db.prepare<[string, string, string, number, number]>(
@@ -308,7 +325,7 @@ export class SqliteStateStore implements DeviceIdentityStore {
     this.statements.clearReports.run(id);
     for (const app of Object.keys(apps).sort()) {
       const report = apps[app]!;
-      this.statements.insertReport.run(id, app, report.version, report.state, report.message ?? null, at);
+      this.statements.insertReport.run(id, app, report.version, report.state, report.message ?? null, at, report.attempt ?? null);
     }
   }
 
@@ -523,6 +540,42 @@ export class SqliteStateStore implements DeviceIdentityStore {
   /** The database handle, for an online backup (open-state-database.ts: backupStateDatabase). */
   get database(): Database.Database {
     return this.db;
+  }
+
+  // rollout verbs: operator retries and what the region pushed on a halt (see reconciler/state-store.ts)
+
+  requestRetry(deployment: string, at: number): void {
+    this.db.prepare('INSERT INTO rollout_retries (deployment, requested_at) VALUES (?, ?) ON CONFLICT (deployment) DO UPDATE SET requested_at = excluded.requested_at').run(deployment, at);
+  }
+
+  pendingRetries(): Map<string, number> {
+    const rows = this.db.prepare<[], { deployment: string; requested_at: number }>('SELECT deployment, requested_at FROM rollout_retries').all();
+    return new Map(rows.map((r) => [r.deployment, r.requested_at]));
+  }
+
+  clearRetries(deployments: Iterable<string>): void {
+    const remove = this.db.prepare<[string]>('DELETE FROM rollout_retries WHERE deployment = ?');
+    this.db.transaction(() => {
+      for (const deployment of deployments) remove.run(deployment);
+    })();
+  }
+
+  claimHaltRevert(deployment: string, halt: string, record: HaltRevert): boolean {
+    const result = this.db
+      .prepare('INSERT INTO halt_reverts (deployment, halt, record, at) VALUES (?, ?, ?, ?) ON CONFLICT (deployment, halt) DO NOTHING')
+      .run(deployment, halt, JSON.stringify(record), record.at);
+    return result.changes > 0;
+  }
+
+  recordHaltRevert(deployment: string, halt: string, record: HaltRevert): void {
+    this.db.prepare('UPDATE halt_reverts SET record = ?, at = ? WHERE deployment = ? AND halt = ?').run(JSON.stringify(record), record.at, deployment, halt);
+  }
+
+  haltReverts(): Map<string, { halt: string; record: HaltRevert }> {
+    const rows = this.db.prepare<[], { deployment: string; halt: string; record: string }>('SELECT deployment, halt, record FROM halt_reverts ORDER BY at').all();
+    const latest = new Map<string, { halt: string; record: HaltRevert }>();
+    for (const row of rows) latest.set(row.deployment, { halt: row.halt, record: JSON.parse(row.record) as HaltRevert });
+    return latest;
   }
 
   close(): void {

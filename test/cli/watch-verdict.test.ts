@@ -50,4 +50,14 @@ describe('when cascade status --watch stops', () => {
     // Already complete when the watch starts: it ends at once rather than waiting for another commit.
     expect(regionVerdict(applied, { until: 'complete', first: applied, revision: 'bbbbbbbb' })).toMatchObject({ end: 'Complete' });
   });
+
+  it('a Paused rollout does not move: the watch ends Paused (exit 1), or Halted when another one halted', () => {
+    const paused = status('bbbbbbbb', [rollout('web', '2.0.0', 'Paused'), rollout('db', '3.0.0', 'Complete')]);
+    expect(regionVerdict(paused, { until: 'settled', first: settled })).toMatchObject({ end: 'Paused', message: /web 2\.0\.0 Paused/ });
+    expect(regionVerdict(paused, { until: 'complete', first: settled, revision: 'bbbb' })).toMatchObject({ end: 'Paused' });
+    const both = status('bbbbbbbb', [rollout('web', '2.0.0', 'Paused'), rollout('db', '3.0.0', 'Halted')]);
+    expect(regionVerdict(both, { until: 'settled', first: settled })).toMatchObject({ end: 'Halted' });
+    // Paused from the start and nothing moved: it waits, like a settled region.
+    expect(regionVerdict(paused, { until: 'settled', first: paused })).toBeNull();
+  });
 });

@@ -1,4 +1,5 @@
 import { afterEach, describe, expect, it } from 'vitest';
+import type { HaltRevert } from '../../src/protocol/rollout-status.js';
 import { getJson, pushSummary, rollout, startTestHub, summary, tempDir, wave } from './hub-fixture.js';
 
 const A = 'a'.repeat(40);
@@ -104,6 +105,23 @@ describe('hub API', () => {
 
     const recent = (await getJson(`${hub.url}/api/v1/revisions`)).body.revisions.map((r: { revision: string; state: string }) => [r.revision, r.state]);
     expect(recent).toEqual(expect.arrayContaining([[B, 'Halted'], [C, 'Refused'], [A, 'Complete']]));
+  });
+
+  it('shows the revert a region pushed on a halt (onHalt), and refuses a summary whose revert record is hostile', async () => {
+    const tmp = await tempDir('cascade-hub-');
+    cleanups.push(tmp.remove);
+    const hub = await startTestHub(tmp.path);
+    cleanups.push(() => hub.close());
+    const revert: HaltRevert = { mode: 'revert', outcome: 'pushed', commit: 'c'.repeat(40), reverted: B.padEnd(40, '0').slice(0, 40), branch: 'main', at: 6, message: 'pushed cccccccc to main' };
+    const halted = rollout('web', B, 'Halted', [wave(1, 10, { failed: 1 })], { halted: { reason: '1 of 1 attempted device failed', devices: ['d1'], at: 5 }, revert });
+    await pushSummary(hub.url, summary('eu-west', { revision: { attempted: B, applied: B, error: null }, rollouts: [halted] }));
+    const view = (await getJson(`${hub.url}/api/v1/revisions/${B}`)).body;
+    expect(view.halted[0].revert).toEqual(revert);
+    expect(view.regions[0].deployments[0].revert).toEqual(revert);
+
+    const hostile = rollout('web', B, 'Halted', [wave(1, 10, { failed: 1 })], { revert: { ...revert, commit: 'x; rm -rf /', extra: '<script>' } as HaltRevert });
+    const refused = await pushSummary(hub.url, summary('us-east', { revision: { attempted: B, applied: B, error: null }, rollouts: [hostile] }));
+    expect(refused.status).toBe(400);
   });
 
   it('survives a restart: regions, sequences and revision history come back from SQLite', async () => {

@@ -224,3 +224,31 @@ describe('SqliteStateStore', () => {
     store = SqliteStateStore.open(join(dir, 'other'));
   });
 });
+
+describe('SqliteStateStore: rollout verbs', () => {
+  it('keeps the attempt of a failure report, and operator retries until a pass clears them', () => {
+    store.enrollDevice('d1', {}, 'hash-1', 1);
+    store.recordReport('d1', { web: { version: '1.0.0', state: 'failed', message: 'boom', attempt: 2 }, db: { version: '5', state: 'healthy' } }, 2);
+    reopen();
+    expect(store.getDevice('d1')!.apps).toEqual({ web: { version: '1.0.0', state: 'failed', message: 'boom', attempt: 2 }, db: { version: '5', state: 'healthy' } });
+    store.requestRetry('web', 10);
+    store.requestRetry('web', 11);
+    store.requestRetry('db', 12);
+    expect(reopen().pendingRetries()).toEqual(new Map([['web', 11], ['db', 12]]));
+    store.clearRetries(['web']);
+    expect(store.pendingRetries()).toEqual(new Map([['db', 12]]));
+  });
+
+  it('claims a halt revert exactly once, restarts included, and keeps its latest record per Deployment', () => {
+    const started = { mode: 'revert' as const, outcome: 'failed' as const, at: 1, message: 'started' };
+    expect(store.claimHaltRevert('web', '2.0.0@r1@100', started)).toBe(true);
+    expect(store.claimHaltRevert('web', '2.0.0@r1@100', started)).toBe(false);
+    store.recordHaltRevert('web', '2.0.0@r1@100', { ...started, outcome: 'pushed', commit: 'c'.repeat(40), at: 2, message: 'pushed' });
+    reopen();
+    expect(store.claimHaltRevert('web', '2.0.0@r1@100', started)).toBe(false);
+    expect(store.haltReverts().get('web')).toEqual({ halt: '2.0.0@r1@100', record: { mode: 'revert', outcome: 'pushed', commit: 'c'.repeat(40), at: 2, message: 'pushed' } });
+    // A later halt of the same Deployment is a new claim, and becomes its latest record.
+    expect(store.claimHaltRevert('web', '3.0.0@r2@200', { ...started, at: 3 })).toBe(true);
+    expect(store.haltReverts().get('web')!.halt).toBe('3.0.0@r2@200');
+  });
+});

@@ -10,6 +10,7 @@ import { registerStatus } from './status.js';
 import { registerReconcile } from './reconcile.js';
 import { registerHistory } from './history.js';
 import { registerRollback } from './rollback.js';
+import { registerRollout } from './rollout.js';
 import { registerDevices } from './devices.js';
 import { registerHub } from './hub.js';
 import { registerDemo } from './demo.js';
@@ -33,6 +34,7 @@ export function registerCommands(program: Command): void {
   registerHistory(program);
   registerEvents(program);
   registerRollback(program);
+  registerRollout(program);
   registerDevices(program);
   registerHub(program);
   registerContext(program);

@@ -55,6 +55,9 @@ interface RegionFlags {
   relayRate?: number;
   relayConcurrency: number;
   deltaMaxShare: number;
+  gitPushToken?: string;
+  gitPushUsername?: string;
+  signingKey?: string;
 }
 
 /** A registry host as image references name it: host[:port] with an optional path prefix, no scheme. */
@@ -123,6 +126,9 @@ export function registerRegion(program: Command): void {
     .addOption(new Option('--relay-rate <bytes-per-second>', 'limit of artifact bytes sent to all devices together, e.g. 5MB/s (default: no limit)').env('CASCADE_RELAY_RATE').argParser(byteSizeFlag))
     .addOption(new Option('--relay-concurrency <n>', 'artifact downloads served at once; the others wait their turn').env('CASCADE_RELAY_CONCURRENCY').default(32).argParser(positiveIntFlag))
     .addOption(new Option('--delta-max-share <share>', 'offer a binary delta when it is at most this share of the full artifact').env('CASCADE_DELTA_MAX_SHARE').default(0.5, '50%').argParser(shareFlag))
+    .addOption(new Option('--git-push-token <token>', 'write credential for spec.rollout.onHalt: revert | revert-branch (http(s) remotes only; SSH is not supported)').env('CASCADE_GIT_PUSH_TOKEN'))
+    .addOption(new Option('--git-push-username <name>', 'user name sent with --git-push-token where the host wants one (GitLab oauth2, Bitbucket x-token-auth)').env('CASCADE_GIT_PUSH_USERNAME'))
+    .addOption(new Option('--signing-key <file>', "the region's armored OpenPGP private key: it signs the reverts it pushes, so regions with --verify-commits apply them (passphrase: CASCADE_SIGNING_KEY_PASSPHRASE)").env('CASCADE_SIGNING_KEY'))
     .action(async (flags: RegionFlags) => {
       // Checked here rather than by commander, which would also ask them of `cascade region accept` and `backup`.
       for (const [flag, value] of [['--repo <url|path>', flags.repo], ['--region <name>', flags.region]] as const) {
@@ -163,6 +169,10 @@ export function registerRegion(program: Command): void {
         );
       }
       const trustedKeys = flags.verifyCommits ? await (await import('../../source/trusted-keys.js')).loadTrustedKeys(flags.trustedKeys!) : undefined;
+      flags.gitPushToken = secretFrom(flags.gitPushToken, 'CASCADE_GIT_PUSH_TOKEN');
+      const signer = flags.signingKey
+        ? await (await import('../../source/sign-commit.js')).openPgpSigner(readSecretFile(flags.signingKey, '--signing-key'), secretFrom(undefined, 'CASCADE_SIGNING_KEY_PASSPHRASE'))
+        : undefined;
       const tls = flags.tlsCert ? { cert: readPem(flags.tlsCert, '--tls-cert'), key: readPem(flags.tlsKey!, '--tls-key') } : undefined;
       if (flags.hubUrl && !flags.hubToken) {
         throw new CascadeError('hub-token-required', `--hub-url needs --hub-token (or CASCADE_HUB_TOKEN): print it with \`cascade hub region-token ${flags.region}\` on the hub.`);
@@ -211,6 +221,7 @@ export function registerRegion(program: Command): void {
               brokerPidFile: flags.mqttBrokerPidFile,
             }
           : undefined,
+        haltRevert: { pushToken: flags.gitPushToken, pushUsername: flags.gitPushUsername, signer },
         registryMirror: flags.registryMirror,
         log,
       }).catch((err: unknown) => {
@@ -227,6 +238,14 @@ export function registerRegion(program: Command): void {
     });
   registerRegionAccept(region);
   registerRegionBackup(region);
+}
+
+function readSecretFile(file: string, flag: string): string {
+  try {
+    return readFileSync(file, 'utf8');
+  } catch (err) {
+    throw new CascadeError('signing-key-unreadable', `cannot read ${flag} ${file}: ${(err as Error).message}`);
+  }
 }
 
 function readPem(file: string, flag: string): Buffer {

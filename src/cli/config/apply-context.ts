@@ -14,7 +14,7 @@ const FILLS: Array<{ option: string; field: ContextField; fileVariable?: string 
   { option: 'hubToken', field: 'hub-token-file', fileVariable: 'CASCADE_HUB_READ_TOKEN_FILE' },
 ];
 
-const CLIENT_COMMANDS = new Set(['status', 'plan', 'diff', 'list', 'revoke', 'reconcile', 'history', 'events', 'simulate']);
+const CLIENT_COMMANDS = new Set(['status', 'plan', 'diff', 'list', 'revoke', 'reconcile', 'history', 'events', 'simulate', 'retry']);
 
 export function applyContext(program: Command, command: Command, env: NodeJS.ProcessEnv = process.env): void {
   if (!CLIENT_COMMANDS.has(command.name()) || command.parent?.name() === 'context') return;

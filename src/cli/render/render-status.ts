@@ -43,6 +43,12 @@ export function renderRollout(rollout: DeploymentRolloutStatus): string[] {
   if (rollout.halted) {
     lines.push(`  halted: ${rollout.halted.reason}; failing: ${rollout.halted.devices.slice(0, 10).join(', ')}${rollout.halted.devices.length > 10 ? ', ...' : ''}`);
     lines.push(`  undo: cascade rollback --deployment ${rollout.deployment}   (or git revert ${short(rollout.revision)})`);
+    lines.push(`  retry the failed devices (cause outside the version): cascade rollout retry ${rollout.deployment} --region-url URL`);
+  }
+  if (rollout.state === 'Paused') lines.push(`  resume: cascade rollout resume ${rollout.deployment} --push`);
+  if (rollout.retry) lines.push(`  retried: round ${rollout.retry.round}, ${rollout.retry.count ?? rollout.retry.devices.length} device(s) at ${new Date(rollout.retry.at).toISOString()}`);
+  if (rollout.revert) {
+    lines.push(`  onHalt ${rollout.revert.mode}: ${rollout.revert.outcome}${rollout.revert.commit ? ` ${short(rollout.revert.commit)}` : ''}${rollout.revert.branch ? ` to ${rollout.revert.branch}` : ''}: ${rollout.revert.message}`);
   }
   for (const wave of rollout.waves) lines.push(`  ${waveLine(wave)}`);
   return lines;

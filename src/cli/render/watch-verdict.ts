@@ -10,18 +10,19 @@ import type { RevisionState } from '../../hub/views.js';
  *   new revision applied or refused, a new rollout), so the watch can start before the commit.
  * - `until: 'complete'` stops at the first halt; `until: 'settled'` waits for every rollout to be
  *   Complete or Halted. Exit 0 when everything completed, 1 when a rollout halted or the revision was
- *   refused (timeouts and errors exit 2 elsewhere).
+ *   refused (timeouts and errors exit 2 elsewhere). A Paused rollout does not move either: it ends the
+ *   watch like a halt (end Paused, exit 1) until a commit resumes it.
  */
 
 export type WatchUntil = 'complete' | 'settled';
-export type WatchEnd = 'Complete' | 'Halted' | 'Refused';
+export type WatchEnd = 'Complete' | 'Halted' | 'Paused' | 'Refused';
 
 export interface WatchVerdict {
   end: WatchEnd;
   message: string;
 }
 
-export const EXIT_CODES: Record<WatchEnd, number> = { Complete: 0, Halted: 1, Refused: 1 };
+export const EXIT_CODES: Record<WatchEnd, number> = { Complete: 0, Halted: 1, Paused: 1, Refused: 1 };
 
 export interface RegionWatch {
   until: WatchUntil;
@@ -31,8 +32,8 @@ export interface RegionWatch {
   first: RegionStatus;
 }
 
-/** Halted, or Stalled on a problem with its settings: it will not move until a commit changes it. */
-const isStuck = (r: DeploymentRolloutStatus) => r.state === 'Halted' || r.state === 'Stalled';
+/** Halted, Paused, or Stalled on a problem with its settings: it will not move until a commit (or an operator) changes it. */
+const isStuck = (r: DeploymentRolloutStatus) => r.state === 'Halted' || r.state === 'Stalled' || r.state === 'Paused';
 
 const rolloutKey = (r: DeploymentRolloutStatus) => `${r.deployment}@${r.version}@${r.revision}`;
 const matches = (sha: string | null, prefix: string) => sha !== null && sha.startsWith(prefix.toLowerCase());
@@ -66,7 +67,8 @@ export function regionVerdict(status: RegionStatus, watch: RegionWatch): WatchVe
   }
   const stuck = rollouts.filter(isStuck);
   if (stuck.length > 0 && (until === 'complete' || rollouts.every((r) => r.state === 'Complete' || isStuck(r)))) {
-    return { end: 'Halted', message: stuck.map((r) => `${r.deployment} ${r.version} ${r.state}: ${r.halted?.reason ?? r.message}`).join('; ') };
+    const end: WatchEnd = stuck.every((r) => r.state === 'Paused') ? 'Paused' : 'Halted';
+    return { end, message: stuck.map((r) => `${r.deployment} ${r.version} ${r.state}: ${r.halted?.reason ?? r.message}`).join('; ') };
   }
   if (rollouts.every((r) => r.state === 'Complete') && status.devices.updating === 0) {
     return { end: 'Complete', message: rollouts.length ? rollouts.map((r) => `${r.deployment} ${r.version} Complete`).join('; ') : 'nothing to roll out' };

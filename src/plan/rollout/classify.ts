@@ -8,7 +8,8 @@ import type { DeviceRolloutState, RolloutDeviceInput } from './types.js';
  *   report, whatever it said last; set aside, neither failed nor blocking its wave;
  * - healthy: reports `version`, healthy (whether or not this rollout handed it);
  * - pending: not handed `version` yet;
- * - failed: handed `version` and reports the app failed (an attempt that failed);
+ * - failed: handed `version` and reports the app failed (an attempt that failed: the attempt it was
+ *   handed, not an earlier one an operator's retry asked it to repeat);
  * - updating: handed `version`, not healthy at it yet, not failed.
  */
 export function classifyDevice(device: RolloutDeviceInput, version: string, now: number, offlineAfterMs: number, since: number = now): DeviceRolloutState {
@@ -17,7 +18,8 @@ export function classifyDevice(device: RolloutDeviceInput, version: string, now:
   const report = device.report;
   if (report && report.version === version && report.state === 'healthy') return 'healthy';
   if (device.handedVersion !== version) return 'pending';
-  return report?.state === 'failed' ? 'failed' : 'updating';
+  // A failure of an earlier attempt is not one of this attempt: the device was asked to try again.
+  return report?.state === 'failed' && (report.attempt ?? 0) >= (device.handedAttempt ?? 0) ? 'failed' : 'updating';
 }
 
 /** Handed `version` already, or running it healthy: releasing it changes nothing on the device. */

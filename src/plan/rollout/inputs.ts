@@ -71,6 +71,8 @@ export function collectRolloutInputs(input: CollectRolloutInputs): RolloutDeploy
       if (report) device.report = report;
       const handedVersion = handed?.[app]?.version;
       if (handedVersion !== undefined) device.handedVersion = handedVersion;
+      const handedAttempt = handed?.[app]?.attempt;
+      if (handedAttempt) device.handedAttempt = handedAttempt;
       deployment.devices.push(device);
     }
   }

@@ -23,6 +23,9 @@ import { checkWindow } from './window.js';
 /** Failed devices a halt lists; the reason still gives the full count. */
 export const MAX_HALTED_DEVICES = 100;
 
+/** Failed devices one retry re-attempts at most; a bigger halt is one a commit should answer. */
+export const MAX_RETRIED_DEVICES = 10_000;
+
 /**
  * The progressive-rollout rules. One region reconciler runs them on every pass for the Deployments
  * of its devices, each with its effective `spec.rollout` (the Deployment's, else its Region's, else
@@ -81,6 +84,15 @@ export const MAX_HALTED_DEVICES = 100;
  *    through, a time zone this machine's ICU does not know) make that Deployment `Stalled`, with a
  *    `problem` {code, message}; it releases nothing new, keeps its memory, and the other Deployments
  *    go on. planRollouts throws only for a caller's mistake (a Deployment listed twice).
+ * 10. Pause: `paused: true` (spec.rollout, field by field like the others) releases no further
+ *    device and starts no wave; devices already handed keep it; failures still count and can halt.
+ *    The state (`Paused`, after Halted and Complete) keeps its memory: `paused` is not part of the
+ *    fingerprint, so resuming continues where it stopped (a bake that ended meanwhile is over).
+ * 11. Retry: an operator's retry (`retries`) of a Halted rollout lifts the halt for exactly the devices
+ *    that failed, which are handed the version again as attempt `round` (the previous round + 1);
+ *    a failure reported for an earlier attempt counts as updating, so the rollout halts again only
+ *    if they fail again (or others do). It releases nobody else by itself; the rule of the rollout
+ *    (waves, maxUnavailable, pause) then goes on as before. For when the cause was outside the version.
  *
  * Devices handed the version (or running it) are always in `release`, halted or not, window or not.
  */
@@ -93,7 +105,7 @@ export function planRollouts(input: RolloutPlanInput): RolloutPlan {
     const previous = input.previous.get(deployment.deployment);
     let planned: PlannedDeployment;
     try {
-      planned = planDeployment(deployment, input.now, input.revision, input.offlineAfterMs, previous);
+      planned = planDeployment(deployment, input.now, input.revision, input.offlineAfterMs, previous, input.retries?.has(deployment.deployment) ?? false);
     } catch (err) {
       planned = stalled(deployment, input.now, input.revision, input.offlineAfterMs, previous, problemOf(err));
     }
@@ -117,7 +129,14 @@ interface Advance {
   waitingForCanary?: boolean;
 }
 
-function planDeployment(input: RolloutDeploymentInput, now: number, revision: string, offlineAfterMs: number, previous: RolloutState | undefined): PlannedDeployment {
+function planDeployment(
+  input: RolloutDeploymentInput,
+  now: number,
+  revision: string,
+  offlineAfterMs: number,
+  previous: RolloutState | undefined,
+  retryAsked: boolean,
+): PlannedDeployment {
   const where = `Deployment ${input.deployment}`;
   const settings = rolloutSettings(input.rollout, input.devices.length, where);
   // Checked before anything else, so a window this machine cannot read stalls the Deployment (rule 9).
@@ -133,8 +152,19 @@ function planDeployment(input: RolloutDeploymentInput, now: number, revision: st
   const waveCount = settings.waves.length;
   const immediate = state.rollback && settings.rollback.strategy === 'immediate';
 
-  const devices = input.devices;
-  const { classes, waves, counts } = classifyAll(input, settings.waves, now, offlineAfterMs, state.startedAt);
+  let devices = input.devices;
+  let { classes, waves, counts } = classifyAll(input, settings.waves, now, offlineAfterMs, state.startedAt);
+  if (retryAsked && state.halted && !started.fresh) {
+    // Rule 10: the halt is lifted for exactly the failed devices, handed the version again as a new attempt.
+    const round = (state.retry?.round ?? 0) + 1;
+    const retried = devices.filter((_, i) => classes[i] === 'failed').map((d) => d.id).sort(compareIds);
+    const devicesRetried = retried.slice(0, MAX_RETRIED_DEVICES);
+    state.retry = { round, devices: devicesRetried, count: devicesRetried.length, at: now, halt: state.halted.reason };
+    state.halted = null;
+    const again = new Set(state.retry.devices);
+    devices = devices.map((d) => (again.has(d.id) ? { ...d, handedAttempt: round } : d));
+    ({ classes, waves, counts } = classifyAll({ ...input, devices }, settings.waves, now, offlineAfterMs, state.startedAt));
+  }
   let attempted = 0;
   let updating = 0;
   let toAttempt = 0;
@@ -160,12 +190,13 @@ function planDeployment(input: RolloutDeploymentInput, now: number, revision: st
     state.currentWave = waveCount;
   } else {
     state.currentWave = Math.min(Math.max(state.currentWave, 1), waveCount);
-    if (!state.halted) advance = advanceWaves(state, counts, settings.bakeMs, now, started.fresh);
+    // Paused: waves neither start nor bake on, and the memory is kept for when it resumes.
+    if (!state.halted && !settings.paused) advance = advanceWaves(state, counts, settings.bakeMs, now, started.fresh);
   }
 
   const release = new Set<DeviceId>();
   for (const device of devices) if (alreadyThere(device, input.version)) release.add(device.id);
-  if (!state.halted && mayStart) {
+  if (!state.halted && mayStart && !settings.paused) {
     const chosen: number[] = [];
     for (let i = 0; i < devices.length; i++) {
       if (immediate ? !release.has(devices[i]!.id) : classes[i] === 'pending' && waves[i]! <= state.currentWave) chosen.push(i);
@@ -186,7 +217,7 @@ function planDeployment(input: RolloutDeploymentInput, now: number, revision: st
     }
   }
 
-  const phase = phaseOf(state, counts, mayStart, advance);
+  const phase = phaseOf(state, counts, mayStart, advance, settings.paused);
   if (phase === 'Complete' && state.completedAt === null) state.completedAt = now;
   const reason = phase === 'Progressing' ? waitReason(state, counts, devices, advance) : undefined;
   const status: DeploymentRolloutStatus = {
@@ -203,6 +234,7 @@ function planDeployment(input: RolloutDeploymentInput, now: number, revision: st
   };
   if (reason) status.reason = reason;
   if (state.halted) status.halted = state.halted;
+  if (state.retry) status.retry = { ...state.retry, devices: state.retry.devices.slice(0, MAX_HALTED_DEVICES) };
   if (phase === 'Baking') status.nextWaveAt = advance.nextWaveAt;
   if (window) status.window = window;
   return { release, state, status };
@@ -312,7 +344,7 @@ export function thresholdCrossed(
   return `${head} (${formatPercent((failed / attempted) * 100)}% >= ${threshold.percent}%)`;
 }
 
-function phaseOf(state: RolloutState, counts: WaveStatus[], mayStart: boolean, advance: Advance): RolloutPhase {
+function phaseOf(state: RolloutState, counts: WaveStatus[], mayStart: boolean, advance: Advance, paused: boolean): RolloutPhase {
   if (state.halted) return 'Halted';
   let behind = 0;
   let pendingInStartedWaves = 0;
@@ -321,6 +353,7 @@ function phaseOf(state: RolloutState, counts: WaveStatus[], mayStart: boolean, a
     if (count.wave <= state.currentWave) pendingInStartedWaves += count.pending;
   }
   if (behind === 0 && !advance.waitingForCanary) return 'Complete';
+  if (paused) return 'Paused';
   if (!mayStart && pendingInStartedWaves > 0) return 'WaitingForWindow';
   if (advance.nextWaveAt !== undefined) return 'Baking';
   return 'Progressing';
@@ -369,6 +402,8 @@ function describe(
   switch (phase) {
     case 'Halted':
       return `halted: ${state.halted!.reason}; no further device gets ${version} until a commit changes the Deployment`;
+    case 'Paused':
+      return `paused at wave ${wave} of ${counts.length} (spec.rollout.paused): ${total.updating} updating, ${total.pending} pending, ${total.failed} failed; no further device gets ${version} until it is resumed${fresh}${offline}`;
     case 'Complete':
       return `every online device runs ${version}${offline}`;
     case 'WaitingForWindow':

@@ -14,3 +14,20 @@ export function releasedBy(plan: Pick<RolloutPlan, 'release' | 'states'>): (devi
     return plan.states.get(desired.deployment)?.version === desired.version;
   };
 }
+
+/**
+ * The attempt computeHandOut hands with a released version: the round of the Deployment's last
+ * operator retry for the devices it re-attempted, else 0 (none).
+ */
+export function attemptsBy(plan: Pick<RolloutPlan, 'states'>): (device: DeviceId, app: AppName, desired: DesiredApp) => number {
+  const retried = new Map<string, { round: number; devices: Set<DeviceId> } | null>();
+  return (device, _app, desired) => {
+    let entry = retried.get(desired.deployment);
+    if (entry === undefined) {
+      const retry = plan.states.get(desired.deployment)?.retry;
+      entry = retry ? { round: retry.round, devices: new Set(retry.devices) } : null;
+      retried.set(desired.deployment, entry);
+    }
+    return entry && entry.devices.has(device) ? entry.round : 0;
+  };
+}

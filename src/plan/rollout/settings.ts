@@ -17,6 +17,8 @@ export interface RolloutSettings {
   bakeMs: number;
   window: WindowSpec | null;
   rollback: { strategy: RollbackStrategy; respectWindow: boolean };
+  /** spec.rollout.paused: release no further device. */
+  paused: boolean;
 }
 
 const PERCENT = /^(\d+(?:\.\d+)?)%$/;
@@ -41,6 +43,7 @@ export function rolloutSettings(spec: RolloutSpec, deviceCount: number, where: s
     window: spec.window ?? null,
     // A `waves` rollback is a normal rollout, window included; an immediate one ignores the window unless told.
     rollback: { strategy, respectWindow: rollback.respectWindow ?? strategy === 'waves' },
+    paused: spec.paused === true,
   };
 }
 

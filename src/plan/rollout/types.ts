@@ -1,12 +1,14 @@
 import type { AppReport, DeviceId } from '../../core/types.js';
 import type { RolloutSpec } from '../../desired/model.js';
-import type { DeploymentRolloutStatus, HaltRecord } from '../../protocol/rollout-status.js';
+import type { DeploymentRolloutStatus, HaltRecord, RetryRecord } from '../../protocol/rollout-status.js';
 
 // The rollout status is an API type (status API, hub summary, dashboard): it lives in protocol/.
 export type {
   DeploymentRolloutStatus,
   DeviceRolloutState,
   HaltRecord,
+  HaltRevert,
+  RetryRecord,
   RolloutPhase,
   RolloutProblem,
   RolloutWaitReason,
@@ -28,6 +30,11 @@ export interface RolloutDeviceInput {
   enrolledAt?: number;
   /** What the device last reported about the Deployment's app. */
   report?: AppReport;
+  /**
+   * The attempt it was handed (DesiredApp.attempt, absent = 0). A failure reported for a lower attempt
+   * is an old one: the device was asked to try again (an operator's retry) and is updating.
+   */
+  handedAttempt?: number;
   /** Version of the app the device was last handed, if any. */
   handedVersion?: string;
 }
@@ -78,6 +85,8 @@ export interface RolloutState {
    */
   canaryAt?: number | null;
   halted: HaltRecord | null;
+  /** The last operator retry (`cascade rollout retry`) of this rollout; absent before one. */
+  retry?: RetryRecord | null;
 }
 
 export interface RolloutPlanInput {
@@ -93,6 +102,12 @@ export interface RolloutPlanInput {
   deployments: RolloutDeploymentInput[];
   /** States returned by the previous pass. */
   previous: ReadonlyMap<string, RolloutState>;
+  /**
+   * Deployments an operator asked to retry (`cascade rollout retry`), with when they asked: a halted
+   * one lifts its halt for its failed devices, which are handed the version again (attempt + 1). A
+   * Deployment that is not halted ignores it.
+   */
+  retries?: ReadonlyMap<string, number>;
 }
 
 export interface RolloutPlan {

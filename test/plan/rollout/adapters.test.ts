@@ -43,7 +43,9 @@ describe('rolloutSettings', () => {
       bakeMs: 0,
       window: null,
       rollback: { strategy: 'immediate', respectWindow: false },
+      paused: false,
     });
+    expect(rolloutSettings({ paused: true }, 1, 'x').paused).toBe(true);
     expect(rolloutSettings({ rollback: 'waves' }, 1, 'x').rollback).toEqual({ strategy: 'waves', respectWindow: true });
     // Not capped at the device count any more: the engine caps it by the devices there are to attempt.
     expect(rolloutSettings({ minSample: 50 }, 20, 'x').minSample).toBe(50);

@@ -408,4 +408,38 @@ describe('planRollouts: properties over random fleets, enrolments, offline and f
       }),
     );
   });
+
+  it('a paused rollout hands the new version to no further device, and resuming continues where it stopped', () => {
+    fc.assert(
+      fc.property(scenarioArb(), fc.integer({ min: 0, max: 60 }), fc.integer({ min: 1, max: 30 }), (scenario, pauseAfter, pausedPasses) => {
+        const h = new Harness(scenario);
+        h.pass();
+        for (const step of scenario.steps.slice(0, pauseAfter)) {
+          h.now += step;
+          h.pass();
+        }
+        const before = h.trace[h.trace.length - 1]!.state;
+        // The commit of `cascade rollout pause`: same fingerprint, rollout.paused set.
+        h.scenario.rollout.paused = true;
+        const handed = new Set(h.devices.filter((d) => d.handedVersion === '2.0').map((d) => d.id));
+        for (let i = 0; i < pausedPasses; i++) {
+          h.now += scenario.steps[i % scenario.steps.length]!;
+          const pass = h.pass();
+          expect(pass.newly, `pass ${pass.index} handed 2.0 while paused`).toEqual([]);
+          expect(pass.state.currentWave).toBe(before.currentWave);
+          expect(pass.state.startedAt).toBe(before.startedAt);
+          expect(['Paused', 'Halted', 'Complete']).toContain(pass.status.state);
+        }
+        h.settle(3);
+        for (const pass of h.trace.slice(-3)) expect(pass.newly).toEqual([]);
+        expect(h.devices.filter((d) => d.handedVersion === '2.0').map((d) => d.id).sort()).toEqual([...handed].sort());
+        // Resumed: the same rollout state goes on (never restarted), waves never un-start.
+        delete h.scenario.rollout.paused;
+        const resumed = h.pass();
+        expect(resumed.state.startedAt).toBe(before.startedAt);
+        expect(resumed.state.currentWave).toBeGreaterThanOrEqual(before.currentWave);
+        expect(resumed.status.state).not.toBe('Paused');
+      }),
+    );
+  });
 });
