@@ -21,7 +21,7 @@ import { figure, type BenchFigure, type BenchSuite } from './types.js';
  * region's CPU seconds per device. Baseline of the same run: one bare MQTT.js client publishing N
  * retained QoS 1 messages of the same size to the same broker.
  */
-const SIZES = (process.env['CASCADE_BENCH_SCALE_SIZES'] ?? '1000,5000,10000,25000').split(',').map(Number);
+const SIZES = (process.env['CASCADE_BENCH_SCALE_SIZES'] ?? '1000,5000,10000,25000').split(',').map(Number).filter((n) => n > 0);
 /** Site brokers bridged to the region broker (docs/mqtt.md); devices are spread over them. 0: devices on the region broker. */
 const SITES = Number(process.env['CASCADE_BENCH_SCALE_SITES'] ?? 3);
 /** Devices of the HTTP long-poll run (0: none). */

@@ -85,6 +85,7 @@ export class FleetIndex implements StateStore {
   /** A device silent longer than this may be offline for some rollout: a poll after such a silence marks it dirty. */
   private quietMs = Infinity;
   private closed = false;
+  private resolver: ((device: DeviceRecord) => DeviceDesired) | null = null;
   private lastSweep = -Infinity;
   /** Operator retries not yet taken by a pass, and the halt reverts: read from the durable store once. */
   private retryRequests: Map<string, number> | null = null;
@@ -107,6 +108,20 @@ export class FleetIndex implements StateStore {
       }
       this.recount(entry, now);
     }
+  }
+
+  /**
+   * How to resolve one device by the applied revision (the reconciler sets it with each fleet): a device
+   * that enrols or changes labels is resolved at once, so it is never counted against an empty desired state.
+   */
+  resolveWith(resolve: ((device: DeviceRecord) => DeviceDesired) | null): void {
+    this.resolver = resolve;
+  }
+
+  private resolveNow(id: DeviceId): void {
+    const entry = this.entries.get(id);
+    if (this.resolver && entry && !entry.record.revoked) this.setResolved(id, this.resolver(entry.record));
+    else this.unresolved.add(id);
   }
 
   /** Devices connected now (an open long poll, an MQTT session) count as seen now. */
@@ -159,8 +174,8 @@ export class FleetIndex implements StateStore {
       this.sorted = null;
       this.recount(created, this.options.clock());
     }
-    this.unresolved.add(id);
     this.dirty.add(id);
+    this.resolveNow(id);
   }
 
   getTokenHash(id: DeviceId): string | null {
@@ -185,7 +200,7 @@ export class FleetIndex implements StateStore {
     entry.reported = true;
     if (relabelled) {
       entry.record.labels = labels;
-      this.unresolved.add(id);
+      this.resolveNow(id);
     }
     this.pendingReports.set(id, labels ? { id, apps, at, labels } : { id, apps, at });
     this.pendingSeen.delete(id);

@@ -168,7 +168,12 @@ export class Reconciler {
   }
 
   private resolverFor(fleet: LoadedFleet): DesiredResolver {
-    if (!this.resolver || this.fleet !== fleet) this.resolver = createResolver(fleet);
+    if (!this.resolver || this.fleet !== fleet) {
+      const resolver = createResolver(fleet);
+      this.resolver = resolver;
+      const { region } = this.options;
+      this.options.store.resolveWith((device) => resolver.resolve({ id: device.id, region, labels: device.labels }).desired);
+    }
     return this.resolver;
   }
 
