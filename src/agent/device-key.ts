@@ -24,10 +24,21 @@ function fromPrivate(privateKey: KeyObject): DeviceKey {
   };
 }
 
-/** A key pair kept in memory only: for simulated devices, made on first use. */
-export function lazyDeviceKey(): DeviceKey {
+/** PKCS#8 DER of an Ed25519 private key, before its 32-byte seed (RFC 8410). */
+const ED25519_PKCS8_PREFIX = Buffer.from('302e020100300506032b657004220420', 'hex');
+
+/**
+ * A key pair kept in memory only: for simulated devices, made on first use. With `seedText` it is
+ * derived from it (sha256 as the Ed25519 seed), so a simulated device restarted under the same id and
+ * seed is the same device to the region; never for real devices, whose keys must be secret.
+ */
+export function lazyDeviceKey(seedText?: string): DeviceKey {
   let key: DeviceKey | null = null;
-  const get = () => (key ??= fromPrivate(generateKeyPairSync('ed25519').privateKey));
+  const make = (): KeyObject =>
+    seedText === undefined
+      ? generateKeyPairSync('ed25519').privateKey
+      : createPrivateKey({ key: Buffer.concat([ED25519_PKCS8_PREFIX, createHash('sha256').update(`cascade-simulated-device\n${seedText}`).digest()]), format: 'der', type: 'pkcs8' });
+  const get = () => (key ??= fromPrivate(make()));
   return {
     get publicKey() {
       return get().publicKey;

@@ -246,7 +246,8 @@ export async function startSimulation(opts: SimulationOptions): Promise<Simulati
         return;
       }
       const client = new RegionClient({ regionUrl: opts.regionUrl, deviceId: id, agent });
-      const deviceKey = lazyDeviceKey();
+      // Derived from the seed and id: a simulation restarted with the same seed is the same devices.
+      const deviceKey = lazyDeviceKey(`${seed}\n${id}`);
       const channel = opts.mqtt ? new MqttDeviceChannel({ url: opts.mqtt.url, ca: mqttCa, client, log: deviceLog }) : undefined;
       try {
         await runDeviceLoop(
