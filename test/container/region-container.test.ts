@@ -214,6 +214,8 @@ async function startRegionContainer(): Promise<RegionContainer> {
       '--env', `CASCADE_ENROLLMENT_TOKEN=${ENROLLMENT_TOKEN}`,
       '--env', `CASCADE_GIT_TOKEN=${GIT_TOKEN}`,
       '--env', 'CASCADE_INTERVAL=2s',
+      // The template's artifact URLs are placeholders no region can fetch; its simulated devices download nothing.
+      '--env', 'CASCADE_ARTIFACT_RELAY=false',
       '--volume', `${dataDir}:/var/lib/cascade`,
       image,
     ],
