@@ -84,6 +84,9 @@ describe('events: GET /api/v1/events on a real region process and a real hub', (
     const anonymous = await openStream(`${s.region.url}/api/v1/events`);
     const fromHub = await openStream(`${hub.url}/api/v1/events`);
     streams.push(operator, anonymous, fromHub);
+    // The hub announces changes between two summaries of a region: it must hold one from before the commit.
+    const before = (await s.status()).revision.applied;
+    await waitFor(() => (hub.fleet().regions.some((r) => r.region === 'us-east' && r.revision.applied === before) ? true : undefined), 60_000, () => `the hub has no summary of us-east at ${before}: ${JSON.stringify(hub.fleet())}`);
 
     const subject = 'web 2.0.0: <b>faster</b> start';
     const sha = await s.commit({ 'deployments/web.yaml': webDeployment('2.0.0') }, `${subject}\n\nbody text that is not the subject`);

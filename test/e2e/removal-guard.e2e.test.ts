@@ -40,6 +40,9 @@ describe('the mass-removal guard, against a real region', { timeout: 120_000 }, 
     for (const id of ['d1', 'd2', 'd3', 'd4']) {
       const answer = await fetch(`${region.url}/api/v1/enroll`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ deviceId: id, labels: {}, enrollmentToken: TOKEN }) });
       tokens.set(id, ((await answer.json()) as { token: string }).token);
+      // A device is handed its desired state after its first report: these report nothing installed.
+      const report = await fetch(`${region.url}/api/v1/devices/${id}/report`, { method: 'POST', headers: { 'content-type': 'application/json', authorization: `Bearer ${tokens.get(id)}` }, body: JSON.stringify({ apps: {} }) });
+      expect(report.status).toBe(200);
     }
     await waitFor(async () => ((await reconcile()).revision.applied === first && (await desiredApps('d1')).includes('web') ? true : undefined), 60_000, () => 'first revision handed out');
   }, 120_000);
