@@ -9,6 +9,7 @@ import type { DesiredAppWire } from '../protocol/types.js';
 import { sleep } from './abortable.js';
 import type { InstalledApp, InstalledContainer } from './agent-state.js';
 import { AppApplyError } from './apply-error.js';
+import { checkHealthWithRetries } from './health-retries.js';
 import { ContainerEngine, ContainerEngineError, engineWords, type ContainerEngineOptions, type ContainerInfo } from './container-engine.js';
 import type { AppTarget, DeviceRuntime } from './runtime.js';
 
@@ -50,8 +51,6 @@ export const LABEL_REVISION = 'io.cascade.revision';
 export const LABEL_DEVICE = 'io.cascade.device';
 export const LABEL_DIGEST = 'io.cascade.digest';
 
-const DEFAULT_HEALTH_TIMEOUT = '10s';
-const DEFAULT_HEALTH_RETRIES = 2;
 const DIGEST = /^sha256:[0-9a-f]{64}$/;
 /** An image repository: optional registry host[:port], then lowercase path components. */
 const REPOSITORY = /^[a-z0-9]([a-z0-9._-]*[a-z0-9])?(:[0-9]{1,5})?(\/[a-z0-9]([a-z0-9._-]*[a-z0-9])?)*$/;
@@ -330,23 +329,7 @@ export class ContainerAppRuntime implements DeviceRuntime {
     if (!name) return;
     const engine = await this.getEngine();
     const check: HealthCheck = installed.healthCheck ?? {};
-    let timeoutMs: number;
-    try {
-      timeoutMs = parseDuration(check.timeout ?? DEFAULT_HEALTH_TIMEOUT);
-    } catch (err) {
-      throw new AppApplyError('health-check-invalid', `${app} ${installed.version}: healthCheck.timeout: ${(err as Error).message}`, { touchedPrevious: true, partial: installed });
-    }
-    const attempts = 1 + Math.max(0, check.retries ?? DEFAULT_HEALTH_RETRIES);
-    let reason = '';
-    for (let attempt = 1; attempt <= attempts; attempt++) {
-      const problem = await this.probe(engine, name, installed, check, timeoutMs, signal);
-      if (problem === null) return;
-      reason = problem.reason;
-      log.warn({ app, version: installed.version, attempt, attempts, reason }, 'health check failed');
-      if (problem.final) break;
-      if (attempt < attempts) await sleep(this.healthIntervalMs, signal);
-    }
-    throw new AppApplyError('health-check-failed', `${app} ${installed.version} failed its health check: ${reason}`, { touchedPrevious: true, partial: installed });
+    await checkHealthWithRetries({ app, installed, check, intervalMs: this.healthIntervalMs, signal, log, probe: (timeoutMs) => this.probe(engine, name, installed, check, timeoutMs, signal) });
   }
 
   async restore(app: string, previous: InstalledApp | null, failed: InstalledApp | null, signal: AbortSignal, log: Logger): Promise<void> {

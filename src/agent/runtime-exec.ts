@@ -10,6 +10,7 @@ import type { DesiredAppWire } from '../protocol/types.js';
 import { sleep } from './abortable.js';
 import type { InstalledApp } from './agent-state.js';
 import { AppApplyError } from './apply-error.js';
+import { checkHealthWithRetries } from './health-retries.js';
 import { parseDuration } from '../core/duration.js';
 import type { DeviceRuntime } from './runtime.js';
 import { describeShellFailure, runCommand } from './shell.js';
@@ -34,9 +35,6 @@ export interface ExecRuntimeOptions {
 }
 
 const DEFAULT_COMMAND_TIMEOUT_MS = 10 * 60_000;
-const DEFAULT_HEALTH_TIMEOUT = '10s';
-/** Retries after the first failed attempt, when the App does not say. */
-const DEFAULT_HEALTH_RETRIES = 2;
 
 /** The artifact's file name from its URL, as one harmless path segment. */
 function artifactFileName(url: string): string {
@@ -90,22 +88,18 @@ export class ExecRuntime implements DeviceRuntime {
   async healthCheck(app: string, installed: InstalledApp, signal: AbortSignal, log: Logger): Promise<void> {
     const check = installed.healthCheck;
     if (!check || (!check.exec && !check.http)) return;
-    let timeoutMs: number;
-    try {
-      timeoutMs = parseDuration(check.timeout ?? DEFAULT_HEALTH_TIMEOUT);
-    } catch (err) {
-      throw new AppApplyError('health-check-invalid', `${app} ${installed.version}: healthCheck.timeout: ${(err as Error).message}`, { touchedPrevious: true, partial: installed });
-    }
-    const attempts = 1 + Math.max(0, check.retries ?? DEFAULT_HEALTH_RETRIES);
-    let reason = '';
-    for (let attempt = 1; attempt <= attempts; attempt++) {
-      const problem = await this.probe(app, check, installed, timeoutMs, signal);
-      if (problem === null) return;
-      reason = problem;
-      log.warn({ app, version: installed.version, attempt, attempts, reason }, 'health check failed');
-      if (attempt < attempts) await sleep(this.healthIntervalMs, signal);
-    }
-    throw new AppApplyError('health-check-failed', `${app} ${installed.version} failed its health check ${attempts} time(s): ${reason}`, { touchedPrevious: true, partial: installed });
+    await checkHealthWithRetries({
+      app,
+      installed,
+      check,
+      intervalMs: this.healthIntervalMs,
+      signal,
+      log,
+      probe: async (timeoutMs) => {
+        const problem = await this.probe(app, check, installed, timeoutMs, signal);
+        return problem === null ? null : { reason: problem };
+      },
+    });
   }
 
   async restore(app: string, previous: InstalledApp | null, failed: InstalledApp | null, signal: AbortSignal, log: Logger): Promise<void> {
