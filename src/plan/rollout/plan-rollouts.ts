@@ -1,3 +1,4 @@
+import { sumWaves } from './totals.js';
 import { isCascadeError, CascadeError } from '../../core/errors.js';
 import { compareStrings as compareIds, plural } from '../../core/text.js';
 import type { DeviceId } from '../../core/types.js';
@@ -226,8 +227,9 @@ function planDeployment(
     version: input.version,
     revision: state.revision,
     state: phase,
-    currentWave: state.currentWave,
-    waves: counts,
+    // An immediate rollback has no waves: it is drawn as the one wave it is, whatever the rollout's waves.
+    currentWave: immediate ? 1 : state.currentWave,
+    waves: immediate ? [oneWave(counts)] : counts,
     rollback: state.rollback,
     startedAt: state.startedAt,
     message: describe(phase, state, counts, input.version, immediate, window, advance.nextWaveAt, reason),
@@ -477,4 +479,9 @@ function clampWave(wave: number, waveCount: number): number {
 
 function formatPercent(value: number): string {
   return String(Math.round(value * 10) / 10);
+}
+
+/** Every wave's counts as one wave of 100%. */
+function oneWave(counts: readonly WaveStatus[]): WaveStatus {
+  return { wave: 1, percent: 100, ...sumWaves(counts) };
 }

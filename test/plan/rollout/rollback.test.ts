@@ -47,7 +47,10 @@ describe('planRollouts: rollback fast path', () => {
     const sim = halfwayTo2({});
     const handedBefore = handedOf(sim);
     const pass = sim.pass(noon);
-    expect(pass.status).toMatchObject({ rollback: true, currentWave: 3, state: 'Progressing', version: '1.0', revision: 'rev-1.0' });
+    expect(pass.status).toMatchObject({ rollback: true, currentWave: 1, state: 'Progressing', version: '1.0', revision: 'rev-1.0' });
+    // Drawn as the one wave it is, not as the rollout's three.
+    expect(pass.status.waves).toHaveLength(1);
+    expect(pass.status.waves[0]).toMatchObject({ wave: 1, percent: 100 });
     expect(pass.status.message).toBe('rolling back to 1.0 on every device at once: 2 updating, 0 pending, 0 failed; 1 offline device will catch up when back');
     // b2 is offline, but handed 1.0 already: it picks it up when it comes back.
     expect(pass.newlyReleased).toEqual(['a', 'b1', 'b2']);
