@@ -1,6 +1,6 @@
 import { isDescendant } from '../source/ancestry.js';
 import type { TrustedKeys } from '../source/trusted-keys.js';
-import { verifyCommitSignature } from '../source/verify-commit.js';
+import { isCommitSignatureRefusal, verifyCommitSignature } from '../source/verify-commit.js';
 
 export interface RevisionGuardOptions {
   gitdir: string;
@@ -38,11 +38,13 @@ export async function refuseRevision(options: RevisionGuardOptions, head: string
     }
   }
   if (options.trustedKeys) {
-    const verdict = await verifyCommitSignature({ gitdir: options.gitdir, oid: head, trusted: options.trustedKeys });
-    if (!verdict.ok) {
+    try {
+      await verifyCommitSignature({ gitdir: options.gitdir, oid: head, trusted: options.trustedKeys });
+    } catch (err) {
+      if (!isCommitSignatureRefusal(err)) throw err;
       return {
         reason: 'unsigned',
-        message: `refused ${short}: ${verdict.reason}; only commits signed by a key in ${options.trustedKeys.path} are applied (sign the commit, e.g. git commit -S, or add the signer's key).`,
+        message: `refused ${short}: ${err.message}; only commits signed by a key in ${options.trustedKeys.path} are applied (sign the commit, e.g. git commit -S, or add the signer's key).`,
       };
     }
   }

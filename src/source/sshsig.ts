@@ -114,33 +114,29 @@ export function sshSignedData(
   ]);
 }
 
-export type SshVerifyResult = { ok: true } | { ok: false; problem: string };
-
 /**
  * Checks an ed25519 SSHSIG over `message` against `publicKey`, in namespace
  * `namespace`. The key embedded in the signature must be the one given: the caller
- * looked it up among trusted keys by that embedded key's fingerprint.
+ * looked it up among trusted keys by that embedded key's fingerprint. Returns when the signature
+ * holds; otherwise throws a final CascadeError `sshsig-mismatch` (it verifies, but not for this
+ * message, key or namespace) or `sshsig-invalid` (it cannot be checked at all), its message saying why.
  */
-export function verifySshSignature(
-  sig: SshSignature,
-  message: Uint8Array,
-  publicKey: KeyObject,
-  namespace: string,
-): SshVerifyResult {
+export function verifySshSignature(sig: SshSignature, message: Uint8Array, publicKey: KeyObject, namespace: string): void {
   if (sig.keyType !== ED25519 || sig.signatureAlgorithm !== ED25519) {
-    return { ok: false, problem: `it is made with a ${sig.signatureAlgorithm} key; only ${ED25519} is supported` };
+    throw uncheckable(`it is made with a ${sig.signatureAlgorithm} key; only ${ED25519} is supported`);
   }
-  if (sig.namespace !== namespace) {
-    return { ok: false, problem: `its namespace is "${sig.namespace}", not "${namespace}"` };
-  }
-  if (!HASHES[sig.hashAlgorithm]) {
-    return { ok: false, problem: `its hash algorithm ${sig.hashAlgorithm} is not sha256 or sha512` };
-  }
-  if (sig.signature.length !== 64) {
-    return { ok: false, problem: `an ${ED25519} signature holds 64 bytes, this one ${sig.signature.length}` };
-  }
-  const good = verify(null, sshSignedData(sig, message), publicKey, sig.signature);
-  return good ? { ok: true } : { ok: false, problem: 'the signature does not match the signed bytes' };
+  if (!HASHES[sig.hashAlgorithm]) throw uncheckable(`its hash algorithm ${sig.hashAlgorithm} is not sha256 or sha512`);
+  if (sig.signature.length !== 64) throw uncheckable(`an ${ED25519} signature holds 64 bytes, this one ${sig.signature.length}`);
+  if (sig.namespace !== namespace) throw mismatch(`its namespace is "${sig.namespace}", not "${namespace}"`);
+  if (!verify(null, sshSignedData(sig, message), publicKey, sig.signature)) throw mismatch('the signature does not match the signed bytes');
+}
+
+function mismatch(problem: string): CascadeError {
+  return new CascadeError('sshsig-mismatch', problem, { problem });
+}
+
+function uncheckable(problem: string): CascadeError {
+  return new CascadeError('sshsig-invalid', problem, { problem });
 }
 
 /** An SSH wire `string`: uint32 length, then the bytes. */

@@ -5,9 +5,36 @@ import { CascadeError } from '../core/errors.js';
 import { parseArmoredSshSignature, sshFingerprint, verifySshSignature, SSH_ED25519 } from './sshsig.js';
 import type { TrustedKeys, TrustedOpenPgpKey, TrustedSshKey } from './trusted-keys.js';
 
-export type CommitSignatureResult =
-  | { ok: true; signer: string; format: 'openpgp' | 'ssh' }
-  | { ok: false; reason: string };
+/** Who signed a commit whose signature verified against a trusted key. */
+export interface VerifiedCommit {
+  signer: string;
+  format: 'openpgp' | 'ssh';
+}
+
+/**
+ * The final refusals of verifyCommitSignature, as CascadeError codes. Each is about the commit itself,
+ * so the same head gets the same answer on every pass (Flux's model: a refusal sticks until the input
+ * changes); a commit that cannot be read at all throws `commit-unreadable` instead.
+ */
+export const COMMIT_SIGNATURE_REFUSALS = [
+  'commit-unsigned',
+  'commit-signature-unsupported',
+  'commit-signer-unknown',
+  'commit-signer-not-allowed',
+  'commit-signature-invalid',
+] as const;
+export type CommitSignatureRefusal = (typeof COMMIT_SIGNATURE_REFUSALS)[number];
+
+const REFUSAL_CODES: ReadonlySet<string> = new Set(COMMIT_SIGNATURE_REFUSALS);
+
+/** Whether `err` is one of verifyCommitSignature's refusals (as opposed to a failure to read the commit). */
+export function isCommitSignatureRefusal(err: unknown): err is CascadeError & { code: CommitSignatureRefusal } {
+  return err instanceof CascadeError && REFUSAL_CODES.has(err.code);
+}
+
+function refusal(code: CommitSignatureRefusal, message: string, oid: string): CascadeError {
+  return new CascadeError(code, message, { oid }, { retry: 'final' });
+}
 
 /** A commit split the way git splits it to verify: the signed bytes and the signature. */
 export interface SignedCommitParts {
@@ -23,8 +50,9 @@ const GIT_SSH_NAMESPACE = 'git';
 
 /**
  * Checks that commit `oid` carries a signature that verifies against one of the trusted
- * keys. Every refusal comes back as `{ ok: false, reason }` that names the commit and says
- * why; only a commit that cannot be read at all throws (CascadeError `commit-unreadable`).
+ * keys, and says who signed it. Every refusal throws a final CascadeError whose code is one of
+ * COMMIT_SIGNATURE_REFUSALS and whose message names the commit and says why; a commit that cannot
+ * be read at all throws `commit-unreadable`.
  *
  * The signed bytes are cut from the raw object here rather than taken from isomorphic-git's
  * `readCommit().payload`: that payload is only right for PGP signatures on commits whose
@@ -35,18 +63,20 @@ export async function verifyCommitSignature(opts: {
   gitdir: string;
   oid: string;
   trusted: TrustedKeys;
-}): Promise<CommitSignatureResult> {
-  const short = opts.oid.slice(0, 8);
-  const parts = splitSignedCommit(await readRawCommit(opts.gitdir, opts.oid));
-  if (parts.signature === undefined) return { ok: false, reason: `commit ${short} is not signed` };
+}): Promise<VerifiedCommit> {
+  const { oid } = opts;
+  const short = oid.slice(0, 8);
+  const parts = splitSignedCommit(await readRawCommit(opts.gitdir, oid));
+  if (parts.signature === undefined) throw refusal('commit-unsigned', `commit ${short} is not signed`, oid);
   const armor = parts.signature.trimStart();
-  if (armor.startsWith('-----BEGIN SSH SIGNATURE-----')) return verifySsh(short, parts, opts.trusted);
-  if (armor.startsWith('-----BEGIN PGP SIGNATURE-----')) return verifyOpenPgp(short, parts, opts.trusted);
+  if (armor.startsWith('-----BEGIN SSH SIGNATURE-----')) return verifySsh(oid, parts, opts.trusted);
+  if (armor.startsWith('-----BEGIN PGP SIGNATURE-----')) return verifyOpenPgp(oid, parts, opts.trusted);
   const firstLine = armor.split('\n', 1)[0];
-  return {
-    ok: false,
-    reason: `commit ${short} has a signature Cascade cannot check (${firstLine}); sign with OpenPGP or an SSH ed25519 key`,
-  };
+  throw refusal(
+    'commit-signature-unsupported',
+    `commit ${short} has a signature Cascade cannot check (${firstLine}); sign with OpenPGP or an SSH ed25519 key`,
+    oid,
+  );
 }
 
 /**
@@ -98,37 +128,45 @@ export function splitSignedCommit(raw: Uint8Array): SignedCommitParts {
   };
 }
 
-function verifySsh(short: string, parts: SignedCommitParts, trusted: TrustedKeys): CommitSignatureResult {
+function verifySsh(oid: string, parts: SignedCommitParts, trusted: TrustedKeys): VerifiedCommit {
+  const short = oid.slice(0, 8);
+  const doesNotVerify = (err: unknown): CascadeError => {
+    const problem = err instanceof CascadeError && typeof err.details?.['problem'] === 'string' ? err.details['problem'] : (err as Error).message;
+    return refusal('commit-signature-invalid', `signature of commit ${short} does not verify (${problem})`, oid);
+  };
   let sig;
   try {
     sig = parseArmoredSshSignature(parts.signature!);
   } catch (err) {
-    return { ok: false, reason: `signature of commit ${short} does not verify (${(err as Error).message})` };
+    throw doesNotVerify(err);
   }
   const fingerprint = sshFingerprint(sig.publicKeyBlob);
   if (sig.keyType !== SSH_ED25519) {
-    return {
-      ok: false,
-      reason: `commit ${short} is signed with an ${sig.keyType} key (SSH ${fingerprint}); Cascade verifies only ${SSH_ED25519} SSH signatures`,
-    };
+    throw refusal(
+      'commit-signature-unsupported',
+      `commit ${short} is signed with an ${sig.keyType} key (SSH ${fingerprint}); Cascade verifies only ${SSH_ED25519} SSH signatures`,
+      oid,
+    );
   }
   const candidates = trusted.ssh.filter((key) => key.blob.equals(sig.publicKeyBlob));
-  if (candidates.length === 0) {
-    return { ok: false, reason: `commit ${short} is signed by an unknown key (SSH ${fingerprint})` };
+  if (candidates.length === 0) throw refusal('commit-signer-unknown', `commit ${short} is signed by an unknown key (SSH ${fingerprint})`, oid);
+  try {
+    verifySshSignature(sig, parts.payload, candidates[0]!.publicKey, GIT_SSH_NAMESPACE);
+  } catch (err) {
+    throw doesNotVerify(err);
   }
-  const check = verifySshSignature(sig, parts.payload, candidates[0]!.publicKey, GIT_SSH_NAMESPACE);
-  if (!check.ok) return { ok: false, reason: `signature of commit ${short} does not verify (${check.problem})` };
 
   const refusals: string[] = [];
   for (const key of candidates) {
-    const refusal = sshKeyRefusal(key, parts.committedAt);
-    if (!refusal) return { ok: true, signer: sshSigner(key), format: 'ssh' };
-    refusals.push(`${key.source}: ${refusal}`);
+    const why = sshKeyRefusal(key, parts.committedAt);
+    if (!why) return { signer: sshSigner(key), format: 'ssh' };
+    refusals.push(`${key.source}: ${why}`);
   }
-  return {
-    ok: false,
-    reason: `commit ${short} is signed by trusted key SSH ${fingerprint}, but the key may not sign it (${refusals.join('; ')})`,
-  };
+  throw refusal(
+    'commit-signer-not-allowed',
+    `commit ${short} is signed by trusted key SSH ${fingerprint}, but the key may not sign it (${refusals.join('; ')})`,
+    oid,
+  );
 }
 
 /** Why an allowed-signers line does not cover a git signature made at `at`, or undefined when it does. */
@@ -147,18 +185,23 @@ function sshSigner(key: TrustedSshKey): string {
   return name ? `${name} (SSH ${key.fingerprint})` : `SSH ${key.fingerprint}`;
 }
 
-async function verifyOpenPgp(short: string, parts: SignedCommitParts, trusted: TrustedKeys): Promise<CommitSignatureResult> {
+async function verifyOpenPgp(oid: string, parts: SignedCommitParts, trusted: TrustedKeys): Promise<VerifiedCommit> {
+  const short = oid.slice(0, 8);
   let signature: openpgp.Signature;
   try {
     signature = await openpgp.readSignature({ armoredSignature: parts.signature! });
   } catch (err) {
-    return { ok: false, reason: `signature of commit ${short} does not verify (the OpenPGP signature cannot be read: ${(err as Error).message})` };
+    throw refusal(
+      'commit-signature-invalid',
+      `signature of commit ${short} does not verify (the OpenPGP signature cannot be read: ${(err as Error).message})`,
+      oid,
+    );
   }
   const keyIds = signature.getSigningKeyIDs();
   const signer = findOpenPgpKey(trusted.openpgp, keyIds);
   if (!signer) {
     const ids = keyIds.map((id) => id.toHex().toUpperCase()).join(', ') || 'none named';
-    return { ok: false, reason: `commit ${short} is signed by an unknown key (OpenPGP key id ${ids})` };
+    throw refusal('commit-signer-unknown', `commit ${short} is signed by an unknown key (OpenPGP key id ${ids})`, oid);
   }
   try {
     const result = await openpgp.verify({
@@ -171,10 +214,10 @@ async function verifyOpenPgp(short: string, parts: SignedCommitParts, trusted: T
     // Every signature packet must hold: one bad packet beside a good one is not a good signature.
     for (const entry of result.signatures) await entry.verified;
   } catch (err) {
-    return { ok: false, reason: `signature of commit ${short} does not verify (OpenPGP: ${(err as Error).message})` };
+    throw refusal('commit-signature-invalid', `signature of commit ${short} does not verify (OpenPGP: ${(err as Error).message})`, oid);
   }
   const name = signer.userIds[0];
-  return { ok: true, signer: name ? `${name} (OpenPGP ${signer.fingerprint})` : `OpenPGP ${signer.fingerprint}`, format: 'openpgp' };
+  return { signer: name ? `${name} (OpenPGP ${signer.fingerprint})` : `OpenPGP ${signer.fingerprint}`, format: 'openpgp' };
 }
 
 function findOpenPgpKey(keys: TrustedOpenPgpKey[], ids: openpgp.KeyID[]): TrustedOpenPgpKey | undefined {

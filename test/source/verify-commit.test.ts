@@ -9,7 +9,8 @@ import git from 'isomorphic-git';
 import * as openpgp from 'openpgp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadTrustedKeys, type TrustedKeys } from '../../src/source/trusted-keys.js';
-import { splitSignedCommit, verifyCommitSignature } from '../../src/source/verify-commit.js';
+import { CascadeError } from '../../src/core/errors.js';
+import { isCommitSignatureRefusal, splitSignedCommit, verifyCommitSignature } from '../../src/source/verify-commit.js';
 import { gitEnv, makeLocalRepo } from '../support/git-fixtures.js';
 import { GPG, requireEach, SSH_KEYGEN } from '../support/requirements.js';
 
@@ -21,6 +22,18 @@ import { GPG, requireEach, SSH_KEYGEN } from '../support/requirements.js';
  */
 
 const execFileAsync = promisify(execFile);
+
+/** The refusal a verification throws: a final CascadeError with one of the signature codes. */
+async function refusalOf(verdict: Promise<unknown>): Promise<{ code: string; retry: string; message: string }> {
+  const err = await verdict.then(
+    () => expect.unreachable('the signature was accepted'),
+    (e: unknown) => e,
+  );
+  expect(err).toBeInstanceOf(CascadeError);
+  expect(isCommitSignatureRefusal(err)).toBe(true);
+  const { code, retry, message } = err as CascadeError;
+  return { code, retry, message };
+}
 const { ssh: noSshKeygen, gpg: noGpg } = await requireEach({ ssh: SSH_KEYGEN, gpg: GPG });
 
 let root: string;
@@ -155,7 +168,7 @@ describe.skipIf(noSshKeygen)('verifyCommitSignature with SSH keys (git gpg.forma
     const oid = await sshSignedCommit(alice.privateKey, 'web: roll out 2.0');
     const trusted = await trustedKeys('allowed_signers', allowedSigners);
     const result = await verifyCommitSignature({ gitdir, oid, trusted });
-    expect(result).toEqual({ ok: true, format: 'ssh', signer: `alice@example.com (SSH ${alice.fingerprint})` });
+    expect(result).toEqual({ format: 'ssh', signer: `alice@example.com (SSH ${alice.fingerprint})` });
     // The git binary agrees on the same commit and file.
     const agree = ['-c', `gpg.ssh.allowedSignersFile=${join(root, 'allowed_signers')}`, 'verify-commit', oid];
     expect(await gitStatus(agree)).toBe(0);
@@ -165,7 +178,6 @@ describe.skipIf(noSshKeygen)('verifyCommitSignature with SSH keys (git gpg.forma
     const oid = await sshSignedCommit(alice.privateKey, 'web: roll out 2.1');
     const trusted = await trustedKeys('plain_keys', `${alice.publicLine}\n`);
     expect(await verifyCommitSignature({ gitdir, oid, trusted })).toEqual({
-      ok: true,
       format: 'ssh',
       signer: `alice@example.com (SSH ${alice.fingerprint})`,
     });
@@ -174,9 +186,10 @@ describe.skipIf(noSshKeygen)('verifyCommitSignature with SSH keys (git gpg.forma
   it('refuses a commit signed by a key that is not trusted, naming its fingerprint', async () => {
     const oid = await sshSignedCommit(mallory.privateKey, 'web: roll out evil');
     const trusted = await trustedKeys('allowed_signers', allowedSigners);
-    expect(await verifyCommitSignature({ gitdir, oid, trusted })).toEqual({
-      ok: false,
-      reason: `commit ${oid.slice(0, 8)} is signed by an unknown key (SSH ${mallory.fingerprint})`,
+    expect(await refusalOf(verifyCommitSignature({ gitdir, oid, trusted }))).toEqual({
+      code: 'commit-signer-unknown',
+      retry: 'final',
+      message: `commit ${oid.slice(0, 8)} is signed by an unknown key (SSH ${mallory.fingerprint})`,
     });
   });
 
@@ -185,9 +198,9 @@ describe.skipIf(noSshKeygen)('verifyCommitSignature with SSH keys (git gpg.forma
     const forged = await tamperedCopy(good, 'db: roll out 5\n');
     expect(forged).not.toBe(good);
     const trusted = await trustedKeys('allowed_signers', allowedSigners);
-    const result = await verifyCommitSignature({ gitdir, oid: forged, trusted });
-    expect(result).toMatchObject({ ok: false });
-    expect(!result.ok && result.reason).toMatch(new RegExp(`^signature of commit ${forged.slice(0, 8)} does not verify`));
+    const result = await refusalOf(verifyCommitSignature({ gitdir, oid: forged, trusted }));
+    expect(result).toMatchObject({ code: 'commit-signature-invalid', retry: 'final' });
+    expect(result.message).toMatch(new RegExp(`^signature of commit ${forged.slice(0, 8)} does not verify \\(the signature does not match the signed bytes\\)$`));
     const gitSays = ['-c', `gpg.ssh.allowedSignersFile=${join(root, 'allowed_signers')}`, 'verify-commit', forged];
     expect(await gitStatus(gitSays)).not.toBe(0);
   });
@@ -204,7 +217,7 @@ describe.skipIf(noSshKeygen)('verifyCommitSignature with SSH keys (git gpg.forma
     await writeFile(sigFile, parts.signature!);
     await run('ssh-keygen', ['-Y', 'check-novalidate', '-n', 'git', '-s', sigFile], { cwd: root, input: parts.payload });
     const trusted = await trustedKeys('allowed_signers', allowedSigners);
-    expect(await verifyCommitSignature({ gitdir, oid, trusted })).toMatchObject({ ok: true, format: 'ssh' });
+    expect(await verifyCommitSignature({ gitdir, oid, trusted })).toMatchObject({ format: 'ssh' });
   });
 
   it('honours namespaces, valid-after and valid-before on allowed-signers lines', async () => {
@@ -213,13 +226,14 @@ describe.skipIf(noSshKeygen)('verifyCommitSignature with SSH keys (git gpg.forma
     const fileOnly = await trustedKeys('ns_file', `alice@example.com namespaces="file" ${alice.publicLine}\n`);
     const expired = await trustedKeys('expired', `alice@example.com valid-before="20000101Z" ${alice.publicLine}\n`);
     const current = await trustedKeys('current', `"alice@example.com,ops@example.com" namespaces="git,file",valid-after="20000101" ${alice.publicLine}\n`);
-    const refusedNs = await verifyCommitSignature({ gitdir, oid, trusted: fileOnly });
-    expect(!refusedNs.ok && refusedNs.reason).toContain(`commit ${short} is signed by trusted key SSH ${alice.fingerprint}, but the key may not sign it`);
-    expect(!refusedNs.ok && refusedNs.reason).toContain('namespaces="file" does not include "git"');
-    const refusedTime = await verifyCommitSignature({ gitdir, oid, trusted: expired });
-    expect(!refusedTime.ok && refusedTime.reason).toContain('after valid-before 2000-01-01T00:00:00.000Z');
+    const refusedNs = await refusalOf(verifyCommitSignature({ gitdir, oid, trusted: fileOnly }));
+    expect(refusedNs.code).toBe('commit-signer-not-allowed');
+    expect(refusedNs.message).toContain(`commit ${short} is signed by trusted key SSH ${alice.fingerprint}, but the key may not sign it`);
+    expect(refusedNs.message).toContain('namespaces="file" does not include "git"');
+    const refusedTime = await refusalOf(verifyCommitSignature({ gitdir, oid, trusted: expired }));
+    expect(refusedTime.code).toBe('commit-signer-not-allowed');
+    expect(refusedTime.message).toContain('after valid-before 2000-01-01T00:00:00.000Z');
     expect(await verifyCommitSignature({ gitdir, oid, trusted: current })).toEqual({
-      ok: true,
       format: 'ssh',
       signer: `alice@example.com,ops@example.com (SSH ${alice.fingerprint})`,
     });
@@ -233,13 +247,14 @@ describe('verifyCommitSignature with SSH signatures made without ssh-keygen', ()
     const good = await isoSignedCommit('robot: roll out 1.1\n', 'unused', async (payload) =>
       nodeSshSign(key.privateKey, key.blob, payload, 'git', 'sha256'),
     );
-    expect(await verifyCommitSignature({ gitdir, oid: good, trusted })).toMatchObject({ ok: true, format: 'ssh', signer: expect.stringContaining('robot@example.com') });
+    expect(await verifyCommitSignature({ gitdir, oid: good, trusted })).toMatchObject({ format: 'ssh', signer: expect.stringContaining('robot@example.com') });
     const wrongNamespace = await isoSignedCommit('robot: roll out 1.2\n', 'unused', async (payload) =>
       nodeSshSign(key.privateKey, key.blob, payload, 'file', 'sha512'),
     );
-    expect(await verifyCommitSignature({ gitdir, oid: wrongNamespace, trusted })).toEqual({
-      ok: false,
-      reason: `signature of commit ${wrongNamespace.slice(0, 8)} does not verify (its namespace is "file", not "git")`,
+    expect(await refusalOf(verifyCommitSignature({ gitdir, oid: wrongNamespace, trusted }))).toEqual({
+      code: 'commit-signature-invalid',
+      retry: 'final',
+      message: `signature of commit ${wrongNamespace.slice(0, 8)} does not verify (its namespace is "file", not "git")`,
     });
   });
 });
@@ -249,7 +264,11 @@ describe('verifyCommitSignature with OpenPGP keys', () => {
     const oid = await run('git', ['commit', '-q', '--allow-empty', '-m', 'unsigned change']).then(() => run('git', ['rev-parse', 'HEAD']));
     const olivia = await openPgpKey('Olivia', 'olivia@example.com');
     const trusted = await trustedKeys('pgp_unsigned', olivia.publicKey.armor());
-    expect(await verifyCommitSignature({ gitdir, oid, trusted })).toEqual({ ok: false, reason: `commit ${oid.slice(0, 8)} is not signed` });
+    expect(await refusalOf(verifyCommitSignature({ gitdir, oid, trusted }))).toEqual({
+      code: 'commit-unsigned',
+      retry: 'final',
+      message: `commit ${oid.slice(0, 8)} is not signed`,
+    });
   });
 
   it('accepts a commit signed with openpgp.js by a trusted key, and refuses the same signature on a changed commit', async () => {
@@ -258,13 +277,13 @@ describe('verifyCommitSignature with OpenPGP keys', () => {
     const trusted = await trustedKeys('pgp_trusted', `# release signing key\n${olivia.publicKey.armor()}\n`);
     const fingerprint = olivia.publicKey.getFingerprint().toUpperCase();
     expect(await verifyCommitSignature({ gitdir, oid, trusted })).toEqual({
-      ok: true,
       format: 'openpgp',
       signer: `Olivia <olivia@example.com> (OpenPGP ${fingerprint})`,
     });
     const forged = await tamperedCopy(oid, 'web: roll out 6.6.6\n');
-    const result = await verifyCommitSignature({ gitdir, oid: forged, trusted });
-    expect(!result.ok && result.reason).toMatch(new RegExp(`^signature of commit ${forged.slice(0, 8)} does not verify \\(OpenPGP: `));
+    const result = await refusalOf(verifyCommitSignature({ gitdir, oid: forged, trusted }));
+    expect(result.code).toBe('commit-signature-invalid');
+    expect(result.message).toMatch(new RegExp(`^signature of commit ${forged.slice(0, 8)} does not verify \\(OpenPGP: `));
   });
 
   it('refuses a commit signed by an OpenPGP key that is not trusted, naming its key id', async () => {
@@ -273,9 +292,10 @@ describe('verifyCommitSignature with OpenPGP keys', () => {
     const oid = await isoSignedCommit('web: roll out 4.1\n', oscar.privateKey.armor(), (payload) => openPgpSign(oscar.privateKey, payload));
     const trusted = await trustedKeys('pgp_olivia', olivia.publicKey.armor());
     const signingKey = await oscar.privateKey.getSigningKey();
-    expect(await verifyCommitSignature({ gitdir, oid, trusted })).toEqual({
-      ok: false,
-      reason: `commit ${oid.slice(0, 8)} is signed by an unknown key (OpenPGP key id ${signingKey.getKeyID().toHex().toUpperCase()})`,
+    expect(await refusalOf(verifyCommitSignature({ gitdir, oid, trusted }))).toEqual({
+      code: 'commit-signer-unknown',
+      retry: 'final',
+      message: `commit ${oid.slice(0, 8)} is signed by an unknown key (OpenPGP key id ${signingKey.getKeyID().toHex().toUpperCase()})`,
     });
   });
 
@@ -293,7 +313,6 @@ describe('verifyCommitSignature with OpenPGP keys', () => {
     expect(await gitStatus(['verify-commit', oid], env)).toBe(0);
     const trusted = await trustedKeys('pgp_gina', `${armored}\n`);
     expect(await verifyCommitSignature({ gitdir, oid, trusted })).toEqual({
-      ok: true,
       format: 'openpgp',
       signer: `Gina <gina@example.com> (OpenPGP ${fingerprint})`,
     });
