@@ -1,5 +1,5 @@
 import { compareStrings } from '../core/text.js';
-import { sumWaves } from '../plan/rollout/totals.js';
+import { describeHalt, sumWaves } from '../plan/rollout/totals.js';
 import type { DeploymentRolloutStatus, HaltRecord, HaltRevert, RolloutPhase, WaveStatus } from '../plan/rollout/types.js';
 import type { DeviceCounts, DeviceState } from '../reconciler/region-status.js';
 import type { RegionRecord } from '../storage/hub-store.js';
@@ -252,7 +252,7 @@ export function revisionView(sha: string, records: RegionRecord[], now: number, 
           region: s.region,
           deployment: d.deployment,
           version: d.version,
-          reason: d.halted?.reason ?? d.message ?? 'halted',
+          reason: describeHalt(d) ?? d.message ?? 'halted',
           devices: d.halted?.devices ?? [],
           ...(d.revert ? { revert: d.revert } : {}),
         });

@@ -1,4 +1,5 @@
 import type { Logger } from 'pino';
+import { describeHalt } from '../plan/rollout/totals.js';
 import { signBody } from '../protocol/hub-auth.js';
 import type { HubStore, WebhookEventRecord } from '../storage/hub-store.js';
 import type { RevisionState, RevisionView } from './views.js';
@@ -55,7 +56,7 @@ export function revisionStateEvent(view: RevisionView, previous: RevisionState |
         pending: d.counts.pending,
         failed: d.counts.failed,
         offline: d.counts.offline,
-        ...(d.halted ? { halted: d.halted.reason } : {}),
+        ...(d.halted ? { halted: describeHalt(d) ?? d.halted.reason } : {}),
         ...(d.revert
           ? { revert: { mode: d.revert.mode, outcome: d.revert.outcome, message: d.revert.message, ...(d.revert.commit ? { commit: d.revert.commit } : {}), ...(d.revert.branch ? { branch: d.revert.branch } : {}) } }
           : {}),

@@ -136,7 +136,12 @@ export const hubSummarySchema = {
             type: 'object',
             additionalProperties: true,
             required: ['reason'],
-            properties: { reason: { type: 'string', maxLength: 2000 }, devices: { type: 'array', maxItems: 1000, items: { type: 'string', maxLength: 200 } } },
+            properties: {
+              reason: { type: 'string', maxLength: 2000 },
+              devices: { type: 'array', maxItems: 1000, items: { type: 'string', maxLength: 200 } },
+              failed: count,
+              attempted: count,
+            },
           },
           retry: {
             type: 'object',

@@ -9,6 +9,10 @@ export interface HaltRecord {
   devices: DeviceId[];
   /** `now` of the pass that halted. */
   at: number;
+  /** Failed devices at the halt (the whole count; `devices` lists at most MAX_HALTED_DEVICES). Absent in records of older regions. */
+  failed?: number;
+  /** Attempted devices at the halt: online devices handed the version. Absent in records of older regions. */
+  attempted?: number;
 }
 
 /**

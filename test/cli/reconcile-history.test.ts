@@ -88,7 +88,7 @@ describe('cascade history against the hub', () => {
     expect(text.indexOf(second.slice(0, 8))).toBeLessThan(text.indexOf(first.slice(0, 8)));
     // One region refused it, another halted: the hub calls the commit Refused.
     expect(text).toMatch(new RegExp(`${second.slice(0, 8)}  Refused +\\d{4}-.*Z  web 2\\.0\\.0 \\(Cascade Test\\)`));
-    expect(text).toContain('    eu-west: halted (web 2.0.0: 2 of 3 attempted devices failed)');
+    expect(text).toContain('    eu-west: halted (web 2.0.0: at the halt (1970-01-01T00:00:00Z): 2 of 3 attempted devices failed; now: 2 failed, 0 updating, 1 healthy of 3)');
     expect(text).toContain('    us-east: refused (deployments/web.yaml:7:8: bad)');
     const json = JSON.parse((await runCli(['history', '--hub-url', hub.url, '--json', '--limit', '1'], { env: NO_CONTEXT })).stdout);
     expect(json).toHaveLength(1);

@@ -95,7 +95,7 @@ describe('hub API', () => {
     await pushSummary(hub.url, summary('eu-west', { revision: { attempted: B, applied: B, error: null }, rollouts: [halted] }));
     const view = (await getJson(`${hub.url}/api/v1/revisions/${B}`)).body;
     expect(view.state).toBe('Halted');
-    expect(view.halted).toEqual([{ region: 'eu-west', deployment: 'web', version: '2.0.0', reason: '3 of 4 attempted devices failed (75% >= 20%)', devices: ['d1', 'd2', 'd3'] }]);
+    expect(view.halted).toEqual([{ region: 'eu-west', deployment: 'web', version: '2.0.0', reason: 'at the halt (1970-01-01T00:00:00Z): 3 of 4 attempted devices failed (75% >= 20%); now: 3 failed, 0 updating, 1 healthy of 4', devices: ['d1', 'd2', 'd3'] }]);
     expect(view.undo).toEqual({ revert: `git revert ${B}`, rollbacks: ['cascade rollback --deployment web'] });
 
     await pushSummary(hub.url, summary('us-east', { revision: { attempted: C, applied: A, error: ['fleet.yaml:3:1: unknown field'] } }));

@@ -73,7 +73,10 @@ describe('cascade hub', () => {
     expect(text.stdout).toMatch(/fleet: 1 region\(s\)/);
     expect(text.stdout).toMatch(/eu-west\s+applied bbbbbbbb\s+10 devices: 1 converged, 0 updating, 2 failed, 7 offline/);
     expect(text.stdout).toContain('commit bbbbbbbb  Halted');
-    expect(text.stdout).toContain('halted: web 2.0.0 in eu-west: 2 of 3 attempted devices failed');
+    expect(text.stdout).toContain('halted: web 2.0.0 in eu-west: at the halt (1970-01-01T00:00:00Z): 2 of 3 attempted devices failed');
+    // The halt line's "now" figures are the wave rows' own (one function computes both).
+    expect(text.stdout).toContain('now: 2 failed, 0 updating, 1 healthy, 7 waiting of 10');
+    expect(text.stdout).toContain('wave 1/2: 1/10 converged, 0 updating, 7 waiting, 2 failed');
     expect(text.stdout).toContain(`undo:   git revert ${B}`);
 
     const one = await run(process.execPath, [BIN, 'status', '--hub-url', hub.url, '--revision', 'bbbbbbb', '--json']);

@@ -78,7 +78,7 @@ describe('webhooks', () => {
     expect(haltEvent.body).toMatchObject({
       type: 'revision.state',
       revision: B,
-      regions: { 'eu-west': { applied: true, deployments: { web: { state: 'Halted', failed: 3, halted: '3 of 4 attempted devices failed' } } } },
+      regions: { 'eu-west': { applied: true, deployments: { web: { state: 'Halted', failed: 3, halted: 'at the halt (1970-01-01T00:00:00Z): 3 of 4 attempted devices failed; now: 3 failed, 0 updating, 1 healthy of 4' } } } },
       undo: { revert: `git revert ${B}`, rollbacks: ['cascade rollback --deployment web'] },
     });
     expect(haltEvent.signature).toBe(signBody('hook-secret', haltEvent.raw));

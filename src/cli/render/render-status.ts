@@ -1,3 +1,4 @@
+import { describeHalt } from '../../plan/rollout/totals.js';
 import type { DeploymentRolloutStatus, WaveStatus } from '../../plan/rollout/types.js';
 import type { RegionStatus } from '../../reconciler/region-status.js';
 
@@ -41,7 +42,9 @@ export function renderRollout(rollout: DeploymentRolloutStatus): string[] {
     `  ${rollout.message}`,
   ];
   if (rollout.halted) {
-    lines.push(`  halted: ${rollout.halted.reason}; failing: ${rollout.halted.devices.slice(0, 10).join(', ')}${rollout.halted.devices.length > 10 ? ', ...' : ''}`);
+    const failing = rollout.halted.devices;
+    lines.push(`  halted ${describeHalt(rollout)}`);
+    if (failing.length) lines.push(`  failing at the halt: ${failing.slice(0, 10).join(', ')}${failing.length > 10 ? ', ...' : ''}`);
     lines.push(`  undo: cascade rollback --deployment ${rollout.deployment}   (or git revert ${short(rollout.revision)})`);
     lines.push(`  retry the failed devices (cause outside the version): cascade rollout retry ${rollout.deployment} --region-url URL`);
   }

@@ -2,7 +2,7 @@ import cliProgress from 'cli-progress';
 import { CascadeError, isTemporary } from '../../core/errors.js';
 import type { RegionStatus } from '../../protocol/region-status.js';
 import type { RevisionView } from '../../hub/views.js';
-import { sumWaves } from '../../plan/rollout/totals.js';
+import { describeHalt, sumWaves } from '../../plan/rollout/totals.js';
 import { fetchRecentRevisions, fetchRevision, type HubReadOptions } from '../hub/fetch-fleet.js';
 import { fetchRegionStatus } from './fetch-status.js';
 import { regionVerdict, revisionStateVerdict, type WatchUntil, type WatchVerdict } from './watch-verdict.js';
@@ -86,7 +86,7 @@ export async function watchRegionStatus(regionUrl: string, opts: WatchOptions): 
         bars.draw(`region ${status.region}`, d.converged, d.total, `converged  ${d.updating} updating  ${d.pending ?? 0} pending  ${d.failed} failed  ${d.offline} offline  rev ${(status.revision.applied ?? '-').slice(0, 8)}`);
         for (const rollout of status.rollouts ?? []) {
           const { devices: total, healthy, failed } = sumWaves(rollout.waves);
-          const halt = rollout.halted ? `  HALTED: ${rollout.halted.reason}` : '';
+          const halt = rollout.halted ? `  HALTED ${describeHalt(rollout)}` : '';
           bars.draw(rollout.deployment, healthy, total, `at ${rollout.version}  ${rollout.state}  wave ${rollout.currentWave}/${rollout.waves.length}  ${failed} failed${halt}`);
         }
       },

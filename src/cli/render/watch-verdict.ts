@@ -1,3 +1,4 @@
+import { describeHalt } from '../../plan/rollout/totals.js';
 import type { RegionStatus } from '../../protocol/region-status.js';
 import type { DeploymentRolloutStatus } from '../../protocol/rollout-status.js';
 import type { RevisionState } from '../../hub/views.js';
@@ -68,7 +69,7 @@ export function regionVerdict(status: RegionStatus, watch: RegionWatch): WatchVe
   const stuck = rollouts.filter(isStuck);
   if (stuck.length > 0 && (until === 'complete' || rollouts.every((r) => r.state === 'Complete' || isStuck(r)))) {
     const end: WatchEnd = stuck.every((r) => r.state === 'Paused') ? 'Paused' : 'Halted';
-    return { end, message: stuck.map((r) => `${r.deployment} ${r.version} ${r.state}: ${r.halted?.reason ?? r.message}`).join('; ') };
+    return { end, message: stuck.map((r) => `${r.deployment} ${r.version} ${r.state}: ${r.halted ? `halted ${describeHalt(r)}` : r.message}`).join('; ') };
   }
   if (rollouts.every((r) => r.state === 'Complete') && status.devices.updating === 0) {
     return { end: 'Complete', message: rollouts.length ? rollouts.map((r) => `${r.deployment} ${r.version} Complete`).join('; ') : 'nothing to roll out' };

@@ -8,4 +8,4 @@ export { regionOfflineAfterMs, rolloutSettings, type FailureThreshold, type Roll
 export { MAX_COMPLETED_VERSIONS, startingState } from './state.js';
 export type * from './types.js';
 export { checkWindow } from './window.js';
-export { sumWaves, type RolloutTotals } from './totals.js';
+export { describeHalt, sumWaves, type RolloutTotals } from './totals.js';

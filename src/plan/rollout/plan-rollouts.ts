@@ -180,7 +180,7 @@ function planDeployment(
 
   if (!state.halted && !immediate) {
     const reason = thresholdCrossed(settings, failed.length, attempted, toAttempt);
-    if (reason) state.halted = { reason, devices: [...failed].sort(compareIds).slice(0, MAX_HALTED_DEVICES), at: now };
+    if (reason) state.halted = { reason, devices: [...failed].sort(compareIds).slice(0, MAX_HALTED_DEVICES), at: now, failed: failed.length, attempted };
   }
 
   const windowApplies = !state.rollback || settings.rollback.respectWindow;

@@ -12,7 +12,7 @@ describe('planRollouts: failureThreshold', () => {
     expect(pass.newlyReleased).toEqual(['d03', 'd04']);
     sim.failed('d03');
     pass = sim.pass(T0 + 2 * MINUTE);
-    const halted = { reason: '2 of 5 attempted devices failed (2 >= failureThreshold 2)', devices: ['d01', 'd03'], at: T0 + 2 * MINUTE };
+    const halted = { reason: '2 of 5 attempted devices failed (2 >= failureThreshold 2)', devices: ['d01', 'd03'], at: T0 + 2 * MINUTE, failed: 2, attempted: 5 };
     expect(pass.status).toMatchObject({ state: 'Halted', halted });
     expect(pass.status.message).toBe(
       'halted: 2 of 5 attempted devices failed (2 >= failureThreshold 2); no further device gets 2.0 until a commit changes the Deployment',
