@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import Ajv2020Module from 'ajv/dist/2020.js';
 import type { ErrorObject, ValidateFunction } from 'ajv';
-import { CronExpressionParser } from 'cron-parser';
 import { isDuration } from '../core/duration.js';
 import { API_VERSION, KINDS, type Kind } from './model.js';
 import { escapePointer, isPlainObject, type PointAt } from './parse-yaml.js';
@@ -36,9 +36,12 @@ export function isCronExpression(text: string): boolean {
   return known;
 }
 
+// cron-parser (with luxon) is required on the first schedule a document holds, not by every load.
+const cronParser = (): typeof import('cron-parser') => createRequire(import.meta.url)('cron-parser') as typeof import('cron-parser');
+
 function cronParses(expression: string): boolean {
   try {
-    CronExpressionParser.parse(expression);
+    cronParser().CronExpressionParser.parse(expression);
     return true;
   } catch {
     return false;
