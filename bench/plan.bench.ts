@@ -1,4 +1,10 @@
+import { spawnSync } from 'node:child_process';
+import { closeSync, mkdirSync, mkdtempSync, openSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
 import { performance } from 'node:perf_hooks';
+import { fileURLToPath } from 'node:url';
+import { stringify } from 'yaml';
 import type { InventoryDevice } from '../src/core/types.js';
 import type { DeploymentDoc, LoadedFleet, RegionDoc } from '../src/desired/model.js';
 import { createResolver, resolveDesired } from '../src/desired/resolve.js';
@@ -10,6 +16,11 @@ import { figure, type BenchFigure, type BenchSuite } from './types.js';
  * Resolve + plan for 100,000 devices x 5 apps against 20 Deployments, against the time a plain
  * `JSON.parse` of the same inventory takes in the same run. Heap growth is measured with `global.gc`
  * when available: run `node --expose-gc --import tsx bench/run.ts plan`.
+ *
+ * Then the CLI as a user runs it (issue 11, "Quick CLI"), each a real process, median of 3 with the
+ * spread: `cascade plan` of the same fleet (as YAML files) and inventory (as a JSON file), output
+ * included, against `node -e` reading and `JSON.parse`-ing that file; and `cascade --help` against
+ * `node -e 0`. Runs the compiled dist/ (built first when stale), as the installed package does.
  */
 const DEVICES = 100_000;
 const RUNS = 5;
@@ -17,6 +28,9 @@ const REGIONS = ['eu-west', 'eu-north', 'us-east', 'ap-south'];
 const HARDWARE = ['rpi4', 'rpi5', 'x86', 'jetson'];
 const RINGS = ['stable', 'stable', 'stable', 'beta', 'canary'];
 const APPS = ['agent', 'cam', 'edge', 'mon', 'web'];
+const CLI_ROUNDS = 3;
+const BIN = fileURLToPath(new URL('../bin/cascade.js', import.meta.url));
+const BUILD = fileURLToPath(new URL('../scripts/build-dist.mjs', import.meta.url));
 
 export const suite: BenchSuite = {
   name: 'plan',
@@ -39,6 +53,7 @@ export const suite: BenchSuite = {
     const heap = heapPerDevice(() => buildPlan(fleet, parsed), parsed.length);
     const inventoryHeap = heapPerDevice(() => JSON.parse(text), parsed.length);
 
+    const cli = cliTimes(fleet, text);
     const baseline = { name: `JSON.parse of the inventory (${(text.length / 1e6).toFixed(1)} MB)`, value: parse, unit: 'ms' };
     const steps = plan!.steps.length;
     process.stderr.write(`plan: ${steps} steps, ${plan!.conflicts.length} conflicts for ${DEVICES} devices; heap ${heap.measured}\n`);
@@ -52,6 +67,22 @@ export const suite: BenchSuite = {
         value: inventoryHeap.bytes,
         unit: 'B',
       }),
+      figure(
+        `\`cascade plan --inventory FILE --json\` end to end, ${DEVICES} devices (process, output to /dev/null; median of ${CLI_ROUNDS}, spread ${spread(cli.plan)})`,
+        medianOf(cli.plan),
+        'ms',
+        '< 2x JSON.parse of the inventory, end to end',
+        medianOf(cli.plan) < 2 * medianOf(cli.parse),
+        { name: `\`node -e\` reading and JSON.parse-ing the inventory file (spread ${spread(cli.parse)})`, value: medianOf(cli.parse), unit: 'ms' },
+      ),
+      figure(
+        `\`cascade --help\` (process; median of ${CLI_ROUNDS}, spread ${spread(cli.help)})`,
+        medianOf(cli.help),
+        'ms',
+        '< 150 ms',
+        medianOf(cli.help) < 150,
+        { name: `\`node -e 0\` (spread ${spread(cli.bare)})`, value: medianOf(cli.bare), unit: 'ms' },
+      ),
     ];
   },
 };
@@ -121,6 +152,53 @@ function targetVersion(region: string, labels: Record<string, string>): string {
   if (labels['hw'] === 'jetson') return '2.0.5';
   if (region.startsWith('eu-')) return '2.1.0';
   return '2.0.0';
+}
+
+/** Wall times (ms) of the CLI and its baselines as processes, the four interleaved round by round. */
+function cliTimes(fleet: LoadedFleet, inventoryText: string): { plan: number[]; parse: number[]; help: number[]; bare: number[] } {
+  spawnSync(process.execPath, [BUILD, '--if-stale'], { stdio: 'ignore' });
+  const root = mkdtempSync(join(tmpdir(), 'cascade-bench-plan-'));
+  const inventory = join(root, 'inventory.json');
+  writeFileSync(inventory, inventoryText);
+  const docs: Array<[string, unknown]> = [['fleet.yaml', fleet.fleet]];
+  for (const [name, doc] of fleet.apps) docs.push([`apps/${name}.yaml`, doc]);
+  for (const [name, doc] of fleet.regions) docs.push([`regions/${name}.yaml`, doc]);
+  for (const [name, doc] of fleet.deployments) docs.push([`deployments/${name}.yaml`, doc]);
+  const repo = join(root, 'fleet');
+  for (const [path, doc] of docs) {
+    mkdirSync(dirname(join(repo, path)), { recursive: true });
+    writeFileSync(join(repo, path), stringify(doc));
+  }
+  const devNull = openSync('/dev/null', 'w');
+  const time = (args: string[]): number => {
+    const start = performance.now();
+    const result = spawnSync(process.execPath, args, { stdio: ['ignore', devNull, 'pipe'] });
+    const ms = performance.now() - start;
+    if (result.status !== 0) throw new Error(`node ${args.join(' ')} exited with ${result.status}: ${result.stderr.toString().slice(0, 500)}`);
+    return ms;
+  };
+  const out = { plan: [] as number[], parse: [] as number[], help: [] as number[], bare: [] as number[] };
+  try {
+    for (let round = 0; round < CLI_ROUNDS; round++) {
+      out.parse.push(time(['-e', `JSON.parse(require('node:fs').readFileSync(${JSON.stringify(inventory)}, 'utf8'))`]));
+      out.plan.push(time([BIN, 'plan', repo, '--inventory', inventory, '--json']));
+      out.bare.push(time(['-e', '0']));
+      out.help.push(time([BIN, '--help']));
+    }
+  } finally {
+    closeSync(devNull);
+    rmSync(root, { recursive: true, force: true });
+  }
+  return out;
+}
+
+function medianOf(values: number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted[Math.floor(sorted.length / 2)]!;
+}
+
+function spread(values: number[]): string {
+  return `${Math.min(...values).toFixed(0)}-${Math.max(...values).toFixed(0)} ms`;
 }
 
 function median(runs: number, fn: () => unknown): number {

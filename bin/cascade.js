@@ -21,14 +21,23 @@ import { COMPILED_MAIN, distIsCurrent } from './dist-freshness.js';
 // start-up costs less GC for a few MB more: NODE_OPTIONS=--max-semi-space-size=4 (the container
 // image sets it) replaces the first flag (~136 MB). V8's heap reads both flags as it runs; they are
 // set here before anything else is loaded.
+const given = [...process.execArgv, ...(process.env.NODE_OPTIONS ?? '').split(/\s+/)];
+const gives = (pattern) => given.some((flag) => pattern.test(flag));
 if (process.argv[2] === 'region') {
-  const given = [...process.execArgv, ...(process.env.NODE_OPTIONS ?? '').split(/\s+/)];
-  const gives = (pattern) => given.some((flag) => pattern.test(flag));
   if (!gives(/^--((max|min)[-_]semi[-_]space[-_]size|semi[-_]space[-_]growth[-_]factor)\b/)) {
     setFlagsFromString('--semi-space-growth-factor=1');
   }
   if (!gives(/^--heap[-_]growing[-_]percent\b/)) setFlagsFromString('--heap-growing-percent=10');
 }
+// `cascade agent` runs on the device all the time, mostly waiting on one long poll or one MQTT
+// subscription: its JavaScript is glue around sockets, files, hashes and child processes (the
+// heavy work is native). V8's optimizing compiler would still, sooner or later, compile a function
+// that ran often enough (a path helper at start-up, the poll loop after some hours), and the
+// compiler's code and data then stay resident: 3-4 MB, 7% of the agent's memory, for no speed a
+// device notices. So the agent interprets (and uses the baseline compiler), unless node was given
+// its own --opt / --no-opt / --max-opt. The simulator (`cascade simulate`, thousands of devices in
+// one process) is not the agent and keeps the compiler.
+if (process.argv[2] === 'agent' && !gives(/^--(no[-_])?opt\b|^--max[-_]opt\b/)) setFlagsFromString('--no-opt');
 
 let main;
 if (distIsCurrent()) {

@@ -16,6 +16,7 @@ import { spawnSync } from 'node:child_process';
 import { copyFileSync, existsSync, mkdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join, relative } from 'node:path';
+import { pathToFileURL } from 'node:url';
 import {
   DIST_DIR,
   ROOT,
@@ -73,6 +74,14 @@ for (const file of files) {
   const target = join(staging, relative(SRC_DIR, file));
   mkdirSync(dirname(target), { recursive: true });
   copyFileSync(file, target);
+}
+// The schemas compiled to JavaScript once here rather than by ajv at every start (src/desired/schemas.ts,
+// which uses them only while they match schemas/, and compiles them itself otherwise).
+try {
+  const { PRECOMPILED_VALIDATORS, precompiledValidatorsSource } = await import(pathToFileURL(join(staging, 'desired', 'schemas.js')).href);
+  writeFileSync(join(staging, 'desired', PRECOMPILED_VALIDATORS), precompiledValidatorsSource());
+} catch (err) {
+  say(`schemas not precompiled (${err?.message ?? err}); validation compiles them at start`);
 }
 writeFileSync(join(staging, STAMP_NAME), `${JSON.stringify(stamp)}\n`);
 

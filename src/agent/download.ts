@@ -18,12 +18,12 @@ import { createHash } from 'node:crypto';
 import { constants, createReadStream } from 'node:fs';
 import { lstat, open, rename, rm, truncate } from 'node:fs/promises';
 import http from 'node:http';
-import https from 'node:https';
 import type { Readable } from 'node:stream';
 import type { FileArtifact } from '../core/app-spec.js';
 import { CascadeError } from '../core/errors.js';
 import { apiPaths, DELTA_FORMAT, type ArtifactRelayWire } from '../protocol/types.js';
 import { sleep } from './abortable.js';
+import { lazyHttps } from './http/lazy-https.js';
 
 /** Where relayed artifacts come from: the agent's region and its device token. */
 export interface RelaySource {
@@ -265,7 +265,7 @@ function get(url: URL, source: RelaySource, signal: AbortSignal, headers: Record
   const token = source.token();
   if (token === null) return Promise.reject(new CascadeError('device-token-missing', 'the device has no token yet; enrol first', undefined, { retry: 'temporary' }));
   return new Promise((resolve, reject) => {
-    const request = (url.protocol === 'https:' ? https : http).get(url, { signal, headers: { ...headers, authorization: `Bearer ${token}` } }, (response) => {
+    const request = (url.protocol === 'https:' ? lazyHttps() : http).get(url, { signal, headers: { ...headers, authorization: `Bearer ${token}` } }, (response) => {
       resolve({ status: response.statusCode ?? 0, headers: response.headers, body: response });
     });
     request.on('error', reject);

@@ -10,6 +10,7 @@ import { sleep } from './abortable.js';
 import type { InstalledApp, InstalledContainer } from './agent-state.js';
 import { AppApplyError } from './apply-error.js';
 import { checkHealthWithRetries } from './health-retries.js';
+import { checkContainerPrefix } from './container-prefix.js';
 import { ContainerEngine, ContainerEngineError, engineWords, type ContainerEngineOptions, type ContainerInfo } from './container-engine.js';
 import type { AppTarget, DeviceRuntime } from './runtime.js';
 
@@ -265,7 +266,7 @@ export class ContainerAppRuntime implements DeviceRuntime {
 
   constructor(private readonly opts: ContainerRuntimeOptions) {
     this.prefix = opts.namePrefix ?? 'cascade';
-    if (!/^[a-z0-9][a-z0-9_.-]{0,40}$/.test(this.prefix)) throw new CascadeError('container-prefix-invalid', `container name prefix "${this.prefix}": use lowercase letters, digits, _.-`);
+    checkContainerPrefix(this.prefix);
     this.healthIntervalMs = opts.healthIntervalMs ?? 2000;
     this.settleMs = opts.settleMs ?? 1000;
   }

@@ -3,13 +3,13 @@ import { lookup as dnsLookup, type LookupAddress } from 'node:dns';
 import { constants } from 'node:fs';
 import { mkdir, open, rename, rm } from 'node:fs/promises';
 import http from 'node:http';
-import https from 'node:https';
 import type { LookupFunction } from 'node:net';
 import { dirname } from 'node:path';
 import type { Readable } from 'node:stream';
 import type { FileArtifact } from '../core/app-spec.js';
 import { ARTIFACT_URL_REFUSED, artifactUrlProblem, forbiddenAddressKind, isAllowedOrigin, type ArtifactUrlPolicy } from '../core/artifact-url.js';
 import { CascadeError } from '../core/errors.js';
+import { lazyHttps } from './http/lazy-https.js';
 
 const MAX_REDIRECTS = 5;
 
@@ -54,7 +54,7 @@ function openHttp(url: URL, signal: AbortSignal, expectedSize: number, policy: A
       return;
     }
     const lookup = guardedLookup(url, policy);
-    const request = (url.protocol === 'https:' ? https : http).get(url, { signal, ...(lookup ? { lookup } : {}) }, (response) => {
+    const request = (url.protocol === 'https:' ? lazyHttps() : http).get(url, { signal, ...(lookup ? { lookup } : {}) }, (response) => {
       const status = response.statusCode ?? 0;
       if (status >= 300 && status < 400 && response.headers.location) {
         response.resume();

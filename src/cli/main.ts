@@ -4,14 +4,15 @@ import { registerCommands } from './commands/index.js';
 import { applyContext } from './config/apply-context.js';
 import { configureUserErrors, endQuietlyOnClosedPipe } from './user-errors.js';
 
-export function buildProgram(): Command {
+/** The program with the command `args[0]` names, or every command (see registerCommands). */
+export async function buildProgram(args: readonly string[] = []): Promise<Command> {
   const program = new Command('cascade')
     .description('Declarative GitOps reconciler for fleets of edge devices')
     .version('0.1.0')
     .addOption(new Option('--context <name>', 'use this context (`cascade context list`) instead of the current one').env('CASCADE_CONTEXT'));
   // Before each command's own checks: a context fills --region-url, --hub-url and tokens not given otherwise.
   program.hook('preAction', (_program, actionCommand) => applyContext(program, actionCommand));
-  registerCommands(program);
+  await registerCommands(program, args);
   configureUserErrors(program);
   return program;
 }
@@ -23,7 +24,7 @@ export function buildProgram(): Command {
 export async function main(argv: string[]): Promise<void> {
   endQuietlyOnClosedPipe(process.stdout);
   endQuietlyOnClosedPipe(process.stderr);
-  const program = buildProgram();
+  const program = await buildProgram(argv.slice(2));
   try {
     await program.parseAsync(argv);
   } catch (err) {

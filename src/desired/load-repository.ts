@@ -2,12 +2,10 @@ import { existsSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import type { ArtifactUrlPolicy } from '../core/artifact-url.js';
 import { CascadeError } from '../core/errors.js';
-import { readGitSnapshot } from '../source/git-snapshot.js';
 import type { FleetSnapshot } from '../source/snapshot.js';
 import { readWorktreeSnapshot } from '../source/worktree-snapshot.js';
 import { FleetLoader } from './load.js';
 import type { LoadedFleet, Problem } from './model.js';
-import { SqliteParseCache } from './parse-cache.js';
 
 export interface LoadRepositoryOptions {
   /** Load this commit (branch, tag or oid) from the object database instead of the working tree. */
@@ -33,7 +31,8 @@ export async function loadRepository(dir: string, options: LoadRepositoryOptions
     throw new CascadeError('no-such-dir', `${dir} is not a directory; pass the directory of a fleet repository`, { dir });
   }
   const snapshot = options.rev !== undefined ? await readCommitSnapshot(dir, options.rev) : await readWorktreeSnapshot(dir);
-  const cache = options.cacheDir !== undefined ? SqliteParseCache.inDir(options.cacheDir) : undefined;
+  // SQLite only with a cache; isomorphic-git only with a revision: a working tree loads neither.
+  const cache = options.cacheDir !== undefined ? (await import('./parse-cache.js')).SqliteParseCache.inDir(options.cacheDir) : undefined;
   try {
     const { fleet, problems, warnings } = await new FleetLoader({ cache, artifactPolicy: options.artifactPolicy }).load(snapshot);
     return { fleet, problems, warnings, revision: snapshot.revision };
@@ -52,6 +51,7 @@ async function readCommitSnapshot(dir: string, rev: string): Promise<FleetSnapsh
     );
   }
   const bare = gitdir === dir;
+  const { readGitSnapshot } = await import('../source/git-snapshot.js');
   return (await readGitSnapshot(bare ? { gitdir, ref: rev } : { dir, gitdir, ref: rev })).snapshot;
 }
 

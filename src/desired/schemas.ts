@@ -1,7 +1,9 @@
-import { readFileSync } from 'node:fs';
-import Ajv2020Module from 'ajv/dist/2020.js';
+import { createHash } from 'node:crypto';
+import { existsSync, readFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { fileURLToPath } from 'node:url';
+import type Ajv2020Module from 'ajv/dist/2020.js';
 import type { ErrorObject, ValidateFunction } from 'ajv';
-import { CronExpressionParser } from 'cron-parser';
 import { isDuration } from '../core/duration.js';
 import { API_VERSION, KINDS, type Kind } from './model.js';
 import { escapePointer, isPlainObject, type PointAt } from './parse-yaml.js';
@@ -36,9 +38,12 @@ export function isCronExpression(text: string): boolean {
   return known;
 }
 
+// cron-parser (with luxon) is required on the first schedule a document holds, not by every load.
+const cronParser = (): typeof import('cron-parser') => createRequire(import.meta.url)('cron-parser') as typeof import('cron-parser');
+
 function cronParses(expression: string): boolean {
   try {
-    CronExpressionParser.parse(expression);
+    cronParser().CronExpressionParser.parse(expression);
     return true;
   } catch {
     return false;
@@ -64,19 +69,78 @@ export function isTimeZone(text: string): boolean {
 type Validators = Record<Kind, ValidateFunction>;
 let validators: Validators | undefined;
 
-function compileValidators(): Validators {
-  // ajv ships CommonJS with `exports.default`; NodeNext sees the module object as the default import.
-  type Ajv2020Class = typeof Ajv2020Module.default;
-  const AjvClass = ((Ajv2020Module as unknown as { default?: Ajv2020Class }).default ?? Ajv2020Module) as Ajv2020Class;
-  const ajv = new AjvClass({ strict: true, allErrors: true, verbose: true, allowUnionTypes: true });
+const require = createRequire(import.meta.url);
+/**
+ * The validators as JavaScript, written by `npm run build` next to this file in dist/ (see
+ * writePrecompiledValidators): compiling the schemas with ajv costs 100-200 ms at every start of
+ * `cascade validate`, `plan` and `diff`; loading the compiled code, ~15 ms, and ajv itself is not loaded.
+ */
+export const PRECOMPILED_VALIDATORS = 'schema-validators.cjs';
+
+/** The formats the schemas use beyond JSON Schema's, for ajv and for the precompiled validators. */
+const FORMATS = {
+  duration: { type: 'string' as const, validate: (text: string) => isDuration(text) },
+  cron: { type: 'string' as const, validate: isCronExpression },
+  timezone: { type: 'string' as const, validate: isTimeZone },
+};
+
+function schemaFiles(): string[] {
+  return [...SHARED_SCHEMA_FILES, ...KINDS.map((kind) => SCHEMA_FILES[kind])];
+}
+
+/** Fingerprint of the schema files: precompiled validators are used only when made from these very files. */
+function schemasDigest(): string {
+  const hash = createHash('sha256');
+  for (const file of schemaFiles()) hash.update(`${file}\0`).update(readFileSync(new URL(file, SCHEMA_DIR))).update('\0');
+  return hash.digest('hex');
+}
+
+/** ajv with the schemas added; `source` keeps the generated code, for standalone output. */
+function schemaAjv(source: boolean): InstanceType<typeof Ajv2020Module.default> {
+  // ajv ships CommonJS with `exports.default`; required here, on first use, not at import.
+  const Ajv2020 = (require('ajv/dist/2020.js') as typeof Ajv2020Module).default;
+  const code = source ? { source: true, formats: (require('ajv') as typeof import('ajv'))._`formats` } : undefined;
+  const ajv = new Ajv2020({ strict: true, allErrors: true, verbose: true, allowUnionTypes: true, ...(code ? { code } : {}) });
   ajv.addVocabulary(['x-hint']);
-  ajv.addFormat('duration', { type: 'string', validate: (text: string) => isDuration(text) });
-  ajv.addFormat('cron', { type: 'string', validate: isCronExpression });
-  ajv.addFormat('timezone', { type: 'string', validate: isTimeZone });
+  for (const [name, format] of Object.entries(FORMATS)) ajv.addFormat(name, format);
   for (const file of SHARED_SCHEMA_FILES) ajv.addSchema(readSchema(file));
+  return ajv;
+}
+
+function compileValidators(): Validators {
+  const precompiled = new URL(PRECOMPILED_VALIDATORS, import.meta.url);
+  if (existsSync(precompiled)) {
+    const made = require(fileURLToPath(precompiled)) as { digest: string; validators: (formats: typeof FORMATS) => Validators };
+    if (made.digest === schemasDigest()) return made.validators(FORMATS);
+  }
+  const ajv = schemaAjv(false);
   const compiled = {} as Validators;
   for (const kind of KINDS) compiled[kind] = ajv.compile(readSchema(SCHEMA_FILES[kind]));
   return compiled;
+}
+
+/** The source of the precompiled validators module (for `npm run build`): ajv's standalone code in a function of the formats. */
+export function precompiledValidatorsSource(): string {
+  const ajv = schemaAjv(true);
+  const ids = {} as Record<Kind, string>;
+  for (const kind of KINDS) {
+    const schema = readSchema(SCHEMA_FILES[kind]);
+    ajv.addSchema(schema);
+    ids[kind] = String(schema['$id']);
+  }
+  const standaloneCode = (require('ajv/dist/standalone/index.js') as { default: (ajv: unknown, refs: Record<string, string>) => string }).default;
+  const code = standaloneCode(ajv, ids).replace(/^"use strict";/, '');
+  return [
+    '"use strict";',
+    '// Written by `npm run build` (src/desired/schemas.ts): the schemas/ files compiled by ajv. Do not edit.',
+    `exports.digest = ${JSON.stringify(schemasDigest())};`,
+    'exports.validators = function (formats) {',
+    '  const exports = {};',
+    code,
+    '  return exports;',
+    '};',
+    '',
+  ].join('\n');
 }
 
 function readSchema(file: string): Record<string, unknown> {

@@ -1,9 +1,9 @@
 import http from 'node:http';
-import https from 'node:https';
 import { CascadeError } from '../../core/errors.js';
 import type { DeviceId, Labels } from '../../core/types.js';
 import { proofPayload, type ProofPurpose } from '../../protocol/device-identity.js';
 import type { DeviceKey } from '../device-key.js';
+import { lazyHttps } from './lazy-https.js';
 import {
   apiPaths,
   errorCodes,
@@ -46,7 +46,7 @@ export type DesiredResult =
  * devices in one process, each holding a long poll open, so sockets must be reused and unbounded.
  */
 const sharedHttpAgent = new http.Agent({ keepAlive: true, maxSockets: Infinity });
-const sharedHttpsAgent = new https.Agent({ keepAlive: true, maxSockets: Infinity });
+let sharedHttpsAgent: http.Agent | undefined;
 
 const DEFAULT_TIMEOUT_MS = 30_000;
 /** A long poll may legitimately take `wait` seconds; allow this much more before giving up. */
@@ -93,8 +93,8 @@ function sendRequest(opts: RequestOptions): Promise<RawResponse> {
       headers['content-type'] = 'application/json';
       headers['content-length'] = String(payload.length);
     }
-    const agent = opts.agent ?? (isHttps ? sharedHttpsAgent : sharedHttpAgent);
-    const request = (isHttps ? https : http).request(target, {
+    const agent = opts.agent ?? (isHttps ? (sharedHttpsAgent ??= new (lazyHttps().Agent)({ keepAlive: true, maxSockets: Infinity })) : sharedHttpAgent);
+    const request = (isHttps ? lazyHttps() : http).request(target, {
       method: opts.method,
       headers,
       agent,

@@ -8,6 +8,7 @@ import { allowArtifactOriginOption, artifactPolicyFrom, durationFlag, urlFlag } 
 import { secretFrom } from '../secrets.js';
 import { checkStateDir } from '../preflight.js';
 import { loadOrCreateDeviceKey } from '../../agent/device-key.js';
+import { checkContainerPrefix } from '../../agent/container-prefix.js';
 
 interface AgentFlags {
   regionUrl: string;
@@ -87,14 +88,15 @@ export function registerAgent(program: Command): void {
         flags.runtime === 'simulated'
           ? new (await import('../../agent/runtime-simulated.js')).SimulatedRuntime({ applyMs: flags.applyMs, artifactPolicy })
           : await (async () => {
-              const [{ RuntimeByApp }, { ExecRuntime }, { ContainerAppRuntime }] = await Promise.all([
+              const [{ RuntimeByApp }, { ExecRuntime }, { RuntimeOnDemand }] = await Promise.all([
                 import('../../agent/runtime-by-app.js'),
                 import('../../agent/runtime-exec.js'),
-                import('../../agent/runtime-container.js'),
+                import('../../agent/runtime-on-demand.js'),
               ]);
-              return new RuntimeByApp({
-                exec: new ExecRuntime({ stateDir: flags.stateDir, healthIntervalMs: flags.healthInterval, artifactPolicy, relay }),
-                container: new ContainerAppRuntime({
+              checkContainerPrefix(flags.containerPrefix);
+              // The container runtime is loaded when the first container App arrives.
+              const container = async (): Promise<DeviceRuntime> =>
+                new (await import('../../agent/runtime-container.js')).ContainerAppRuntime({
                   deviceId: flags.deviceId,
                   engine: {
                     command: flags.containerEngine,
@@ -103,7 +105,10 @@ export function registerAgent(program: Command): void {
                   },
                   namePrefix: flags.containerPrefix,
                   healthIntervalMs: flags.healthInterval,
-                }),
+                });
+              return new RuntimeByApp({
+                exec: new ExecRuntime({ stateDir: flags.stateDir, healthIntervalMs: flags.healthInterval, artifactPolicy, relay }),
+                container: new RuntimeOnDemand(container),
               });
             })();
       const stop = new AbortController();

@@ -4,10 +4,7 @@ import { Command, Option } from 'commander';
 import { CascadeError } from '../../core/errors.js';
 import { urlFlag } from '../parse-flags.js';
 import type { InventoryDevice } from '../../core/types.js';
-import { formatProblem } from '../../desired/format-problem.js';
-import { loadRepository } from '../../desired/load-repository.js';
-import { diffRevisions } from '../../plan/diff-revisions.js';
-import { renderDiffJson, renderDiffMarkdown, renderDiffText, type DiffLabels } from '../../plan/render-diff.js';
+import type { DiffLabels } from '../../plan/render-diff.js';
 import { secretFrom } from '../secrets.js';
 import { fetchInventory, readInventoryFile } from './plan.js';
 
@@ -49,6 +46,13 @@ export function registerDiff(program: Command): void {
       if (flags.head === undefined && !existsSync(join(dir, '.git')) && existsSync(join(dir, 'HEAD')) && existsSync(join(dir, 'objects'))) {
         throw new CascadeError('head-required', `${dir} is a bare repository, which has no working tree to compare: pass --head REV (e.g. --head main)`);
       }
+      // Loaded on use, so `cascade --help` and the other commands do not pay for git, YAML and schemas.
+      const [{ formatProblem }, { loadRepository }, { diffRevisions }, { renderDiffJson, renderDiffMarkdown, renderDiffText }] = await Promise.all([
+        import('../../desired/format-problem.js'),
+        import('../../desired/load-repository.js'),
+        import('../../plan/diff-revisions.js'),
+        import('../../plan/render-diff.js'),
+      ]);
       const [base, head] = await Promise.all([loadRepository(dir, { rev: flags.base }), loadRepository(dir, { rev: flags.head })]);
       if (head.problems.length > 0) {
         for (const problem of head.problems) process.stderr.write(formatProblem(problem) + '\n');

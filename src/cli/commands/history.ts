@@ -1,7 +1,6 @@
 import fs from 'node:fs';
 import { join } from 'node:path';
 import { Command, InvalidArgumentError, Option } from 'commander';
-import git from 'isomorphic-git';
 import { CascadeError } from '../../core/errors.js';
 import { urlFlag } from '../parse-flags.js';
 import type { RevisionView } from '../../hub/views.js';
@@ -114,6 +113,8 @@ function commitReader(dir: string): (sha: string) => Promise<{ subject: string; 
   if (!fs.existsSync(join(gitdir, 'objects'))) throw new CascadeError('not-a-git-repo', `--repo ${dir} is not a git repository; give a clone of the fleet repository`);
   return async (sha) => {
     try {
+      // Loaded on use: isomorphic-git is the largest module the CLI has.
+      const { default: git } = await import('isomorphic-git');
       const { commit } = await git.readCommit({ fs, gitdir, oid: sha });
       return {
         subject: commit.message.split('\n')[0]!,

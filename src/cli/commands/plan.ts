@@ -40,11 +40,10 @@ export function registerPlan(program: Command): void {
     .addOption(allowHttpArtifactsOption())
     .addOption(new Option('--max-removal <share>', 'warn when the plan removes apps from more than this share of a region\'s devices (a region refuses such a revision)').default(DEFAULT_MAX_REMOVAL, '10%').argParser(fractionFlag))
     .action(async (dir: string, flags: PlanFlags) => {
-      const [{ formatProblem }, { loadRepository }, { buildPlan }, { createCliLogger }] = await Promise.all([
+      const [{ formatProblem }, { loadRepository }, { buildPlan }] = await Promise.all([
         import('../../desired/format-problem.js'),
         import('../../desired/load-repository.js'),
         import('../../plan/diff.js'),
-        import('../logger.js'),
       ]);
       const format: PlanFormat = flags.json ? 'json' : flags.format;
       if ((flags.inventory === undefined) === (flags.regionUrl === undefined)) {
@@ -55,7 +54,6 @@ export function registerPlan(program: Command): void {
             : 'pass either --inventory or --region-url, not both',
         );
       }
-      const logger = createCliLogger();
       const loaded = await loadRepository(dir, { rev: flags.rev, artifactPolicy: artifactPolicyFrom(flags) });
       for (const warning of loaded.warnings) process.stderr.write(formatProblem(warning) + '\n');
       if (loaded.problems.length > 0) {
@@ -68,7 +66,10 @@ export function registerPlan(program: Command): void {
       }
       const devices = flags.inventory !== undefined ? await readInventoryFile(flags.inventory) : await fetchInventory(flags.regionUrl!, secretFrom(flags.operatorToken, 'CASCADE_OPERATOR_TOKEN'));
       const plan = buildPlan(loaded.fleet, devices);
-      logger.debug({ revision: plan.revision, devices: devices.length, steps: plan.steps.length, conflicts: plan.conflicts.length }, 'plan built');
+      // The logger (pino) is loaded only for its one debug line.
+      if (/^(debug|trace)$/.test(process.env['CASCADE_LOG_LEVEL'] ?? '')) {
+        (await import('../logger.js')).createCliLogger().debug({ revision: plan.revision, devices: devices.length, steps: plan.steps.length, conflicts: plan.conflicts.length }, 'plan built');
+      }
       const warnings = removalsFromPlan(plan, devices)
         .filter((count) => exceedsRemovalLimit(count, flags.maxRemoval))
         .map((count) => `warning: ${describeRemoval(count, flags.maxRemoval)}; the region refuses this revision unless ${allowRemovalHint()}`);

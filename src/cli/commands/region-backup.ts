@@ -1,6 +1,4 @@
 import { Option, type Command } from 'commander';
-import { backupStateFile } from '../../storage/open-state-database.js';
-import { STATE_FILE_NAME } from '../../storage/region-state-store.js';
 
 /**
  * `cascade region backup --data DIR --to FILE`: a consistent copy of a region's state database with
@@ -15,6 +13,7 @@ export function registerRegionBackup(region: Command): void {
     // --data is `cascade region`'s own option (commander gives it to the parent command).
     .action(async (_options: unknown, command: Command) => {
       const flags = command.optsWithGlobals<{ data: string; to: string }>();
+      const [{ backupStateFile }, { STATE_FILE_NAME }] = await Promise.all([import('../../storage/open-state-database.js'), import('../../storage/region-state-store.js')]);
       const { pages } = await backupStateFile({ dataDir: flags.data, fileName: STATE_FILE_NAME, owner: 'region', toFile: flags.to });
       process.stdout.write(`backed up ${flags.data}/${STATE_FILE_NAME} to ${flags.to} (${pages} pages); restore by stopping the region and copying it to ${flags.data}/${STATE_FILE_NAME}\n`);
     });

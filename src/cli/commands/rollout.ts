@@ -1,15 +1,9 @@
 import fs, { existsSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { Command, Option } from 'commander';
-import git from 'isomorphic-git';
 import { CascadeError } from '../../core/errors.js';
-import { loadRepository } from '../../desired/load-repository.js';
-import { credentialsFromEnv, toBasicAuth } from '../../source/git-auth.js';
-import { resolveGitIdentity } from '../../source/git-identity.js';
-import { pushBranch } from '../../source/push-branch.js';
 import { operatorRequest } from '../operator-request.js';
 import { urlFlag } from '../parse-flags.js';
-import { setPaused } from '../rollout/set-paused.js';
 
 interface PauseFlags {
   push?: boolean;
@@ -99,6 +93,15 @@ export interface PausedCommit {
 export async function commitPaused(dir: string, deployment: string, paused: boolean, flags: PauseFlags, env: NodeJS.ProcessEnv = process.env): Promise<PausedCommit> {
   const gitdir = join(dir, '.git');
   if (!existsSync(gitdir)) throw new CascadeError('rollout-not-a-worktree', `${dir} is not a git working tree (no .git): run cascade rollout ${paused ? 'pause' : 'resume'} in a clone of the fleet repository.`);
+  // Loaded on use, so the other commands do not pay for git, YAML and schemas.
+  const [{ default: git }, { loadRepository }, { credentialsFromEnv, toBasicAuth }, { resolveGitIdentity }, { pushBranch }, { setPaused }] = await Promise.all([
+    import('isomorphic-git'),
+    import('../../desired/load-repository.js'),
+    import('../../source/git-auth.js'),
+    import('../../source/git-identity.js'),
+    import('../../source/push-branch.js'),
+    import('../rollout/set-paused.js'),
+  ]);
   // Committed on the checked-out branch, like git commit.
   const branch = await git.currentBranch({ fs, dir });
   if (!branch) throw new CascadeError('rollout-detached-head', 'HEAD is detached: check out the branch to commit on.');

@@ -1,8 +1,12 @@
 import { chmodSync, existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { homedir } from 'node:os';
+import { createRequire } from 'node:module';
 import { dirname, isAbsolute, join, resolve } from 'node:path';
-import { isMap, parseDocument, stringify } from 'yaml';
 import { CascadeError } from '../../core/errors.js';
+
+// Required when a config file is read or written, not when every command imports this file (the
+// CLI's start-up): for node, `import 'yaml'` resolves to the same CommonJS module, one instance.
+const yaml = (): typeof import('yaml') => createRequire(import.meta.url)('yaml') as typeof import('yaml');
 
 /**
  * Named contexts, as kubectl, argocd and flux keep them: where a region and a hub answer and which
@@ -60,6 +64,7 @@ export function readConfig(path = configPath()): CascadeConfig {
   } catch (err) {
     throw new CascadeError('config-unreadable', `cannot read ${path}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}; check its permissions, or point CASCADE_CONFIG at another file`);
   }
+  const { isMap, parseDocument } = yaml();
   const doc = parseDocument(text, { prettyErrors: false });
   if (doc.errors.length > 0) {
     const error = doc.errors[0]!;
@@ -95,7 +100,7 @@ export function readConfig(path = configPath()): CascadeConfig {
 export function writeConfig(config: CascadeConfig, path = configPath()): void {
   mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
   const temp = `${path}.${process.pid}.tmp`;
-  writeFileSync(temp, stringify(config), { mode: 0o600 });
+  writeFileSync(temp, yaml().stringify(config), { mode: 0o600 });
   chmodSync(temp, 0o600);
   renameSync(temp, path);
 }
