@@ -25,6 +25,8 @@ export interface FleetIndexOptions {
   reportFlushMs?: number;
   /** How long last-seen times of polls wait in memory before they are written. */
   seenFlushMs?: number;
+  /** How long enrolments wait in memory to be written together (their answers wait for the write: `whenWritten`). */
+  enrolFlushMs?: number;
 }
 
 interface Entry {
@@ -37,6 +39,8 @@ interface Entry {
   resolved: DeviceDesired | undefined;
   /** Its state as counted in `counts`; null while revoked (not counted). */
   state: DeviceState | null;
+  /** The highest report `seq` applied (report-order.ts); -1: none. */
+  seq: number;
 }
 
 /** One difference between the index and a full recount from the durable store. */
@@ -79,6 +83,14 @@ export class FleetIndex implements StateStore {
   private updatesSentTotal: number;
   private pendingReports = new Map<DeviceId, { id: DeviceId; apps: Record<string, AppReport>; at: number; labels?: Labels }>();
   private pendingSeen = new Map<DeviceId, number>();
+  // Identity writes buffered for the next batch: enrolments, keys, report sequence numbers, approval requests.
+  private pendingEnrolments = new Map<DeviceId, { id: DeviceId; labels: Labels; tokenHash: string; at: number }>();
+  private pendingKeys = new Map<DeviceId, string | null>();
+  private pendingSeqs = new Map<DeviceId, number | null>();
+  private pendingApprovals = new Map<DeviceId, { id: DeviceId; labels: Labels; publicKey: string | null; at: number }>();
+  /** Callers waiting for what is buffered now to be written (an enrolment answers only once it is durable). */
+  private writeWaiters: Array<{ resolve: () => void; reject: (err: unknown) => void }> = [];
+  private enrolTimer: NodeJS.Timeout | null = null;
   private reportTimer: NodeJS.Timeout | null = null;
   private seenTimer: NodeJS.Timeout | null = null;
   private isConnected: (id: DeviceId) => boolean = () => false;
@@ -99,8 +111,8 @@ export class FleetIndex implements StateStore {
     this.updatesSentTotal = rows.updatesSent;
     const now = options.clock();
     for (const device of rows.devices) {
-      const { tokenHash, reportedAt, ...record } = device;
-      const entry: Entry = { record, tokenHash, reported: reportedAt !== null, handed: rows.handed.get(device.id) ?? null, resolved: undefined, state: null };
+      const { tokenHash, reportedAt, reportSeq, ...record } = device;
+      const entry: Entry = { record, tokenHash, reported: reportedAt !== null, handed: rows.handed.get(device.id) ?? null, resolved: undefined, state: null, seq: reportSeq ?? -1 };
       this.entries.set(device.id, entry);
       if (!record.revoked) {
         this.byToken.set(tokenHash, device.id);
@@ -158,8 +170,13 @@ export class FleetIndex implements StateStore {
 
   // devices
 
+  /**
+   * Enrols a device in memory at once; the row is written with the next batch (within `enrolFlushMs`,
+   * one transaction for every enrolment of that window). `whenWritten` waits for it.
+   */
   enrollDevice(id: DeviceId, labels: Labels, tokenHash: string, at: number): void {
-    this.durable.enrollDevice(id, labels, tokenHash, at);
+    this.pendingEnrolments.set(id, { id, labels, tokenHash, at });
+    this.scheduleEnrolFlush();
     const entry = this.entries.get(id);
     if (entry) {
       this.byToken.delete(entry.tokenHash);
@@ -168,7 +185,7 @@ export class FleetIndex implements StateStore {
       if (!entry.record.revoked) this.byToken.set(tokenHash, id);
     } else {
       const record: DeviceRecord = { id, labels, enrolledAt: at, lastSeen: null, apps: {}, revoked: false };
-      const created: Entry = { record, tokenHash, reported: false, handed: null, resolved: undefined, state: null };
+      const created: Entry = { record, tokenHash, reported: false, handed: null, resolved: undefined, state: null, seq: -1 };
       this.entries.set(id, created);
       this.byToken.set(tokenHash, id);
       this.sorted = null;
@@ -215,6 +232,7 @@ export class FleetIndex implements StateStore {
 
   revokeDevice(id: DeviceId, at: number): boolean {
     const entry = this.entries.get(id);
+    this.flush();
     const known = this.durable.revokeDevice(id, at);
     if (!entry) return known;
     entry.record.revoked = true;
@@ -267,7 +285,7 @@ export class FleetIndex implements StateStore {
       const state: HandedState = { revision, apps, generation: (previous?.generation ?? 0) + 1 };
       rows.push({ deviceId, state });
     }
-    this.durable.writeBatch({ at, reports: this.drainReports(), seen: this.drainSeen(), handed: rows, updates, rollouts });
+    this.writeBatch({ at, ...this.drainIdentity(), reports: this.drainReports(), seen: this.drainSeen(), handed: rows, updates, rollouts });
     // Memory follows the disk: only once the transaction is written.
     const now = this.options.clock();
     for (const { deviceId, state } of rows) {
@@ -337,39 +355,74 @@ export class FleetIndex implements StateStore {
     return this.updatesSentTotal;
   }
 
-  /** Writes what is buffered and closes the durable store. */
-  // device identity and report order: rare, small, and read by no pass, so straight to the store
+  // device identity and report order: what enrolments and reports write goes with the batches; the
+  // rare reads (a re-enrolment's bound key, approval requests) go to the store after writing what is buffered
 
   getDeviceKey(id: DeviceId): string | null {
+    const pending = this.pendingKeys.get(id);
+    if (pending !== undefined) return pending;
     return this.durable.getDeviceKey(id);
   }
 
   setDeviceKey(id: DeviceId, publicKey: string | null): boolean {
-    return this.durable.setDeviceKey(id, publicKey);
+    if (!this.entries.has(id)) return false;
+    this.pendingKeys.set(id, publicKey);
+    this.scheduleEnrolFlush();
+    return true;
   }
 
+  /** Report order in memory (report-order.ts): the accepted `seq` is written with the report's batch. */
   acceptReportSeq(id: DeviceId, seq: number): boolean {
-    return this.durable.acceptReportSeq(id, seq);
+    const entry = this.entries.get(id);
+    if (!entry || seq <= entry.seq) return false;
+    entry.seq = seq;
+    this.pendingSeqs.set(id, seq);
+    this.scheduleReportFlush();
+    return true;
   }
 
   clearReportSeq(id: DeviceId): void {
-    this.durable.clearReportSeq(id);
+    const entry = this.entries.get(id);
+    if (!entry) return;
+    entry.seq = -1;
+    this.pendingSeqs.set(id, null);
+    this.scheduleEnrolFlush();
   }
 
   upsertPendingDevice(id: DeviceId, labels: Labels, publicKey: string | null, at: number): void {
-    this.durable.upsertPendingDevice(id, labels, publicKey, at);
+    this.pendingApprovals.set(id, { id, labels, publicKey, at });
+    this.scheduleEnrolFlush();
   }
 
   getPendingDevice(id: DeviceId): PendingDevice | null {
+    if (this.pendingApprovals.has(id)) this.flush();
     return this.durable.getPendingDevice(id);
   }
 
   listPendingDevices(): PendingDevice[] {
+    if (this.pendingApprovals.size > 0) this.flush();
     return this.durable.listPendingDevices();
   }
 
   deletePendingDevice(id: DeviceId): boolean {
+    this.flush();
     return this.durable.deletePendingDevice(id);
+  }
+
+  /**
+   * Resolves once everything buffered now is in the durable store (rejects if that write fails): an
+   * enrolment answers its device only then, so a token handed out is never lost to a crash.
+   */
+  whenWritten(): Promise<void> {
+    if (!this.hasBuffered()) return Promise.resolve();
+    if (this.closed) {
+      this.flush();
+      return Promise.resolve();
+    }
+    return new Promise((resolve, reject) => {
+      this.writeWaiters.push({ resolve, reject });
+      this.scheduleEnrolFlush();
+    });
   }
 
   close(): void {
@@ -519,14 +572,40 @@ export class FleetIndex implements StateStore {
     if (this.seenTimer) clearTimeout(this.seenTimer);
     this.reportTimer = null;
     this.seenTimer = null;
-    const reports = this.drainReports();
-    const seen = this.drainSeen();
-    if (reports.length === 0 && seen.length === 0) return;
+    if (!this.hasBuffered() && this.writeWaiters.length === 0) return;
     try {
-      this.durable.writeBatch({ at: this.options.clock(), reports, seen });
+      this.writeBatch({ at: this.options.clock(), ...this.drainIdentity(), reports: this.drainReports(), seen: this.drainSeen() });
     } catch (err) {
-      this.options.log.error({ err }, 'writing buffered device reports failed');
+      this.options.log.error({ err }, 'writing buffered device enrolments and reports failed');
     }
+  }
+
+  private hasBuffered(): boolean {
+    return this.pendingReports.size + this.pendingSeen.size + this.pendingEnrolments.size + this.pendingKeys.size + this.pendingSeqs.size + this.pendingApprovals.size > 0;
+  }
+
+  /** One transaction; those waiting for it hear how it went. */
+  private writeBatch(batch: StateBatch): void {
+    const waiters = this.writeWaiters;
+    this.writeWaiters = [];
+    try {
+      this.durable.writeBatch(batch);
+    } catch (err) {
+      for (const waiter of waiters) waiter.reject(err);
+      throw err;
+    }
+    for (const waiter of waiters) waiter.resolve();
+  }
+
+  private drainIdentity(): Pick<StateBatch, 'enrolments' | 'keys' | 'seqs' | 'pendingDevices'> {
+    if (this.enrolTimer) clearTimeout(this.enrolTimer);
+    this.enrolTimer = null;
+    const batch = { enrolments: this.pendingEnrolments.values(), keys: this.pendingKeys.entries(), seqs: this.pendingSeqs.entries(), pendingDevices: this.pendingApprovals.values() };
+    if (this.pendingEnrolments.size) this.pendingEnrolments = new Map();
+    if (this.pendingKeys.size) this.pendingKeys = new Map();
+    if (this.pendingSeqs.size) this.pendingSeqs = new Map();
+    if (this.pendingApprovals.size) this.pendingApprovals = new Map();
+    return batch;
   }
 
   /**
@@ -636,6 +715,14 @@ export class FleetIndex implements StateStore {
     if (this.seenTimer) clearTimeout(this.seenTimer);
     this.seenTimer = null;
     return seen;
+  }
+
+  private scheduleEnrolFlush(): void {
+    if (this.enrolTimer || this.closed) return;
+    this.enrolTimer = setTimeout(() => {
+      this.enrolTimer = null;
+      this.flush();
+    }, this.options.enrolFlushMs ?? 10);
   }
 
   private scheduleReportFlush(): void {
