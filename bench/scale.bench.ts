@@ -55,7 +55,17 @@ export interface ScaleResult {
   baseRssMb: number;
   passes: number;
   passSeconds: number;
+  /** Event-loop delay during the rollout: the worst p99 and max of the per-second scrapes. */
   eventLoopP99Ms: number;
+  eventLoopMaxMs: number;
+  /** GET /api/v1/status during the rollout, with /metrics scraped every second (median, max). */
+  statusRolloutMs: number;
+  statusRolloutMaxMs: number;
+  metricsRolloutMs: number;
+  enrolCpuSeconds: number;
+  /** V8 heap used (cascade_process_nodejs_heap_size_used_bytes) after start and after the rollout. */
+  baseHeapMb: number;
+  heapMb: number;
 }
 
 interface SimChild {
@@ -154,6 +164,8 @@ export async function measureScale(
     const pid = region.child.pid!;
     await until(async () => ((await status(url)).revision.applied ? true : undefined), 60_000, () => 'the first revision');
     const baseRssMb = memoryMb(pid, 'VmRSS');
+    const baseHeapMb = metricValue(await (await fetch(`${url}/metrics`)).text(), 'cascade_process_nodejs_heap_size_used_bytes') / 2 ** 20;
+    const enrolCpuBefore = cpuSeconds(pid);
 
     const enrolStarted = performance.now();
     for (let i = 0, from = 0; from < devices; i++, from += PER_SIMULATOR) {
@@ -165,6 +177,7 @@ export async function measureScale(
     const convergedOn = (s: RegionStatus, revision: string | null) => s.devices.converged === devices && (revision === null || s.revision.applied === revision);
     await until(async () => (convergedOn(await status(url), null) ? true : undefined), 900_000, async () => `enrolment of ${devices}: ${JSON.stringify((await status(url)).devices)}`);
     const enrolSeconds = (performance.now() - enrolStarted) / 1000;
+    const enrolCpuSeconds = cpuSeconds(pid) - enrolCpuBefore;
     log(`scale ${devices}: enrolled and converged in ${enrolSeconds.toFixed(1)} s`);
 
     // Idle: nothing changes; every device stays connected.
@@ -187,6 +200,23 @@ export async function measureScale(
     watcher.on('message', () => (lastSeen = performance.now()));
     const before = await status(url);
     const metricsBefore = await (await fetch(`${url}/metrics`)).text();
+    // During the rollout, as a monitoring system would: /metrics scraped every second, and a status read beside it.
+    const loopP99: number[] = [];
+    const loopMax: number[] = [];
+    const statusRollout: number[] = [];
+    const metricsRollout: number[] = [];
+    let rolling = true;
+    const scraping = (async () => {
+      while (rolling) {
+        const t0 = performance.now();
+        const text = await (await fetch(`${url}/metrics`)).text();
+        metricsRollout.push(performance.now() - t0);
+        loopP99.push(metricValue(text, 'cascade_event_loop_delay_seconds', 'quantile="0.99"') * 1000);
+        loopMax.push(metricValue(text, 'cascade_event_loop_delay_seconds', 'quantile="max"') * 1000);
+        statusRollout.push(await timed(`${url}/api/v1/status`));
+        await new Promise((resolve) => setTimeout(resolve, Math.max(0, 1000 - (performance.now() - t0))));
+      }
+    })();
     const cpuBefore = cpuSeconds(pid);
     const started = performance.now();
     const head = await commitFiles(repo, { 'deployments/web.yaml': webDeployment('2.0.0') }, 'web 2.0.0');
@@ -201,6 +231,8 @@ export async function measureScale(
     await until(async () => (convergedOn(await status(url), head) ? true : undefined), 900_000, async () => `convergence: ${JSON.stringify((await status(url)).devices)}`);
     const convergedSeconds = (performance.now() - started) / 1000;
     await handedWatch;
+    rolling = false;
+    await scraping;
     const rolloutCpuSeconds = cpuSeconds(pid) - cpuBefore;
     const after = await status(url);
     const metricsAfter = await (await fetch(`${url}/metrics`)).text();
@@ -230,7 +262,14 @@ export async function measureScale(
       baseRssMb,
       passes: metricValue(metricsAfter, 'cascade_reconcile_pass_duration_seconds_count'),
       passSeconds: metricValue(metricsAfter, 'cascade_reconcile_pass_duration_seconds_sum'),
-      eventLoopP99Ms: metricValue(metricsAfter, 'cascade_event_loop_delay_seconds', 'quantile="0.99"') * 1000,
+      eventLoopP99Ms: Math.max(...loopP99, metricValue(metricsAfter, 'cascade_event_loop_delay_seconds', 'quantile="0.99"') * 1000),
+      eventLoopMaxMs: Math.max(...loopMax, metricValue(metricsAfter, 'cascade_event_loop_delay_seconds', 'quantile="max"') * 1000),
+      statusRolloutMs: median(statusRollout),
+      statusRolloutMaxMs: Math.max(...statusRollout),
+      metricsRolloutMs: median(metricsRollout),
+      enrolCpuSeconds,
+      baseHeapMb,
+      heapMb: metricValue(metricsAfter, 'cascade_process_nodejs_heap_size_used_bytes') / 2 ** 20,
     };
     log(`scale ${devices}: ${JSON.stringify(result)}`);
     return result;
@@ -262,6 +301,13 @@ export const suite: BenchSuite = {
         figure(`${n} devices (${via}): GET /api/v1/status`, r.statusMs, 'ms', '< 5 ms', r.statusMs < 5),
         figure(`${n} devices (${via}): GET /metrics`, r.metricsMs, 'ms', 'informational', true),
         figure(`${n} devices (${via}): desired-state messages published`, r.published, 'messages', 'equal to updates needed', r.published === r.updates, { name: 'updatesSent', value: r.updates, unit: 'updates' }),
+        figure(`${n} devices (${via}): enrolment, all enrolled and converged`, r.enrolSeconds, 's', 'informational', true),
+        figure(`${n} devices (${via}): enrolment, region CPU per device`, (r.enrolCpuSeconds / n) * 1e6, 'µs', 'flat in N', true),
+        figure(`${n} devices (${via}): GET /api/v1/status during the rollout, /metrics scraped every second (median)`, r.statusRolloutMs, 'ms', '< 5 ms', r.statusRolloutMs < 5),
+        figure(`${n} devices (${via}): GET /api/v1/status during the rollout (slowest)`, r.statusRolloutMaxMs, 'ms', 'informational', true),
+        figure(`${n} devices (${via}): event-loop delay p99 during the rollout (worst second)`, r.eventLoopP99Ms, 'ms', '< 50 ms', r.eventLoopP99Ms < 50),
+        figure(`${n} devices (${via}): event-loop delay max during the rollout`, r.eventLoopMaxMs, 'ms', 'informational', true),
+        figure(`${n} devices (${via}): region V8 heap used above its base, per device`, ((r.heapMb - r.baseHeapMb) * 1024) / n, 'KB', 'informational', true),
         figure(`${n} devices (${via}): region RSS above its base, per device`, ((r.rssMb - r.baseRssMb) * 1024) / n, 'KB', '< 1 KB', ((r.rssMb - r.baseRssMb) * 1024) / n < 1, { name: 'region after start', value: r.baseRssMb, unit: 'MB' }),
       );
     }
