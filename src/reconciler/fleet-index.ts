@@ -51,6 +51,57 @@ export interface IndexDifference {
 
 const SWEEP_EVERY_MS = 1_000;
 const NO_APPS: DeviceDesired = Object.freeze({}) as DeviceDesired;
+const NO_REPORTS: Record<string, AppReport> = Object.freeze({}) as Record<string, AppReport>;
+/** Distinct label sets or reports kept shared; past this many the table starts afresh (values stay valid). */
+const MAX_SHARED = 4_096;
+
+/**
+ * Interned label sets and reports: at 50,000 devices, one object per device saying `{web: 1.0.0
+ * healthy}` is most of the index's memory. Reports with a message or an attempt (failures) are kept
+ * as they are. Shared values are frozen: nothing may change a device's labels or reports in place.
+ */
+class SharedValues {
+  private readonly labelSets = new Map<string, Labels>();
+  private readonly reportSets = new Map<string, Record<string, AppReport>>();
+  private readonly desiredSets = new Map<string, DeviceDesired>();
+
+  labels(labels: Labels): Labels {
+    let key = '';
+    for (const name in labels) key += `${name}\0${labels[name]}\0`;
+    return intern(this.labelSets, key, labels);
+  }
+
+  reports(apps: Record<string, AppReport>): Record<string, AppReport> {
+    let key = '';
+    for (const app in apps) {
+      const r = apps[app]!;
+      if (r.message !== undefined || r.attempt !== undefined) return apps;
+      key += `${app}\0${r.version ?? '\u0001'}\0${r.state}\0`;
+    }
+    if (key === '') return NO_REPORTS;
+    return intern(this.reportSets, key, apps);
+  }
+
+  /** What devices are handed: during a rollout, thousands get the same. */
+  desired(apps: DeviceDesired): DeviceDesired {
+    let key = '';
+    for (const app in apps) {
+      const d = apps[app]!;
+      key += `${app}\0${d.version}\0${d.deployment}\0${d.attempt ?? 0}\0`;
+    }
+    if (key === '') return NO_APPS;
+    return intern(this.desiredSets, key, apps);
+  }
+}
+
+function intern<T extends object>(table: Map<string, T>, key: string, value: T): T {
+  const known = table.get(key);
+  if (known) return known;
+  if (table.size >= MAX_SHARED) table.clear();
+  const copy = Object.freeze(structuredClone(value));
+  table.set(key, copy);
+  return copy;
+}
 
 /**
  * The region's working state in memory, indexed, loaded once from the durable store at start and kept
@@ -71,6 +122,8 @@ const NO_APPS: DeviceDesired = Object.freeze({}) as DeviceDesired;
 export class FleetIndex implements StateStore {
   private readonly durable: DurableStateStore;
   private readonly entries = new Map<DeviceId, Entry>();
+  /** One frozen copy of each label set and report many devices share (most of a fleet says the same). */
+  private readonly shared = new SharedValues();
   private readonly byToken = new Map<string, DeviceId>();
   private readonly members = new Map<string, Set<DeviceId>>();
   private sorted: DeviceRecord[] | null = null;
@@ -111,8 +164,10 @@ export class FleetIndex implements StateStore {
     this.updatesSentTotal = rows.updatesSent;
     const now = options.clock();
     for (const device of rows.devices) {
-      const { tokenHash, reportedAt, reportSeq, ...record } = device;
-      const entry: Entry = { record, tokenHash, reported: reportedAt !== null, handed: rows.handed.get(device.id) ?? null, resolved: undefined, state: null, seq: reportSeq ?? -1 };
+      const { tokenHash, reportedAt, reportSeq, ...loaded } = device;
+      const record: DeviceRecord = { ...loaded, labels: this.shared.labels(loaded.labels), apps: this.shared.reports(loaded.apps) };
+      const handed = rows.handed.get(device.id);
+      const entry: Entry = { record, tokenHash, reported: reportedAt !== null, handed: handed ? { ...handed, apps: this.shared.desired(handed.apps) } : null, resolved: undefined, state: null, seq: reportSeq ?? -1 };
       this.entries.set(device.id, entry);
       if (!record.revoked) {
         this.byToken.set(tokenHash, device.id);
@@ -181,10 +236,10 @@ export class FleetIndex implements StateStore {
     if (entry) {
       this.byToken.delete(entry.tokenHash);
       entry.tokenHash = tokenHash;
-      entry.record.labels = labels;
+      entry.record.labels = this.shared.labels(labels);
       if (!entry.record.revoked) this.byToken.set(tokenHash, id);
     } else {
-      const record: DeviceRecord = { id, labels, enrolledAt: at, lastSeen: null, apps: {}, revoked: false };
+      const record: DeviceRecord = { id, labels: this.shared.labels(labels), enrolledAt: at, lastSeen: null, apps: NO_REPORTS, revoked: false };
       const created: Entry = { record, tokenHash, reported: false, handed: null, resolved: undefined, state: null, seq: -1 };
       this.entries.set(id, created);
       this.byToken.set(tokenHash, id);
@@ -212,11 +267,11 @@ export class FleetIndex implements StateStore {
       this.markSeen(id, at);
       return;
     }
-    entry.record.apps = apps;
+    entry.record.apps = this.shared.reports(apps);
     entry.record.lastSeen = at;
     entry.reported = true;
     if (relabelled) {
-      entry.record.labels = labels;
+      entry.record.labels = this.shared.labels(labels);
       this.resolveNow(id);
     }
     this.pendingReports.set(id, labels ? { id, apps, at, labels } : { id, apps, at });
@@ -282,7 +337,7 @@ export class FleetIndex implements StateStore {
       if (previous && sameDesired(previous.apps, apps)) continue;
       const before = previous?.apps ?? NO_APPS;
       for (const app in apps) if (before[app]?.version !== apps[app]!.version) updates++;
-      const state: HandedState = { revision, apps, generation: (previous?.generation ?? 0) + 1 };
+      const state: HandedState = { revision, apps: this.shared.desired(apps), generation: (previous?.generation ?? 0) + 1 };
       rows.push({ deviceId, state });
     }
     this.writeBatch({ at, ...this.drainIdentity(), reports: this.drainReports(), seen: this.drainSeen(), handed: rows, updates, rollouts });
