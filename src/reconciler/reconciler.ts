@@ -185,7 +185,7 @@ export class Reconciler {
       if (request.fetch) await this.refreshDesired();
       if (!this.fleet) await this.restoreLastGood();
       if (this.fleet) {
-        this.dispatch(this.fleet);
+        await this.dispatch(this.fleet);
         await this.options.afterDispatch?.(this.fleet, this.rollouts, this.options.store.getRevision().applied);
       }
     } catch (err) {
@@ -377,7 +377,7 @@ export class Reconciler {
    * Hands each device what it should run next: what git asks, where the rollout rules release it;
    * otherwise what it was handed before. Rollout memory is written with the hand-out, in one transaction.
    */
-  private dispatch(fleet: LoadedFleet): void {
+  private async dispatch(fleet: LoadedFleet): Promise<void> {
     const { store, clock, metrics, onHandOut, log, region } = this.options;
     const now = clock();
     store.sweep(now);
@@ -422,13 +422,19 @@ export class Reconciler {
         for (const name of replan) for (const id of store.membersOf(name)) union.add(id);
         ids = union;
       }
-      const devices = (function* () {
-        for (const id of ids) yield store.rolloutView(id, now)!;
-      })();
+      // Read in slices, the event loop served in between: a device that changes meanwhile is dirty for the next pass.
+      const devices: DeviceRecord[] = [];
+      let read = 0;
+      for (const id of [...ids]) {
+        const view = store.rolloutView(id, now);
+        if (view) devices.push(view);
+        if (++read % SLICE === 0) await yieldToLoop();
+      }
       const resolved = store.resolvedView;
       const handed = store.handedView;
       const previous = this.previousStates();
       const inputs = collectRolloutInputs({ fleet, region, resolved, handed, devices, previous }).filter((d) => replan.has(d.deployment));
+      if (devices.length > SLICE) await yieldToLoop();
       const planned = planRollouts({ now, offlineAfterMs: this.offlineAfterMs, revision, deployments: inputs, previous, retries });
       // The relay holds back releases of a version whose artifact the region has not verified yet.
       const gate = this.options.artifactGate;
@@ -440,6 +446,7 @@ export class Reconciler {
         const retry = plan.states.get(name)?.retry;
         if (retry && retry.at === now) for (const id of retry.devices) candidates.add(id);
       }
+      if (devices.length > SLICE) await yieldToLoop();
       const offlineAt = new Map(inputs.map((input) => [input.deployment, nextOffline(input, now, this.offlineAfterMs)]));
       const statuses = new Map(plan.statuses.map((s) => [s.deployment, s]));
       if (full) {
@@ -474,7 +481,10 @@ export class Reconciler {
     const resolved = new Map<DeviceId, DeviceDesired>();
     const handed = new Map<DeviceId, DeviceDesired>();
     const installed = new Map<DeviceId, Record<string, string>>();
+    if (candidates.size > SLICE) await yieldToLoop();
+    let looked = 0;
     for (const id of candidates) {
+      if (++looked % SLICE === 0) await yieldToLoop();
       // First report before first hand-out: what a device runs is known before it is told to change it.
       if (!store.hasReported(id)) continue;
       const device = store.getDevice(id);
@@ -485,6 +495,7 @@ export class Reconciler {
       if (h) handed.set(id, h.apps);
       installed.set(id, installedVersions(device));
     }
+    if (candidates.size > SLICE) await yieldToLoop();
     const changes = computeHandOut({ resolved, handed, installed, released, attempt: attemptsBy({ states: this.plannedStates() }) });
     if (changes.size > 0 || statesChanged) {
       const states = new Map<string, RolloutState>();
@@ -558,6 +569,10 @@ export class Reconciler {
     return inputs;
   }
 }
+
+/** Devices a pass looks at between two turns of the event loop (reports, polls and scrapes are served in between). */
+const SLICE = 5_000;
+const yieldToLoop = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
 
 interface PlannedDeployment {
   status: DeploymentRolloutStatus;
