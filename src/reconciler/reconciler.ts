@@ -422,19 +422,27 @@ export class Reconciler {
         for (const name of replan) for (const id of store.membersOf(name)) union.add(id);
         ids = union;
       }
-      // Read in slices, the event loop served in between: a device that changes meanwhile is dirty for the next pass.
-      const devices: DeviceRecord[] = [];
-      let read = 0;
-      for (const id of [...ids]) {
-        const view = store.rolloutView(id, now);
-        if (view) devices.push(view);
-        if (++read % SLICE === 0) await yieldToLoop();
-      }
       const resolved = store.resolvedView;
       const handed = store.handedView;
       const previous = this.previousStates();
-      const inputs = collectRolloutInputs({ fleet, region, resolved, handed, devices, previous }).filter((d) => replan.has(d.deployment));
-      if (devices.length > SLICE) await yieldToLoop();
+      // Read in slices, the event loop served in between: a device that changes meanwhile is dirty for the next pass.
+      const all = [...ids];
+      const byName = new Map<string, RolloutDeploymentInput>();
+      for (let from = 0; from === 0 || from < all.length; from += SLICE) {
+        if (from > 0) await yieldToLoop();
+        const devices: DeviceRecord[] = [];
+        for (let i = from; i < Math.min(all.length, from + SLICE); i++) {
+          const view = store.rolloutView(all[i]!, now);
+          if (view) devices.push(view);
+        }
+        for (const part of collectRolloutInputs({ fleet, region, resolved, handed, devices, previous: from === 0 ? previous : undefined })) {
+          const known = byName.get(part.deployment);
+          if (!known) byName.set(part.deployment, part);
+          else for (const device of part.devices) known.devices.push(device);
+        }
+      }
+      const inputs = [...byName.values()].filter((d) => replan.has(d.deployment)).sort((a, b) => (a.deployment < b.deployment ? -1 : a.deployment > b.deployment ? 1 : 0));
+      if (all.length > SLICE) await yieldToLoop();
       const planned = planRollouts({ now, offlineAfterMs: this.offlineAfterMs, revision, deployments: inputs, previous, retries });
       // The relay holds back releases of a version whose artifact the region has not verified yet.
       const gate = this.options.artifactGate;
@@ -446,7 +454,7 @@ export class Reconciler {
         const retry = plan.states.get(name)?.retry;
         if (retry && retry.at === now) for (const id of retry.devices) candidates.add(id);
       }
-      if (devices.length > SLICE) await yieldToLoop();
+      if (all.length > SLICE) await yieldToLoop();
       const offlineAt = new Map(inputs.map((input) => [input.deployment, nextOffline(input, now, this.offlineAfterMs)]));
       const statuses = new Map(plan.statuses.map((s) => [s.deployment, s]));
       if (full) {
