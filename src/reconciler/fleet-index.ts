@@ -207,10 +207,11 @@ export class FleetIndex implements StateStore {
     this.revision = this.durable.getRevision();
   }
 
-  recordApplied(revision: string, resolved: Map<DeviceId, DeviceDesired>, catalog: AppCatalog, at: number): void {
+  /** `apply: false` leaves the resolution to the caller (applyResolution, or setResolved in slices). */
+  recordApplied(revision: string, resolved: Map<DeviceId, DeviceDesired>, catalog: AppCatalog, at: number, apply = true): void {
     this.durable.recordApplied(revision, resolved, catalog, at);
     this.revision = this.durable.getRevision();
-    this.applyResolution(resolved);
+    if (apply) this.applyResolution(resolved);
   }
 
   getCatalog(): AppCatalog {

@@ -316,8 +316,17 @@ export class Reconciler {
     this.resolver = null;
     this.fullPass = true;
     // Resolution is shared by label set: re-resolving every device once per revision is cheap.
-    const resolved = this.resolveAll(store.listDevices());
-    store.recordApplied(head, resolved, catalogOf(result.fleet, region, this.options.registryMirror), clock());
+    const devices = store.listDevices();
+    const labelsAt = devices.map((device) => device.labels);
+    const resolved = this.resolveAll(devices);
+    store.recordApplied(head, resolved, catalogOf(result.fleet, region, this.options.registryMirror), clock(), false);
+    // Into the index in slices, the event loop served in between (what changed is dirty for this pass).
+    // A device relabelled meanwhile was resolved by the new revision already; one enrolled meanwhile too.
+    for (let i = 0; i < devices.length; i++) {
+      if (i > 0 && i % SLICE === 0) await yieldToLoop();
+      const device = devices[i]!;
+      if (device.labels === labelsAt[i]) store.setResolved(device.id, resolved.get(device.id));
+    }
     this.refusalReason = null;
     if (this.accepted === head) {
       log.warn({ revision: head }, `revision ${head.slice(0, 8)} adopted by an operator although it does not descend from the revision served before`);

@@ -139,6 +139,19 @@ interface HandedRow {
 }
 
 
+/**
+ * stableJson, once per object: devices share their desired states (resolution by label set, the
+ * index's shared hand-outs), so 50,000 rows are a handful of distinct objects.
+ */
+function jsonOnce(): (value: object) => string {
+  const known = new Map<object, string>();
+  return (value) => {
+    let json = known.get(value);
+    if (json === undefined) known.set(value, (json = stableJson(value)));
+    return json;
+  };
+}
+
 function toReport(row: ReportRow): AppReport {
   const report: AppReport = { version: row.version, state: row.state as AppHealth };
   if (row.message !== null) report.message = row.message;
@@ -275,10 +288,11 @@ export class SqliteStateStore implements DeviceIdentityStore {
   /** Also records the revision as the last attempted one, with no errors: it passed validation. */
   recordApplied(revision: string, resolved: Map<DeviceId, DeviceDesired>, catalog: AppCatalog, at: number): void {
     const catalogJson = JSON.stringify(catalog);
+    const json = jsonOnce();
     this.db.transaction(() => {
       this.statements.clearResolved.run();
       for (const [deviceId, apps] of resolved) {
-        this.statements.insertResolved.run(deviceId, stableJson(apps));
+        this.statements.insertResolved.run(deviceId, json(apps));
       }
       this.statements.setApplied.run({ revision, at, catalog: catalogJson });
     })();
@@ -361,6 +375,7 @@ export class SqliteStateStore implements DeviceIdentityStore {
    * Reports of devices no longer enrolled are skipped. Returns nothing: the caller counted updates.
    */
   writeBatch(batch: StateBatch): void {
+    const json = jsonOnce();
     this.db.transaction(() => {
       for (const e of batch.enrolments ?? []) this.statements.upsertDevice.run(e.id, JSON.stringify(e.labels), e.tokenHash, e.at);
       for (const [id, key] of batch.keys ?? []) this.identity.setKey.run(key, id);
@@ -376,7 +391,7 @@ export class SqliteStateStore implements DeviceIdentityStore {
       for (const [id, at] of batch.seen ?? []) this.statements.touchDevice.run(at, id);
       if (batch.rollouts) this.writeRollouts(batch.rollouts, batch.at);
       for (const row of batch.handed ?? []) {
-        this.statements.upsertHanded.run(row.deviceId, row.state.revision, stableJson(row.state.apps), row.state.generation, batch.at);
+        this.statements.upsertHanded.run(row.deviceId, row.state.revision, json(row.state.apps), row.state.generation, batch.at);
       }
       if (batch.updates) this.statements.addCounter.run(batch.updates, 'updates_sent');
     })();
