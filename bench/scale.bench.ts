@@ -66,6 +66,8 @@ export interface ScaleResult {
   statusRolloutMaxMs: number;
   metricsRolloutMs: number;
   enrolCpuSeconds: number;
+  /** CPU seconds of all brokers (region and sites) during enrolment: they re-read the password file. */
+  enrolBrokerCpuSeconds: number;
   /** V8 heap used (cascade_process_nodejs_heap_size_used_bytes) after start and after the rollout. */
   baseHeapMb: number;
   heapMb: number;
@@ -192,6 +194,9 @@ export async function measureScale(
     const baseRssMb = memoryMb(pid, 'VmRSS');
     const baseHeapMb = metricValue(await (await fetch(`${url}/metrics`)).text(), 'cascade_process_nodejs_heap_size_used_bytes') / 2 ** 20;
     const enrolCpuBefore = cpuSeconds(pid);
+    const brokerPids = [broker, ...siteBrokers].map((b) => b.child.pid!);
+    const brokerCpu = (): number => brokerPids.reduce((sum, p) => sum + cpuSeconds(p), 0);
+    const enrolBrokerCpuBefore = brokerCpu();
 
     const enrolStarted = performance.now();
     for (let i = 0, from = 0; from < devices; i++, from += PER_SIMULATOR) {
@@ -204,6 +209,7 @@ export async function measureScale(
     await until(async () => (convergedOn(await status(url), null) ? true : undefined), 900_000, async () => `enrolment of ${devices}: ${JSON.stringify((await status(url)).devices)}`);
     const enrolSeconds = (performance.now() - enrolStarted) / 1000;
     const enrolCpuSeconds = cpuSeconds(pid) - enrolCpuBefore;
+    const enrolBrokerCpuSeconds = brokerCpu() - enrolBrokerCpuBefore;
     log(`scale ${devices}: enrolled and converged in ${enrolSeconds.toFixed(1)} s`);
 
     // Idle: nothing changes; every device stays connected.
@@ -295,6 +301,7 @@ export async function measureScale(
       statusRolloutMaxMs: Math.max(...statusRollout),
       metricsRolloutMs: median(metricsRollout),
       enrolCpuSeconds,
+      enrolBrokerCpuSeconds,
       baseHeapMb,
       heapMb: metricValue(metricsAfter, 'cascade_process_nodejs_heap_size_used_bytes') / 2 ** 20,
     };
@@ -330,6 +337,7 @@ export const suite: BenchSuite = {
         figure(`${n} devices (${via}): desired-state messages published`, r.published, 'messages', 'equal to updates needed', r.published === r.updates, { name: 'updatesSent', value: r.updates, unit: 'updates' }),
         figure(`${n} devices (${via}): enrolment, all enrolled and converged`, r.enrolSeconds, 's', 'informational', true),
         figure(`${n} devices (${via}): enrolment, region CPU per device`, (r.enrolCpuSeconds / n) * 1e6, 'µs', 'flat in N', true),
+        figure(`${n} devices (${via}): enrolment, brokers' CPU per device`, (r.enrolBrokerCpuSeconds / n) * 1e6, 'µs', 'informational', true),
         figure(`${n} devices (${via}): GET /api/v1/status during the rollout, /metrics scraped every second (median)`, r.statusRolloutMs, 'ms', '< 5 ms', r.statusRolloutMs < 5),
         figure(`${n} devices (${via}): GET /api/v1/status during the rollout (slowest)`, r.statusRolloutMaxMs, 'ms', 'informational', true),
         figure(`${n} devices (${via}): event-loop delay p99 over the rollout`, r.eventLoopRolloutP99Ms, 'ms', '< 50 ms', r.eventLoopRolloutP99Ms < 50),
