@@ -199,7 +199,11 @@ export async function startRegion(config: RegionConfig): Promise<RunningRegion> 
       onEvent: events.onReconcilerEvent,
       onPassError: (err) => health.observe(err),
       removalGuard: config.maxRemoval === undefined ? undefined : { maxRemoval: config.maxRemoval },
-      artifactGate: relay ? (rollout) => relay.readiness(rollout.app, rollout.version, rollout.from) : undefined,
+      artifactGate: relay
+        ? Object.assign((rollout: { app: string; version: string; from: readonly string[] }) => relay.readiness(rollout.app, rollout.version, rollout.from), {
+            relays: (app: string, version: string) => relay.relays(app, version),
+          })
+        : undefined,
       afterDispatch: (fleet, statuses, served) => haltReverts.afterPass(fleet, statuses, served),
     });
     reconcilerRef = reconciler;
