@@ -121,6 +121,11 @@ function lagOverRollout(before: string, after: string): { eventLoopRolloutP99Ms:
   return { eventLoopRolloutP99Ms: p99 * 1000, eventLoopOver50msShare: 1 - within(0.05) / count };
 }
 
+/** `total` split into `parts` sizes that differ by at most one. */
+function shares(total: number, parts: number): number[] {
+  return Array.from({ length: parts }, (_, i) => Math.floor(total / parts) + (i < total % parts ? 1 : 0));
+}
+
 async function timed(url: string): Promise<number> {
   const started = performance.now();
   const response = await fetch(url);
@@ -199,11 +204,15 @@ export async function measureScale(
     const enrolBrokerCpuBefore = brokerCpu();
 
     const enrolStarted = performance.now();
-    for (let i = 0, from = 0; from < devices; i++, from += PER_SIMULATOR) {
-      sims.push(startSimulator({
-        regionUrl: url, devices: Math.min(PER_SIMULATOR, devices - from), prefix: `s${i}`, enrollmentToken: TOKEN,
-        mqttUrl: useMqtt ? deviceBrokers[i % deviceBrokers.length]!.url : undefined, initial: { web: '1.0.0' }, applyMs: 200, enrollConcurrency: 100,
-      }));
+    // Each broker gets its even share of the devices (its fd limit is sized for that share), in
+    // simulator processes of at most PER_SIMULATOR devices each.
+    for (const [b, share] of shares(devices, deviceBrokers.length).entries()) {
+      for (const size of shares(share, Math.ceil(share / PER_SIMULATOR))) {
+        sims.push(startSimulator({
+          regionUrl: url, devices: size, prefix: `s${sims.length}`, enrollmentToken: TOKEN,
+          mqttUrl: useMqtt ? deviceBrokers[b]!.url : undefined, initial: { web: '1.0.0' }, applyMs: 200, enrollConcurrency: 100,
+        }));
+      }
     }
     const convergedOn = (s: RegionStatus, revision: string | null) => s.devices.converged === devices && (revision === null || s.revision.applied === revision);
     await until(async () => (convergedOn(await status(url), null) ? true : undefined), 900_000, async () => `enrolment of ${devices}: ${JSON.stringify((await status(url)).devices)}`);
