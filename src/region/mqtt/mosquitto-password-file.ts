@@ -70,11 +70,27 @@ export interface MosquittoPasswordFileOptions {
   /** Tells the broker to re-read the file (e.g. SIGHUP to its pid); called after every write. */
   reload: () => void;
   log: Logger;
-  /** Changes within this window are written together, with one reload (enrolment comes in bursts). */
+  /**
+   * Changes within this window are written together, with one reload (enrolment comes in bursts).
+   * The window grows with the file (see batchWindowMs): each write makes every broker re-read it.
+   */
   batchMs?: number;
 }
 
 const DEFAULT_BATCH_MS = 500;
+/** Devices in the file per millisecond of batch window: 10,000 devices 500 ms, 50,000 devices 2 s. */
+const DEVICES_PER_WINDOW_MS = 25;
+
+/**
+ * How long changes wait to be written together. Each write makes every broker (a region broker and
+ * its bridged site brokers) re-read the whole file and check its clients again: at 50,000 devices,
+ * two reloads a second kept four brokers busy. So the window grows with the file: the configured
+ * window (500 ms) up to 12,500 devices, then 1 ms per 25 devices (2 s at 50,000). A device enrolled
+ * meanwhile retries its connection until its entry is in.
+ */
+export function batchWindowMs(configuredMs: number, devicesInFile: number): number {
+  return Math.max(configuredMs, Math.round(devicesInFile / DEVICES_PER_WINDOW_MS));
+}
 
 function beginMarker(region: string): string {
   return `# BEGIN cascade devices of region ${region}: written by \`cascade region\`; edits inside this block are lost`;
@@ -132,6 +148,8 @@ export class MosquittoPasswordFile implements DeviceCredentialStore {
   private reserved: Set<string>;
   private timer: NodeJS.Timeout | null = null;
   private closed = false;
+  /** Devices in the block at the last read of the file. */
+  private size = 0;
   /** Writes so far, for logs and tests. */
   writes = 0;
 
@@ -140,6 +158,7 @@ export class MosquittoPasswordFile implements DeviceCredentialStore {
     parsed: ParsedFile,
   ) {
     this.reserved = usernamesOf([...parsed.before, ...parsed.after]);
+    this.size = parsed.devices.size;
   }
 
   /** Opens the file (it must exist: the broker's config points at it) and checks the region's block. */
@@ -221,7 +240,7 @@ export class MosquittoPasswordFile implements DeviceCredentialStore {
       } catch (err) {
         this.opts.log.error({ err, path: this.opts.path }, 'cannot write the MQTT password file; retrying with the next change');
       }
-    }, this.opts.batchMs ?? DEFAULT_BATCH_MS);
+    }, batchWindowMs(this.opts.batchMs ?? DEFAULT_BATCH_MS, this.size));
   }
 
   private refuseReserved(deviceId: DeviceId): void {
@@ -237,6 +256,7 @@ export class MosquittoPasswordFile implements DeviceCredentialStore {
     const current = parseFile(MosquittoPasswordFile.read(path), region, path);
     this.reserved = usernamesOf([...current.before, ...current.after]);
     const entries = current.devices;
+    this.size = entries.size;
     let changed = false;
     for (const [deviceId, hash] of changes) {
       if (hash === null) changed = entries.delete(deviceId) || changed;
@@ -266,6 +286,7 @@ export class MosquittoPasswordFile implements DeviceCredentialStore {
       // Only root may give a file away; the mode (e.g. group-readable for the broker) is kept either way.
     }
     renameSync(temp, path);
+    this.size = block.length;
     this.writes++;
     log.debug({ path, devices: block.length }, 'MQTT password file written');
     return true;
