@@ -28,6 +28,8 @@ const SITES = Number(process.env['CASCADE_BENCH_SCALE_SITES'] ?? 3);
 const HTTP_DEVICES = Number(process.env['CASCADE_BENCH_SCALE_HTTP'] ?? 15_000);
 const BRIDGE_USER = { username: 'cascade-bridge', password: 'bench-bridge-secret' };
 const PER_SIMULATOR = 5_000;
+/** How long enrolment, and then the rollout, may take to converge. */
+const CONVERGE_TIMEOUT_MS = Number(process.env['CASCADE_BENCH_SCALE_TIMEOUT_MS'] ?? 900_000);
 const REGION = 'us-east';
 const TOKEN = 'bench-enrolment-token';
 const REGION_USER = { username: 'cascade-region', password: 'bench-region-secret' };
@@ -215,7 +217,7 @@ export async function measureScale(
       }
     }
     const convergedOn = (s: RegionStatus, revision: string | null) => s.devices.converged === devices && (revision === null || s.revision.applied === revision);
-    await until(async () => (convergedOn(await status(url), null) ? true : undefined), 900_000, async () => `enrolment of ${devices}: ${JSON.stringify((await status(url)).devices)}`);
+    await until(async () => (convergedOn(await status(url), null) ? true : undefined), CONVERGE_TIMEOUT_MS, async () => `enrolment of ${devices}: ${JSON.stringify((await status(url)).devices)}`);
     const enrolSeconds = (performance.now() - enrolStarted) / 1000;
     const enrolCpuSeconds = cpuSeconds(pid) - enrolCpuBefore;
     const enrolBrokerCpuSeconds = brokerCpu() - enrolBrokerCpuBefore;
@@ -269,7 +271,7 @@ export async function measureScale(
         else await new Promise((resolve) => setTimeout(resolve, 50));
       }
     })();
-    await until(async () => (convergedOn(await status(url), head) ? true : undefined), 900_000, async () => `convergence: ${JSON.stringify((await status(url)).devices)}`);
+    await until(async () => (convergedOn(await status(url), head) ? true : undefined), CONVERGE_TIMEOUT_MS, async () => `convergence: ${JSON.stringify((await status(url)).devices)}`);
     const convergedSeconds = (performance.now() - started) / 1000;
     await handedWatch;
     rolling = false;
