@@ -327,50 +327,53 @@ export async function measureScale(
   }
 }
 
+/** The figures of one run (one size, one transport). */
+export function scaleFigures(r: ScaleResult): BenchFigure[] {
+  const figures: BenchFigure[] = [];
+  const n = r.devices;
+  if (r.transport === 'mqtt') {
+    const via = r.sites ? `MQTT via ${r.sites} site brokers` : 'MQTT';
+    figures.push(
+      figure(`${n} devices (${via}): commit to last desired state at the region broker`, r.lastPublishSeconds, 's', '< 2x bare MQTT.js', r.lastPublishSeconds < 2 * r.baselinePublishSeconds, {
+        name: `bare MQTT.js client, ${n} retained QoS 1 publishes, same brokers`, value: r.baselinePublishSeconds, unit: 's',
+      }),
+      figure(`${n} devices (${via}): commit to 100% converged (200 ms installs)`, r.convergedSeconds, 's', 'converged', true),
+      figure(`${n} devices (${via}): region CPU for the rollout, per device`, (r.rolloutCpuSeconds / n) * 1e6, 'µs', 'flat in N', true),
+      figure(`${n} devices (${via}): idle region CPU, all connected, nothing changing`, r.idleCpuPercent, '% of a core', '< 2%', r.idleCpuPercent < 2),
+      figure(`${n} devices (${via}): GET /api/v1/status`, r.statusMs, 'ms', '< 5 ms', r.statusMs < 5),
+      figure(`${n} devices (${via}): GET /metrics`, r.metricsMs, 'ms', 'informational', true),
+      figure(`${n} devices (${via}): desired-state messages published`, r.published, 'messages', 'equal to updates needed', r.published === r.updates, { name: 'updatesSent', value: r.updates, unit: 'updates' }),
+      figure(`${n} devices (${via}): enrolment, all enrolled and converged`, r.enrolSeconds, 's', 'informational', true),
+      figure(`${n} devices (${via}): enrolment, region CPU per device`, (r.enrolCpuSeconds / n) * 1e6, 'µs', 'flat in N', true),
+      figure(`${n} devices (${via}): enrolment, brokers' CPU per device`, (r.enrolBrokerCpuSeconds / n) * 1e6, 'µs', 'informational', true),
+      figure(`${n} devices (${via}): GET /api/v1/status during the rollout, /metrics scraped every second (median)`, r.statusRolloutMs, 'ms', '< 5 ms', r.statusRolloutMs < 5),
+      figure(`${n} devices (${via}): GET /api/v1/status during the rollout (slowest)`, r.statusRolloutMaxMs, 'ms', 'informational', true),
+      figure(`${n} devices (${via}): event-loop delay p99 over the rollout`, r.eventLoopRolloutP99Ms, 'ms', '< 50 ms', r.eventLoopRolloutP99Ms < 50),
+      figure(`${n} devices (${via}): event-loop delay, share of samples over 50 ms during the rollout`, r.eventLoopOver50msShare * 100, '%', '< 1%', r.eventLoopOver50msShare < 0.01),
+      figure(`${n} devices (${via}): event-loop delay p99 in the worst second of the rollout`, r.eventLoopP99Ms, 'ms', 'informational', true),
+      figure(`${n} devices (${via}): event-loop delay max during the rollout`, r.eventLoopMaxMs, 'ms', 'informational', true),
+      figure(`${n} devices (${via}): region V8 heap used above its base, per device`, ((r.heapMb - r.baseHeapMb) * 1024) / n, 'KB', 'informational', true),
+      figure(`${n} devices (${via}): region RSS above its base, per device`, ((r.rssMb - r.baseRssMb) * 1024) / n, 'KB', '< 1 KB', ((r.rssMb - r.baseRssMb) * 1024) / n < 1, { name: 'region after start', value: r.baseRssMb, unit: 'MB' }),
+    );
+    return figures;
+  }
+  figures.push(
+    figure(`${r.devices} devices (HTTP long poll): commit to every update handed out`, r.handedOutSeconds, 's', '< 2 s', r.handedOutSeconds < 2),
+    figure(`${r.devices} devices (HTTP long poll): commit to 100% converged`, r.convergedSeconds, 's', 'converged, zero failed requests', r.failedRequests === 0, { name: 'failed requests (simulators)', value: r.failedRequests, unit: 'requests' }),
+    figure(`${r.devices} devices (HTTP long poll): GET /api/v1/status`, r.statusMs, 'ms', '< 5 ms', r.statusMs < 5),
+    figure(`${r.devices} devices (HTTP long poll): idle region CPU`, r.idleCpuPercent, '% of a core', '< 2%', r.idleCpuPercent < 2),
+  );
+  return figures;
+}
+
 export const suite: BenchSuite = {
   name: 'scale',
   async run(): Promise<BenchFigure[]> {
-    const figures: BenchFigure[] = [];
     const results: ScaleResult[] = [];
-    for (const n of SIZES) {
-      const r = await measureScale(n);
-      results.push(r);
-      const via = r.sites ? `MQTT via ${r.sites} site brokers` : 'MQTT';
-      figures.push(
-        figure(`${n} devices (${via}): commit to last desired state at the region broker`, r.lastPublishSeconds, 's', '< 2x bare MQTT.js', r.lastPublishSeconds < 2 * r.baselinePublishSeconds, {
-          name: `bare MQTT.js client, ${n} retained QoS 1 publishes, same brokers`, value: r.baselinePublishSeconds, unit: 's',
-        }),
-        figure(`${n} devices (${via}): commit to 100% converged (200 ms installs)`, r.convergedSeconds, 's', 'converged', true),
-        figure(`${n} devices (${via}): region CPU for the rollout, per device`, (r.rolloutCpuSeconds / n) * 1e6, 'µs', 'flat in N', true),
-        figure(`${n} devices (${via}): idle region CPU, all connected, nothing changing`, r.idleCpuPercent, '% of a core', '< 2%', r.idleCpuPercent < 2),
-        figure(`${n} devices (${via}): GET /api/v1/status`, r.statusMs, 'ms', '< 5 ms', r.statusMs < 5),
-        figure(`${n} devices (${via}): GET /metrics`, r.metricsMs, 'ms', 'informational', true),
-        figure(`${n} devices (${via}): desired-state messages published`, r.published, 'messages', 'equal to updates needed', r.published === r.updates, { name: 'updatesSent', value: r.updates, unit: 'updates' }),
-        figure(`${n} devices (${via}): enrolment, all enrolled and converged`, r.enrolSeconds, 's', 'informational', true),
-        figure(`${n} devices (${via}): enrolment, region CPU per device`, (r.enrolCpuSeconds / n) * 1e6, 'µs', 'flat in N', true),
-        figure(`${n} devices (${via}): enrolment, brokers' CPU per device`, (r.enrolBrokerCpuSeconds / n) * 1e6, 'µs', 'informational', true),
-        figure(`${n} devices (${via}): GET /api/v1/status during the rollout, /metrics scraped every second (median)`, r.statusRolloutMs, 'ms', '< 5 ms', r.statusRolloutMs < 5),
-        figure(`${n} devices (${via}): GET /api/v1/status during the rollout (slowest)`, r.statusRolloutMaxMs, 'ms', 'informational', true),
-        figure(`${n} devices (${via}): event-loop delay p99 over the rollout`, r.eventLoopRolloutP99Ms, 'ms', '< 50 ms', r.eventLoopRolloutP99Ms < 50),
-        figure(`${n} devices (${via}): event-loop delay, share of samples over 50 ms during the rollout`, r.eventLoopOver50msShare * 100, '%', '< 1%', r.eventLoopOver50msShare < 0.01),
-        figure(`${n} devices (${via}): event-loop delay p99 in the worst second of the rollout`, r.eventLoopP99Ms, 'ms', 'informational', true),
-        figure(`${n} devices (${via}): event-loop delay max during the rollout`, r.eventLoopMaxMs, 'ms', 'informational', true),
-        figure(`${n} devices (${via}): region V8 heap used above its base, per device`, ((r.heapMb - r.baseHeapMb) * 1024) / n, 'KB', 'informational', true),
-        figure(`${n} devices (${via}): region RSS above its base, per device`, ((r.rssMb - r.baseRssMb) * 1024) / n, 'KB', '< 1 KB', ((r.rssMb - r.baseRssMb) * 1024) / n < 1, { name: 'region after start', value: r.baseRssMb, unit: 'MB' }),
-      );
-    }
-    if (HTTP_DEVICES > 0) {
-      const r = await measureScale(HTTP_DEVICES, { transport: 'http', sites: 0 });
-      results.push(r);
-      figures.push(
-        figure(`${r.devices} devices (HTTP long poll): commit to every update handed out`, r.handedOutSeconds, 's', '< 2 s', r.handedOutSeconds < 2),
-        figure(`${r.devices} devices (HTTP long poll): commit to 100% converged`, r.convergedSeconds, 's', 'converged, zero failed requests', r.failedRequests === 0, { name: 'failed requests (simulators)', value: r.failedRequests, unit: 'requests' }),
-        figure(`${r.devices} devices (HTTP long poll): GET /api/v1/status`, r.statusMs, 'ms', '< 5 ms', r.statusMs < 5),
-        figure(`${r.devices} devices (HTTP long poll): idle region CPU`, r.idleCpuPercent, '% of a core', '< 2%', r.idleCpuPercent < 2),
-      );
-    }
+    for (const n of SIZES) results.push(await measureScale(n));
+    if (HTTP_DEVICES > 0) results.push(await measureScale(HTTP_DEVICES, { transport: 'http', sites: 0 }));
     writeFileSync(new URL('./results/scale.json', import.meta.url), `${JSON.stringify(results, null, 1)}\n`);
-    return figures;
+    return results.flatMap(scaleFigures);
   },
 };
 
