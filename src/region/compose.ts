@@ -37,6 +37,7 @@ export const DEFAULT_RESYNC_INTERVAL_MS = 10 * 60_000;
 import { createSecurityMetrics } from './security-metrics.js';
 import { DeviceIdentity, keyFingerprint } from './device-identity.js';
 import { ReportOrder } from './report-order.js';
+import { fleetGrew } from './heap-tuning.js';
 import type { EnrollmentPolicy } from './enrollment-policy.js';
 import { pendingDeviceViews, registerIdentityAdminRoutes, type PendingDeviceView } from './routes/identity-admin-routes.js';
 import { StateHealth } from '../storage/state-health.js';
@@ -163,6 +164,7 @@ export async function startRegion(config: RegionConfig): Promise<RunningRegion> 
     /** A device holding a long poll open, or connected to the MQTT broker, counts as seen now. */
     const isConnected = (device: DeviceId): boolean => watchers.isWaiting(device) || (mqtt?.isConnected(device) ?? false);
     store.setConnectedCheck(isConnected);
+    fleetGrew(store.deviceCounts().total);
     // The hub hears from the region only after its first pass, so it never sees a restart's empty rollouts.
     let firstPassDone = false;
     let hubPush: HubPush | null = null;
@@ -285,7 +287,10 @@ export async function startRegion(config: RegionConfig): Promise<RunningRegion> 
       enrollmentToken: config.enrollmentToken,
       watchers,
       clock,
-      onEnroll: () => scheduler.request({ fetch: false, reason: 'device enrolled' }),
+      onEnroll: () => {
+        fleetGrew(store.deviceCounts().total);
+        scheduler.request({ fetch: false, reason: 'device enrolled' });
+      },
       onTokenIssued: mqtt?.onTokenIssued,
       onReport: deviceReported,
       identity,
