@@ -217,7 +217,7 @@ export async function measureScale(
       }
     }
     const convergedOn = (s: RegionStatus, revision: string | null) => s.devices.converged === devices && (revision === null || s.revision.applied === revision);
-    await until(async () => (convergedOn(await status(url), null) ? true : undefined), CONVERGE_TIMEOUT_MS, async () => `enrolment of ${devices}: ${JSON.stringify((await status(url)).devices)}`);
+    await until(async () => (convergedOn(await status(url), null) ? true : undefined), CONVERGE_TIMEOUT_MS, async () => `enrolment of ${devices}: ${JSON.stringify((await status(url)).devices)}; simulators: ${JSON.stringify(sims.map((sim) => ({ ...(sim.stats ?? {}), versions: undefined })))}`);
     const enrolSeconds = (performance.now() - enrolStarted) / 1000;
     const enrolCpuSeconds = cpuSeconds(pid) - enrolCpuBefore;
     const enrolBrokerCpuSeconds = brokerCpu() - enrolBrokerCpuBefore;
