@@ -62,11 +62,16 @@ if (profile) {
   await session.post('Profiler.setSamplingInterval', { interval: 200 });
   await session.post('Profiler.start');
 }
+// BUSY=<ms>: the event loop spends that long in each turn during the push, as when the first
+// devices' reports come back while the region still publishes.
+const busyMs = Number(process.env['BUSY'] ?? 0);
+const busy = busyMs > 0 ? setInterval(() => { const until = performance.now() + busyMs; while (performance.now() < until); }, 0) : undefined;
 const started = performance.now();
 await reconciler.runPass({ fetch: true, reason: 'commit' });
 const passDone = performance.now();
 const sent = await lastPublished;
 const done = performance.now();
+clearInterval(busy);
 if (profile) await writeFile(profile, JSON.stringify((await session.post('Profiler.stop')).profile));
 console.log(`region: pass ${(handedAt - started).toFixed(0)} ms to hand-out, pass done at ${(passDone - started).toFixed(0)} ms, ${sent} published (${transport.published() - before}) by ${(done - started).toFixed(0)} ms; publishing alone ${(done - handedAt).toFixed(0)} ms`);
 
