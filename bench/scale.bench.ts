@@ -139,11 +139,19 @@ export async function measureScale(
       ].join('\n'),
       maxOpenFiles: opts.sites > 0 ? 2000 : devices + 1000,
     });
+    // Simulator processes of at most PER_SIMULATOR devices, at least one per site broker; each
+    // simulator's devices all connect to one broker, whose open-file limit must cover them all
+    // (a limit of devices / sites left a site broker refusing the devices of a 5,000-device simulator).
+    const perSite = useMqtt && opts.sites > 0 ? opts.sites : 1;
+    // A multiple of the site count, so the sites carry equal shares (50,000 devices: 16,667 a site, within the open-file limit).
+    const simulators = Math.min(devices, Math.ceil(Math.ceil(devices / PER_SIMULATOR) / perSite) * perSite);
+    const simSizes = Array.from({ length: simulators }, (_, i) => Math.floor(devices / simulators) + (i < devices % simulators ? 1 : 0));
+    const siteLoad = (site: number) => simSizes.reduce((n, size, i) => n + (i % opts.sites === site ? size : 0), 0);
     for (let i = 0; useMqtt && i < opts.sites; i++) {
       siteBrokers.push(await startMosquitto({
         allowAnonymous: false,
         extraConfig: [`password_file ${broker.passwordFile}`, `acl_file ${broker.aclFile}`, ...bridgeConfig(`region-${i}`, broker.port, { username: BRIDGE_USER.username, password: BRIDGE_USER.password }, REGION).map((l) => (l.startsWith('remote_clientid') ? `${l}-${i}` : l))],
-        maxOpenFiles: Math.ceil(devices / opts.sites) + 1000,
+        maxOpenFiles: siteLoad(i) + 1000,
       }));
     }
     const deviceBrokers = siteBrokers.length > 0 ? siteBrokers : [broker];
@@ -163,9 +171,9 @@ export async function measureScale(
     const baseRssMb = memoryMb(pid, 'VmRSS');
 
     const enrolStarted = performance.now();
-    for (let i = 0, from = 0; from < devices; i++, from += PER_SIMULATOR) {
+    for (let i = 0; i < simSizes.length; i++) {
       sims.push(startSimulator({
-        regionUrl: url, devices: Math.min(PER_SIMULATOR, devices - from), prefix: `s${i}`, enrollmentToken: TOKEN,
+        regionUrl: url, devices: simSizes[i], prefix: `s${i}`, enrollmentToken: TOKEN,
         mqttUrl: useMqtt ? deviceBrokers[i % deviceBrokers.length]!.url : undefined, initial: { web: '1.0.0' }, applyMs: 200, enrollConcurrency: 100,
       }));
     }
