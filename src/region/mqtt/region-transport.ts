@@ -12,6 +12,7 @@ import type { StateStore } from '../../reconciler/state-store.js';
 import { brokerClientOptions, describeBroker, isAuthRefusal, type MqttBrokerOptions } from '../../protocol/mqtt-connection.js';
 import type { MqttMetrics } from './mqtt-metrics.js';
 import { InFlightLimiter } from './in-flight-limiter.js';
+import { coalesceWrites } from './coalesce-writes.js';
 import type { DesiredMessage } from '../desired-document.js';
 import type { ReportOrder } from '../report-order.js';
 
@@ -85,6 +86,8 @@ const DEFAULT_CONNECT_TIMEOUT_MS = 15_000;
 const DEFAULT_SYNC_TIMEOUT_MS = 60_000;
 /** The most QoS 1 messages MQTT allows in flight; the broker may ask for fewer in its CONNACK. */
 const MAX_IN_FLIGHT = 65_535;
+/** Publishes written per event-loop turn (about 250 KB): the socket sends one slice while the next is built. */
+const PUBLISH_SLICE = 1_000;
 
 /**
  * The region's side of MQTT: one persistent session (clean start off, so reports sent while the
@@ -148,6 +151,7 @@ class RegionTransport implements MqttRegionTransport {
     this.client.on('message', (topic, payload) => this.onMessage(topic, payload));
     this.client.on('connect', (connack) => {
       this.connections++;
+      coalesceWrites(this.client.stream);
       const serverMaximum = connack.properties?.receiveMaximum;
       this.inFlight.resize(serverMaximum ?? MAX_IN_FLIGHT);
       this.log.info({ broker: this.broker, sessionPresent: connack.sessionPresent, reconnect: this.connections > 1 }, `connected to MQTT broker ${this.broker}`);
@@ -328,40 +332,64 @@ class RegionTransport implements MqttRegionTransport {
   }
 
   private async publishChanged(deviceIds: DeviceId[]): Promise<number> {
-    // Pipelined: every message goes out as soon as the in-flight window has room, none waits for
-    // another's acknowledgement; the window is the broker's Receive Maximum.
-    const sends: Promise<boolean>[] = [];
+    // Pipelined: every message goes out as soon as the in-flight window (the broker's Receive
+    // Maximum) has room, none waits for another's acknowledgement, and no promise is made per
+    // message: a batch is one promise, settled by the last PUBACK. Messages written in the same
+    // event-loop turn leave in one socket write (mqtt-packet corks the socket until the next tick);
+    // a large batch leaves in slices, so the broker takes the first while the region builds the next.
     const messageOf = this.opts.desiredMessage ?? ((id: DeviceId): DesiredMessage => {
       const desired = this.opts.desiredFor(id);
       return { generation: desired.generation, payload: JSON.stringify(desired) };
     });
-    for (const deviceId of deviceIds) {
-      if (this.closed) break;
-      const message = messageOf(deviceId);
-      if (message.generation === 0 || this.atBroker.get(deviceId) === message.generation) continue;
-      this.atBroker.set(deviceId, message.generation);
-      sends.push(this.send(deviceId, message));
-    }
+    let pending = 1;
     let sent = 0;
-    for (const result of await Promise.all(sends)) if (result) sent++;
-    return sent;
+    let resolve!: (sent: number) => void;
+    const acknowledged = new Promise<number>((r) => (resolve = r));
+    const settled = (ok: boolean): void => {
+      if (ok) sent++;
+      if (--pending === 0) resolve(sent);
+    };
+    for (let from = 0; from < deviceIds.length && !this.closed; from += PUBLISH_SLICE) {
+      // Each message is built when its turn comes, from the state handed out by then: a slice never
+      // sends a generation that a later publish already overtook.
+      if (from > 0) await new Promise<void>((next) => setImmediate(next));
+      const to = Math.min(deviceIds.length, from + PUBLISH_SLICE);
+      for (let i = from; i < to && !this.closed; i++) {
+        const deviceId = deviceIds[i]!;
+        const message = messageOf(deviceId);
+        if (message.generation === 0 || this.atBroker.get(deviceId) === message.generation) continue;
+        this.atBroker.set(deviceId, message.generation);
+        pending++;
+        this.inFlight.run(() => this.send(deviceId, message, settled));
+      }
+    }
+    settled(false);
+    return acknowledged;
   }
 
-  private async send(deviceId: DeviceId, desired: DesiredMessage): Promise<boolean> {
-    await this.inFlight.acquire();
-    try {
-      await this.client.publishAsync(desiredTopic(this.opts.region, deviceId), desired.payload, { qos: MQTT_QOS, retain: true });
-      this.publishedCount++;
-      this.opts.metrics?.published.inc();
-      return true;
-    } catch (err) {
-      // Unknown at the broker now: the next publish or connection sends it again.
-      if (this.atBroker.get(deviceId) === desired.generation) this.atBroker.delete(deviceId);
-      if (!this.closed) this.log.error({ err: (err as Error).message, deviceId }, `publishing the desired state of ${deviceId} failed`);
-      return false;
-    } finally {
+  /** Publishes one desired state, retained, QoS 1; `settled` is called once with whether the broker acknowledged it. */
+  private send(deviceId: DeviceId, desired: DesiredMessage, settled: (ok: boolean) => void): void {
+    if (this.closed) {
+      this.failed(deviceId, desired, null);
       this.inFlight.release();
+      settled(false);
+      return;
     }
+    this.client.publish(desiredTopic(this.opts.region, deviceId), desired.payload, { qos: MQTT_QOS, retain: true }, (err) => {
+      if (err) this.failed(deviceId, desired, err);
+      else {
+        this.publishedCount++;
+        this.opts.metrics?.published.inc();
+      }
+      this.inFlight.release();
+      settled(!err);
+    });
+  }
+
+  /** Unknown at the broker now: the next publish or connection sends it again. */
+  private failed(deviceId: DeviceId, desired: DesiredMessage, err: Error | null): void {
+    if (this.atBroker.get(deviceId) === desired.generation) this.atBroker.delete(deviceId);
+    if (err && !this.closed) this.log.error({ err: err.message, deviceId }, `publishing the desired state of ${deviceId} failed`);
   }
 
   published(): number {
