@@ -210,6 +210,11 @@ export async function measureScale(
     // The same messages through the same brokers: retained desired states the bridges carry down.
     const baselinePublishSeconds = useMqtt ? await baselinePublish(broker, devices, payload, (i) => `cascade/${REGION}/baseline-${i}/desired`) : NaN;
     const failedRequests = sims.reduce((n, sim) => n + ((sim.stats as { connectionErrors?: number } | null)?.connectionErrors ?? 0), 0);
+    const errorKinds: Record<string, number> = {};
+    for (const sim of sims) {
+      for (const [kind, n] of Object.entries((sim.stats as { errorKinds?: Record<string, number> } | null)?.errorKinds ?? {})) errorKinds[kind] = (errorKinds[kind] ?? 0) + n;
+    }
+    if (failedRequests > 0) log(`scale ${devices}: failed requests by kind: ${JSON.stringify(errorKinds)}`);
     const result: ScaleResult = {
       devices,
       transport: opts.transport,
