@@ -26,6 +26,8 @@ const SIZES = (process.env['CASCADE_BENCH_SCALE_SIZES'] ?? '1000,5000,10000,2500
 const SITES = Number(process.env['CASCADE_BENCH_SCALE_SITES'] ?? 3);
 /** Devices of the HTTP long-poll run (0: none). */
 const HTTP_DEVICES = Number(process.env['CASCADE_BENCH_SCALE_HTTP'] ?? 15_000);
+/** Long-poll wait of the simulated devices over HTTP, in seconds (unset: the simulator's default). */
+const HTTP_WAIT = Number(process.env['CASCADE_BENCH_SCALE_HTTP_WAIT'] ?? 0);
 const BRIDGE_USER = { username: 'cascade-bridge', password: 'bench-bridge-secret' };
 const PER_SIMULATOR = 5_000;
 const REGION = 'us-east';
@@ -81,6 +83,15 @@ async function stopSimulator(sim: SimChild): Promise<void> {
   const exited = new Promise((resolve) => sim.child.once('exit', resolve));
   sim.child.kill('SIGTERM');
   await exited;
+}
+
+/** The simulators' failed requests by kind (device-loop.ts errorKind), summed. */
+function errorKindsOf(sims: SimChild[]): Record<string, number> {
+  const kinds: Record<string, number> = {};
+  for (const sim of sims) {
+    for (const [kind, n] of Object.entries((sim.stats as { errorKinds?: Record<string, number> } | null)?.errorKinds ?? {})) kinds[kind] = (kinds[kind] ?? 0) + n;
+  }
+  return kinds;
 }
 
 async function timed(url: string): Promise<number> {
@@ -160,12 +171,13 @@ export async function measureScale(
       sims.push(startSimulator({
         regionUrl: url, devices: Math.min(PER_SIMULATOR, devices - from), prefix: `s${i}`, enrollmentToken: TOKEN,
         mqttUrl: useMqtt ? deviceBrokers[i % deviceBrokers.length]!.url : undefined, initial: { web: '1.0.0' }, applyMs: 200, enrollConcurrency: 100,
+        ...(!useMqtt && HTTP_WAIT > 0 ? { waitSeconds: HTTP_WAIT } : {}),
       }));
     }
     const convergedOn = (s: RegionStatus, revision: string | null) => s.devices.converged === devices && (revision === null || s.revision.applied === revision);
     await until(async () => (convergedOn(await status(url), null) ? true : undefined), 900_000, async () => `enrolment of ${devices}: ${JSON.stringify((await status(url)).devices)}`);
     const enrolSeconds = (performance.now() - enrolStarted) / 1000;
-    log(`scale ${devices}: enrolled and converged in ${enrolSeconds.toFixed(1)} s`);
+    log(`scale ${devices}: enrolled and converged in ${enrolSeconds.toFixed(1)} s; failed requests so far by kind: ${JSON.stringify(errorKindsOf(sims))}`);
 
     // Idle: nothing changes; every device stays connected.
     await new Promise((resolve) => setTimeout(resolve, 3_000));
@@ -210,11 +222,8 @@ export async function measureScale(
     // The same messages through the same brokers: retained desired states the bridges carry down.
     const baselinePublishSeconds = useMqtt ? await baselinePublish(broker, devices, payload, (i) => `cascade/${REGION}/baseline-${i}/desired`) : NaN;
     const failedRequests = sims.reduce((n, sim) => n + ((sim.stats as { connectionErrors?: number } | null)?.connectionErrors ?? 0), 0);
-    const errorKinds: Record<string, number> = {};
-    for (const sim of sims) {
-      for (const [kind, n] of Object.entries((sim.stats as { errorKinds?: Record<string, number> } | null)?.errorKinds ?? {})) errorKinds[kind] = (errorKinds[kind] ?? 0) + n;
-    }
-    if (failedRequests > 0) log(`scale ${devices}: failed requests by kind: ${JSON.stringify(errorKinds)}`);
+    const throttled = sims.reduce((n, sim) => n + ((sim.stats as { throttled?: number } | null)?.throttled ?? 0), 0);
+    log(`scale ${devices}: failed requests by kind: ${JSON.stringify(errorKindsOf(sims))}; throttled (429/503 with Retry-After, retried): ${throttled}`);
     const result: ScaleResult = {
       devices,
       transport: opts.transport,
