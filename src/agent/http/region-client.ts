@@ -180,8 +180,19 @@ function toHttpError(raw: RawResponse, method: string, url: string): RegionHttpE
   return new RegionHttpError(raw.status, code, `${method} ${url}: ${raw.status} ${message}`, url, parseRetryAfter(raw.headers['retry-after']));
 }
 
-async function requestJson<T>(opts: RequestOptions, expected: number[]): Promise<{ raw: RawResponse; body: T | null }> {
+/**
+ * Sends, and once more at once when the answer is 408: the server closed the connection without handling
+ * the request (Node's request or headers timeout hit a request it had not read in full, e.g. while it
+ * was busy), so repeating it on a new connection is safe, even for a POST (RFC 9110, 15.5.9).
+ */
+async function sendOnce408(opts: RequestOptions): Promise<RawResponse> {
   const raw = await sendRequest(opts);
+  if (raw.status !== 408 || opts.signal?.aborted) return raw;
+  return sendRequest(opts);
+}
+
+async function requestJson<T>(opts: RequestOptions, expected: number[]): Promise<{ raw: RawResponse; body: T | null }> {
+  const raw = await sendOnce408(opts);
   if (!expected.includes(raw.status)) throw toHttpError(raw, opts.method, opts.url);
   if (raw.status === 304 || raw.body === '') return { raw, body: null };
   return { raw, body: parseJson(raw, opts.method, opts.url) as T };
