@@ -28,6 +28,8 @@ const SITES = Number(process.env['CASCADE_BENCH_SCALE_SITES'] ?? 3);
 const HTTP_DEVICES = Number(process.env['CASCADE_BENCH_SCALE_HTTP'] ?? 15_000);
 /** Long-poll wait of the simulated devices over HTTP, in seconds (unset: the simulator's default). */
 const HTTP_WAIT = Number(process.env['CASCADE_BENCH_SCALE_HTTP_WAIT'] ?? 0);
+/** The simulator's long-poll wait when none is given (simulation.ts). */
+const SIMULATOR_WAIT_SECONDS = 30;
 const BRIDGE_USER = { username: 'cascade-bridge', password: 'bench-bridge-secret' };
 const PER_SIMULATOR = 5_000;
 const REGION = 'us-east';
@@ -183,7 +185,9 @@ export async function measureScale(
     await new Promise((resolve) => setTimeout(resolve, 3_000));
     const idleStart = cpuSeconds(pid);
     const idleStarted = performance.now();
-    await new Promise((resolve) => setTimeout(resolve, 15_000));
+    // Over HTTP, a whole long-poll period at least, so every device's poll expires (and is answered) in it once.
+    const idleMs = useMqtt ? 15_000 : Math.max(15_000, (HTTP_WAIT > 0 ? HTTP_WAIT : SIMULATOR_WAIT_SECONDS) * 1000 + 2_000);
+    await new Promise((resolve) => setTimeout(resolve, idleMs));
     const idleCpuPercent = ((cpuSeconds(pid) - idleStart) / ((performance.now() - idleStarted) / 1000)) * 100;
     const statusTimes: number[] = [];
     const metricsTimes: number[] = [];
