@@ -26,6 +26,10 @@ const SIZES = (process.env['CASCADE_BENCH_SCALE_SIZES'] ?? '1000,5000,10000,2500
 const SITES = Number(process.env['CASCADE_BENCH_SCALE_SITES'] ?? 3);
 /** Devices of the HTTP long-poll run (0: none). */
 const HTTP_DEVICES = Number(process.env['CASCADE_BENCH_SCALE_HTTP'] ?? 15_000);
+/** Long-poll wait of the simulated devices over HTTP, in seconds (unset: the simulator's default). */
+const HTTP_WAIT = Number(process.env['CASCADE_BENCH_SCALE_HTTP_WAIT'] ?? 0);
+/** The simulator's long-poll wait when none is given (simulation.ts). */
+const SIMULATOR_WAIT_SECONDS = 30;
 const BRIDGE_USER = { username: 'cascade-bridge', password: 'bench-bridge-secret' };
 const PER_SIMULATOR = 5_000;
 /** How long enrolment, and then the rollout, may take to converge. */
@@ -130,6 +134,15 @@ function lagOverRollout(before: string, after: string): { eventLoopRolloutP99Ms:
   return { eventLoopRolloutP99Ms: p99 * 1000, eventLoopOver50msShare: 1 - within(0.05) / count };
 }
 
+/** The simulators' failed requests by kind (device-loop.ts errorKind), summed. */
+function errorKindsOf(sims: SimChild[]): Record<string, number> {
+  const kinds: Record<string, number> = {};
+  for (const sim of sims) {
+    for (const [kind, n] of Object.entries((sim.stats as { errorKinds?: Record<string, number> } | null)?.errorKinds ?? {})) kinds[kind] = (kinds[kind] ?? 0) + n;
+  }
+  return kinds;
+}
+
 async function timed(url: string): Promise<number> {
   const started = performance.now();
   const response = await fetch(url);
@@ -220,6 +233,7 @@ export async function measureScale(
       sims.push(startSimulator({
         regionUrl: url, devices: simSizes[i], prefix: `s${i}`, enrollmentToken: TOKEN,
         mqttUrl: useMqtt ? deviceBrokers[i % deviceBrokers.length]!.url : undefined, initial: { web: '1.0.0' }, applyMs: 200, enrollConcurrency: 100,
+        ...(!useMqtt && HTTP_WAIT > 0 ? { waitSeconds: HTTP_WAIT } : {}),
       }));
     }
     const convergedOn = (s: RegionStatus, revision: string | null) => s.devices.converged === devices && (revision === null || s.revision.applied === revision);
@@ -227,13 +241,15 @@ export async function measureScale(
     const enrolSeconds = (performance.now() - enrolStarted) / 1000;
     const enrolCpuSeconds = cpuSeconds(pid) - enrolCpuBefore;
     const enrolBrokerCpuSeconds = brokerCpu() - enrolBrokerCpuBefore;
-    log(`scale ${devices}: enrolled and converged in ${enrolSeconds.toFixed(1)} s`);
+    log(`scale ${devices}: enrolled and converged in ${enrolSeconds.toFixed(1)} s; failed requests so far by kind: ${JSON.stringify(errorKindsOf(sims))}`);
 
     // Idle: nothing changes; every device stays connected.
     await new Promise((resolve) => setTimeout(resolve, 3_000));
     const idleStart = cpuSeconds(pid);
     const idleStarted = performance.now();
-    await new Promise((resolve) => setTimeout(resolve, 15_000));
+    // Over HTTP, a whole long-poll period at least, so every device's poll expires (and is answered) in it once.
+    const idleMs = useMqtt ? 15_000 : Math.max(15_000, (HTTP_WAIT > 0 ? HTTP_WAIT : SIMULATOR_WAIT_SECONDS) * 1000 + 2_000);
+    await new Promise((resolve) => setTimeout(resolve, idleMs));
     const idleCpuPercent = ((cpuSeconds(pid) - idleStart) / ((performance.now() - idleStarted) / 1000)) * 100;
     const statusTimes: number[] = [];
     const metricsTimes: number[] = [];
@@ -301,6 +317,8 @@ export async function measureScale(
     const baselineOtherTopicsSeconds = useMqtt ? await baselinePublish(broker, Array.from({ length: devices }, (_, i) => [`cascade/${REGION}/baseline-${i}/desired`, payload])) : NaN;
     const baselinePublishSeconds = useMqtt ? await baselinePublish(broker, [...seen]) : NaN;
     const failedRequests = sims.reduce((n, sim) => n + ((sim.stats as { connectionErrors?: number } | null)?.connectionErrors ?? 0), 0);
+    const throttled = sims.reduce((n, sim) => n + ((sim.stats as { throttled?: number } | null)?.throttled ?? 0), 0);
+    log(`scale ${devices}: failed requests by kind: ${JSON.stringify(errorKindsOf(sims))}; throttled (429/503 with Retry-After, retried): ${throttled}`);
     const result: ScaleResult = {
       devices,
       transport: opts.transport,

@@ -18,7 +18,7 @@ import { registerRegionRoutes } from './routes/region-routes.js';
 import { startRegionLoops, type RegionLoops } from './loops.js';
 import { startMaintenance } from './maintenance.js';
 import { registerDeviceApi } from './routes/device-routes.js';
-import { createRegionHttpServer } from '../http/http-server.js';
+import { createRegionHttpServer, LISTEN_BACKLOG } from '../http/http-server.js';
 import { startHubPush, type HubPush } from './hub/hub-push.js';
 import { buildRegionSummary } from './hub/hub-report.js';
 import type { HubSummaryInput } from '../protocol/hub-summary.js';
@@ -347,7 +347,7 @@ export async function startRegion(config: RegionConfig): Promise<RunningRegion> 
       onPresence: (id) => store.presenceChanged(id),
       decorateDesired: relay ? (device, name, wire) => relay.decorate(device, name, wire) : undefined,
     });
-    await app.listen({ host: config.host, port: config.port });
+    await app.listen({ host: config.host, port: config.port, backlog: LISTEN_BACKLOG });
     const address = app.server.address();
     const port = typeof address === 'object' && address ? address.port : config.port;
     const url = `${config.tls ? 'https' : 'http'}://${config.host.includes(':') ? `[${config.host}]` : config.host}:${port}`;

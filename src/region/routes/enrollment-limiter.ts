@@ -1,4 +1,4 @@
-import type { FastifyInstance } from 'fastify';
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { apiPaths } from '../../protocol/types.js';
 
 export interface EnrollmentLimits {
@@ -15,15 +15,15 @@ export const DEFAULT_ENROLLMENT_LIMITS: EnrollmentLimits = { failuresPerAddress:
  * Rate-limits enrolment attempts where it matters: guessing the enrolment token. Failed attempts
  * (401) are counted per address and in total over a sliding window; past the limit, enrolments
  * from that address (or from anyone, for the total) get 429 with Retry-After until the window
- * moves on. Successful enrolments are not limited, so a fleet can enrol at full speed.
+ * moves on. Successful enrolments are not limited, so a fleet can enrol at full speed. Register it before
+ * the enrolment route: the hooks are that route's own.
  */
 export function limitEnrollment(app: FastifyInstance, clock: () => number, limits: EnrollmentLimits = DEFAULT_ENROLLMENT_LIMITS): void {
   const failures = new Map<string, number[]>();
   let total: number[] = [];
   const recent = (times: number[], now: number) => times.filter((t) => now - t < limits.windowMs);
 
-  app.addHook('onRequest', async (request, reply) => {
-    if (request.method !== 'POST' || request.url.split('?')[0] !== apiPaths.enroll) return;
+  const onRequest = async (request: FastifyRequest, reply: FastifyReply) => {
     const now = clock();
     total = recent(total, now);
     const mine = recent(failures.get(request.ip) ?? [], now);
@@ -37,11 +37,23 @@ export function limitEnrollment(app: FastifyInstance, clock: () => number, limit
         .header('retry-after', String(retryAfter))
         .send({ error: { code: 'enrollment-rate-limited', message: `too many failed enrolments${blocking === total ? '' : ` from ${request.ip}`}; retry in ${retryAfter} s with the right enrolment token` } });
     }
-  });
-  app.addHook('onResponse', async (request, reply) => {
-    if (request.method !== 'POST' || request.url.split('?')[0] !== apiPaths.enroll || reply.statusCode !== 401) return;
+  };
+  const onResponse = async (request: FastifyRequest, reply: FastifyReply) => {
+    if (reply.statusCode !== 401) return;
     const now = clock();
     failures.set(request.ip, [...recent(failures.get(request.ip) ?? [], now), now]);
     total.push(now);
+  };
+  // Hooks of the enrolment route alone (registered after this): the polls and reports of thousands of
+  // devices do not pay two promises each for a check that is never theirs.
+  app.addHook('onRoute', (route) => {
+    const methods = Array.isArray(route.method) ? route.method : [route.method];
+    if (route.url !== apiPaths.enroll || !methods.includes('POST')) return;
+    route.onRequest = [...asArray(route.onRequest), onRequest];
+    route.onResponse = [...asArray(route.onResponse), onResponse];
   });
+}
+
+function asArray<T>(value: T | T[] | undefined): T[] {
+  return value === undefined ? [] : Array.isArray(value) ? value : [value];
 }
