@@ -86,8 +86,6 @@ const DEFAULT_CONNECT_TIMEOUT_MS = 15_000;
 const DEFAULT_SYNC_TIMEOUT_MS = 60_000;
 /** The most QoS 1 messages MQTT allows in flight; the broker may ask for fewer in its CONNACK. */
 const MAX_IN_FLIGHT = 65_535;
-/** Publishes written per event-loop turn (about 250 KB): the socket sends one slice while the next is built. */
-const PUBLISH_SLICE = 1_000;
 
 /**
  * The region's side of MQTT: one persistent session (clean start off, so reports sent while the
@@ -331,40 +329,32 @@ class RegionTransport implements MqttRegionTransport {
     return sent;
   }
 
-  private async publishChanged(deviceIds: DeviceId[]): Promise<number> {
+  private publishChanged(deviceIds: DeviceId[]): Promise<number> {
     // Pipelined: every message goes out as soon as the in-flight window (the broker's Receive
     // Maximum) has room, none waits for another's acknowledgement, and no promise is made per
     // message: a batch is one promise, settled by the last PUBACK. Messages written in the same
-    // event-loop turn leave in one socket write (mqtt-packet corks the socket until the next tick);
-    // a large batch leaves in slices, so the broker takes the first while the region builds the next.
+    // event-loop turn leave in one socket write (mqtt-packet corks the socket until the next tick).
     const messageOf = this.opts.desiredMessage ?? ((id: DeviceId): DesiredMessage => {
       const desired = this.opts.desiredFor(id);
       return { generation: desired.generation, payload: JSON.stringify(desired) };
     });
-    let pending = 1;
-    let sent = 0;
-    let resolve!: (sent: number) => void;
-    const acknowledged = new Promise<number>((r) => (resolve = r));
-    const settled = (ok: boolean): void => {
-      if (ok) sent++;
-      if (--pending === 0) resolve(sent);
-    };
-    for (let from = 0; from < deviceIds.length && !this.closed; from += PUBLISH_SLICE) {
-      // Each message is built when its turn comes, from the state handed out by then: a slice never
-      // sends a generation that a later publish already overtook.
-      if (from > 0) await new Promise<void>((next) => setImmediate(next));
-      const to = Math.min(deviceIds.length, from + PUBLISH_SLICE);
-      for (let i = from; i < to && !this.closed; i++) {
-        const deviceId = deviceIds[i]!;
+    return new Promise<number>((resolve) => {
+      let pending = 1;
+      let sent = 0;
+      const settled = (ok: boolean): void => {
+        if (ok) sent++;
+        if (--pending === 0) resolve(sent);
+      };
+      for (const deviceId of deviceIds) {
+        if (this.closed) break;
         const message = messageOf(deviceId);
         if (message.generation === 0 || this.atBroker.get(deviceId) === message.generation) continue;
         this.atBroker.set(deviceId, message.generation);
         pending++;
         this.inFlight.run(() => this.send(deviceId, message, settled));
       }
-    }
-    settled(false);
-    return acknowledged;
+      settled(false);
+    });
   }
 
   /** Publishes one desired state, retained, QoS 1; `settled` is called once with whether the broker acknowledged it. */
