@@ -31,12 +31,13 @@ export class RegionFixture {
     readonly dir: string,
     readonly store: SqliteStateStore,
     private readonly enrollmentLimits?: EnrollmentLimits,
+    private readonly lagMs?: () => number,
   ) {}
 
-  /** With `enrollmentLimits`, enrolments go through the region's limiter (enrollment-limiter.ts) with them. */
-  static async start(opts: { enrollmentLimits?: EnrollmentLimits } = {}): Promise<RegionFixture> {
+  /** With `enrollmentLimits`, enrolments go through the region's limiter (enrollment-limiter.ts) with them, and `lagMs` as the region's event-loop lag. */
+  static async start(opts: { enrollmentLimits?: EnrollmentLimits; lagMs?: () => number } = {}): Promise<RegionFixture> {
     const dir = mkdtempSync(join(tmpdir(), 'cascade-region-'));
-    const fixture = new RegionFixture(dir, SqliteStateStore.open(join(dir, 'data')), opts.enrollmentLimits);
+    const fixture = new RegionFixture(dir, SqliteStateStore.open(join(dir, 'data')), opts.enrollmentLimits, opts.lagMs);
     await fixture.listen(0);
     return fixture;
   }
@@ -45,7 +46,7 @@ export class RegionFixture {
     const store = this.store;
     this.watchers = new DesiredWatchers((id) => store.getHanded(id)?.generation ?? 0);
     this.app = createRegionHttpServer({ log: false });
-    if (this.enrollmentLimits) limitEnrollment(this.app, Date.now, this.enrollmentLimits);
+    if (this.enrollmentLimits) limitEnrollment(this.app, Date.now, this.enrollmentLimits, this.lagMs);
     registerDeviceApi(this.app, {
       store,
       region: 'test-region',

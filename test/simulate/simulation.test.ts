@@ -193,6 +193,18 @@ describe('startSimulation against a region that slows it down', () => {
     expect(stats.errorKinds).toEqual({});
   });
 
+  it('a busy region (event loop late) answers enrolments 503 with Retry-After: devices wait and enrol once it catches up', async () => {
+    await region.close();
+    let lag = 1_000;
+    region = await RegionFixture.start({ enrollmentLimits: { failuresPerAddress: 10, failuresTotal: 100, windowMs: 60_000, busyLagMs: 500, busyRetryAfterSeconds: 1 }, lagMs: () => lag });
+    const simulation = await simulate({ devices: 3 });
+    await until(() => simulation.stats().throttled >= 3, 30_000, 'enrolments refused while busy');
+    expect(simulation.stats().enrolled).toBe(0);
+    lag = 0;
+    await until(() => simulation.stats().enrolled === 3, 30_000, 'enrolment once the region caught up');
+    expect(simulation.stats().connectionErrors).toBe(0);
+  });
+
   it('a region that is down still counts as a connection error, by kind', async () => {
     const simulation = await simulate({ devices: 3 });
     await settled(3);
