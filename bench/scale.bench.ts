@@ -26,8 +26,14 @@ const SIZES = (process.env['CASCADE_BENCH_SCALE_SIZES'] ?? '1000,5000,10000,2500
 const SITES = Number(process.env['CASCADE_BENCH_SCALE_SITES'] ?? 3);
 /** Devices of the HTTP long-poll run (0: none). */
 const HTTP_DEVICES = Number(process.env['CASCADE_BENCH_SCALE_HTTP'] ?? 15_000);
+/** Long-poll wait of the simulated devices over HTTP, in seconds (unset: the simulator's default). */
+const HTTP_WAIT = Number(process.env['CASCADE_BENCH_SCALE_HTTP_WAIT'] ?? 0);
+/** The simulator's long-poll wait when none is given (simulation.ts). */
+const SIMULATOR_WAIT_SECONDS = 30;
 const BRIDGE_USER = { username: 'cascade-bridge', password: 'bench-bridge-secret' };
 const PER_SIMULATOR = 5_000;
+/** How long enrolment, and then the rollout, may take to converge. */
+const CONVERGE_TIMEOUT_MS = Number(process.env['CASCADE_BENCH_SCALE_TIMEOUT_MS'] ?? 900_000);
 const REGION = 'us-east';
 const TOKEN = 'bench-enrolment-token';
 const REGION_USER = { username: 'cascade-region', password: 'bench-region-secret' };
@@ -48,14 +54,36 @@ export interface ScaleResult {
   lastPublishSeconds: number;
   convergedSeconds: number;
   rolloutCpuSeconds: number;
+  /**
+   * A bare MQTT.js client publishing the very messages the region published (same topics, same
+   * payloads, retained, QoS 1) through the same brokers: the bridges carry them down and every device
+   * receives its own again (and ignores it: same generation).
+   */
   baselinePublishSeconds: number;
+  /** The same number of messages of the same size to topics no device subscribes to (the baseline of earlier runs). */
+  baselineOtherTopicsSeconds: number;
   published: number;
   updates: number;
   rssMb: number;
   baseRssMb: number;
   passes: number;
   passSeconds: number;
+  /** Event-loop delay during the rollout: the worst p99 and max of the per-second scrapes. */
   eventLoopP99Ms: number;
+  eventLoopMaxMs: number;
+  /** Over the whole rollout (cascade_event_loop_lag_seconds, cumulative): p99 interpolated in its buckets, and the share of samples over 50 ms. */
+  eventLoopRolloutP99Ms: number;
+  eventLoopOver50msShare: number;
+  /** GET /api/v1/status during the rollout, with /metrics scraped every second (median, max). */
+  statusRolloutMs: number;
+  statusRolloutMaxMs: number;
+  metricsRolloutMs: number;
+  enrolCpuSeconds: number;
+  /** CPU seconds of all brokers (region and sites) during enrolment: they re-read the password file. */
+  enrolBrokerCpuSeconds: number;
+  /** V8 heap used (cascade_process_nodejs_heap_size_used_bytes) after start and after the rollout. */
+  baseHeapMb: number;
+  heapMb: number;
 }
 
 interface SimChild {
@@ -83,6 +111,38 @@ async function stopSimulator(sim: SimChild): Promise<void> {
   await exited;
 }
 
+const LAG_BUCKETS = [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5];
+
+/** The event-loop lag between two scrapes of the cumulative histogram: p99 (linear within a bucket) and the share over 50 ms. */
+function lagOverRollout(before: string, after: string): { eventLoopRolloutP99Ms: number; eventLoopOver50msShare: number } {
+  const name = 'cascade_event_loop_lag_seconds';
+  const count = metricValue(after, `${name}_count`) - metricValue(before, `${name}_count`);
+  const within = (le: number) => metricValue(after, `${name}_bucket`, `le="${le}"`) - metricValue(before, `${name}_bucket`, `le="${le}"`);
+  if (count <= 0) return { eventLoopRolloutP99Ms: NaN, eventLoopOver50msShare: NaN };
+  let lower = 0;
+  let below = 0;
+  let p99 = Infinity;
+  for (const le of LAG_BUCKETS) {
+    const n = within(le);
+    if (n >= 0.99 * count) {
+      p99 = lower + ((0.99 * count - below) / Math.max(1, n - below)) * (le - lower);
+      break;
+    }
+    lower = le;
+    below = n;
+  }
+  return { eventLoopRolloutP99Ms: p99 * 1000, eventLoopOver50msShare: 1 - within(0.05) / count };
+}
+
+/** The simulators' failed requests by kind (device-loop.ts errorKind), summed. */
+function errorKindsOf(sims: SimChild[]): Record<string, number> {
+  const kinds: Record<string, number> = {};
+  for (const sim of sims) {
+    for (const [kind, n] of Object.entries((sim.stats as { errorKinds?: Record<string, number> } | null)?.errorKinds ?? {})) kinds[kind] = (kinds[kind] ?? 0) + n;
+  }
+  return kinds;
+}
+
 async function timed(url: string): Promise<number> {
   const started = performance.now();
   const response = await fetch(url);
@@ -94,10 +154,10 @@ async function status(url: string): Promise<RegionStatus> {
   return (await (await fetch(`${url}/api/v1/status`)).json()) as RegionStatus;
 }
 
-async function baselinePublish(broker: Mosquitto, count: number, payload: string, topic: (i: number) => string): Promise<number> {
+async function baselinePublish(broker: Mosquitto, messages: [topic: string, payload: string | Buffer][]): Promise<number> {
   const client = await mqtt.connectAsync(broker.url, { protocolVersion: 5, ...BASELINE_USER, reconnectPeriod: 0 });
   const started = performance.now();
-  await Promise.all(Array.from({ length: count }, (_, i) => client.publishAsync(topic(i), payload, { qos: 1, retain: true })));
+  await Promise.all(messages.map(([topic, payload]) => client.publishAsync(topic, payload, { qos: 1, retain: true })));
   const elapsed = performance.now() - started;
   await client.endAsync();
   return elapsed / 1000;
@@ -132,11 +192,19 @@ export async function measureScale(
       ].join('\n'),
       maxOpenFiles: opts.sites > 0 ? 2000 : devices + 1000,
     });
+    // Simulator processes of at most PER_SIMULATOR devices, at least one per site broker; each
+    // simulator's devices all connect to one broker, whose open-file limit must cover them all
+    // (a limit of devices / sites left a site broker refusing the devices of a 5,000-device simulator).
+    const perSite = useMqtt && opts.sites > 0 ? opts.sites : 1;
+    // A multiple of the site count, so the sites carry equal shares (50,000 devices: 16,667 a site, within the open-file limit).
+    const simulators = Math.min(devices, Math.ceil(Math.ceil(devices / PER_SIMULATOR) / perSite) * perSite);
+    const simSizes = Array.from({ length: simulators }, (_, i) => Math.floor(devices / simulators) + (i < devices % simulators ? 1 : 0));
+    const siteLoad = (site: number) => simSizes.reduce((n, size, i) => n + (i % opts.sites === site ? size : 0), 0);
     for (let i = 0; useMqtt && i < opts.sites; i++) {
       siteBrokers.push(await startMosquitto({
         allowAnonymous: false,
         extraConfig: [`password_file ${broker.passwordFile}`, `acl_file ${broker.aclFile}`, ...bridgeConfig(`region-${i}`, broker.port, { username: BRIDGE_USER.username, password: BRIDGE_USER.password }, REGION).map((l) => (l.startsWith('remote_clientid') ? `${l}-${i}` : l))],
-        maxOpenFiles: Math.ceil(devices / opts.sites) + 1000,
+        maxOpenFiles: siteLoad(i) + 1000,
       }));
     }
     const deviceBrokers = siteBrokers.length > 0 ? siteBrokers : [broker];
@@ -154,24 +222,34 @@ export async function measureScale(
     const pid = region.child.pid!;
     await until(async () => ((await status(url)).revision.applied ? true : undefined), 60_000, () => 'the first revision');
     const baseRssMb = memoryMb(pid, 'VmRSS');
+    const baseHeapMb = metricValue(await (await fetch(`${url}/metrics`)).text(), 'cascade_process_nodejs_heap_size_used_bytes') / 2 ** 20;
+    const enrolCpuBefore = cpuSeconds(pid);
+    const brokerPids = [broker, ...siteBrokers].map((b) => b.child.pid!);
+    const brokerCpu = (): number => brokerPids.reduce((sum, p) => sum + cpuSeconds(p), 0);
+    const enrolBrokerCpuBefore = brokerCpu();
 
     const enrolStarted = performance.now();
-    for (let i = 0, from = 0; from < devices; i++, from += PER_SIMULATOR) {
+    for (let i = 0; i < simSizes.length; i++) {
       sims.push(startSimulator({
-        regionUrl: url, devices: Math.min(PER_SIMULATOR, devices - from), prefix: `s${i}`, enrollmentToken: TOKEN,
+        regionUrl: url, devices: simSizes[i], prefix: `s${i}`, enrollmentToken: TOKEN,
         mqttUrl: useMqtt ? deviceBrokers[i % deviceBrokers.length]!.url : undefined, initial: { web: '1.0.0' }, applyMs: 200, enrollConcurrency: 100,
+        ...(!useMqtt && HTTP_WAIT > 0 ? { waitSeconds: HTTP_WAIT } : {}),
       }));
     }
     const convergedOn = (s: RegionStatus, revision: string | null) => s.devices.converged === devices && (revision === null || s.revision.applied === revision);
-    await until(async () => (convergedOn(await status(url), null) ? true : undefined), 900_000, async () => `enrolment of ${devices}: ${JSON.stringify((await status(url)).devices)}`);
+    await until(async () => (convergedOn(await status(url), null) ? true : undefined), CONVERGE_TIMEOUT_MS, async () => `enrolment of ${devices}: ${JSON.stringify((await status(url)).devices)}; simulators: ${JSON.stringify(sims.map((sim) => ({ ...(sim.stats ?? {}), versions: undefined })))}`);
     const enrolSeconds = (performance.now() - enrolStarted) / 1000;
-    log(`scale ${devices}: enrolled and converged in ${enrolSeconds.toFixed(1)} s`);
+    const enrolCpuSeconds = cpuSeconds(pid) - enrolCpuBefore;
+    const enrolBrokerCpuSeconds = brokerCpu() - enrolBrokerCpuBefore;
+    log(`scale ${devices}: enrolled and converged in ${enrolSeconds.toFixed(1)} s; failed requests so far by kind: ${JSON.stringify(errorKindsOf(sims))}`);
 
     // Idle: nothing changes; every device stays connected.
     await new Promise((resolve) => setTimeout(resolve, 3_000));
     const idleStart = cpuSeconds(pid);
     const idleStarted = performance.now();
-    await new Promise((resolve) => setTimeout(resolve, 15_000));
+    // Over HTTP, a whole long-poll period at least, so every device's poll expires (and is answered) in it once.
+    const idleMs = useMqtt ? 15_000 : Math.max(15_000, (HTTP_WAIT > 0 ? HTTP_WAIT : SIMULATOR_WAIT_SECONDS) * 1000 + 2_000);
+    await new Promise((resolve) => setTimeout(resolve, idleMs));
     const idleCpuPercent = ((cpuSeconds(pid) - idleStart) / ((performance.now() - idleStarted) / 1000)) * 100;
     const statusTimes: number[] = [];
     const metricsTimes: number[] = [];
@@ -183,13 +261,38 @@ export async function measureScale(
 
     const watcher = await mqtt.connectAsync(broker.url, { protocolVersion: 5, ...BASELINE_USER, reconnectPeriod: 0, clean: true });
     let lastSeen = 0;
+    const seen = new Map<string, Buffer>();
     await watcher.subscribeAsync(`cascade/${REGION}/+/desired`, { qos: 0, rh: 2 });
-    watcher.on('message', () => (lastSeen = performance.now()));
+    watcher.on('message', (topic, message) => {
+      lastSeen = performance.now();
+      seen.set(topic, message);
+    });
     const before = await status(url);
     const metricsBefore = await (await fetch(`${url}/metrics`)).text();
+    // During the rollout, as a monitoring system would: /metrics scraped every second, and a status read beside it.
+    const loopP99: number[] = [];
+    const loopMax: number[] = [];
+    const statusRollout: number[] = [];
+    const metricsRollout: number[] = [];
+    let rolling = true;
+    const scraping = (async () => {
+      while (rolling) {
+        const t0 = performance.now();
+        const text = await (await fetch(`${url}/metrics`)).text();
+        metricsRollout.push(performance.now() - t0);
+        loopP99.push(metricValue(text, 'cascade_event_loop_delay_seconds', 'quantile="0.99"') * 1000);
+        loopMax.push(metricValue(text, 'cascade_event_loop_delay_seconds', 'quantile="max"') * 1000);
+        statusRollout.push(await timed(`${url}/api/v1/status`));
+        await new Promise((resolve) => setTimeout(resolve, Math.max(0, 1000 - (performance.now() - t0))));
+      }
+    })();
     const cpuBefore = cpuSeconds(pid);
-    const started = performance.now();
+    // The clock starts once the commit exists (as after a push): making it in the bench's own
+    // repository (git add, commit: tens of ms) is not the region's work.
+    const commitStarted = performance.now();
     const head = await commitFiles(repo, { 'deployments/web.yaml': webDeployment('2.0.0') }, 'web 2.0.0');
+    const started = performance.now();
+    const startedAt = Date.now();
     await fetch(`${url}/api/v1/reconcile`, { method: 'POST' });
     let handedOut = 0;
     const handedWatch = (async () => {
@@ -198,9 +301,12 @@ export async function measureScale(
         else await new Promise((resolve) => setTimeout(resolve, 50));
       }
     })();
-    await until(async () => (convergedOn(await status(url), head) ? true : undefined), 900_000, async () => `convergence: ${JSON.stringify((await status(url)).devices)}`);
+    await until(async () => (convergedOn(await status(url), head) ? true : undefined), CONVERGE_TIMEOUT_MS, async () => `convergence: ${JSON.stringify((await status(url)).devices)}`);
     const convergedSeconds = (performance.now() - started) / 1000;
+    log(`scale ${devices}: making the commit took ${Math.round(started - commitStarted)} ms; clock started at ${startedAt} (epoch ms), last desired state seen at ${Math.round(startedAt + lastSeen - started)}`);
     await handedWatch;
+    rolling = false;
+    await scraping;
     const rolloutCpuSeconds = cpuSeconds(pid) - cpuBefore;
     const after = await status(url);
     const metricsAfter = await (await fetch(`${url}/metrics`)).text();
@@ -208,8 +314,11 @@ export async function measureScale(
     const published = metricValue(metricsAfter, 'cascade_mqtt_desired_published_total') - metricValue(metricsBefore, 'cascade_mqtt_desired_published_total');
     const payload = JSON.stringify({ device: 's0-00001', region: REGION, revision: head, generation: 2, apps: { web: { version: '2.0.0', deployment: 'web' } } });
     // The same messages through the same brokers: retained desired states the bridges carry down.
-    const baselinePublishSeconds = useMqtt ? await baselinePublish(broker, devices, payload, (i) => `cascade/${REGION}/baseline-${i}/desired`) : NaN;
+    const baselineOtherTopicsSeconds = useMqtt ? await baselinePublish(broker, Array.from({ length: devices }, (_, i) => [`cascade/${REGION}/baseline-${i}/desired`, payload])) : NaN;
+    const baselinePublishSeconds = useMqtt ? await baselinePublish(broker, [...seen]) : NaN;
     const failedRequests = sims.reduce((n, sim) => n + ((sim.stats as { connectionErrors?: number } | null)?.connectionErrors ?? 0), 0);
+    const throttled = sims.reduce((n, sim) => n + ((sim.stats as { throttled?: number } | null)?.throttled ?? 0), 0);
+    log(`scale ${devices}: failed requests by kind: ${JSON.stringify(errorKindsOf(sims))}; throttled (429/503 with Retry-After, retried): ${throttled}`);
     const result: ScaleResult = {
       devices,
       transport: opts.transport,
@@ -224,13 +333,23 @@ export async function measureScale(
       convergedSeconds,
       rolloutCpuSeconds,
       baselinePublishSeconds,
+      baselineOtherTopicsSeconds,
       published,
       updates: after.updatesSent - before.updatesSent,
       rssMb: memoryMb(pid, 'VmRSS'),
       baseRssMb,
       passes: metricValue(metricsAfter, 'cascade_reconcile_pass_duration_seconds_count'),
       passSeconds: metricValue(metricsAfter, 'cascade_reconcile_pass_duration_seconds_sum'),
-      eventLoopP99Ms: metricValue(metricsAfter, 'cascade_event_loop_delay_seconds', 'quantile="0.99"') * 1000,
+      eventLoopP99Ms: Math.max(...loopP99, metricValue(metricsAfter, 'cascade_event_loop_delay_seconds', 'quantile="0.99"') * 1000),
+      ...lagOverRollout(metricsBefore, metricsAfter),
+      eventLoopMaxMs: Math.max(...loopMax, metricValue(metricsAfter, 'cascade_event_loop_delay_seconds', 'quantile="max"') * 1000),
+      statusRolloutMs: median(statusRollout),
+      statusRolloutMaxMs: Math.max(...statusRollout),
+      metricsRolloutMs: median(metricsRollout),
+      enrolCpuSeconds,
+      enrolBrokerCpuSeconds,
+      baseHeapMb,
+      heapMb: metricValue(metricsAfter, 'cascade_process_nodejs_heap_size_used_bytes') / 2 ** 20,
     };
     log(`scale ${devices}: ${JSON.stringify(result)}`);
     return result;
@@ -243,40 +362,53 @@ export async function measureScale(
   }
 }
 
+/** The figures of one run (one size, one transport). */
+export function scaleFigures(r: ScaleResult): BenchFigure[] {
+  const figures: BenchFigure[] = [];
+  const n = r.devices;
+  if (r.transport === 'mqtt') {
+    const via = r.sites ? `MQTT via ${r.sites} site brokers` : 'MQTT';
+    figures.push(
+      figure(`${n} devices (${via}): commit to last desired state at the region broker`, r.lastPublishSeconds, 's', '< 2x bare MQTT.js', r.lastPublishSeconds < 2 * r.baselinePublishSeconds, {
+        name: `bare MQTT.js client publishing the same ${n} retained QoS 1 messages (same topics and payloads), same brokers`, value: r.baselinePublishSeconds, unit: 's',
+      }),
+      figure(`${n} devices (${via}): commit to 100% converged (200 ms installs)`, r.convergedSeconds, 's', 'converged', true),
+      figure(`${n} devices (${via}): region CPU for the rollout, per device`, (r.rolloutCpuSeconds / n) * 1e6, 'µs', 'flat in N', true),
+      figure(`${n} devices (${via}): idle region CPU, all connected, nothing changing`, r.idleCpuPercent, '% of a core', '< 2%', r.idleCpuPercent < 2),
+      figure(`${n} devices (${via}): GET /api/v1/status`, r.statusMs, 'ms', '< 5 ms', r.statusMs < 5),
+      figure(`${n} devices (${via}): GET /metrics`, r.metricsMs, 'ms', 'informational', true),
+      figure(`${n} devices (${via}): desired-state messages published`, r.published, 'messages', 'equal to updates needed', r.published === r.updates, { name: 'updatesSent', value: r.updates, unit: 'updates' }),
+      figure(`${n} devices (${via}): enrolment, all enrolled and converged`, r.enrolSeconds, 's', 'informational', true),
+      figure(`${n} devices (${via}): enrolment, region CPU per device`, (r.enrolCpuSeconds / n) * 1e6, 'µs', 'flat in N', true),
+      figure(`${n} devices (${via}): enrolment, brokers' CPU per device`, (r.enrolBrokerCpuSeconds / n) * 1e6, 'µs', 'informational', true),
+      figure(`${n} devices (${via}): GET /api/v1/status during the rollout, /metrics scraped every second (median)`, r.statusRolloutMs, 'ms', '< 5 ms', r.statusRolloutMs < 5),
+      figure(`${n} devices (${via}): GET /api/v1/status during the rollout (slowest)`, r.statusRolloutMaxMs, 'ms', 'informational', true),
+      figure(`${n} devices (${via}): event-loop delay p99 over the rollout`, r.eventLoopRolloutP99Ms, 'ms', '< 50 ms', r.eventLoopRolloutP99Ms < 50),
+      figure(`${n} devices (${via}): event-loop delay, share of samples over 50 ms during the rollout`, r.eventLoopOver50msShare * 100, '%', '< 1%', r.eventLoopOver50msShare < 0.01),
+      figure(`${n} devices (${via}): event-loop delay p99 in the worst second of the rollout`, r.eventLoopP99Ms, 'ms', 'informational', true),
+      figure(`${n} devices (${via}): event-loop delay max during the rollout`, r.eventLoopMaxMs, 'ms', 'informational', true),
+      figure(`${n} devices (${via}): region V8 heap used above its base, per device`, ((r.heapMb - r.baseHeapMb) * 1024) / n, 'KB', 'informational', true),
+      figure(`${n} devices (${via}): region RSS above its base, per device`, ((r.rssMb - r.baseRssMb) * 1024) / n, 'KB', '< 1 KB', ((r.rssMb - r.baseRssMb) * 1024) / n < 1, { name: 'region after start', value: r.baseRssMb, unit: 'MB' }),
+    );
+    return figures;
+  }
+  figures.push(
+    figure(`${r.devices} devices (HTTP long poll): commit to every update handed out`, r.handedOutSeconds, 's', '< 2 s', r.handedOutSeconds < 2),
+    figure(`${r.devices} devices (HTTP long poll): commit to 100% converged`, r.convergedSeconds, 's', 'converged, zero failed requests', r.failedRequests === 0, { name: 'failed requests (simulators)', value: r.failedRequests, unit: 'requests' }),
+    figure(`${r.devices} devices (HTTP long poll): GET /api/v1/status`, r.statusMs, 'ms', '< 5 ms', r.statusMs < 5),
+    figure(`${r.devices} devices (HTTP long poll): idle region CPU`, r.idleCpuPercent, '% of a core', '< 2%', r.idleCpuPercent < 2),
+  );
+  return figures;
+}
+
 export const suite: BenchSuite = {
   name: 'scale',
   async run(): Promise<BenchFigure[]> {
-    const figures: BenchFigure[] = [];
     const results: ScaleResult[] = [];
-    for (const n of SIZES) {
-      const r = await measureScale(n);
-      results.push(r);
-      const via = r.sites ? `MQTT via ${r.sites} site brokers` : 'MQTT';
-      figures.push(
-        figure(`${n} devices (${via}): commit to last desired state at the region broker`, r.lastPublishSeconds, 's', '< 2x bare MQTT.js', r.lastPublishSeconds < 2 * r.baselinePublishSeconds, {
-          name: `bare MQTT.js client, ${n} retained QoS 1 publishes, same brokers`, value: r.baselinePublishSeconds, unit: 's',
-        }),
-        figure(`${n} devices (${via}): commit to 100% converged (200 ms installs)`, r.convergedSeconds, 's', 'converged', true),
-        figure(`${n} devices (${via}): region CPU for the rollout, per device`, (r.rolloutCpuSeconds / n) * 1e6, 'µs', 'flat in N', true),
-        figure(`${n} devices (${via}): idle region CPU, all connected, nothing changing`, r.idleCpuPercent, '% of a core', '< 2%', r.idleCpuPercent < 2),
-        figure(`${n} devices (${via}): GET /api/v1/status`, r.statusMs, 'ms', '< 5 ms', r.statusMs < 5),
-        figure(`${n} devices (${via}): GET /metrics`, r.metricsMs, 'ms', 'informational', true),
-        figure(`${n} devices (${via}): desired-state messages published`, r.published, 'messages', 'equal to updates needed', r.published === r.updates, { name: 'updatesSent', value: r.updates, unit: 'updates' }),
-        figure(`${n} devices (${via}): region RSS above its base, per device`, ((r.rssMb - r.baseRssMb) * 1024) / n, 'KB', '< 1 KB', ((r.rssMb - r.baseRssMb) * 1024) / n < 1, { name: 'region after start', value: r.baseRssMb, unit: 'MB' }),
-      );
-    }
-    if (HTTP_DEVICES > 0) {
-      const r = await measureScale(HTTP_DEVICES, { transport: 'http', sites: 0 });
-      results.push(r);
-      figures.push(
-        figure(`${r.devices} devices (HTTP long poll): commit to every update handed out`, r.handedOutSeconds, 's', '< 2 s', r.handedOutSeconds < 2),
-        figure(`${r.devices} devices (HTTP long poll): commit to 100% converged`, r.convergedSeconds, 's', 'converged, zero failed requests', r.failedRequests === 0, { name: 'failed requests (simulators)', value: r.failedRequests, unit: 'requests' }),
-        figure(`${r.devices} devices (HTTP long poll): GET /api/v1/status`, r.statusMs, 'ms', '< 5 ms', r.statusMs < 5),
-        figure(`${r.devices} devices (HTTP long poll): idle region CPU`, r.idleCpuPercent, '% of a core', '< 2%', r.idleCpuPercent < 2),
-      );
-    }
+    for (const n of SIZES) results.push(await measureScale(n));
+    if (HTTP_DEVICES > 0) results.push(await measureScale(HTTP_DEVICES, { transport: 'http', sites: 0 }));
     writeFileSync(new URL('./results/scale.json', import.meta.url), `${JSON.stringify(results, null, 1)}\n`);
-    return figures;
+    return results.flatMap(scaleFigures);
   },
 };
 

@@ -26,6 +26,8 @@ const gives = (pattern) => given.some((flag) => pattern.test(flag));
 if (process.argv[2] === 'region') {
   if (!gives(/^--((max|min)[-_]semi[-_]space[-_]size|semi[-_]space[-_]growth[-_]factor)\b/)) {
     setFlagsFromString('--semi-space-growth-factor=1');
+    // A region past 5,000 devices lets it grow again (src/region/heap-tuning.ts).
+    globalThis[Symbol.for('cascade.pinnedYoungGeneration')] = true;
   }
   if (!gives(/^--heap[-_]growing[-_]percent\b/)) setFlagsFromString('--heap-growing-percent=10');
 }

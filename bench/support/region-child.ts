@@ -16,7 +16,9 @@ export interface RegionChild {
 /** `cascade region` as its own process on a free port; resolves once it listens. */
 export async function startRegionChild(args: string[]): Promise<RegionChild> {
   const port = await freePort();
-  const child = spawn(process.execPath, [BIN, 'region', '--listen', `127.0.0.1:${port}`, ...args], {
+  // e.g. CASCADE_BENCH_REGION_NODE_ARGS='--cpu-prof --cpu-prof-dir=/tmp/prof' to profile the region alone.
+  const nodeArgs = (process.env['CASCADE_BENCH_REGION_NODE_ARGS'] ?? '').split(' ').filter(Boolean);
+  const child = spawn(process.execPath, [...nodeArgs, BIN, 'region', '--listen', `127.0.0.1:${port}`, ...args], {
     env: { ...process.env, CASCADE_LOG_FORMAT: 'json', CASCADE_LOG_LEVEL: process.env['CASCADE_BENCH_REGION_LOG_LEVEL'] ?? 'warn' },
     stdio: ['ignore', 'ignore', 'pipe'],
   });

@@ -12,6 +12,7 @@ const opts = JSON.parse(process.argv[2]!) as {
   initial?: Record<string, string>;
   applyMs?: number;
   enrollConcurrency?: number;
+  waitSeconds?: number;
 };
 const simulation = await startSimulation({
   regionUrl: opts.regionUrl,
@@ -22,6 +23,7 @@ const simulation = await startSimulation({
   initial: opts.initial ?? {},
   statsIntervalMs: 0,
   enrollConcurrency: opts.enrollConcurrency ?? 100,
+  ...(opts.waitSeconds ? { waitSeconds: opts.waitSeconds } : {}),
   log: pino({ level: 'warn' }, pino.destination(2)),
   mqtt: opts.mqttUrl ? { url: opts.mqttUrl } : undefined,
 });

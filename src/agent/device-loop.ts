@@ -19,7 +19,10 @@ export type DeviceEvent =
   | { type: 'apply-failed'; app: string; version: string; running: string | null; message: string }
   | { type: 'removed'; app: string; version: string }
   | { type: 'drift'; app: string; version: string; reason: string; repaired: boolean }
-  | { type: 'connection-error'; message: string };
+  /** A request failed; `kind` names the failure for tallies: `http <status> <code>`, or the error code and its cause (`region-unreachable ECONNRESET`). */
+  | { type: 'connection-error'; message: string; kind: string }
+  /** The region asked the device to slow down (429 or 503 with Retry-After): it waits as asked, then tries again. Not a failure. */
+  | { type: 'throttled'; status: number; retryInMs: number };
 
 /** How an enrolled device reports and learns its desired state: the HTTP client, or e.g. MQTT. */
 export interface DeviceChannel {
@@ -61,6 +64,17 @@ function truncate(text: string): string {
 
 function describe(err: unknown): string {
   return err instanceof Error ? err.message : String(err);
+}
+
+/** A short name of a failure, for tallies: `http 503 region-busy`, `region-unreachable ECONNRESET`, `region-timeout`. */
+export function errorKind(err: unknown): string {
+  if (isRegionHttpError(err)) return `http ${err.status} ${err.code}`;
+  if (isCascadeError(err)) {
+    const cause = err.details?.['cause'];
+    return typeof cause === 'string' ? `${err.code} ${cause}` : err.code;
+  }
+  const code = (err as { code?: unknown } | null)?.code;
+  return typeof code === 'string' ? code : err instanceof Error ? err.name : 'unknown';
 }
 
 /**
@@ -141,9 +155,22 @@ class DeviceLoop {
           client.setToken(null);
         }
         mustReport = true;
+        let delay: number;
+        if (isRegionHttpError(err) && (err.status === 429 || err.status === 503) && err.retryAfterMs !== null) {
+          // Told to come back later: as asked, plus jitter so a throttled burst does not come back at once.
+          delay = err.retryAfterMs + Math.round(this.random() * Math.max(err.retryAfterMs / 2, 500));
+          this.emit({ type: 'throttled', status: err.status, retryInMs: delay });
+          this.log.info({ retryInMs: delay, status: err.status }, `the region asked to retry later: ${err.message}`);
+          try {
+            await sleep(delay, this.signal);
+          } catch {
+            break;
+          }
+          continue;
+        }
         failures++;
-        const delay = this.backoffMs(failures);
-        this.emit({ type: 'connection-error', message: describe(err) });
+        delay = this.backoffMs(failures);
+        this.emit({ type: 'connection-error', message: describe(err), kind: errorKind(err) });
         if (isRegionHttpError(err) && err.code === errorCodes.enrollmentPending) {
           this.log.info({ retryInMs: delay, key: this.opts.key?.fingerprint }, `waiting for an operator to approve this device: ${err.message}`);
         } else {

@@ -46,6 +46,14 @@ export const HTTP_TIMEOUTS: HttpTimeouts = {
   checkEveryMs: 2_000,
 };
 
+/**
+ * Connections the kernel may hold accepted but not yet taken by the server (listen(2)'s backlog; Linux caps it
+ * at net.core.somaxconn). Node's 511 overflows when thousands of devices reconnect at once (a restart, a commit
+ * that answers every long poll): the handshakes past it are dropped and retried by the devices after 1, 3, 7 s,
+ * or time out.
+ */
+export const LISTEN_BACKLOG = 4096;
+
 interface AjvError {
   keyword: string;
   instancePath?: string;

@@ -5,7 +5,10 @@ import type { RolloutPlan } from '../plan/rollout/types.js';
  * Asked per rollout before its devices are released: null when the version's artifact is ready to be
  * handed out, else why not (the region's relay is still fetching it, or it failed verification).
  */
-export type ArtifactGate = (rollout: { deployment: string; app: string; version: string; from: readonly string[] }) => string | null;
+export type ArtifactGate = ((rollout: { deployment: string; app: string; version: string; from: readonly string[] }) => string | null) & {
+  /** Whether the version has an artifact to wait for at all: without one, its releases are not walked (O(devices) per pass). */
+  relays?: (app: string, version: string) => boolean;
+};
 
 /** Versions of the app the newly released devices run, most common first (the bases worth a delta). */
 const MAX_FROM = 3;
@@ -23,6 +26,7 @@ export function withholdUnready(
 ): RolloutPlan {
   let release: Map<string, Set<DeviceId>> | null = null;
   const statuses = plan.statuses.map((status) => {
+    if (gate.relays && !gate.relays(status.app, status.version)) return status;
     const kept = new Set<DeviceId>();
     let newcomers = 0;
     const running = new Map<string, number>();

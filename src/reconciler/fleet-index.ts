@@ -25,6 +25,8 @@ export interface FleetIndexOptions {
   reportFlushMs?: number;
   /** How long last-seen times of polls wait in memory before they are written. */
   seenFlushMs?: number;
+  /** How long enrolments wait in memory to be written together (their answers wait for the write: `whenWritten`). */
+  enrolFlushMs?: number;
 }
 
 interface Entry {
@@ -37,6 +39,8 @@ interface Entry {
   resolved: DeviceDesired | undefined;
   /** Its state as counted in `counts`; null while revoked (not counted). */
   state: DeviceState | null;
+  /** The highest report `seq` applied (report-order.ts); -1: none. */
+  seq: number;
 }
 
 /** One difference between the index and a full recount from the durable store. */
@@ -47,6 +51,57 @@ export interface IndexDifference {
 
 const SWEEP_EVERY_MS = 1_000;
 const NO_APPS: DeviceDesired = Object.freeze({}) as DeviceDesired;
+const NO_REPORTS: Record<string, AppReport> = Object.freeze({}) as Record<string, AppReport>;
+/** Distinct label sets or reports kept shared; past this many the table starts afresh (values stay valid). */
+const MAX_SHARED = 4_096;
+
+/**
+ * Interned label sets and reports: at 50,000 devices, one object per device saying `{web: 1.0.0
+ * healthy}` is most of the index's memory. Reports with a message or an attempt (failures) are kept
+ * as they are. Shared values are frozen: nothing may change a device's labels or reports in place.
+ */
+class SharedValues {
+  private readonly labelSets = new Map<string, Labels>();
+  private readonly reportSets = new Map<string, Record<string, AppReport>>();
+  private readonly desiredSets = new Map<string, DeviceDesired>();
+
+  labels(labels: Labels): Labels {
+    let key = '';
+    for (const name in labels) key += `${name}\0${labels[name]}\0`;
+    return intern(this.labelSets, key, labels);
+  }
+
+  reports(apps: Record<string, AppReport>): Record<string, AppReport> {
+    let key = '';
+    for (const app in apps) {
+      const r = apps[app]!;
+      if (r.message !== undefined || r.attempt !== undefined) return apps;
+      key += `${app}\0${r.version ?? '\u0001'}\0${r.state}\0`;
+    }
+    if (key === '') return NO_REPORTS;
+    return intern(this.reportSets, key, apps);
+  }
+
+  /** What devices are handed: during a rollout, thousands get the same. */
+  desired(apps: DeviceDesired): DeviceDesired {
+    let key = '';
+    for (const app in apps) {
+      const d = apps[app]!;
+      key += `${app}\0${d.version}\0${d.deployment}\0${d.attempt ?? 0}\0`;
+    }
+    if (key === '') return NO_APPS;
+    return intern(this.desiredSets, key, apps);
+  }
+}
+
+function intern<T extends object>(table: Map<string, T>, key: string, value: T): T {
+  const known = table.get(key);
+  if (known) return known;
+  if (table.size >= MAX_SHARED) table.clear();
+  const copy = Object.freeze(structuredClone(value));
+  table.set(key, copy);
+  return copy;
+}
 
 /**
  * The region's working state in memory, indexed, loaded once from the durable store at start and kept
@@ -67,6 +122,8 @@ const NO_APPS: DeviceDesired = Object.freeze({}) as DeviceDesired;
 export class FleetIndex implements StateStore {
   private readonly durable: DurableStateStore;
   private readonly entries = new Map<DeviceId, Entry>();
+  /** One frozen copy of each label set and report many devices share (most of a fleet says the same). */
+  private readonly shared = new SharedValues();
   private readonly byToken = new Map<string, DeviceId>();
   private readonly members = new Map<string, Set<DeviceId>>();
   private sorted: DeviceRecord[] | null = null;
@@ -79,6 +136,14 @@ export class FleetIndex implements StateStore {
   private updatesSentTotal: number;
   private pendingReports = new Map<DeviceId, { id: DeviceId; apps: Record<string, AppReport>; at: number; labels?: Labels }>();
   private pendingSeen = new Map<DeviceId, number>();
+  // Identity writes buffered for the next batch: enrolments, keys, report sequence numbers, approval requests.
+  private pendingEnrolments = new Map<DeviceId, { id: DeviceId; labels: Labels; tokenHash: string; at: number }>();
+  private pendingKeys = new Map<DeviceId, string | null>();
+  private pendingSeqs = new Map<DeviceId, number | null>();
+  private pendingApprovals = new Map<DeviceId, { id: DeviceId; labels: Labels; publicKey: string | null; at: number }>();
+  /** Callers waiting for what is buffered now to be written (an enrolment answers only once it is durable). */
+  private writeWaiters: Array<{ resolve: () => void; reject: (err: unknown) => void }> = [];
+  private enrolTimer: NodeJS.Timeout | null = null;
   private reportTimer: NodeJS.Timeout | null = null;
   private seenTimer: NodeJS.Timeout | null = null;
   private isConnected: (id: DeviceId) => boolean = () => false;
@@ -99,8 +164,10 @@ export class FleetIndex implements StateStore {
     this.updatesSentTotal = rows.updatesSent;
     const now = options.clock();
     for (const device of rows.devices) {
-      const { tokenHash, reportedAt, ...record } = device;
-      const entry: Entry = { record, tokenHash, reported: reportedAt !== null, handed: rows.handed.get(device.id) ?? null, resolved: undefined, state: null };
+      const { tokenHash, reportedAt, reportSeq, ...loaded } = device;
+      const record: DeviceRecord = { ...loaded, labels: this.shared.labels(loaded.labels), apps: this.shared.reports(loaded.apps) };
+      const handed = rows.handed.get(device.id);
+      const entry: Entry = { record, tokenHash, reported: reportedAt !== null, handed: handed ? { ...handed, apps: this.shared.desired(handed.apps) } : null, resolved: undefined, state: null, seq: reportSeq ?? -1 };
       this.entries.set(device.id, entry);
       if (!record.revoked) {
         this.byToken.set(tokenHash, device.id);
@@ -140,10 +207,11 @@ export class FleetIndex implements StateStore {
     this.revision = this.durable.getRevision();
   }
 
-  recordApplied(revision: string, resolved: Map<DeviceId, DeviceDesired>, catalog: AppCatalog, at: number): void {
+  /** `apply: false` leaves the resolution to the caller (applyResolution, or setResolved in slices). */
+  recordApplied(revision: string, resolved: Map<DeviceId, DeviceDesired>, catalog: AppCatalog, at: number, apply = true): void {
     this.durable.recordApplied(revision, resolved, catalog, at);
     this.revision = this.durable.getRevision();
-    this.applyResolution(resolved);
+    if (apply) this.applyResolution(resolved);
   }
 
   getCatalog(): AppCatalog {
@@ -158,17 +226,22 @@ export class FleetIndex implements StateStore {
 
   // devices
 
+  /**
+   * Enrols a device in memory at once; the row is written with the next batch (within `enrolFlushMs`,
+   * one transaction for every enrolment of that window). `whenWritten` waits for it.
+   */
   enrollDevice(id: DeviceId, labels: Labels, tokenHash: string, at: number): void {
-    this.durable.enrollDevice(id, labels, tokenHash, at);
+    this.pendingEnrolments.set(id, { id, labels, tokenHash, at });
+    this.scheduleEnrolFlush();
     const entry = this.entries.get(id);
     if (entry) {
       this.byToken.delete(entry.tokenHash);
       entry.tokenHash = tokenHash;
-      entry.record.labels = labels;
+      entry.record.labels = this.shared.labels(labels);
       if (!entry.record.revoked) this.byToken.set(tokenHash, id);
     } else {
-      const record: DeviceRecord = { id, labels, enrolledAt: at, lastSeen: null, apps: {}, revoked: false };
-      const created: Entry = { record, tokenHash, reported: false, handed: null, resolved: undefined, state: null };
+      const record: DeviceRecord = { id, labels: this.shared.labels(labels), enrolledAt: at, lastSeen: null, apps: NO_REPORTS, revoked: false };
+      const created: Entry = { record, tokenHash, reported: false, handed: null, resolved: undefined, state: null, seq: -1 };
       this.entries.set(id, created);
       this.byToken.set(tokenHash, id);
       this.sorted = null;
@@ -195,11 +268,11 @@ export class FleetIndex implements StateStore {
       this.markSeen(id, at);
       return;
     }
-    entry.record.apps = apps;
+    entry.record.apps = this.shared.reports(apps);
     entry.record.lastSeen = at;
     entry.reported = true;
     if (relabelled) {
-      entry.record.labels = labels;
+      entry.record.labels = this.shared.labels(labels);
       this.resolveNow(id);
     }
     this.pendingReports.set(id, labels ? { id, apps, at, labels } : { id, apps, at });
@@ -215,6 +288,7 @@ export class FleetIndex implements StateStore {
 
   revokeDevice(id: DeviceId, at: number): boolean {
     const entry = this.entries.get(id);
+    this.flush();
     const known = this.durable.revokeDevice(id, at);
     if (!entry) return known;
     entry.record.revoked = true;
@@ -264,10 +338,10 @@ export class FleetIndex implements StateStore {
       if (previous && sameDesired(previous.apps, apps)) continue;
       const before = previous?.apps ?? NO_APPS;
       for (const app in apps) if (before[app]?.version !== apps[app]!.version) updates++;
-      const state: HandedState = { revision, apps, generation: (previous?.generation ?? 0) + 1 };
+      const state: HandedState = { revision, apps: this.shared.desired(apps), generation: (previous?.generation ?? 0) + 1 };
       rows.push({ deviceId, state });
     }
-    this.durable.writeBatch({ at, reports: this.drainReports(), seen: this.drainSeen(), handed: rows, updates, rollouts });
+    this.writeBatch({ at, ...this.drainIdentity(), reports: this.drainReports(), seen: this.drainSeen(), handed: rows, updates, rollouts });
     // Memory follows the disk: only once the transaction is written.
     const now = this.options.clock();
     for (const { deviceId, state } of rows) {
@@ -337,39 +411,74 @@ export class FleetIndex implements StateStore {
     return this.updatesSentTotal;
   }
 
-  /** Writes what is buffered and closes the durable store. */
-  // device identity and report order: rare, small, and read by no pass, so straight to the store
+  // device identity and report order: what enrolments and reports write goes with the batches; the
+  // rare reads (a re-enrolment's bound key, approval requests) go to the store after writing what is buffered
 
   getDeviceKey(id: DeviceId): string | null {
+    const pending = this.pendingKeys.get(id);
+    if (pending !== undefined) return pending;
     return this.durable.getDeviceKey(id);
   }
 
   setDeviceKey(id: DeviceId, publicKey: string | null): boolean {
-    return this.durable.setDeviceKey(id, publicKey);
+    if (!this.entries.has(id)) return false;
+    this.pendingKeys.set(id, publicKey);
+    this.scheduleEnrolFlush();
+    return true;
   }
 
+  /** Report order in memory (report-order.ts): the accepted `seq` is written with the report's batch. */
   acceptReportSeq(id: DeviceId, seq: number): boolean {
-    return this.durable.acceptReportSeq(id, seq);
+    const entry = this.entries.get(id);
+    if (!entry || seq <= entry.seq) return false;
+    entry.seq = seq;
+    this.pendingSeqs.set(id, seq);
+    this.scheduleReportFlush();
+    return true;
   }
 
   clearReportSeq(id: DeviceId): void {
-    this.durable.clearReportSeq(id);
+    const entry = this.entries.get(id);
+    if (!entry) return;
+    entry.seq = -1;
+    this.pendingSeqs.set(id, null);
+    this.scheduleEnrolFlush();
   }
 
   upsertPendingDevice(id: DeviceId, labels: Labels, publicKey: string | null, at: number): void {
-    this.durable.upsertPendingDevice(id, labels, publicKey, at);
+    this.pendingApprovals.set(id, { id, labels, publicKey, at });
+    this.scheduleEnrolFlush();
   }
 
   getPendingDevice(id: DeviceId): PendingDevice | null {
+    if (this.pendingApprovals.has(id)) this.flush();
     return this.durable.getPendingDevice(id);
   }
 
   listPendingDevices(): PendingDevice[] {
+    if (this.pendingApprovals.size > 0) this.flush();
     return this.durable.listPendingDevices();
   }
 
   deletePendingDevice(id: DeviceId): boolean {
+    this.flush();
     return this.durable.deletePendingDevice(id);
+  }
+
+  /**
+   * Resolves once everything buffered now is in the durable store (rejects if that write fails): an
+   * enrolment answers its device only then, so a token handed out is never lost to a crash.
+   */
+  whenWritten(): Promise<void> {
+    if (!this.hasBuffered()) return Promise.resolve();
+    if (this.closed) {
+      this.flush();
+      return Promise.resolve();
+    }
+    return new Promise((resolve, reject) => {
+      this.writeWaiters.push({ resolve, reject });
+      this.scheduleEnrolFlush();
+    });
   }
 
   close(): void {
@@ -519,14 +628,40 @@ export class FleetIndex implements StateStore {
     if (this.seenTimer) clearTimeout(this.seenTimer);
     this.reportTimer = null;
     this.seenTimer = null;
-    const reports = this.drainReports();
-    const seen = this.drainSeen();
-    if (reports.length === 0 && seen.length === 0) return;
+    if (!this.hasBuffered() && this.writeWaiters.length === 0) return;
     try {
-      this.durable.writeBatch({ at: this.options.clock(), reports, seen });
+      this.writeBatch({ at: this.options.clock(), ...this.drainIdentity(), reports: this.drainReports(), seen: this.drainSeen() });
     } catch (err) {
-      this.options.log.error({ err }, 'writing buffered device reports failed');
+      this.options.log.error({ err }, 'writing buffered device enrolments and reports failed');
     }
+  }
+
+  private hasBuffered(): boolean {
+    return this.pendingReports.size + this.pendingSeen.size + this.pendingEnrolments.size + this.pendingKeys.size + this.pendingSeqs.size + this.pendingApprovals.size > 0;
+  }
+
+  /** One transaction; those waiting for it hear how it went. */
+  private writeBatch(batch: StateBatch): void {
+    const waiters = this.writeWaiters;
+    this.writeWaiters = [];
+    try {
+      this.durable.writeBatch(batch);
+    } catch (err) {
+      for (const waiter of waiters) waiter.reject(err);
+      throw err;
+    }
+    for (const waiter of waiters) waiter.resolve();
+  }
+
+  private drainIdentity(): Pick<StateBatch, 'enrolments' | 'keys' | 'seqs' | 'pendingDevices'> {
+    if (this.enrolTimer) clearTimeout(this.enrolTimer);
+    this.enrolTimer = null;
+    const batch = { enrolments: this.pendingEnrolments.values(), keys: this.pendingKeys.entries(), seqs: this.pendingSeqs.entries(), pendingDevices: this.pendingApprovals.values() };
+    if (this.pendingEnrolments.size) this.pendingEnrolments = new Map();
+    if (this.pendingKeys.size) this.pendingKeys = new Map();
+    if (this.pendingSeqs.size) this.pendingSeqs = new Map();
+    if (this.pendingApprovals.size) this.pendingApprovals = new Map();
+    return batch;
   }
 
   /**
@@ -636,6 +771,14 @@ export class FleetIndex implements StateStore {
     if (this.seenTimer) clearTimeout(this.seenTimer);
     this.seenTimer = null;
     return seen;
+  }
+
+  private scheduleEnrolFlush(): void {
+    if (this.enrolTimer || this.closed) return;
+    this.enrolTimer = setTimeout(() => {
+      this.enrolTimer = null;
+      this.flush();
+    }, this.options.enrolFlushMs ?? 10);
   }
 
   private scheduleReportFlush(): void {

@@ -185,7 +185,7 @@ export class Reconciler {
       if (request.fetch) await this.refreshDesired();
       if (!this.fleet) await this.restoreLastGood();
       if (this.fleet) {
-        this.dispatch(this.fleet);
+        await this.dispatch(this.fleet);
         await this.options.afterDispatch?.(this.fleet, this.rollouts, this.options.store.getRevision().applied);
       }
     } catch (err) {
@@ -316,8 +316,17 @@ export class Reconciler {
     this.resolver = null;
     this.fullPass = true;
     // Resolution is shared by label set: re-resolving every device once per revision is cheap.
-    const resolved = this.resolveAll(store.listDevices());
-    store.recordApplied(head, resolved, catalogOf(result.fleet, region, this.options.registryMirror), clock());
+    const devices = store.listDevices();
+    const labelsAt = devices.map((device) => device.labels);
+    const resolved = this.resolveAll(devices);
+    store.recordApplied(head, resolved, catalogOf(result.fleet, region, this.options.registryMirror), clock(), false);
+    // Into the index in slices, the event loop served in between (what changed is dirty for this pass).
+    // A device relabelled meanwhile was resolved by the new revision already; one enrolled meanwhile too.
+    for (let i = 0; i < devices.length; i++) {
+      if (i > 0 && i % SLICE === 0) await yieldToLoop();
+      const device = devices[i]!;
+      if (device.labels === labelsAt[i]) store.setResolved(device.id, resolved.get(device.id));
+    }
     this.refusalReason = null;
     if (this.accepted === head) {
       log.warn({ revision: head }, `revision ${head.slice(0, 8)} adopted by an operator although it does not descend from the revision served before`);
@@ -377,7 +386,7 @@ export class Reconciler {
    * Hands each device what it should run next: what git asks, where the rollout rules release it;
    * otherwise what it was handed before. Rollout memory is written with the hand-out, in one transaction.
    */
-  private dispatch(fleet: LoadedFleet): void {
+  private async dispatch(fleet: LoadedFleet): Promise<void> {
     const { store, clock, metrics, onHandOut, log, region } = this.options;
     const now = clock();
     store.sweep(now);
@@ -422,13 +431,27 @@ export class Reconciler {
         for (const name of replan) for (const id of store.membersOf(name)) union.add(id);
         ids = union;
       }
-      const devices = (function* () {
-        for (const id of ids) yield store.rolloutView(id, now)!;
-      })();
       const resolved = store.resolvedView;
       const handed = store.handedView;
       const previous = this.previousStates();
-      const inputs = collectRolloutInputs({ fleet, region, resolved, handed, devices, previous }).filter((d) => replan.has(d.deployment));
+      // Read in slices, the event loop served in between: a device that changes meanwhile is dirty for the next pass.
+      const all = [...ids];
+      const byName = new Map<string, RolloutDeploymentInput>();
+      for (let from = 0; from === 0 || from < all.length; from += SLICE) {
+        if (from > 0) await yieldToLoop();
+        const devices: DeviceRecord[] = [];
+        for (let i = from; i < Math.min(all.length, from + SLICE); i++) {
+          const view = store.rolloutView(all[i]!, now);
+          if (view) devices.push(view);
+        }
+        for (const part of collectRolloutInputs({ fleet, region, resolved, handed, devices, previous: from === 0 ? previous : undefined })) {
+          const known = byName.get(part.deployment);
+          if (!known) byName.set(part.deployment, part);
+          else for (const device of part.devices) known.devices.push(device);
+        }
+      }
+      const inputs = [...byName.values()].filter((d) => replan.has(d.deployment)).sort((a, b) => (a.deployment < b.deployment ? -1 : a.deployment > b.deployment ? 1 : 0));
+      if (all.length > SLICE) await yieldToLoop();
       const planned = planRollouts({ now, offlineAfterMs: this.offlineAfterMs, revision, deployments: inputs, previous, retries });
       // The relay holds back releases of a version whose artifact the region has not verified yet.
       const gate = this.options.artifactGate;
@@ -440,6 +463,7 @@ export class Reconciler {
         const retry = plan.states.get(name)?.retry;
         if (retry && retry.at === now) for (const id of retry.devices) candidates.add(id);
       }
+      if (all.length > SLICE) await yieldToLoop();
       const offlineAt = new Map(inputs.map((input) => [input.deployment, nextOffline(input, now, this.offlineAfterMs)]));
       const statuses = new Map(plan.statuses.map((s) => [s.deployment, s]));
       if (full) {
@@ -474,7 +498,10 @@ export class Reconciler {
     const resolved = new Map<DeviceId, DeviceDesired>();
     const handed = new Map<DeviceId, DeviceDesired>();
     const installed = new Map<DeviceId, Record<string, string>>();
+    if (candidates.size > SLICE) await yieldToLoop();
+    let looked = 0;
     for (const id of candidates) {
+      if (++looked % SLICE === 0) await yieldToLoop();
       // First report before first hand-out: what a device runs is known before it is told to change it.
       if (!store.hasReported(id)) continue;
       const device = store.getDevice(id);
@@ -485,6 +512,7 @@ export class Reconciler {
       if (h) handed.set(id, h.apps);
       installed.set(id, installedVersions(device));
     }
+    if (candidates.size > SLICE) await yieldToLoop();
     const changes = computeHandOut({ resolved, handed, installed, released, attempt: attemptsBy({ states: this.plannedStates() }) });
     if (changes.size > 0 || statesChanged) {
       const states = new Map<string, RolloutState>();
@@ -558,6 +586,10 @@ export class Reconciler {
     return inputs;
   }
 }
+
+/** Devices a pass looks at between two turns of the event loop (reports, polls and scrapes are served in between). */
+const SLICE = 5_000;
+const yieldToLoop = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
 
 interface PlannedDeployment {
   status: DeploymentRolloutStatus;

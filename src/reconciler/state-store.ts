@@ -22,7 +22,10 @@ export interface StateStore {
   getResolved(): Map<DeviceId, DeviceDesired>;
 
   // devices
+  /** Enrols a device, or re-enrols it (a new token, new labels). May be buffered: see whenWritten. */
   enrollDevice(id: DeviceId, labels: Labels, tokenHash: string, at: number): void;
+  /** Resolves once every write made so far is durable (a store that writes at once may omit it). */
+  whenWritten?(): Promise<void>;
   getTokenHash(id: DeviceId): string | null;
   /** The device a token hash belongs to, or null (unknown or revoked): tells a foreign token (403) from a bad one (401). */
   deviceIdForTokenHash(tokenHash: string): DeviceId | null;

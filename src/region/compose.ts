@@ -18,12 +18,12 @@ import { registerRegionRoutes } from './routes/region-routes.js';
 import { startRegionLoops, type RegionLoops } from './loops.js';
 import { startMaintenance } from './maintenance.js';
 import { registerDeviceApi } from './routes/device-routes.js';
-import { createRegionHttpServer } from '../http/http-server.js';
+import { createRegionHttpServer, LISTEN_BACKLOG } from '../http/http-server.js';
 import { startHubPush, type HubPush } from './hub/hub-push.js';
 import { buildRegionSummary } from './hub/hub-report.js';
 import type { HubSummaryInput } from '../protocol/hub-summary.js';
 import { SqliteStateStore } from '../storage/region-state-store.js';
-import { limitEnrollment } from './routes/enrollment-limiter.js';
+import { DEFAULT_ENROLLMENT_LIMITS, limitEnrollment, watchLoopLag } from './routes/enrollment-limiter.js';
 import { operatorGuard, registerOperatorApi } from './routes/operator-routes.js';
 import type { TrustedKeys } from '../source/trusted-keys.js';
 import { RegionMqtt, type RegionMqttOptions } from './mqtt/region-mqtt.js';
@@ -37,6 +37,7 @@ export const DEFAULT_RESYNC_INTERVAL_MS = 10 * 60_000;
 import { createSecurityMetrics } from './security-metrics.js';
 import { DeviceIdentity, keyFingerprint } from './device-identity.js';
 import { ReportOrder } from './report-order.js';
+import { fleetGrew } from './heap-tuning.js';
 import type { EnrollmentPolicy } from './enrollment-policy.js';
 import { pendingDeviceViews, registerIdentityAdminRoutes, type PendingDeviceView } from './routes/identity-admin-routes.js';
 import { StateHealth } from '../storage/state-health.js';
@@ -163,6 +164,7 @@ export async function startRegion(config: RegionConfig): Promise<RunningRegion> 
     /** A device holding a long poll open, or connected to the MQTT broker, counts as seen now. */
     const isConnected = (device: DeviceId): boolean => watchers.isWaiting(device) || (mqtt?.isConnected(device) ?? false);
     store.setConnectedCheck(isConnected);
+    fleetGrew(store.deviceCounts().total);
     // The hub hears from the region only after its first pass, so it never sees a restart's empty rollouts.
     let firstPassDone = false;
     let hubPush: HubPush | null = null;
@@ -199,7 +201,11 @@ export async function startRegion(config: RegionConfig): Promise<RunningRegion> 
       onEvent: events.onReconcilerEvent,
       onPassError: (err) => health.observe(err),
       removalGuard: config.maxRemoval === undefined ? undefined : { maxRemoval: config.maxRemoval },
-      artifactGate: relay ? (rollout) => relay.readiness(rollout.app, rollout.version, rollout.from) : undefined,
+      artifactGate: relay
+        ? Object.assign((rollout: { app: string; version: string; from: readonly string[] }) => relay.readiness(rollout.app, rollout.version, rollout.from), {
+            relays: (app: string, version: string) => relay.relays(app, version),
+          })
+        : undefined,
       afterDispatch: (fleet, statuses, served) => haltReverts.afterPass(fleet, statuses, served),
     });
     reconcilerRef = reconciler;
@@ -248,7 +254,9 @@ export async function startRegion(config: RegionConfig): Promise<RunningRegion> 
     const app = createRegionHttpServer({ log, https: config.tls });
     teardown.push(() => app.close());
     app.addHook('onError', async (_request, _reply, error) => health.observe(error));
-    limitEnrollment(app, clock);
+    const loopLag = watchLoopLag();
+    teardown.push(() => loopLag.stop());
+    limitEnrollment(app, clock, DEFAULT_ENROLLMENT_LIMITS, loopLag.lagMs);
     const operatorToken = config.operatorToken ?? null;
     registerOperatorApi(app, {
       store,
@@ -281,7 +289,10 @@ export async function startRegion(config: RegionConfig): Promise<RunningRegion> 
       enrollmentToken: config.enrollmentToken,
       watchers,
       clock,
-      onEnroll: () => scheduler.request({ fetch: false, reason: 'device enrolled' }),
+      onEnroll: () => {
+        fleetGrew(store.deviceCounts().total);
+        scheduler.request({ fetch: false, reason: 'device enrolled' });
+      },
       onTokenIssued: mqtt?.onTokenIssued,
       onReport: deviceReported,
       identity,
@@ -338,7 +349,7 @@ export async function startRegion(config: RegionConfig): Promise<RunningRegion> 
       onPresence: (id) => store.presenceChanged(id),
       decorateDesired: relay ? (device, name, wire) => relay.decorate(device, name, wire) : undefined,
     });
-    await app.listen({ host: config.host, port: config.port });
+    await app.listen({ host: config.host, port: config.port, backlog: LISTEN_BACKLOG });
     const address = app.server.address();
     const port = typeof address === 'object' && address ? address.port : config.port;
     const url = `${config.tls ? 'https' : 'http'}://${config.host.includes(':') ? `[${config.host}]` : config.host}:${port}`;

@@ -7,7 +7,7 @@ import { runDeviceLoop, type DeviceEvent } from '../agent/device-loop.js';
 import { SimulatedRuntime, type SimulatedContainerTimings, type SimulatedPhase } from '../agent/runtime-simulated.js';
 import type { ArtifactUrlPolicy } from '../core/artifact-url.js';
 import type { Labels } from '../core/types.js';
-import { RegionClient } from '../agent/http/region-client.js';
+import { deviceAgentOptions, RegionClient } from '../agent/http/region-client.js';
 import { brokerClientOptions, readCaFile } from '../protocol/mqtt-connection.js';
 import { MqttDeviceChannel } from '../agent/mqtt/device-channel.js';
 import { seededRandom, unitHash } from './seeded.js';
@@ -81,6 +81,10 @@ export interface SimulationStats {
   /** Devices whose state of some app is failed now. */
   failing: number;
   connectionErrors: number;
+  /** Requests the region answered with 429 or 503 and a Retry-After: retried as asked, not failures. */
+  throttled: number;
+  /** The connection errors by kind (device-loop.ts errorKind), e.g. `region-unreachable ECONNRESET`. */
+  errorKinds: Record<string, number>;
   /** Devices stopped by an unrecoverable error. */
   fatal: number;
   /** Installed versions: app -> version -> number of devices. */
@@ -153,8 +157,8 @@ export async function startSimulation(opts: SimulationOptions): Promise<Simulati
   const deviceLog = log.child({}, { level: 'error' });
   const out = opts.out ?? ((line: string) => process.stderr.write(`${line}\n`));
   const isHttps = opts.regionUrl.startsWith('https:');
-  // One pool of keep-alive sockets for the whole simulation, closed on stop.
-  const agent = isHttps ? new https.Agent({ keepAlive: true, maxSockets: Infinity }) : new http.Agent({ keepAlive: true, maxSockets: Infinity });
+  // One pool of keep-alive sockets for the whole simulation, closed on stop: a socket per device, kept between requests.
+  const agent = isHttps ? new https.Agent(deviceAgentOptions(opts.devices)) : new http.Agent(deviceAgentOptions(opts.devices));
   const enrolling = new Slots(opts.enrollConcurrency ?? 25);
   const mqttCa = opts.mqtt?.caFile ? readCaFile(opts.mqtt.caFile) : undefined;
   // Checks the URL (and CA file) once, before any device starts.
@@ -164,6 +168,8 @@ export async function startSimulation(opts: SimulationOptions): Promise<Simulati
   let applied = 0;
   let failed = 0;
   let connectionErrors = 0;
+  const errorKinds: Record<string, number> = {};
+  let throttled = 0;
   let pulled = 0;
   let cached = 0;
 
@@ -232,8 +238,12 @@ export async function startSimulation(opts: SimulationOptions): Promise<Simulati
           device.applying--;
           failed++;
           break;
+        case 'throttled':
+          throttled++;
+          break;
         case 'connection-error':
           connectionErrors++;
+          errorKinds[event.kind] = (errorKinds[event.kind] ?? 0) + 1;
           break;
         default:
           break;
@@ -306,6 +316,8 @@ export async function startSimulation(opts: SimulationOptions): Promise<Simulati
       failed,
       failing,
       connectionErrors,
+      throttled,
+      errorKinds: { ...errorKinds },
       fatal: devices.filter((d) => d.fatal).length,
       versions,
     };
@@ -320,6 +332,7 @@ export async function startSimulation(opts: SimulationOptions): Promise<Simulati
     return (
       `simulate: ${s.devices} devices, ${s.enrolled} enrolled, ${s.offline} offline, ${s.applying} applying, ` +
       `${s.applied} updated, ${s.failed} failed updates, ${s.failing} failing now, ${s.connectionErrors} connection errors` +
+      (s.throttled ? `, ${s.throttled} throttled (retried after Retry-After)` : '') +
       (s.fatal ? `, ${s.fatal} stopped` : '') +
       (s.containers && s.containers.pulled + s.containers.cached + s.containers.pulling + s.containers.starting + s.containers.checking > 0
         ? ` | containers: ${s.containers.pulling} pulling, ${s.containers.starting} starting, ${s.containers.checking} health-checking; ${s.containers.pulled} pulls, ${s.containers.cached} from the device's own images`

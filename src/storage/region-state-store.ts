@@ -139,6 +139,19 @@ interface HandedRow {
 }
 
 
+/**
+ * stableJson, once per object: devices share their desired states (resolution by label set, the
+ * index's shared hand-outs), so 50,000 rows are a handful of distinct objects.
+ */
+function jsonOnce(): (value: object) => string {
+  const known = new Map<object, string>();
+  return (value) => {
+    let json = known.get(value);
+    if (json === undefined) known.set(value, (json = stableJson(value)));
+    return json;
+  };
+}
+
 function toReport(row: ReportRow): AppReport {
   const report: AppReport = { version: row.version, state: row.state as AppHealth };
   if (row.message !== null) report.message = row.message;
@@ -159,7 +172,7 @@ function toDevice(row: DeviceRow, apps: Record<string, AppReport>): DeviceRecord
 
 /** What loadIndexRows returns. */
 export interface IndexRows {
-  devices: Array<DeviceRecord & { tokenHash: string; reportedAt: number | null }>;
+  devices: Array<DeviceRecord & { tokenHash: string; reportedAt: number | null; reportSeq: number | null }>;
   handed: Map<DeviceId, HandedState>;
   rollouts: Map<string, RolloutState>;
   updatesSent: number;
@@ -168,6 +181,14 @@ export interface IndexRows {
 /** What writeBatch writes in one transaction. */
 export interface StateBatch {
   at: number;
+  /** Enrolments (and re-enrolments), written first: the rest of the batch may be about these devices. */
+  enrolments?: Iterable<{ id: DeviceId; labels: Labels; tokenHash: string; at: number }>;
+  /** Device keys bound (a string) or released (null) at enrolment or approval. */
+  keys?: Iterable<[DeviceId, string | null]>;
+  /** The highest report `seq` applied per device (null: forgotten, a new enrolment). */
+  seqs?: Iterable<[DeviceId, number | null]>;
+  /** Devices asking to enrol under `--enrollment-policy approve`. */
+  pendingDevices?: Iterable<{ id: DeviceId; labels: Labels; publicKey: string | null; at: number }>;
   reports?: Iterable<{ id: DeviceId; apps: Record<string, AppReport>; at: number; labels?: Labels }>;
   seen?: Iterable<[DeviceId, number]>;
   handed?: Iterable<{ deviceId: DeviceId; state: HandedState }>;
@@ -222,9 +243,10 @@ export class SqliteStateStore implements DeviceIdentityStore {
       allDevices: db.prepare<[], DeviceRow>('SELECT id, labels, enrolled_at, last_seen, revoked FROM devices ORDER BY id'),
       touchDevice: db.prepare<[number, string]>('UPDATE devices SET last_seen = ? WHERE id = ?'),
       markReported: db.prepare<[number, string]>('UPDATE devices SET reported_at = COALESCE(reported_at, ?) WHERE id = ?'),
-      indexDevices: db.prepare<[], DeviceRow & { token_hash: string; reported_at: number | null }>(
-        'SELECT id, labels, token_hash, enrolled_at, last_seen, revoked, reported_at FROM devices ORDER BY id',
+      indexDevices: db.prepare<[], DeviceRow & { token_hash: string; reported_at: number | null; report_seq: number | null }>(
+        'SELECT id, labels, token_hash, enrolled_at, last_seen, revoked, reported_at, report_seq FROM devices ORDER BY id',
       ),
+      setSeq: db.prepare<[number | null, string]>('UPDATE devices SET report_seq = ? WHERE id = ?'),
       relabelDevice: db.prepare<[string, string]>('UPDATE devices SET labels = ? WHERE id = ?'),
       clearReports: db.prepare<[string]>('DELETE FROM reports WHERE device_id = ?'),
       insertReport: db.prepare<[string, string, string | null, string, string | null, number, number | null]>(
@@ -266,10 +288,11 @@ export class SqliteStateStore implements DeviceIdentityStore {
   /** Also records the revision as the last attempted one, with no errors: it passed validation. */
   recordApplied(revision: string, resolved: Map<DeviceId, DeviceDesired>, catalog: AppCatalog, at: number): void {
     const catalogJson = JSON.stringify(catalog);
+    const json = jsonOnce();
     this.db.transaction(() => {
       this.statements.clearResolved.run();
       for (const [deviceId, apps] of resolved) {
-        this.statements.insertResolved.run(deviceId, stableJson(apps));
+        this.statements.insertResolved.run(deviceId, json(apps));
       }
       this.statements.setApplied.run({ revision, at, catalog: catalogJson });
     })();
@@ -335,10 +358,10 @@ export class SqliteStateStore implements DeviceIdentityStore {
    */
   loadIndexRows(): IndexRows {
     const devices = this.listDevices();
-    const extra = new Map<string, { tokenHash: string; reportedAt: number | null }>();
-    for (const row of this.statements.indexDevices.iterate()) extra.set(row.id, { tokenHash: row.token_hash, reportedAt: row.reported_at });
+    const extra = new Map<string, { tokenHash: string; reportedAt: number | null; reportSeq: number | null }>();
+    for (const row of this.statements.indexDevices.iterate()) extra.set(row.id, { tokenHash: row.token_hash, reportedAt: row.reported_at, reportSeq: row.report_seq });
     return {
-      devices: devices.map((device) => ({ ...device, tokenHash: extra.get(device.id)!.tokenHash, reportedAt: extra.get(device.id)!.reportedAt })),
+      devices: devices.map((device) => ({ ...device, ...extra.get(device.id)! })),
       handed: this.listHanded(),
       rollouts: this.getRolloutStates(),
       updatesSent: this.updatesSent(),
@@ -346,12 +369,18 @@ export class SqliteStateStore implements DeviceIdentityStore {
   }
 
   /**
-   * One transaction for what a region buffered since its last write: reports (coalesced: the last
-   * one of each device), last-seen times, and the hand-out of a pass with its rollout states.
+   * One transaction for what a region buffered since its last write: enrolments with their keys,
+   * report sequence numbers and approval requests, reports (coalesced: the last one of each device),
+   * last-seen times, and the hand-out of a pass with its rollout states.
    * Reports of devices no longer enrolled are skipped. Returns nothing: the caller counted updates.
    */
   writeBatch(batch: StateBatch): void {
+    const json = jsonOnce();
     this.db.transaction(() => {
+      for (const e of batch.enrolments ?? []) this.statements.upsertDevice.run(e.id, JSON.stringify(e.labels), e.tokenHash, e.at);
+      for (const [id, key] of batch.keys ?? []) this.identity.setKey.run(key, id);
+      for (const [id, seq] of batch.seqs ?? []) this.statements.setSeq.run(seq, id);
+      for (const p of batch.pendingDevices ?? []) this.identity.upsertPending.run(p.id, JSON.stringify(p.labels), p.publicKey, p.at, p.at);
       for (const report of batch.reports ?? []) {
         try {
           this.writeReport(report.id, report.apps, report.at, report.labels);
@@ -362,7 +391,7 @@ export class SqliteStateStore implements DeviceIdentityStore {
       for (const [id, at] of batch.seen ?? []) this.statements.touchDevice.run(at, id);
       if (batch.rollouts) this.writeRollouts(batch.rollouts, batch.at);
       for (const row of batch.handed ?? []) {
-        this.statements.upsertHanded.run(row.deviceId, row.state.revision, stableJson(row.state.apps), row.state.generation, batch.at);
+        this.statements.upsertHanded.run(row.deviceId, row.state.revision, json(row.state.apps), row.state.generation, batch.at);
       }
       if (batch.updates) this.statements.addCounter.run(batch.updates, 'updates_sent');
     })();

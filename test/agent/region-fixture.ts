@@ -7,6 +7,7 @@ import type { DeviceDesired } from '../../src/core/types.js';
 import { DesiredWatchers } from '../../src/region/routes/desired-watchers.js';
 import { registerDeviceApi } from '../../src/region/routes/device-routes.js';
 import { createRegionHttpServer } from '../../src/http/http-server.js';
+import { limitEnrollment, type EnrollmentLimits } from '../../src/region/routes/enrollment-limiter.js';
 import { SqliteStateStore } from '../../src/storage/region-state-store.js';
 import type { AppCatalog } from '../../src/reconciler/state-store.js';
 
@@ -29,11 +30,14 @@ export class RegionFixture {
   private constructor(
     readonly dir: string,
     readonly store: SqliteStateStore,
+    private readonly enrollmentLimits?: EnrollmentLimits,
+    private readonly lagMs?: () => number,
   ) {}
 
-  static async start(): Promise<RegionFixture> {
+  /** With `enrollmentLimits`, enrolments go through the region's limiter (enrollment-limiter.ts) with them, and `lagMs` as the region's event-loop lag. */
+  static async start(opts: { enrollmentLimits?: EnrollmentLimits; lagMs?: () => number } = {}): Promise<RegionFixture> {
     const dir = mkdtempSync(join(tmpdir(), 'cascade-region-'));
-    const fixture = new RegionFixture(dir, SqliteStateStore.open(join(dir, 'data')));
+    const fixture = new RegionFixture(dir, SqliteStateStore.open(join(dir, 'data')), opts.enrollmentLimits, opts.lagMs);
     await fixture.listen(0);
     return fixture;
   }
@@ -42,6 +46,7 @@ export class RegionFixture {
     const store = this.store;
     this.watchers = new DesiredWatchers((id) => store.getHanded(id)?.generation ?? 0);
     this.app = createRegionHttpServer({ log: false });
+    if (this.enrollmentLimits) limitEnrollment(this.app, Date.now, this.enrollmentLimits, this.lagMs);
     registerDeviceApi(this.app, {
       store,
       region: 'test-region',

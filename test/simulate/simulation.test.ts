@@ -175,3 +175,58 @@ describe('cascade simulate (a real process)', () => {
     expect(sim.stderr()).toMatch(/cascade: device sim-000\d: .*enrollment token is wrong.* \[enrollment-token-invalid\]/);
   });
 });
+
+describe('startSimulation against a region that slows it down', () => {
+  it('a 429 with Retry-After is waited out and retried, counted as throttled, not as a connection error', async () => {
+    await region.close();
+    region = await RegionFixture.start({ enrollmentLimits: { failuresPerAddress: 2, failuresTotal: 100, windowMs: 1_500 } });
+    // Two wrong tokens from this address: the limiter answers every enrolment from it with 429 and Retry-After for a while.
+    for (let i = 0; i < 2; i++) {
+      const refused = await fetch(`${region.url}/api/v1/enroll`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ deviceId: 'guess', labels: {}, enrollmentToken: 'wrong' }) });
+      expect(refused.status).toBe(401);
+    }
+    const simulation = await simulate({ devices: 5 });
+    await until(() => simulation.stats().enrolled === 5, 30_000, 'enrolment after the Retry-After');
+    const stats = simulation.stats();
+    expect(stats.throttled).toBeGreaterThanOrEqual(5);
+    expect(stats.connectionErrors).toBe(0);
+    expect(stats.errorKinds).toEqual({});
+  });
+
+  it('a busy region (event loop late) answers enrolments 503 with Retry-After: devices wait and enrol once it catches up', async () => {
+    await region.close();
+    let lag = 1_000;
+    region = await RegionFixture.start({ enrollmentLimits: { failuresPerAddress: 10, failuresTotal: 100, windowMs: 60_000, busyLagMs: 500, busyRetryAfterSeconds: 1 }, lagMs: () => lag });
+    const simulation = await simulate({ devices: 3 });
+    await until(() => simulation.stats().throttled >= 3, 30_000, 'enrolments refused while busy');
+    expect(simulation.stats().enrolled).toBe(0);
+    lag = 0;
+    await until(() => simulation.stats().enrolled === 3, 30_000, 'enrolment once the region caught up');
+    expect(simulation.stats().connectionErrors).toBe(0);
+  });
+
+  it('a region that is down still counts as a connection error, by kind', async () => {
+    const simulation = await simulate({ devices: 3 });
+    await settled(3);
+    await region.pause();
+    await until(() => simulation.stats().connectionErrors >= 3, 30_000, 'connection errors while the region is down');
+    expect(Object.keys(simulation.stats().errorKinds).every((kind) => kind.startsWith('region-unreachable'))).toBe(true);
+    await region.resume();
+  });
+});
+
+describe('the simulation keeps one socket per device', () => {
+  it('after a hand-out that answers every poll at once, the reports reuse the polls\' sockets: no new connections', async () => {
+    const devices = 300;
+    const simulation = await simulate({ devices, initial: { web: '1.0.0' } });
+    await until(() => simulation.stats().enrolled === devices, 60_000, 'enrolment');
+    await settled(devices);
+    const connections = new Set<unknown>();
+    region.app.server.on('connection', (socket) => connections.add(socket));
+    region.handOut(simulation.deviceIds.slice(), web('2.0.0'));
+    await until(() => reportedVersions(simulation.deviceIds)['2.0.0/healthy'] === devices, 60_000, 'convergence');
+    await settled(devices);
+    // Node's default agent keeps 256 free sockets: the other 44 reports would connect anew.
+    expect(connections.size).toBe(0);
+  }, 90_000);
+});

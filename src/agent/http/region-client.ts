@@ -23,14 +23,30 @@ import {
 export class RegionHttpError extends CascadeError {
   readonly status: number;
   readonly url: string;
+  /** How long the region asked the device to wait before trying again (its Retry-After), if it said. */
+  readonly retryAfterMs: number | null;
 
-  constructor(status: number, code: string, message: string, url: string) {
+  constructor(status: number, code: string, message: string, url: string, retryAfterMs: number | null = null) {
     // The region's 5xx and 429 pass, and so does waiting for approval (202); its other refusals stand until the request changes.
     super(code, message, { status, url }, { retry: status >= 500 || status === 429 || status === 202 ? 'temporary' : 'final' });
     this.name = 'RegionHttpError';
     this.status = status;
     this.url = url;
+    this.retryAfterMs = retryAfterMs;
   }
+}
+
+/** The longest Retry-After a device honours; a longer one is taken as this. */
+const MAX_RETRY_AFTER_MS = 10 * 60_000;
+
+/** A Retry-After header in milliseconds (delay-seconds or an HTTP date), null when absent or unreadable. */
+export function parseRetryAfter(header: string | string[] | undefined, now = Date.now()): number | null {
+  const value = Array.isArray(header) ? header[0] : header;
+  if (value === undefined || value.trim() === '') return null;
+  const text = value.trim();
+  const ms = /^\d+$/.test(text) ? Number(text) * 1000 : Date.parse(text) - now;
+  if (!Number.isFinite(ms)) return null;
+  return Math.min(Math.max(ms, 0), MAX_RETRY_AFTER_MS);
 }
 
 export function isRegionHttpError(err: unknown): err is RegionHttpError {
@@ -43,10 +59,21 @@ export type DesiredResult =
 
 /**
  * Keep-alive agents shared by every client in the process: the simulator runs thousands of
- * devices in one process, each holding a long poll open, so sockets must be reused and unbounded.
+ * devices in one process, each holding a long poll open, so sockets must be reused and unbounded (free ones too).
  */
-const sharedHttpAgent = new http.Agent({ keepAlive: true, maxSockets: Infinity });
+const sharedHttpAgent = new http.Agent(deviceAgentOptions(Infinity));
 let sharedHttpsAgent: http.Agent | undefined;
+
+/**
+ * Options of a keep-alive agent for `devices` devices of one process, each with one request at a time
+ * (a long poll, a report): a socket per device, and as many kept free between requests. With Node's
+ * default of 256 free sockets, a commit that answers thousands of polls at once closes all but 256 of
+ * their sockets, and the reports that follow open thousands of new connections in one burst.
+ */
+export function deviceAgentOptions(devices: number): http.AgentOptions {
+  // Twice the devices at most: a device's socket may still be closing while its next one opens.
+  return { keepAlive: true, maxSockets: Math.max(2 * devices, 16), maxFreeSockets: Math.max(devices, 16) };
+}
 
 const DEFAULT_TIMEOUT_MS = 30_000;
 /** A long poll may legitimately take `wait` seconds; allow this much more before giving up. */
@@ -93,7 +120,7 @@ function sendRequest(opts: RequestOptions): Promise<RawResponse> {
       headers['content-type'] = 'application/json';
       headers['content-length'] = String(payload.length);
     }
-    const agent = opts.agent ?? (isHttps ? (sharedHttpsAgent ??= new (lazyHttps().Agent)({ keepAlive: true, maxSockets: Infinity })) : sharedHttpAgent);
+    const agent = opts.agent ?? (isHttps ? (sharedHttpsAgent ??= new (lazyHttps().Agent)(deviceAgentOptions(Infinity))) : sharedHttpAgent);
     const request = (isHttps ? lazyHttps() : http).request(target, {
       method: opts.method,
       headers,
@@ -108,7 +135,7 @@ function sendRequest(opts: RequestOptions): Promise<RawResponse> {
         reject(err);
         return;
       }
-      reject(new CascadeError('region-unreachable', `${opts.method} ${opts.url}: cannot reach the region (${err.code ?? err.message}); check --region-url and that the region is running`, { url: opts.url }));
+      reject(new CascadeError('region-unreachable', `${opts.method} ${opts.url}: cannot reach the region (${err.code ?? err.message}); check --region-url and that the region is running`, { url: opts.url, cause: err.code ?? err.message }));
     });
     request.on('response', (response) => {
       const chunks: Buffer[] = [];
@@ -150,11 +177,22 @@ function toHttpError(raw: RawResponse, method: string, url: string): RegionHttpE
   } catch {
     // Not a JSON error body (a proxy in between, say): keep the raw text.
   }
-  return new RegionHttpError(raw.status, code, `${method} ${url}: ${raw.status} ${message}`, url);
+  return new RegionHttpError(raw.status, code, `${method} ${url}: ${raw.status} ${message}`, url, parseRetryAfter(raw.headers['retry-after']));
+}
+
+/**
+ * Sends, and once more at once when the answer is 408: the server closed the connection without handling
+ * the request (Node's request or headers timeout hit a request it had not read in full, e.g. while it
+ * was busy), so repeating it on a new connection is safe, even for a POST (RFC 9110, 15.5.9).
+ */
+async function sendOnce408(opts: RequestOptions): Promise<RawResponse> {
+  const raw = await sendRequest(opts);
+  if (raw.status !== 408 || opts.signal?.aborted) return raw;
+  return sendRequest(opts);
 }
 
 async function requestJson<T>(opts: RequestOptions, expected: number[]): Promise<{ raw: RawResponse; body: T | null }> {
-  const raw = await sendRequest(opts);
+  const raw = await sendOnce408(opts);
   if (!expected.includes(raw.status)) throw toHttpError(raw, opts.method, opts.url);
   if (raw.status === 304 || raw.body === '') return { raw, body: null };
   return { raw, body: parseJson(raw, opts.method, opts.url) as T };

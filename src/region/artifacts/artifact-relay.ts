@@ -138,6 +138,11 @@ export class ArtifactRelay {
     }
   }
 
+  /** Whether the version has a file artifact the relay serves (cheap: one catalog look-up). */
+  relays(app: string, version: string): boolean {
+    return this.artifactOf(app, version) !== null;
+  }
+
   /** The file artifact of an App version in the applied revision, or null (none, or an image). */
   private artifactOf(app: string, version: string): FileArtifact | null {
     const artifact = this.opts.store.getCatalog()[app]?.artifacts?.[version];

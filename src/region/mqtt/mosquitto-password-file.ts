@@ -70,11 +70,27 @@ export interface MosquittoPasswordFileOptions {
   /** Tells the broker to re-read the file (e.g. SIGHUP to its pid); called after every write. */
   reload: () => void;
   log: Logger;
-  /** Changes within this window are written together, with one reload (enrolment comes in bursts). */
+  /**
+   * Changes within this window are written together, with one reload (enrolment comes in bursts).
+   * The window grows with the file (see batchWindowMs): each write makes every broker re-read it.
+   */
   batchMs?: number;
 }
 
 const DEFAULT_BATCH_MS = 500;
+/** Devices in the file per millisecond of batch window: 10,000 devices 500 ms, 50,000 devices 2 s. */
+const DEVICES_PER_WINDOW_MS = 25;
+
+/**
+ * How long changes wait to be written together. Each write makes every broker (a region broker and
+ * its bridged site brokers) re-read the whole file and check its clients again: at 50,000 devices,
+ * two reloads a second kept four brokers busy. So the window grows with the file: the configured
+ * window (500 ms) up to 12,500 devices, then 1 ms per 25 devices (2 s at 50,000). A device enrolled
+ * meanwhile retries its connection until its entry is in.
+ */
+export function batchWindowMs(configuredMs: number, devicesInFile: number): number {
+  return Math.max(configuredMs, Math.round(devicesInFile / DEVICES_PER_WINDOW_MS));
+}
 
 function beginMarker(region: string): string {
   return `# BEGIN cascade devices of region ${region}: written by \`cascade region\`; edits inside this block are lost`;
@@ -120,17 +136,20 @@ function usernamesOf(lines: string[]): Set<string> {
 }
 
 /**
- * The region's block of a Mosquitto password file. Reads the file once; each write replaces the
- * whole file atomically (temp file + rename, keeping its mode and owner), re-reading the operator's
- * lines first so edits made while the region runs are kept.
+ * The region's block of a Mosquitto password file. Each write replaces the whole file atomically
+ * (temp file + rename, keeping its mode and owner), re-reading it first so the operator's lines and
+ * edits made while the region runs are kept. Only changes not written yet are held in memory: the
+ * entries themselves live in the file (at 50,000 devices, 8 MB of hashes the region never reads).
  */
 export class MosquittoPasswordFile implements DeviceCredentialStore {
-  private readonly entries: Map<DeviceId, string>;
+  /** Changes since the last write: a new hash, or null for a removal. */
+  private pending = new Map<DeviceId, string | null>();
   /** Usernames outside the region's block when the file was last read. */
   private reserved: Set<string>;
   private timer: NodeJS.Timeout | null = null;
-  private dirty = false;
   private closed = false;
+  /** Devices in the block at the last read of the file. */
+  private size = 0;
   /** Writes so far, for logs and tests. */
   writes = 0;
 
@@ -138,11 +157,11 @@ export class MosquittoPasswordFile implements DeviceCredentialStore {
     private readonly opts: MosquittoPasswordFileOptions,
     parsed: ParsedFile,
   ) {
-    this.entries = parsed.devices;
     this.reserved = usernamesOf([...parsed.before, ...parsed.after]);
+    this.size = parsed.devices.size;
   }
 
-  /** Opens the file (it must exist: the broker's config points at it) and reads the region's block. */
+  /** Opens the file (it must exist: the broker's config points at it) and checks the region's block. */
   static open(opts: MosquittoPasswordFileOptions): MosquittoPasswordFile {
     return new MosquittoPasswordFile(opts, parseFile(MosquittoPasswordFile.read(opts.path), opts.region, opts.path));
   }
@@ -158,8 +177,15 @@ export class MosquittoPasswordFile implements DeviceCredentialStore {
     }
   }
 
+  /** The devices that have an entry, as the file holds them with the changes not written yet. */
   devices(): DeviceId[] {
-    return [...this.entries.keys()];
+    const { path, region } = this.opts;
+    const entries = parseFile(MosquittoPasswordFile.read(path), region, path).devices;
+    for (const [deviceId, hash] of this.pending) {
+      if (hash === null) entries.delete(deviceId);
+      else entries.set(deviceId, hash);
+    }
+    return [...entries.keys()].filter((deviceId) => !this.reserved.has(deviceId));
   }
 
   setDevicePassword(deviceId: DeviceId, password: string): void {
@@ -172,12 +198,13 @@ export class MosquittoPasswordFile implements DeviceCredentialStore {
       this.refuseReserved(deviceId);
       return;
     }
-    this.entries.set(deviceId, mosquittoPasswordHash(password, undefined, DEVICE_TOKEN_HASH_ITERATIONS));
+    this.pending.set(deviceId, mosquittoPasswordHash(password, undefined, DEVICE_TOKEN_HASH_ITERATIONS));
     this.schedule();
   }
 
   removeDevice(deviceId: DeviceId): void {
-    if (this.entries.delete(deviceId)) this.schedule();
+    this.pending.set(deviceId, null);
+    this.schedule();
   }
 
   flush(): void {
@@ -185,9 +212,16 @@ export class MosquittoPasswordFile implements DeviceCredentialStore {
       clearTimeout(this.timer);
       this.timer = null;
     }
-    if (!this.dirty) return;
-    this.dirty = false;
-    this.write();
+    if (this.pending.size === 0) return;
+    const changes = this.pending;
+    this.pending = new Map();
+    try {
+      if (!this.write(changes)) return;
+    } catch (err) {
+      // Kept for the next write; newer changes of the same device win.
+      for (const [deviceId, hash] of changes) if (!this.pending.has(deviceId)) this.pending.set(deviceId, hash);
+      throw err;
+    }
     this.opts.reload();
   }
 
@@ -198,7 +232,6 @@ export class MosquittoPasswordFile implements DeviceCredentialStore {
   }
 
   private schedule(): void {
-    this.dirty = true;
     if (this.timer || this.closed) return;
     this.timer = setTimeout(() => {
       this.timer = null;
@@ -206,9 +239,8 @@ export class MosquittoPasswordFile implements DeviceCredentialStore {
         this.flush();
       } catch (err) {
         this.opts.log.error({ err, path: this.opts.path }, 'cannot write the MQTT password file; retrying with the next change');
-        this.dirty = true;
       }
-    }, this.opts.batchMs ?? DEFAULT_BATCH_MS);
+    }, batchWindowMs(this.opts.batchMs ?? DEFAULT_BATCH_MS, this.size));
   }
 
   private refuseReserved(deviceId: DeviceId): void {
@@ -218,14 +250,26 @@ export class MosquittoPasswordFile implements DeviceCredentialStore {
     );
   }
 
-  private write(): void {
+  /** Writes the file with `changes` applied; false when they changed nothing in it. */
+  private write(changes: Map<DeviceId, string | null>): boolean {
     const { path, region, log } = this.opts;
     const current = parseFile(MosquittoPasswordFile.read(path), region, path);
     this.reserved = usernamesOf([...current.before, ...current.after]);
+    const entries = current.devices;
+    this.size = entries.size;
+    let changed = false;
+    for (const [deviceId, hash] of changes) {
+      if (hash === null) changed = entries.delete(deviceId) || changed;
+      else if (entries.get(deviceId) !== hash) {
+        entries.set(deviceId, hash);
+        changed = true;
+      }
+    }
+    if (!changed) return false;
     const block: string[] = [];
-    for (const [deviceId, hash] of [...this.entries].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))) {
+    // The block stays sorted: it was at the last write, so this sort is nearly linear.
+    for (const [deviceId, hash] of [...entries].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))) {
       if (this.reserved.has(deviceId)) {
-        this.entries.delete(deviceId);
         this.refuseReserved(deviceId);
         continue;
       }
@@ -242,8 +286,10 @@ export class MosquittoPasswordFile implements DeviceCredentialStore {
       // Only root may give a file away; the mode (e.g. group-readable for the broker) is kept either way.
     }
     renameSync(temp, path);
+    this.size = block.length;
     this.writes++;
     log.debug({ path, devices: block.length }, 'MQTT password file written');
+    return true;
   }
 }
 

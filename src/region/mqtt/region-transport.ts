@@ -12,6 +12,7 @@ import type { StateStore } from '../../reconciler/state-store.js';
 import { brokerClientOptions, describeBroker, isAuthRefusal, type MqttBrokerOptions } from '../../protocol/mqtt-connection.js';
 import type { MqttMetrics } from './mqtt-metrics.js';
 import { InFlightLimiter } from './in-flight-limiter.js';
+import { coalesceWrites } from './coalesce-writes.js';
 import type { DesiredMessage } from '../desired-document.js';
 import type { ReportOrder } from '../report-order.js';
 
@@ -148,6 +149,7 @@ class RegionTransport implements MqttRegionTransport {
     this.client.on('message', (topic, payload) => this.onMessage(topic, payload));
     this.client.on('connect', (connack) => {
       this.connections++;
+      coalesceWrites(this.client.stream);
       const serverMaximum = connack.properties?.receiveMaximum;
       this.inFlight.resize(serverMaximum ?? MAX_IN_FLIGHT);
       this.log.info({ broker: this.broker, sessionPresent: connack.sessionPresent, reconnect: this.connections > 1 }, `connected to MQTT broker ${this.broker}`);
@@ -327,41 +329,57 @@ class RegionTransport implements MqttRegionTransport {
     return sent;
   }
 
-  private async publishChanged(deviceIds: DeviceId[]): Promise<number> {
-    // Pipelined: every message goes out as soon as the in-flight window has room, none waits for
-    // another's acknowledgement; the window is the broker's Receive Maximum.
-    const sends: Promise<boolean>[] = [];
+  private publishChanged(deviceIds: DeviceId[]): Promise<number> {
+    // Pipelined: every message goes out as soon as the in-flight window (the broker's Receive
+    // Maximum) has room, none waits for another's acknowledgement, and no promise is made per
+    // message: a batch is one promise, settled by the last PUBACK. Messages written in the same
+    // event-loop turn leave in one socket write (mqtt-packet corks the socket until the next tick).
     const messageOf = this.opts.desiredMessage ?? ((id: DeviceId): DesiredMessage => {
       const desired = this.opts.desiredFor(id);
       return { generation: desired.generation, payload: JSON.stringify(desired) };
     });
-    for (const deviceId of deviceIds) {
-      if (this.closed) break;
-      const message = messageOf(deviceId);
-      if (message.generation === 0 || this.atBroker.get(deviceId) === message.generation) continue;
-      this.atBroker.set(deviceId, message.generation);
-      sends.push(this.send(deviceId, message));
-    }
-    let sent = 0;
-    for (const result of await Promise.all(sends)) if (result) sent++;
-    return sent;
+    return new Promise<number>((resolve) => {
+      let pending = 1;
+      let sent = 0;
+      const settled = (ok: boolean): void => {
+        if (ok) sent++;
+        if (--pending === 0) resolve(sent);
+      };
+      for (const deviceId of deviceIds) {
+        if (this.closed) break;
+        const message = messageOf(deviceId);
+        if (message.generation === 0 || this.atBroker.get(deviceId) === message.generation) continue;
+        this.atBroker.set(deviceId, message.generation);
+        pending++;
+        this.inFlight.run(() => this.send(deviceId, message, settled));
+      }
+      settled(false);
+    });
   }
 
-  private async send(deviceId: DeviceId, desired: DesiredMessage): Promise<boolean> {
-    await this.inFlight.acquire();
-    try {
-      await this.client.publishAsync(desiredTopic(this.opts.region, deviceId), desired.payload, { qos: MQTT_QOS, retain: true });
-      this.publishedCount++;
-      this.opts.metrics?.published.inc();
-      return true;
-    } catch (err) {
-      // Unknown at the broker now: the next publish or connection sends it again.
-      if (this.atBroker.get(deviceId) === desired.generation) this.atBroker.delete(deviceId);
-      if (!this.closed) this.log.error({ err: (err as Error).message, deviceId }, `publishing the desired state of ${deviceId} failed`);
-      return false;
-    } finally {
+  /** Publishes one desired state, retained, QoS 1; `settled` is called once with whether the broker acknowledged it. */
+  private send(deviceId: DeviceId, desired: DesiredMessage, settled: (ok: boolean) => void): void {
+    if (this.closed) {
+      this.failed(deviceId, desired, null);
       this.inFlight.release();
+      settled(false);
+      return;
     }
+    this.client.publish(desiredTopic(this.opts.region, deviceId), desired.payload, { qos: MQTT_QOS, retain: true }, (err) => {
+      if (err) this.failed(deviceId, desired, err);
+      else {
+        this.publishedCount++;
+        this.opts.metrics?.published.inc();
+      }
+      this.inFlight.release();
+      settled(!err);
+    });
+  }
+
+  /** Unknown at the broker now: the next publish or connection sends it again. */
+  private failed(deviceId: DeviceId, desired: DesiredMessage, err: Error | null): void {
+    if (this.atBroker.get(deviceId) === desired.generation) this.atBroker.delete(deviceId);
+    if (err && !this.closed) this.log.error({ err: err.message, deviceId }, `publishing the desired state of ${deviceId} failed`);
   }
 
   published(): number {

@@ -21,10 +21,17 @@ export abstract class DesiredWaiter {
   abstract wake(): void;
 }
 
+/** Waiters one turn of the event loop wakes after a notify; the rest wait for the next turns. */
+export const DEFAULT_WAKE_BATCH = 500;
+
 /** A timer callback shared by every waiter: no closure per waiting request. */
 function expire(watchers: DesiredWatchers, waiter: DesiredWaiter): void {
   waiter.timer = null;
   watchers.release(waiter);
+}
+
+function wakeNext(watchers: DesiredWatchers): void {
+  DesiredWatchers.wakeNext(watchers);
 }
 
 /** The waiter behind the promise of `DesiredWatchers.wait`. */
@@ -58,8 +65,29 @@ export class DesiredWatchers {
   private readonly waiting = new Map<DeviceId, DesiredWaiter>();
   private count = 0;
   private closed = false;
+  /** Waiters taken off by `notify`, still to be woken, in order; `wakeFrom` is the next one. */
+  private toWake: DesiredWaiter[] = [];
+  private wakeFrom = 0;
+  private wakeScheduled = false;
+  private readonly wakeBatch: number;
 
-  constructor(private readonly generationOf?: (deviceId: DeviceId) => number) {}
+  /**
+   * @param generationOf the generation each device has now (see `notify`).
+   * @param options.wakeBatch how many waiters one turn of the event loop wakes (default 500): a commit that
+   * changes 15,000 devices answers their polls over many turns, so reports, status calls and new polls go on
+   * in between instead of waiting for the last answer.
+   */
+  constructor(
+    private readonly generationOf?: (deviceId: DeviceId) => number,
+    options: { wakeBatch?: number } = {},
+  ) {
+    this.wakeBatch = Math.max(1, options.wakeBatch ?? DEFAULT_WAKE_BATCH);
+  }
+
+  /** Waiters notified and not woken yet (they wake over the next turns of the event loop). */
+  get pendingWakes(): number {
+    return this.toWake.length - this.wakeFrom;
+  }
 
   /** Number of requests waiting now. */
   get size(): number {
@@ -123,29 +151,63 @@ export class DesiredWatchers {
     });
   }
 
+  /**
+   * The devices' handed state may have changed: wakes their waiters (with `generationOf`, only those
+   * whose generation moved). Every such waiter is taken off at once (a later `hold` of the device waits
+   * for the next change), but they are woken `wakeBatch` per turn of the event loop: the first batch
+   * now, the rest from setImmediate, in the order notified.
+   */
   notify(deviceIds: Iterable<DeviceId>): void {
+    const before = this.toWake.length;
     for (const deviceId of deviceIds) {
       let waiter: DesiredWaiter | null = this.waiting.get(deviceId) ?? null;
       if (!waiter) continue;
       const generation = this.generationOf?.(deviceId);
       // Unlink every waiter to wake before waking any: a woken waiter may be held again at once.
-      let woken: DesiredWaiter[] | null = null;
       while (waiter) {
         const next: DesiredWaiter | null = waiter.nextOfDevice;
         if (generation === undefined || generation !== waiter.knownGeneration) {
           this.unlink(waiter);
-          (woken ??= []).push(waiter);
+          this.toWake.push(waiter);
         }
         waiter = next;
       }
-      if (woken) for (const w of woken) w.wake();
     }
+    if (this.toWake.length > before && !this.wakeScheduled) this.wakeSome();
+  }
+
+  /** Wakes the next batch of notified waiters, and schedules the following one. */
+  private wakeSome(): void {
+    this.wakeScheduled = false;
+    const end = Math.min(this.toWake.length, this.wakeFrom + this.wakeBatch);
+    // A wake may notify again (and push more): those wait for a later batch.
+    while (this.wakeFrom < end) {
+      const waiter = this.toWake[this.wakeFrom]!;
+      this.toWake[this.wakeFrom++] = undefined as unknown as DesiredWaiter;
+      waiter.wake();
+    }
+    if (this.wakeFrom < this.toWake.length) {
+      this.wakeScheduled = true;
+      setImmediate(wakeNext, this);
+    } else {
+      this.toWake = [];
+      this.wakeFrom = 0;
+    }
+  }
+
+  /** @internal setImmediate callback (no closure per notify). */
+  static wakeNext(watchers: DesiredWatchers): void {
+    if (watchers.wakeScheduled) watchers.wakeSome();
   }
 
   /** Releases every waiting request and makes later holds and waits return at once (the server is stopping). */
   closeAll(): void {
     this.closed = true;
-    const woken: DesiredWaiter[] = [];
+    // Notified waiters still queued are woken now, with the rest.
+    const woken: DesiredWaiter[] = this.toWake.slice(this.wakeFrom);
+    this.toWake = [];
+    this.wakeFrom = 0;
+    this.wakeScheduled = false;
     for (const first of this.waiting.values()) {
       for (let waiter: DesiredWaiter | null = first; waiter; waiter = waiter.nextOfDevice) woken.push(waiter);
     }

@@ -140,6 +140,9 @@ export function registerDeviceApi(app: FastifyInstance, deps: DeviceApiDeps): vo
         request.log.error({ err, deviceId }, 'onTokenIssued hook failed');
       }
     }
+    // Enrolments are written in batches (one transaction for all of a few milliseconds): the token is
+    // answered only once its device is durable.
+    await store.whenWritten?.();
     request.log.info({ deviceId, reenrolled: existing !== null }, 'device enrolled');
     callHook(deps.onEnroll, deviceId, request, 'onEnroll');
     const answer: EnrollResponse = { deviceId, region: deps.region, token };

@@ -1,4 +1,4 @@
-import type { FastifyInstance } from 'fastify';
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { apiPaths } from '../../protocol/types.js';
 
 export interface EnrollmentLimits {
@@ -7,23 +7,54 @@ export interface EnrollmentLimits {
   /** Failed enrolments in total per window, whatever the address (a distributed guess). */
   failuresTotal: number;
   windowMs: number;
+  /**
+   * While the region's event loop runs this late (ms), enrolments get 503 with Retry-After instead of
+   * queueing until devices time out: a fleet enrolling at once on a busy region is slowed, not failed.
+   * 0: never. Default 500.
+   */
+  busyLagMs?: number;
+  /** The Retry-After of those 503s, in seconds (devices add jitter). Default 2. */
+  busyRetryAfterSeconds?: number;
 }
 
-export const DEFAULT_ENROLLMENT_LIMITS: EnrollmentLimits = { failuresPerAddress: 10, failuresTotal: 100, windowMs: 60_000 };
+export const DEFAULT_ENROLLMENT_LIMITS: EnrollmentLimits = { failuresPerAddress: 10, failuresTotal: 100, windowMs: 60_000, busyLagMs: 500, busyRetryAfterSeconds: 2 };
+
+/** How late the event loop ran a 100 ms timer the last time it ran (ms): a cheap sign the region is behind. */
+export function watchLoopLag(): { lagMs: () => number; stop: () => void } {
+  const every = 100;
+  let expected = performance.now() + every;
+  let lag = 0;
+  const timer = setInterval(() => {
+    const now = performance.now();
+    lag = Math.max(0, now - expected);
+    expected = now + every;
+  }, every);
+  timer.unref();
+  return { lagMs: () => lag, stop: () => clearInterval(timer) };
+}
 
 /**
  * Rate-limits enrolment attempts where it matters: guessing the enrolment token. Failed attempts
  * (401) are counted per address and in total over a sliding window; past the limit, enrolments
  * from that address (or from anyone, for the total) get 429 with Retry-After until the window
- * moves on. Successful enrolments are not limited, so a fleet can enrol at full speed.
+ * moves on. Successful enrolments are not limited, so a fleet can enrol at full speed, except while the
+ * region is behind (`lagMs` at or over `busyLagMs`): then enrolments get 503 with Retry-After, which agents
+ * wait out with jitter. Register it before the enrolment route: the hooks are that route's own.
  */
-export function limitEnrollment(app: FastifyInstance, clock: () => number, limits: EnrollmentLimits = DEFAULT_ENROLLMENT_LIMITS): void {
+export function limitEnrollment(app: FastifyInstance, clock: () => number, limits: EnrollmentLimits = DEFAULT_ENROLLMENT_LIMITS, lagMs: () => number = () => 0): void {
+  const busyLagMs = limits.busyLagMs ?? 0;
+  const busyRetryAfter = String(limits.busyRetryAfterSeconds ?? 2);
   const failures = new Map<string, number[]>();
   let total: number[] = [];
   const recent = (times: number[], now: number) => times.filter((t) => now - t < limits.windowMs);
 
-  app.addHook('onRequest', async (request, reply) => {
-    if (request.method !== 'POST' || request.url.split('?')[0] !== apiPaths.enroll) return;
+  const onRequest = async (request: FastifyRequest, reply: FastifyReply) => {
+    if (busyLagMs > 0 && lagMs() >= busyLagMs) {
+      return reply
+        .code(503)
+        .header('retry-after', busyRetryAfter)
+        .send({ error: { code: 'region-busy', message: `the region is busy (its event loop runs ${Math.round(lagMs())} ms late); enrol again in ${busyRetryAfter} s` } });
+    }
     const now = clock();
     total = recent(total, now);
     const mine = recent(failures.get(request.ip) ?? [], now);
@@ -37,11 +68,23 @@ export function limitEnrollment(app: FastifyInstance, clock: () => number, limit
         .header('retry-after', String(retryAfter))
         .send({ error: { code: 'enrollment-rate-limited', message: `too many failed enrolments${blocking === total ? '' : ` from ${request.ip}`}; retry in ${retryAfter} s with the right enrolment token` } });
     }
-  });
-  app.addHook('onResponse', async (request, reply) => {
-    if (request.method !== 'POST' || request.url.split('?')[0] !== apiPaths.enroll || reply.statusCode !== 401) return;
+  };
+  const onResponse = async (request: FastifyRequest, reply: FastifyReply) => {
+    if (reply.statusCode !== 401) return;
     const now = clock();
     failures.set(request.ip, [...recent(failures.get(request.ip) ?? [], now), now]);
     total.push(now);
+  };
+  // Hooks of the enrolment route alone (registered after this): the polls and reports of thousands of
+  // devices do not pay two promises each for a check that is never theirs.
+  app.addHook('onRoute', (route) => {
+    const methods = Array.isArray(route.method) ? route.method : [route.method];
+    if (route.url !== apiPaths.enroll || !methods.includes('POST')) return;
+    route.onRequest = [...asArray(route.onRequest), onRequest];
+    route.onResponse = [...asArray(route.onResponse), onResponse];
   });
+}
+
+function asArray<T>(value: T | T[] | undefined): T[] {
+  return value === undefined ? [] : Array.isArray(value) ? value : [value];
 }

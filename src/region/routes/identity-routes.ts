@@ -48,6 +48,7 @@ export function registerIdentityRoutes(app: FastifyInstance, deps: IdentityRoute
       } catch (err) {
         request.log.error({ err, deviceId: id }, 'onTokenIssued hook failed');
       }
+      await deps.store.whenWritten?.();
       request.log.info({ deviceId: id }, 'device token renewed with a key proof');
       const answer: EnrollResponse = { deviceId: id, region: deps.region, token };
       return reply.code(201).send(answer);

@@ -60,6 +60,8 @@ class HeldPoll extends DesiredWaiter {
   /** Notified, timed out or closing: answer, or wait on when the device's state has not really changed. */
   wake(): void {
     const { polls } = this;
+    // Hung up while queued to be woken (notify wakes in batches): nothing to answer.
+    if (this.reply.raw.destroyed || this.reply.raw.closed) return;
     try {
       const generation = polls.generationOf(this.deviceId);
       if (isUnchanged(this.known, generation) && !polls.watchers.isClosed) {
