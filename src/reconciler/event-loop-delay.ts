@@ -12,7 +12,7 @@ const SAMPLE_MS = 20;
  *   how late it fired. The difference of two scrapes gives the distribution over any span, e.g. the
  *   share of samples over 50 ms during a rollout (`le="0.05"` over `_count`).
  */
-export function watchEventLoopDelay(registry: Registry): { stop(): void } {
+export function watchEventLoopDelay(registry: Registry): { stop(): void; lagMs(): number } {
   const histogram = monitorEventLoopDelay({ resolution: 10 });
   histogram.enable();
   new Gauge({
@@ -36,9 +36,11 @@ export function watchEventLoopDelay(registry: Registry): { stop(): void } {
   });
   let expected = performance.now() + SAMPLE_MS;
   let timer: NodeJS.Timeout | null = null;
+  let last = 0;
   const tick = (): void => {
     const now = performance.now();
-    lag.observe(Math.max(0, now - expected) / 1000);
+    last = Math.max(0, now - expected);
+    lag.observe(last / 1000);
     expected = now + SAMPLE_MS;
     timer = setTimeout(tick, SAMPLE_MS);
     timer.unref();
@@ -46,6 +48,8 @@ export function watchEventLoopDelay(registry: Registry): { stop(): void } {
   timer = setTimeout(tick, SAMPLE_MS);
   timer.unref();
   return {
+    /** How late the sampling timer fired the last time it ran (ms): a cheap sign the region is behind now. */
+    lagMs: () => last,
     stop: () => {
       histogram.disable();
       if (timer) clearTimeout(timer);

@@ -23,7 +23,7 @@ import { startHubPush, type HubPush } from './hub/hub-push.js';
 import { buildRegionSummary } from './hub/hub-report.js';
 import type { HubSummaryInput } from '../protocol/hub-summary.js';
 import { SqliteStateStore } from '../storage/region-state-store.js';
-import { DEFAULT_ENROLLMENT_LIMITS, limitEnrollment, watchLoopLag } from './routes/enrollment-limiter.js';
+import { DEFAULT_ENROLLMENT_LIMITS, limitEnrollment } from './routes/enrollment-limiter.js';
 import { operatorGuard, registerOperatorApi } from './routes/operator-routes.js';
 import type { TrustedKeys } from '../source/trusted-keys.js';
 import { RegionMqtt, type RegionMqttOptions } from './mqtt/region-mqtt.js';
@@ -254,9 +254,8 @@ export async function startRegion(config: RegionConfig): Promise<RunningRegion> 
     const app = createRegionHttpServer({ log, https: config.tls });
     teardown.push(() => app.close());
     app.addHook('onError', async (_request, _reply, error) => health.observe(error));
-    const loopLag = watchLoopLag();
-    teardown.push(() => loopLag.stop());
-    limitEnrollment(app, clock, DEFAULT_ENROLLMENT_LIMITS, loopLag.lagMs);
+    // The lateness the /metrics histogram samples: enrolments wait while the region is behind.
+    limitEnrollment(app, clock, DEFAULT_ENROLLMENT_LIMITS, loopDelay.lagMs);
     const operatorToken = config.operatorToken ?? null;
     registerOperatorApi(app, {
       store,

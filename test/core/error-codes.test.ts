@@ -12,12 +12,14 @@ function sources(dir: string): string[] {
   return readdirSync(dir, { withFileTypes: true }).flatMap((e) => (e.isDirectory() ? sources(join(dir, e.name)) : e.name.endsWith('.ts') ? [join(dir, e.name)] : []));
 }
 
-/** The literal codes src/ throws: `new CascadeError('code'`, `new HttpError(404, 'code'`, ... */
+/** The literal codes src/ throws (`new CascadeError('code'`, `new HttpError(404, 'code'`, ...) or answers (`error: { code: 'code'`). */
 function thrownCodes(): Map<string, string> {
   const found = new Map<string, string>();
   const pattern = /new (?:CascadeError|HttpError|RegionHttpError|AppApplyError)\(\s*(?:\d+,\s*)?'([^']+)'/g;
   for (const file of sources(SRC)) {
-    for (const match of readFileSync(file, 'utf8').matchAll(pattern)) found.set(match[1]!, file);
+    const text = readFileSync(file, 'utf8');
+    for (const match of text.matchAll(pattern)) found.set(match[1]!, file);
+    for (const match of text.matchAll(/error: \{ code: '([^']+)'/g)) found.set(match[1]!, file);
   }
   return found;
 }

@@ -19,20 +19,6 @@ export interface EnrollmentLimits {
 
 export const DEFAULT_ENROLLMENT_LIMITS: EnrollmentLimits = { failuresPerAddress: 10, failuresTotal: 100, windowMs: 60_000, busyLagMs: 500, busyRetryAfterSeconds: 2 };
 
-/** How late the event loop ran a 100 ms timer the last time it ran (ms): a cheap sign the region is behind. */
-export function watchLoopLag(): { lagMs: () => number; stop: () => void } {
-  const every = 100;
-  let expected = performance.now() + every;
-  let lag = 0;
-  const timer = setInterval(() => {
-    const now = performance.now();
-    lag = Math.max(0, now - expected);
-    expected = now + every;
-  }, every);
-  timer.unref();
-  return { lagMs: () => lag, stop: () => clearInterval(timer) };
-}
-
 /**
  * Rate-limits enrolment attempts where it matters: guessing the enrolment token. Failed attempts
  * (401) are counted per address and in total over a sliding window; past the limit, enrolments
