@@ -67,7 +67,7 @@ class SharedValues {
 
   labels(labels: Labels): Labels {
     let key = '';
-    for (const name in labels) key += `${name}\0${labels[name]}\0`;
+    for (const name in labels) key += part(name) + part(labels[name]!);
     return intern(this.labelSets, key, labels);
   }
 
@@ -76,7 +76,7 @@ class SharedValues {
     for (const app in apps) {
       const r = apps[app]!;
       if (r.message !== undefined || r.attempt !== undefined) return apps;
-      key += `${app}\0${r.version ?? '\u0001'}\0${r.state}\0`;
+      key += part(app) + (r.version === null ? 'n\0' : `v${part(r.version)}`) + part(r.state);
     }
     if (key === '') return NO_REPORTS;
     return intern(this.reportSets, key, apps);
@@ -87,14 +87,26 @@ class SharedValues {
     let key = '';
     for (const app in apps) {
       const d = apps[app]!;
-      key += `${app}\0${d.version}\0${d.deployment}\0${d.attempt ?? 0}\0`;
+      key += part(app) + part(d.version) + part(d.deployment) + `${d.attempt ?? 0}\0`;
     }
     if (key === '') return NO_APPS;
     return intern(this.desiredSets, key, apps);
   }
 }
 
+/**
+ * Keys join names and values with NUL. A name or value holding a NUL itself (only hostile input has one)
+ * could spell another set's key, so it poisons the key: such a value is kept as it is, never shared
+ * (a legitimate key that happens to hold the marker is merely not shared either).
+ */
+const AMBIGUOUS = '\0\0ambiguous';
+
+function part(text: string): string {
+  return text.includes('\0') ? AMBIGUOUS : `${text}\0`;
+}
+
 function intern<T extends object>(table: Map<string, T>, key: string, value: T): T {
+  if (key.includes(AMBIGUOUS)) return value;
   const known = table.get(key);
   if (known) return known;
   if (table.size >= MAX_SHARED) table.clear();
