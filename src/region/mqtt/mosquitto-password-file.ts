@@ -238,7 +238,9 @@ export class MosquittoPasswordFile implements DeviceCredentialStore {
       try {
         this.flush();
       } catch (err) {
-        this.opts.log.error({ err, path: this.opts.path }, 'cannot write the MQTT password file; retrying with the next change');
+        // Kept and tried again after another window: the last enrolment of a burst must not wait for a next one.
+        this.opts.log.error({ err, path: this.opts.path }, 'cannot write the MQTT password file; trying again shortly');
+        this.schedule();
       }
     }, batchWindowMs(this.opts.batchMs ?? DEFAULT_BATCH_MS, this.size));
   }

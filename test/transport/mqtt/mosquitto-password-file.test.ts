@@ -1,5 +1,5 @@
 import { execFile } from 'node:child_process';
-import { chmodSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -85,6 +85,25 @@ describe('MosquittoPasswordFile', () => {
     expect(open().devices()).toEqual(['dev-a']);
   });
 
+  it('tries a failed write again by itself: the last enrolment of a burst does not wait for another one', async () => {
+    writeFileSync(path, 'admin:$7$101$x$y\n');
+    // The write goes through a temp file beside it: a directory in its place makes the write fail.
+    const temp = `${path}.${process.pid}.tmp`;
+    mkdirSync(temp);
+    const file = MosquittoPasswordFile.open({ path, region: 'eu-west', reload: () => reloads++, log, batchMs: 20 });
+    try {
+      file.setDevicePassword('dev-last', 'token-1');
+      await until(() => logged.some((m) => m.includes('cannot write the MQTT password file')));
+      expect(readFileSync(path, 'utf8')).not.toContain('dev-last:');
+      rmSync(temp, { recursive: true });
+      // No further change comes; the entry still lands, with a reload.
+      await until(() => readFileSync(path, 'utf8').includes('dev-last:'));
+      expect(reloads).toBe(1);
+    } finally {
+      file.close();
+    }
+  });
+
   it('never gives a device the name of an operator account, nor one with a colon', () => {
     writeFileSync(path, 'cascade-region:$7$101$abc$def\n');
     const file = open();
@@ -107,3 +126,8 @@ describe('MosquittoPasswordFile', () => {
     expect(() => open()).toThrow(/the block of region eu-west is broken/);
   });
 });
+
+/** Waits (without a deadline of its own: the test's timeout ends it) until `check` holds. */
+async function until(check: () => boolean): Promise<void> {
+  while (!check()) await new Promise((resolve) => setTimeout(resolve, 10));
+}
