@@ -54,6 +54,8 @@ export interface DeviceLoopOptions {
 }
 
 const MESSAGE_LIMIT = 1000;
+/** The longest run of quiet polls (30 s each by default: 16 minutes) between reports of a device the region has handed nothing yet. */
+const MAX_QUIET_POLLS = 32;
 
 /** Region answers that no retry can fix: the loop stops with them. */
 const FATAL_CODES = new Set<string>([errorCodes.enrollmentTokenInvalid, 'device-revoked', errorCodes.deviceIdInvalid, errorCodes.labelsInvalid, errorCodes.deviceKeyRequired]);
@@ -120,6 +122,14 @@ class DeviceLoop {
     let etag: string | null = null;
     let mustReport = true;
     let failures = 0;
+    // Over a channel (MQTT) the broker acknowledges a report, not the region: a report lost between
+    // them (a bridge, a region reconnecting) would leave the region waiting for this device's first
+    // report forever, and the device waiting for a desired state. Until the region hands it something,
+    // each run of quiet polls makes it report again, the runs doubling (1, 2, 4, ... up to
+    // MAX_QUIET_POLLS), so a device the region simply has nothing for costs a few reports an hour.
+    let handedAnything = false;
+    let quietPolls = 0;
+    let quietLimit = 1;
     while (!this.signal.aborted) {
       try {
         if (client.token === null) {
@@ -134,9 +144,16 @@ class DeviceLoop {
         const result = await (this.opts.channel ?? client).getDesired(etag, this.waitSeconds, this.signal);
         failures = 0;
         if (result.status === 304) {
+          if (this.opts.channel && !handedAnything && ++quietPolls >= quietLimit) {
+            quietPolls = 0;
+            quietLimit = Math.min(quietLimit * 2, MAX_QUIET_POLLS);
+            mustReport = true;
+            this.log.debug('no desired state yet: reporting again, in case the region never got the report');
+          }
           await this.checkDrift();
           continue;
         }
+        if (result.body.generation > 0) handedAnything = true;
         this.emit({ type: 'desired', generation: result.body.generation });
         // Generation 0: the region has handed this device nothing yet, so it has no opinion about
         // what is installed. Any later state is complete: apps missing from it are removed.
