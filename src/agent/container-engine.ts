@@ -182,7 +182,18 @@ export class ContainerEngine {
 
   /** Digests of the local images of `repository` (image id when it has none). */
   async imagesOf(repository: string, signal?: AbortSignal): Promise<Array<{ digest: string; id: string }>> {
-    const { stdout } = await this.run(['images', '--no-trunc', '--digests', '--format', '{{.Repository}} {{.Digest}} {{.ID}}', repository], { signal });
+    const args = ['images', '--no-trunc', '--digests', '--format', '{{.Repository}} {{.Digest}} {{.ID}}', repository];
+    let stdout = '';
+    // podman lists image ids, then reads each: an image removed in between (an operator's `podman image
+    // prune` on the device) fails the whole listing with "image not known". A new listing is consistent.
+    for (let attempt = 1; ; attempt++) {
+      try {
+        ({ stdout } = await this.run(args, { signal }));
+        break;
+      } catch (err) {
+        if (signal?.aborted || attempt >= 5 || !(err instanceof ContainerEngineError && /image not known/i.test(err.stderr))) throw err;
+      }
+    }
     const images: Array<{ digest: string; id: string }> = [];
     for (const line of stdout.split('\n')) {
       const [repo, digest, id] = line.trim().split(/\s+/);

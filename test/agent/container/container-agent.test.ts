@@ -144,13 +144,27 @@ async function waitForContainers(versions: string[]): Promise<Inspected[]> {
   }
 }
 
+/**
+ * `podman images` while the agent prunes: podman lists image ids, then reads each, and one removed in
+ * between fails the whole listing with "image not known". Such a listing is taken again.
+ */
+async function listImages(): Promise<string> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await podman(['images', '--no-trunc', '--digests', '--format', '{{.Repository}} {{.Digest}}'], env);
+    } catch (err) {
+      if (attempt >= 10 || !(err as Error).message.includes('image not known')) throw err;
+    }
+  }
+}
+
 async function served(): Promise<string> {
   const response = await fetch(`http://127.0.0.1:${appPort}/version`);
   return (await response.text()).trim();
 }
 
 async function localDigests(): Promise<string[]> {
-  const out = await podman(['images', '--no-trunc', '--digests', '--format', '{{.Repository}} {{.Digest}}'], env);
+  const out = await listImages();
   return out
     .split('\n')
     .filter((line) => line.startsWith(`${repository} `))
