@@ -495,36 +495,49 @@ export class Reconciler {
       const planned = this.planned.get(desired.deployment);
       return planned !== undefined && planned.release.has(device) && planned.state.version === desired.version;
     };
-    const resolved = new Map<DeviceId, DeviceDesired>();
-    const handed = new Map<DeviceId, DeviceDesired>();
-    const installed = new Map<DeviceId, Record<string, string>>();
-    if (candidates.size > SLICE) await yieldToLoop();
-    let looked = 0;
-    for (const id of candidates) {
-      if (++looked % SLICE === 0) await yieldToLoop();
-      // First report before first hand-out: what a device runs is known before it is told to change it.
-      if (!store.hasReported(id)) continue;
-      const device = store.getDevice(id);
-      if (!device) continue;
-      const desired = store.resolvedOf(id);
-      if (desired) resolved.set(id, desired);
-      const h = store.getHanded(id);
-      if (h) handed.set(id, h.apps);
-      installed.set(id, installedVersions(device));
-    }
-    if (candidates.size > SLICE) await yieldToLoop();
-    const changes = computeHandOut({ resolved, handed, installed, released, attempt: attemptsBy({ states: this.plannedStates() }) });
-    if (changes.size > 0 || statesChanged) {
-      const states = new Map<string, RolloutState>();
+    // Handed out in slices, each written (one transaction) and then announced before the next is
+    // looked at: no turn of the event loop holds more than a slice's SQLite writes and publishes, the
+    // first devices hear while the last are still being written, and a device is announced only once
+    // its hand-out is durable (a crash between slices leaves the rest for the next pass, none twice).
+    const attempt = attemptsBy({ states: this.plannedStates() });
+    let states: Map<string, RolloutState> | undefined;
+    if (statesChanged) {
+      states = new Map<string, RolloutState>();
       for (const [name, planned] of this.planned) states.set(name, planned.state);
-      const count = store.handOut(changes, revision, now, statesChanged ? states : undefined);
-      if (count > 0) metrics.updatesSent.inc(count);
+    }
+    const ids = [...candidates];
+    let handedOut = 0;
+    for (let from = 0; from === 0 || from < ids.length; from += HAND_OUT_SLICE) {
+      if (from > 0) await yieldToLoop();
+      const resolved = new Map<DeviceId, DeviceDesired>();
+      const handed = new Map<DeviceId, DeviceDesired>();
+      const installed = new Map<DeviceId, Record<string, string>>();
+      for (let i = from; i < Math.min(ids.length, from + HAND_OUT_SLICE); i++) {
+        const id = ids[i]!;
+        // First report before first hand-out: what a device runs is known before it is told to change it.
+        if (!store.hasReported(id)) continue;
+        const device = store.getDevice(id);
+        if (!device) continue;
+        const desired = store.resolvedOf(id);
+        if (desired) resolved.set(id, desired);
+        const h = store.getHanded(id);
+        if (h) handed.set(id, h.apps);
+        installed.set(id, installedVersions(device));
+      }
+      const changes = computeHandOut({ resolved, handed, installed, released, attempt });
+      // The rollout states go with the first slice, written even when it hands out nothing.
+      if (changes.size > 0 || states) {
+        const count = store.handOut(changes, revision, now, states);
+        states = undefined;
+        if (count > 0) metrics.updatesSent.inc(count);
+      }
+      if (changes.size > 0) {
+        handedOut += changes.size;
+        onHandOut(changes.keys());
+      }
     }
     if (retries.size > 0) store.clearRetries(retries.keys());
-    if (changes.size > 0) {
-      log.debug({ devices: changes.size }, 'handed out desired state');
-      onHandOut(changes.keys());
-    }
+    if (handedOut > 0) log.debug({ devices: handedOut }, 'handed out desired state');
     this.scheduleWakeUp(now);
   }
 
@@ -589,6 +602,8 @@ export class Reconciler {
 
 /** Devices a pass looks at between two turns of the event loop (reports, polls and scrapes are served in between). */
 const SLICE = 5_000;
+/** Devices handed out per transaction and announcement (a few tens of milliseconds of SQLite writes and publishes). */
+const HAND_OUT_SLICE = 2_000;
 const yieldToLoop = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
 
 interface PlannedDeployment {

@@ -1,0 +1,119 @@
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { pino } from 'pino';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import type { DeviceId } from '../../src/core/types.js';
+import { FleetLoader } from '../../src/desired/load.js';
+import { FleetIndex } from '../../src/reconciler/fleet-index.js';
+import { Reconciler } from '../../src/reconciler/reconciler.js';
+import { createRegionMetrics } from '../../src/reconciler/region-metrics.js';
+import { openFleetSource } from '../../src/source/open-fleet-source.js';
+import type { FleetSource } from '../../src/source/fleet-source.js';
+import { SqliteStateStore } from '../../src/storage/region-state-store.js';
+import { commitFiles, makeLocalRepo } from '../support/git-fixtures.js';
+import { smallFleet, webDeployment } from '../support/small-fleet.js';
+
+/**
+ * A commit that changes thousands of devices is handed out in slices: each slice written in its own
+ * transaction and announced (published, long polls woken) only once durable, with the event loop
+ * served between slices; a crash between slices leaves the rest to the next pass, nobody twice.
+ */
+const REGION = 'us-east';
+const DEVICES = 5_000;
+const log = pino({ level: 'silent' });
+
+describe('hand-out in slices', () => {
+  let root: string;
+  let source: FleetSource | undefined;
+  let index: FleetIndex | undefined;
+  beforeEach(async () => {
+    root = await mkdtemp(join(tmpdir(), 'cascade-slices-'));
+  });
+  afterEach(async () => {
+    await source?.close();
+    index?.close();
+    source = undefined;
+    index = undefined;
+    await rm(root, { recursive: true, force: true });
+  });
+
+  async function setUp(options: { failHandOutWrite?: number } = {}) {
+    const repo = join(root, 'fleet');
+    await makeLocalRepo(repo, smallFleet({ region: REGION, web: '1.0.0', db: null }));
+    const now = 1_800_000_000_000;
+    const clock = () => now;
+    const durable = SqliteStateStore.open(join(root, 'data'));
+    // The store fails the n-th transaction that hands something out (a full disk, a crash).
+    let handOutWrites = 0;
+    let armed = false;
+    const failing = Object.create(durable) as SqliteStateStore;
+    failing.writeBatch = (batch) => {
+      if (armed && (batch.handed?.length ?? 0) > 0 && ++handOutWrites === options.failHandOutWrite) throw new Error('disk full');
+      durable.writeBatch(batch);
+    };
+    index = new FleetIndex({ durable: failing, clock, offlineAfterMs: () => 600_000, log });
+    source = await openFleetSource({ repo, branch: 'main', dataDir: join(root, 'data'), log });
+    const announced: DeviceId[][] = [];
+    const events: string[] = [];
+    const metrics = createRegionMetrics(REGION);
+    const reconciler = new Reconciler({
+      region: REGION,
+      source,
+      store: index,
+      loader: new FleetLoader({}),
+      clock,
+      log,
+      metrics,
+      onHandOut: (devices) => {
+        const slice = [...devices];
+        // Durable before announced: every device of the slice has this hand-out in SQLite already.
+        for (const id of slice) expect(durable.getHanded(id)?.apps['web']?.version, id).toBe(index!.getHanded(id)?.apps['web']?.version);
+        announced.push(slice);
+        events.push(`slice ${slice.length}`);
+        setImmediate(() => events.push('turn'));
+      },
+    });
+    await reconciler.runPass({ fetch: true, reason: 'start' });
+    for (let i = 0; i < DEVICES; i++) {
+      const id = `dev-${String(i).padStart(5, '0')}`;
+      index.enrollDevice(id, { role: 'a' }, `${id}-token`.padEnd(64, '0'), now);
+      index.recordReport(id, { web: { version: '1.0.0', state: 'healthy' } }, now);
+    }
+    await reconciler.runPass({ fetch: false, reason: 'reports' });
+    await new Promise((resolve) => setImmediate(resolve));
+    // Every device was handed 1.0.0 (what it runs) at its first report: one update each.
+    expect(durable.updatesSent()).toBe(DEVICES);
+    announced.length = 0;
+    events.length = 0;
+    await commitFiles(repo, { 'deployments/web.yaml': webDeployment('2.0.0') }, 'web 2.0.0');
+    armed = true;
+    return { reconciler, durable, announced, events, metrics };
+  }
+
+  it('writes and announces each slice before the next, with the event loop served between', async () => {
+    const { reconciler, announced, events, durable } = await setUp();
+    await reconciler.runPass({ fetch: true, reason: 'commit' });
+    expect(announced.map((slice) => slice.length)).toEqual([2_000, 2_000, 1_000]);
+    // Each slice was followed by a turn of the event loop before the next one was announced.
+    expect(events.slice(0, 4), events.join()).toEqual(['slice 2000', 'turn', 'slice 2000', 'turn']);
+    expect(new Set(announced.flat()).size).toBe(DEVICES);
+    expect(durable.updatesSent()).toBe(2 * DEVICES);
+    expect(index!.updatesSent()).toBe(2 * DEVICES);
+  });
+
+  it('after a failed slice, the next pass hands out the rest and nobody twice', async () => {
+    const { reconciler, announced, durable } = await setUp({ failHandOutWrite: 2 });
+    await reconciler.runPass({ fetch: true, reason: 'commit' });
+    // The first slice was written and announced; the second failed and was not announced.
+    expect(announced.map((slice) => slice.length)).toEqual([2_000]);
+    await reconciler.runPass({ fetch: false, reason: 'retry' });
+    const all = announced.flat();
+    expect(all.length).toBe(DEVICES);
+    expect(new Set(all).size).toBe(DEVICES);
+    for (const id of all) expect(durable.getHanded(id)?.generation, id).toBe(2);
+    expect(durable.listHanded().size).toBe(DEVICES);
+    expect(durable.updatesSent()).toBe(2 * DEVICES);
+    expect(index!.updatesSent()).toBe(2 * DEVICES);
+  });
+});
