@@ -13,6 +13,8 @@ import type { AppCatalog, DeviceRecord, HandedState, RevisionRecord, StateStore 
 export interface DurableStateStore extends StateStore, DeviceIdentityStore {
   loadIndexRows(): IndexRows;
   writeBatch(batch: StateBatch): void;
+  writeResolvedRows(rows: Iterable<readonly [DeviceId, DeviceDesired]>): void;
+  recordAppliedAfterRows(revision: string, unresolved: Iterable<DeviceId>, catalog: AppCatalog, at: number): void;
 }
 
 export interface FleetIndexOptions {
@@ -224,6 +226,26 @@ export class FleetIndex implements StateStore {
     this.durable.recordApplied(revision, resolved, catalog, at);
     this.revision = this.durable.getRevision();
     if (apply) this.applyResolution(resolved);
+  }
+
+  /**
+   * recordApplied (without applying the resolution to the index) in slices: the resolution's rows in
+   * transactions of `slice` devices with `pause` (a turn of the event loop) between, then the revision.
+   */
+  async recordAppliedInSlices(revision: string, resolved: ReadonlyMap<DeviceId, DeviceDesired>, catalog: AppCatalog, at: number, pause: () => Promise<void>, slice: number): Promise<void> {
+    let rows: Array<readonly [DeviceId, DeviceDesired]> = [];
+    for (const row of resolved) {
+      rows.push(row);
+      if (rows.length < slice) continue;
+      this.durable.writeResolvedRows(rows);
+      rows = [];
+      await pause();
+    }
+    const unresolved: DeviceId[] = [];
+    for (const id of this.entries.keys()) if (!resolved.has(id)) unresolved.push(id);
+    this.durable.writeResolvedRows(rows);
+    this.durable.recordAppliedAfterRows(revision, unresolved, catalog, at);
+    this.revision = this.durable.getRevision();
   }
 
   getCatalog(): AppCatalog {

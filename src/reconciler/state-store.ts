@@ -17,6 +17,8 @@ export interface StateStore {
    * its Apps (runtime, artifacts, health check: what agents need to install), in one transaction.
    */
   recordApplied(revision: string, resolved: Map<DeviceId, DeviceDesired>, catalog: AppCatalog, at: number): void;
+  /** The same over several turns of the event loop (`pause` between slices of `slice` devices), for a large fleet. */
+  recordAppliedInSlices?(revision: string, resolved: ReadonlyMap<DeviceId, DeviceDesired>, catalog: AppCatalog, at: number, pause: () => Promise<void>, slice: number): Promise<void>;
   getCatalog(): AppCatalog;
   /** Resolved desired state of the applied revision (what git asks for, before rollout gating). */
   getResolved(): Map<DeviceId, DeviceDesired>;

@@ -232,6 +232,8 @@ export class SqliteStateStore implements DeviceIdentityStore {
       ),
       clearResolved: db.prepare('DELETE FROM resolved'),
       insertResolved: db.prepare<[string, string]>('INSERT INTO resolved (device_id, apps) VALUES (?, ?)'),
+      upsertResolved: db.prepare<[string, string]>('INSERT INTO resolved (device_id, apps) VALUES (?, ?) ON CONFLICT (device_id) DO UPDATE SET apps = excluded.apps'),
+      deleteResolved: db.prepare<[string]>('DELETE FROM resolved WHERE device_id = ?'),
       allResolved: db.prepare<[], { device_id: string; apps: string }>('SELECT device_id, apps FROM resolved'),
       upsertDevice: db.prepare<[string, string, string, number]>(
         `INSERT INTO devices (id, labels, token_hash, enrolled_at) VALUES (?, ?, ?, ?)
@@ -294,6 +296,28 @@ export class SqliteStateStore implements DeviceIdentityStore {
       for (const [deviceId, apps] of resolved) {
         this.statements.insertResolved.run(deviceId, json(apps));
       }
+      this.statements.setApplied.run({ revision, at, catalog: catalogJson });
+    })();
+    this.catalogCache = JSON.parse(catalogJson) as AppCatalog;
+  }
+
+  /**
+   * A part of a revision's resolution, written ahead of `recordAppliedAfterRows` (one transaction per
+   * part): a large fleet's rows are written over several turns of the event loop. Until that call the
+   * applied revision is the old one; after a crash meanwhile, the next pass loads the revision again.
+   */
+  writeResolvedRows(rows: Iterable<readonly [DeviceId, DeviceDesired]>): void {
+    const json = jsonOnce();
+    this.db.transaction(() => {
+      for (const [deviceId, apps] of rows) this.statements.upsertResolved.run(deviceId, json(apps));
+    })();
+  }
+
+  /** Records the revision as applied once `writeResolvedRows` wrote its resolution; the rows of `unresolved` devices go. */
+  recordAppliedAfterRows(revision: string, unresolved: Iterable<DeviceId>, catalog: AppCatalog, at: number): void {
+    const catalogJson = JSON.stringify(catalog);
+    this.db.transaction(() => {
+      for (const deviceId of unresolved) this.statements.deleteResolved.run(deviceId);
       this.statements.setApplied.run({ revision, at, catalog: catalogJson });
     })();
     this.catalogCache = JSON.parse(catalogJson) as AppCatalog;

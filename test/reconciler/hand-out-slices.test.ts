@@ -49,7 +49,7 @@ describe('hand-out in slices', () => {
     let armed = false;
     const failing = Object.create(durable) as SqliteStateStore;
     failing.writeBatch = (batch) => {
-      if (armed && (batch.handed?.length ?? 0) > 0 && ++handOutWrites === options.failHandOutWrite) throw new Error('disk full');
+      if (armed && Array.isArray(batch.handed) && batch.handed.length > 0 && ++handOutWrites === options.failHandOutWrite) throw new Error('disk full');
       durable.writeBatch(batch);
     };
     index = new FleetIndex({ durable: failing, clock, offlineAfterMs: () => 600_000, log });
