@@ -49,6 +49,10 @@ export interface ScaleResult {
   failedRequests: number;
   enrolSeconds: number;
   idleCpuPercent: number;
+  /** Main-thread GC pauses in the idle window, % of the window (prom-client's nodejs_gc_duration_seconds). */
+  idleGcPercent?: number;
+  /** MQTT reports and presence messages that reached the region in the idle window. */
+  idleMessages?: number;
   statusMs: number;
   metricsMs: number;
   lastPublishSeconds: number;
@@ -245,12 +249,19 @@ export async function measureScale(
 
     // Idle: nothing changes; every device stays connected.
     await new Promise((resolve) => setTimeout(resolve, 3_000));
+    const idleMetricsBefore = await (await fetch(`${url}/metrics`)).text();
+    const gcBefore = gcSeconds(idleMetricsBefore);
     const idleStart = cpuSeconds(pid);
     const idleStarted = performance.now();
     // Over HTTP, a whole long-poll period at least, so every device's poll expires (and is answered) in it once.
     const idleMs = useMqtt ? 15_000 : Math.max(15_000, (HTTP_WAIT > 0 ? HTTP_WAIT : SIMULATOR_WAIT_SECONDS) * 1000 + 2_000);
     await new Promise((resolve) => setTimeout(resolve, idleMs));
     const idleCpuPercent = ((cpuSeconds(pid) - idleStart) / ((performance.now() - idleStarted) / 1000)) * 100;
+    // What of it was garbage collection on the main thread (V8's pauses; its helper threads are not counted).
+    const idleMetricsAfter = await (await fetch(`${url}/metrics`)).text();
+    const idleGcPercent = ((gcSeconds(idleMetricsAfter) - gcBefore) / ((performance.now() - idleStarted) / 1000)) * 100;
+    // Messages that reached the region while nothing changed (devices re-reporting or reconnecting).
+    const idleMessages = sumOf(idleMetricsAfter, 'cascade_mqtt_reports_total') + sumOf(idleMetricsAfter, 'cascade_mqtt_presence_messages_total') - sumOf(idleMetricsBefore, 'cascade_mqtt_reports_total') - sumOf(idleMetricsBefore, 'cascade_mqtt_presence_messages_total');
     const statusTimes: number[] = [];
     const metricsTimes: number[] = [];
     for (let i = 0; i < 5; i++) {
@@ -327,6 +338,8 @@ export async function measureScale(
       failedRequests,
       enrolSeconds,
       idleCpuPercent,
+      idleGcPercent,
+      idleMessages,
       statusMs: median(statusTimes),
       metricsMs: median(metricsTimes),
       lastPublishSeconds: lastSeen ? (lastSeen - started) / 1000 : NaN,
@@ -362,6 +375,21 @@ export async function measureScale(
   }
 }
 
+/** Seconds of GC pauses so far, every kind (prom-client's nodejs_gc_duration_seconds histogram). */
+function gcSeconds(metrics: string): number {
+  return sumOf(metrics, 'cascade_process_nodejs_gc_duration_seconds_sum');
+}
+
+/** The sum of a metric's samples over all its label sets. */
+function sumOf(metrics: string, name: string): number {
+  let sum = 0;
+  for (const line of metrics.split('\n')) {
+    if (!line.startsWith(name) || (line[name.length] !== '{' && line[name.length] !== ' ')) continue;
+    sum += Number(line.slice(line.lastIndexOf(' ') + 1));
+  }
+  return sum;
+}
+
 /** The figures of one run (one size, one transport). */
 export function scaleFigures(r: ScaleResult): BenchFigure[] {
   const figures: BenchFigure[] = [];
@@ -375,6 +403,8 @@ export function scaleFigures(r: ScaleResult): BenchFigure[] {
       figure(`${n} devices (${via}): commit to 100% converged (200 ms installs)`, r.convergedSeconds, 's', 'converged', true),
       figure(`${n} devices (${via}): region CPU for the rollout, per device`, (r.rolloutCpuSeconds / n) * 1e6, 'µs', 'flat in N', true),
       figure(`${n} devices (${via}): idle region CPU, all connected, nothing changing`, r.idleCpuPercent, '% of a core', '< 2%', r.idleCpuPercent < 2),
+      ...(r.idleGcPercent !== undefined ? [figure(`${n} devices (${via}): idle, of which main-thread garbage collection`, r.idleGcPercent, '% of a core', 'informational', true)] : []),
+      ...(r.idleMessages !== undefined ? [figure(`${n} devices (${via}): idle, reports and presence messages that reached the region`, r.idleMessages, 'messages', 'informational', true)] : []),
       figure(`${n} devices (${via}): GET /api/v1/status`, r.statusMs, 'ms', '< 5 ms', r.statusMs < 5),
       figure(`${n} devices (${via}): GET /metrics`, r.metricsMs, 'ms', 'informational', true),
       figure(`${n} devices (${via}): desired-state messages published`, r.published, 'messages', 'equal to updates needed', r.published === r.updates, { name: 'updatesSent', value: r.updates, unit: 'updates' }),

@@ -4,6 +4,7 @@ import { Counter, type Registry } from 'prom-client';
 export interface MqttMetrics {
   published: Counter;
   reports: Counter<'outcome'>;
+  presence: Counter<'status'>;
 }
 
 export function createMqttMetrics(registry: Registry): MqttMetrics {
@@ -15,8 +16,14 @@ export function createMqttMetrics(registry: Registry): MqttMetrics {
     }),
     reports: new Counter({
       name: 'cascade_mqtt_reports_total',
-      help: 'Reports that arrived over MQTT, by outcome: recorded, invalid, identity-mismatch (payload names another device than the topic), unknown-device',
+      help: 'Reports that arrived over MQTT, by outcome: recorded, invalid, identity-mismatch (payload names another device than the topic), unknown-device, out-of-order (a redelivery or a report overtaken by a newer one)',
       labelNames: ['outcome'],
+      registers: [registry],
+    }),
+    presence: new Counter({
+      name: 'cascade_mqtt_presence_messages_total',
+      help: "Devices' presence messages (their retained status topic: online, or offline from their will) that reached the region; a steady rate with nothing changing means devices reconnecting",
+      labelNames: ['status'],
       registers: [registry],
     }),
   };

@@ -265,8 +265,10 @@ class RegionTransport implements MqttRegionTransport {
       const statusOf = deviceOfTopic(topic, this.opts.region, 'status');
       if (statusOf !== null) {
         const wasOnline = this.online.has(statusOf);
-        if (payload.toString('utf8') === MQTT_ONLINE) this.online.add(statusOf);
+        const online = payload.toString('utf8') === MQTT_ONLINE;
+        if (online) this.online.add(statusOf);
         else this.online.delete(statusOf);
+        this.opts.metrics?.presence.inc({ status: online ? 'online' : 'offline' });
         if (wasOnline !== this.online.has(statusOf)) this.opts.onPresence?.(statusOf);
         return;
       }
