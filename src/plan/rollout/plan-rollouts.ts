@@ -98,7 +98,24 @@ export const MAX_RETRIED_DEVICES = 10_000;
  * Devices handed the version (or running it) are always in `release`, halted or not, window or not.
  */
 export function planRollouts(input: RolloutPlanInput): RolloutPlan {
+  const steps = planRolloutsInSteps(input);
+  for (;;) {
+    const next = steps.next();
+    if (next.done) return next.value;
+  }
+}
+
+/** Devices looked at between two steps of planRolloutsInSteps. */
+export const PLAN_STEP_DEVICES = 5_000;
+
+/**
+ * planRollouts in steps: the generator pauses (yields) after every `stepDevices` devices it looked at,
+ * so a caller serving other work (a region's event loop) can go on between steps; what it returns at
+ * the end is what planRollouts returns. Still pure: nothing happens between steps but what the caller does.
+ */
+export function* planRolloutsInSteps(input: RolloutPlanInput, stepDevices = PLAN_STEP_DEVICES): Generator<void, RolloutPlan, void> {
   const plan: RolloutPlan = { release: new Map(), states: new Map(), statuses: [] };
+  const budget: StepBudget = { step: Math.max(1, stepDevices), left: Math.max(1, stepDevices) };
   for (const deployment of input.deployments) {
     if (plan.states.has(deployment.deployment)) {
       throw new CascadeError('duplicate-deployment', `Deployment ${deployment.deployment} is listed twice in one rollout pass; pass each Deployment once`);
@@ -106,9 +123,9 @@ export function planRollouts(input: RolloutPlanInput): RolloutPlan {
     const previous = input.previous.get(deployment.deployment);
     let planned: PlannedDeployment;
     try {
-      planned = planDeployment(deployment, input.now, input.revision, input.offlineAfterMs, previous, input.retries?.has(deployment.deployment) ?? false);
+      planned = yield* planDeployment(deployment, input.now, input.revision, input.offlineAfterMs, previous, input.retries?.has(deployment.deployment) ?? false, budget);
     } catch (err) {
-      planned = stalled(deployment, input.now, input.revision, input.offlineAfterMs, previous, problemOf(err));
+      planned = yield* stalled(deployment, input.now, input.revision, input.offlineAfterMs, previous, problemOf(err), budget);
     }
     plan.release.set(deployment.deployment, planned.release);
     plan.states.set(deployment.deployment, planned.state);
@@ -116,6 +133,20 @@ export function planRollouts(input: RolloutPlanInput): RolloutPlan {
   }
   plan.statuses.sort((a, b) => compareIds(a.deployment, b.deployment));
   return plan;
+}
+
+/** How many more devices before the next step. */
+interface StepBudget {
+  step: number;
+  left: number;
+}
+
+/** Counts `devices` looked at; true when a step is due (the caller yields). */
+function stepDue(budget: StepBudget, devices = 1): boolean {
+  budget.left -= devices;
+  if (budget.left > 0) return false;
+  budget.left = budget.step;
+  return true;
 }
 
 interface PlannedDeployment {
@@ -130,14 +161,15 @@ interface Advance {
   waitingForCanary?: boolean;
 }
 
-function planDeployment(
+function* planDeployment(
   input: RolloutDeploymentInput,
   now: number,
   revision: string,
   offlineAfterMs: number,
   previous: RolloutState | undefined,
   retryAsked: boolean,
-): PlannedDeployment {
+  budget: StepBudget,
+): Generator<void, PlannedDeployment, void> {
   const where = `Deployment ${input.deployment}`;
   const settings = rolloutSettings(input.rollout, input.devices.length, where);
   // Checked before anything else, so a window this machine cannot read stalls the Deployment (rule 9).
@@ -154,7 +186,7 @@ function planDeployment(
   const immediate = state.rollback && settings.rollback.strategy === 'immediate';
 
   let devices = input.devices;
-  let { classes, waves, counts } = classifyAll(input, settings.waves, now, offlineAfterMs, state.startedAt);
+  let { classes, waves, counts } = yield* classifyAll(input, settings.waves, now, offlineAfterMs, state.startedAt, budget);
   if (retryAsked && state.halted && !started.fresh) {
     // Rule 10: the halt is lifted for exactly the failed devices, handed the version again as a new attempt.
     const round = (state.retry?.round ?? 0) + 1;
@@ -164,13 +196,14 @@ function planDeployment(
     state.halted = null;
     const again = new Set(state.retry.devices);
     devices = devices.map((d) => (again.has(d.id) ? { ...d, handedAttempt: round } : d));
-    ({ classes, waves, counts } = classifyAll({ ...input, devices }, settings.waves, now, offlineAfterMs, state.startedAt));
+    ({ classes, waves, counts } = yield* classifyAll({ ...input, devices }, settings.waves, now, offlineAfterMs, state.startedAt, budget));
   }
   let attempted = 0;
   let updating = 0;
   let toAttempt = 0;
   const failed: DeviceId[] = [];
   for (let i = 0; i < devices.length; i++) {
+    if (stepDue(budget)) yield;
     const cls = classes[i]!;
     if (cls === 'failed') failed.push(devices[i]!.id);
     else if (cls === 'updating') updating++;
@@ -196,10 +229,14 @@ function planDeployment(
   }
 
   const release = new Set<DeviceId>();
-  for (const device of devices) if (alreadyThere(device, input.version)) release.add(device.id);
+  for (const device of devices) {
+    if (stepDue(budget)) yield;
+    if (alreadyThere(device, input.version)) release.add(device.id);
+  }
   if (!state.halted && mayStart && !settings.paused) {
     const chosen: number[] = [];
     for (let i = 0; i < devices.length; i++) {
+      if (stepDue(budget)) yield;
       if (immediate ? !release.has(devices[i]!.id) : classes[i] === 'pending' && waves[i]! <= state.currentWave) chosen.push(i);
     }
     if (!immediate && settings.maxUnavailable !== null) {
@@ -243,13 +280,14 @@ function planDeployment(
 }
 
 /** Each device's class and wave, and the per-wave counts (before this pass's releases). */
-function classifyAll(
+function* classifyAll(
   input: RolloutDeploymentInput,
   percents: readonly number[],
   now: number,
   offlineAfterMs: number,
   since: number,
-): { classes: DeviceRolloutState[]; waves: number[]; counts: WaveStatus[] } {
+  budget: StepBudget,
+): Generator<void, { classes: DeviceRolloutState[]; waves: number[]; counts: WaveStatus[] }, void> {
   const devices = input.devices;
   const classes: DeviceRolloutState[] = new Array(devices.length);
   const waves: number[] = new Array(devices.length);
@@ -265,6 +303,7 @@ function classifyAll(
     offline: 0,
   }));
   for (let i = 0; i < devices.length; i++) {
+    if (stepDue(budget)) yield;
     const device = devices[i]!;
     const wave = clampWave(device.wave, percents.length);
     const cls = classifyDevice(device, input.version, now, offlineAfterMs, since);
@@ -433,19 +472,23 @@ function describe(
  * The plan of a Deployment whose rollout settings cannot be applied (rule 9): Stalled with its
  * problem, nothing new released, the previous memory kept as it was (a fresh one when there is none).
  */
-function stalled(
+function* stalled(
   input: RolloutDeploymentInput,
   now: number,
   revision: string,
   offlineAfterMs: number,
   previous: RolloutState | undefined,
   problem: RolloutProblem,
-): PlannedDeployment {
+  budget: StepBudget,
+): Generator<void, PlannedDeployment, void> {
   const state = previous ?? startingState(undefined, input, now, revision).state;
   const percents = Array.isArray(input.rollout.waves) && input.rollout.waves.length > 0 ? input.rollout.waves : DEFAULT_WAVE_PERCENTS;
-  const { counts } = classifyAll(input, percents, now, offlineAfterMs, state.startedAt);
+  const { counts } = yield* classifyAll(input, percents, now, offlineAfterMs, state.startedAt, budget);
   const release = new Set<DeviceId>();
-  for (const device of input.devices) if (alreadyThere(device, input.version)) release.add(device.id);
+  for (const device of input.devices) {
+    if (stepDue(budget)) yield;
+    if (alreadyThere(device, input.version)) release.add(device.id);
+  }
   const sameRollout = state.version === input.version;
   const status: DeploymentRolloutStatus = {
     deployment: input.deployment,

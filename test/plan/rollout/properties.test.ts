@@ -2,7 +2,7 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import type { AppReport } from '../../../src/core/types.js';
 import type { RolloutSpec } from '../../../src/desired/model.js';
-import { planRollouts } from '../../../src/plan/rollout/plan-rollouts.js';
+import { planRollouts, planRolloutsInSteps } from '../../../src/plan/rollout/plan-rollouts.js';
 import type { DeploymentRolloutStatus, RolloutDeviceInput, RolloutState } from '../../../src/plan/rollout/types.js';
 import { HOUR, MINUTE, SECOND, T0 } from './rollout-sim.js';
 
@@ -174,13 +174,24 @@ class Harness {
       if (device.handedVersion !== undefined) input.handedVersion = device.handedVersion;
       inputs.push(input);
     }
-    const plan = planRollouts({
+    const planInput = {
       now,
       offlineAfterMs: this.scenario.offlineAfterMs,
       revision: `rev-${this.version}`,
-      previous: this.states,
       deployments: [{ deployment: 'web', app: 'web', version: this.version, fingerprint: this.fingerprint, rollout: this.scenario.rollout, devices: inputs }],
-    });
+    };
+    // The region plans in steps (the event loop served between): the same plan, whatever the step.
+    const stepDevices = 1 + (index % 3);
+    const steps = planRolloutsInSteps({ ...planInput, previous: new Map([...this.states].map(([name, state]) => [name, JSON.parse(JSON.stringify(state)) as RolloutState])) }, stepDevices);
+    let stepsTaken = 0;
+    let step = steps.next();
+    while (!step.done) {
+      stepsTaken++;
+      step = steps.next();
+    }
+    const plan = planRollouts({ ...planInput, previous: this.states });
+    expect(step.value).toEqual(plan);
+    if (inputs.length > stepDevices) expect(stepsTaken).toBeGreaterThan(0);
     this.states = new Map([...plan.states].map(([name, state]) => [name, JSON.parse(JSON.stringify(state)) as RolloutState]));
     const newly: string[] = [];
     for (const id of plan.release.get('web')!) {
