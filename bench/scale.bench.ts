@@ -30,7 +30,12 @@ const HTTP_DEVICES = Number(process.env['CASCADE_BENCH_SCALE_HTTP'] ?? 15_000);
 const HTTP_WAIT = Number(process.env['CASCADE_BENCH_SCALE_HTTP_WAIT'] ?? 0);
 /** The simulator's long-poll wait when none is given (simulation.ts). */
 const SIMULATOR_WAIT_SECONDS = 30;
-const BRIDGE_USER = { username: 'cascade-bridge', password: 'bench-bridge-secret' };
+/**
+ * Each site broker's bridge has its own account at the region broker: the region broker takes the
+ * username as client id (use_username_as_clientid), so bridges sharing one account took over each
+ * other's session again and again (reports redelivered, desired states queued for one site handed to another).
+ */
+const bridgeUser = (site: number) => ({ username: `cascade-bridge-site-${site}`, password: `bench-bridge-secret-${site}` });
 const PER_SIMULATOR = 5_000;
 /** How long enrolment, and then the rollout, may take to converge. */
 const CONVERGE_TIMEOUT_MS = Number(process.env['CASCADE_BENCH_SCALE_TIMEOUT_MS'] ?? 900_000);
@@ -180,12 +185,15 @@ export async function measureScale(
   const sims: SimChild[] = [];
   try {
     broker = await startMosquitto({
-      users: { [REGION_USER.username]: REGION_USER.password, [BASELINE_USER.username]: BASELINE_USER.password, [BRIDGE_USER.username]: BRIDGE_USER.password },
+      users: {
+        [REGION_USER.username]: REGION_USER.password,
+        [BASELINE_USER.username]: BASELINE_USER.password,
+        ...Object.fromEntries(Array.from({ length: opts.sites }, (_, i) => [bridgeUser(i).username, bridgeUser(i).password])),
+      },
       acl: [
         `user ${REGION_USER.username}`,
         `topic readwrite cascade/${REGION}/#`,
-        `user ${BRIDGE_USER.username}`,
-        `topic readwrite cascade/${REGION}/#`,
+        ...Array.from({ length: opts.sites }, (_, i) => [`user ${bridgeUser(i).username}`, `topic readwrite cascade/${REGION}/#`]).flat(),
         `user ${BASELINE_USER.username}`,
         'topic readwrite baseline/#',
         `topic readwrite cascade/${REGION}/+/desired`,
@@ -207,7 +215,7 @@ export async function measureScale(
     for (let i = 0; useMqtt && i < opts.sites; i++) {
       siteBrokers.push(await startMosquitto({
         allowAnonymous: false,
-        extraConfig: [`password_file ${broker.passwordFile}`, `acl_file ${broker.aclFile}`, ...bridgeConfig(`region-${i}`, broker.port, { username: BRIDGE_USER.username, password: BRIDGE_USER.password }, REGION).map((l) => (l.startsWith('remote_clientid') ? `${l}-${i}` : l))],
+        extraConfig: [`password_file ${broker.passwordFile}`, `acl_file ${broker.aclFile}`, ...bridgeConfig(`region-${i}`, broker.port, bridgeUser(i), REGION)],
         maxOpenFiles: siteLoad(i) + 1000,
       }));
     }
