@@ -38,6 +38,8 @@ const SIMULATOR_WAIT_SECONDS = 30;
 const bridgeUser = (site: number) => ({ username: `cascade-bridge-site-${site}`, password: `bench-bridge-secret-${site}` });
 const PER_SIMULATOR = 5_000;
 /** How long enrolment, and then the rollout, may take to converge. */
+/** The size (MQTT) at which the region is also killed with SIGKILL mid-rollout and restarted (0: none). */
+const KILL_AT = Number(process.env['CASCADE_BENCH_SCALE_KILL_AT'] ?? 10_000);
 const CONVERGE_TIMEOUT_MS = Number(process.env['CASCADE_BENCH_SCALE_TIMEOUT_MS'] ?? 900_000);
 const REGION = 'us-east';
 const TOKEN = 'bench-enrolment-token';
@@ -56,6 +58,8 @@ export interface ScaleResult {
   idleCpuPercent: number;
   /** Main-thread GC pauses in the idle window, % of the window (prom-client's nodejs_gc_duration_seconds). */
   idleGcPercent?: number;
+  /** The SIGKILL mid-rollout run (CASCADE_BENCH_SCALE_KILL_AT), when made at this size. */
+  kill?: { killedAtPublished: number; restartToConvergedSeconds: number; updates: number; devicesHandedTwice: number; repeatedMessages: number; devicesWithDesired: number };
   /** MQTT reports and presence messages that reached the region in the idle window. */
   idleMessages?: number;
   statusMs: number;
@@ -222,14 +226,15 @@ export async function measureScale(
     const deviceBrokers = siteBrokers.length > 0 ? siteBrokers : [broker];
     const repo = join(root, 'fleet');
     await makeLocalRepo(repo, smallFleet({ region: REGION, web: '1.0.0', db: null }));
-    region = await startRegionChild([
+    const regionArgs = [
       '--repo', repo, '--region', REGION, '--data', join(root, 'region'), '--interval', '1h',
       '--enrollment-token', TOKEN,
       ...(useMqtt
         ? ['--mqtt-url', broker.url, '--mqtt-username', REGION_USER.username, '--mqtt-password', REGION_USER.password,
           '--mqtt-device-passwords', broker.passwordFile, '--mqtt-broker-pid-file', [broker, ...siteBrokers].map((b) => b.pidFile).join(',')]
         : []),
-    ]);
+    ];
+    region = await startRegionChild(regionArgs);
     const url = region.url;
     const pid = region.child.pid!;
     await until(async () => ((await status(url)).revision.applied ? true : undefined), 60_000, () => 'the first revision');
@@ -372,6 +377,9 @@ export async function measureScale(
       baseHeapMb,
       heapMb: metricValue(metricsAfter, 'cascade_process_nodejs_heap_size_used_bytes') / 2 ** 20,
     };
+    if (useMqtt && KILL_AT === devices) {
+      region = await killMidRollout({ region, regionArgs, repo, brokerUrl: broker.url, devices, result, log });
+    }
     log(`scale ${devices}: ${JSON.stringify(result)}`);
     return result;
   } finally {
@@ -381,6 +389,60 @@ export async function measureScale(
     await broker?.stop();
     await rm(root, { recursive: true, force: true });
   }
+}
+
+/**
+ * Item 9 of issue 11: a SIGKILL mid-rollout resumes with no double hand-out. Commits web 3.0.0, kills the
+ * region with SIGKILL once a third of the fleet's new desired states are at the broker, starts it again on
+ * the same data directory, and waits for convergence. Then every device must have been handed 3.0.0 once:
+ * updatesSent up by exactly the fleet, and at the broker one desired generation per device for the
+ * commit, none handed twice. Throws when that does not hold.
+ */
+async function killMidRollout(opts: { region: RegionChild; regionArgs: string[]; repo: string; brokerUrl: string; devices: number; result: ScaleResult; log: (line: string) => void }): Promise<RegionChild> {
+  const { devices, log } = opts;
+  const before = await status(opts.region.url);
+  const watcher = await mqtt.connectAsync(opts.brokerUrl, { protocolVersion: 5, ...BASELINE_USER, reconnectPeriod: 0, clean: true });
+  let head = '';
+  /** Per device, the generations of desired states for the commit that reached the broker (repeats included). */
+  const generations = new Map<string, number[]>();
+  let atBroker = 0;
+  await watcher.subscribeAsync(`cascade/${REGION}/+/desired`, { qos: 0, rh: 2 });
+  watcher.on('message', (topic, message) => {
+    const desired = JSON.parse(message.toString('utf8')) as { revision?: string; generation?: number };
+    if (!head || desired.revision !== head) return;
+    const list = generations.get(topic) ?? [];
+    if (list.length === 0) atBroker++;
+    list.push(desired.generation ?? -1);
+    generations.set(topic, list);
+  });
+  head = await commitFiles(opts.repo, { 'deployments/web.yaml': webDeployment('3.0.0') }, 'web 3.0.0');
+  await fetch(`${opts.region.url}/api/v1/reconcile`, { method: 'POST' });
+  await until(async () => (atBroker >= devices / 3 ? true : undefined), 120_000, () => `a third of the desired states of ${head.slice(0, 8)} at the broker (${atBroker})`);
+  const killedAt = atBroker;
+  opts.region.child.kill('SIGKILL');
+  await opts.region.stop();
+  const restarted = performance.now();
+  const region = await startRegionChild(opts.regionArgs);
+  await until(async () => {
+    const s = await status(region.url);
+    return s.revision.applied === head && s.devices.converged === devices ? true : undefined;
+  }, CONVERGE_TIMEOUT_MS, async () => `convergence after the restart: ${JSON.stringify((await status(region.url)).devices)}`);
+  const restartSeconds = (performance.now() - restarted) / 1000;
+  const after = await status(region.url);
+  await watcher.endAsync();
+  let handedTwice = 0;
+  let repeated = 0;
+  for (const list of generations.values()) {
+    if (new Set(list).size > 1) handedTwice++;
+    repeated += list.length - 1;
+  }
+  const kill = { killedAtPublished: killedAt, restartToConvergedSeconds: restartSeconds, updates: after.updatesSent - before.updatesSent, devicesHandedTwice: handedTwice, repeatedMessages: repeated, devicesWithDesired: generations.size };
+  log(`scale ${devices}: SIGKILL mid-rollout: ${JSON.stringify(kill)}`);
+  opts.result.kill = kill;
+  if (kill.updates !== devices || handedTwice > 0 || generations.size !== devices) {
+    throw new Error(`after a SIGKILL mid-rollout: ${JSON.stringify(kill)} (expected ${devices} updates, every device handed 3.0.0 once)`);
+  }
+  return region;
 }
 
 /** Seconds of GC pauses so far, every kind (prom-client's nodejs_gc_duration_seconds histogram). */
@@ -416,6 +478,13 @@ export function scaleFigures(r: ScaleResult): BenchFigure[] {
       figure(`${n} devices (${via}): GET /api/v1/status`, r.statusMs, 'ms', '< 5 ms', r.statusMs < 5),
       figure(`${n} devices (${via}): GET /metrics`, r.metricsMs, 'ms', 'informational', true),
       figure(`${n} devices (${via}): desired-state messages published`, r.published, 'messages', 'equal to updates needed', r.published === r.updates, { name: 'updatesSent', value: r.updates, unit: 'updates' }),
+      ...(r.kill
+        ? [
+            figure(`${n} devices (${via}): SIGKILL mid-rollout (${r.kill.killedAtPublished} desired states out), restarted: devices handed the new version twice`, r.kill.devicesHandedTwice, 'devices', '0', r.kill.devicesHandedTwice === 0),
+            figure(`${n} devices (${via}): SIGKILL mid-rollout, restarted: updatesSent for the commit`, r.kill.updates, 'updates', `= ${n}`, r.kill.updates === n),
+            figure(`${n} devices (${via}): SIGKILL mid-rollout: restart to converged`, r.kill.restartToConvergedSeconds, 's', 'converged', true),
+          ]
+        : []),
       figure(`${n} devices (${via}): enrolment, all enrolled and converged`, r.enrolSeconds, 's', 'informational', true),
       figure(`${n} devices (${via}): enrolment, region CPU per device`, (r.enrolCpuSeconds / n) * 1e6, 'µs', 'flat in N', true),
       figure(`${n} devices (${via}): enrolment, brokers' CPU per device`, (r.enrolBrokerCpuSeconds / n) * 1e6, 'µs', 'informational', true),

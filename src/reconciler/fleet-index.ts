@@ -355,7 +355,10 @@ export class FleetIndex implements StateStore {
   /** The devices in id order (the same array until a device enrols; records are updated in place). */
   listDevices(): DeviceRecord[] {
     if (!this.sorted) {
-      this.sorted = [...this.entries.values()].map((e) => e.record).sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+      // The ids sorted as plain strings (UTF-16 code units, as `<` compares them): V8 sorts an array of
+      // strings without calling back into JavaScript, several times faster than records by comparator.
+      const ids = [...this.entries.keys()].sort();
+      this.sorted = ids.map((id) => this.entries.get(id)!.record);
     }
     return this.sorted;
   }

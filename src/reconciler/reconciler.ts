@@ -469,7 +469,7 @@ export class Reconciler {
       }
       const inputs = [...byName.values()].filter((d) => replan.has(d.deployment)).sort((a, b) => (a.deployment < b.deployment ? -1 : a.deployment > b.deployment ? 1 : 0));
       if (all.length > SLICE) await yieldToLoop();
-      // Planned in steps of SLICE devices, the event loop served between (a 50,000-device Deployment: ~50 ms).
+      // Planned in steps of SLICE devices, the event loop served between (a 50,000-device Deployment was one ~50 ms block).
       const steps = planRolloutsInSteps({ now, offlineAfterMs: this.offlineAfterMs, revision, deployments: inputs, previous, retries }, SLICE);
       let step = steps.next();
       while (!step.done) {
@@ -625,7 +625,7 @@ export class Reconciler {
 }
 
 /** Devices a pass looks at between two turns of the event loop (reports, polls and scrapes are served in between). */
-const SLICE = 5_000;
+const SLICE = 2_000;
 /** Devices handed out per transaction and announcement (a few tens of milliseconds of SQLite writes and publishes). */
 const HAND_OUT_SLICE = 2_000;
 const yieldToLoop = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
