@@ -28,6 +28,53 @@ export function parseInventory(text: string, source: string): InventoryDevice[] 
 
 /** Checks the shape of parsed inventory JSON; returns it typed, or throws one error listing what to fix. */
 export function validateInventory(value: unknown, source: string): InventoryDevice[] {
+  if (isValidInventory(value)) return value;
+  return checkInventory(value, source);
+}
+
+/**
+ * True when `checkInventory` finds no problem, at a fraction of its cost (100,000 devices: a few ms
+ * against ~50-80): no message is built for a device that is fine, and ids listed in increasing order
+ * (as a region lists them) are known distinct without a set of them. It may say false for an
+ * inventory `checkInventory` accepts (a key inherited from a polluted Object.prototype, which
+ * `for ... in` sees), never true for one it refuses; on false, `checkInventory` says what is wrong.
+ */
+function isValidInventory(value: unknown): value is InventoryDevice[] {
+  if (!Array.isArray(value)) return false;
+  let previousId = '';
+  let ids: Set<string> | undefined;
+  for (let index = 0; index < value.length; index++) {
+    const device: unknown = value[index];
+    if (!isPlainObject(device)) return false;
+    const id = device.id;
+    if (typeof id !== 'string' || id === '') return false;
+    if (ids === undefined && id > previousId) previousId = id;
+    else {
+      if (ids === undefined) {
+        ids = new Set();
+        for (let i = 0; i < index; i++) ids.add((value[i] as { id: string }).id);
+      }
+      if (ids.has(id)) return false;
+      ids.add(id);
+    }
+    const region = device.region;
+    if (typeof region !== 'string' || region === '') return false;
+    if (!isStringMap(device.labels, false) || !isStringMap(device.apps, true)) return false;
+  }
+  return true;
+}
+
+function isStringMap(value: unknown, nonEmpty: boolean): boolean {
+  if (!isPlainObject(value)) return false;
+  for (const key in value) {
+    const entry = value[key];
+    if (typeof entry !== 'string' || (nonEmpty && entry === '')) return false;
+  }
+  return true;
+}
+
+/** The full check, naming every problem (up to MAX_REPORTED) with where it is. */
+function checkInventory(value: unknown, source: string): InventoryDevice[] {
   if (!Array.isArray(value)) {
     throw new CascadeError(
       'invalid-inventory',

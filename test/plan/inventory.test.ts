@@ -105,4 +105,34 @@ describe('parseInventory', () => {
     expect(err.message).toContain('25 problems');
     expect(err.message.endsWith('  ... and 15 more')).toBe(true);
   });
+
+  it('finds each single fault alike in an inventory listed in id order and in one that is not', () => {
+    // validateInventory first runs a quick check (ids in increasing order known distinct without a set,
+    // no message built) and only on failure the full one: it must accept exactly what the full one accepts.
+    const good = (i: number) => ({ id: `dev-${String(i).padStart(3, '0')}`, region: 'eu', labels: { hw: 'rpi4' }, apps: { web: '2.0.3' } });
+    const faults: Array<[string, (d: Record<string, unknown>) => void]> = [
+      ['duplicate id', (d) => (d['id'] = 'dev-000')],
+      ['empty id', (d) => (d['id'] = '')],
+      ['missing region', (d) => delete d['region']],
+      ['label not a string', (d) => (d['labels'] = { hw: 4 })],
+      ['labels an array', (d) => (d['labels'] = [])],
+      ['empty app version', (d) => (d['apps'] = { web: '' })],
+      ['apps null', (d) => (d['apps'] = null)],
+    ];
+    for (const order of ['sorted', 'reversed'] as const) {
+      const clean = Array.from({ length: 50 }, (_, i) => good(i));
+      if (order === 'reversed') clean.reverse();
+      expect(validateInventory(clean, 'inv.json')).toBe(clean);
+      for (const [name, spoil] of faults) {
+        const devices: Array<Record<string, unknown>> = Array.from({ length: 50 }, (_, i) => good(i));
+        if (order === 'reversed') devices.reverse();
+        spoil(devices[37]!);
+        const err = errorOf(() => validateInventory(devices, 'inv.json'));
+        expect(err.message, `${order}: ${name}`).toMatch(/^inv\.json: 1 problem in the inventory, fix it and run again:\n  inv\.json: device at index (37|49)\b/); // 49: the later of two dev-000
+      }
+    }
+    // Labels may be empty strings (app versions may not); a non-plain device is refused.
+    expect(validateInventory([{ id: 'a', region: 'eu', labels: { x: '' }, apps: {} }], 'i')).toHaveLength(1);
+    expect(() => validateInventory([[]], 'i')).toThrow(/device at index 0: must be an object/);
+  });
 });

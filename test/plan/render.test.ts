@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { buildPlan } from '../../src/plan/diff.js';
-import { planToJson, renderPlanJson } from '../../src/plan/render-json.js';
+import { planJsonChunks, planToJson, renderPlanJson } from '../../src/plan/render-json.js';
 import { renderPlanMarkdown } from '../../src/plan/render-markdown.js';
 import { renderPlanText } from '../../src/plan/render-text.js';
 import { summarizePlan } from '../../src/plan/plan-summary.js';
@@ -51,6 +51,35 @@ describe('plan renderings', () => {
       message: plan.conflicts[0]!.message,
     });
     expect(json).toEqual(planToJson(plan));
+  });
+
+  it('writes JSON byte for byte as JSON.stringify of planToJson, one step per line, in pieces of any size', () => {
+    // renderPlanJson (and `cascade plan --json`, which writes planJsonChunks' pieces) spells each step out
+    // field by field instead of building an object per step for JSON.stringify.
+    const reference = (p: Plan) => {
+      const json = planToJson(p);
+      const list = (items: unknown[]) => (items.length === 0 ? '[]' : `[\n${items.map((item) => `    ${JSON.stringify(item)}`).join(',\n')}\n  ]`);
+      return `{\n  "revision": ${JSON.stringify(json.revision)},\n  "steps": ${list(json.steps)},\n  "conflicts": ${list(json.conflicts)}\n}\n`;
+    };
+    const odd: Plan = {
+      revision: 'r"1',
+      steps: [
+        ...plan.steps,
+        { ...plan.steps[0]!, device: 'd\u00e9v "q"\\\n\u2028\ud800', reason: 'tab\there <script>' },
+        { ...plan.steps[0]!, wave: Number.NaN }, // not an integer: goes through JSON.stringify (null)
+        { ...plan.steps[0]!, from: undefined as unknown as null }, // a field left out, as JSON.stringify leaves it
+      ],
+      conflicts: plan.conflicts,
+    };
+    for (const p of [plan, odd, { revision: null, steps: [], conflicts: [] }, { ...plan, conflicts: [] }]) {
+      const expected = reference(p);
+      expect(renderPlanJson(p)).toBe(expected);
+      for (const size of [1, 7, 300]) {
+        const chunks = [...planJsonChunks(p, size)];
+        expect(chunks.join('')).toBe(expected);
+        if (p.steps.length > 2) expect(chunks.length).toBeGreaterThan(2);
+      }
+    }
   });
 
   it('escapes Markdown and HTML in names so a device id cannot break the comment', () => {
