@@ -627,7 +627,7 @@ export class Reconciler {
 /** Devices a pass looks at between two turns of the event loop (reports, polls and scrapes are served in between). */
 const SLICE = 2_000;
 /** Devices handed out per transaction and announcement (a few tens of milliseconds of SQLite writes and publishes). */
-const HAND_OUT_SLICE = 2_000;
+const HAND_OUT_SLICE = 1_000;
 const yieldToLoop = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
 
 interface PlannedDeployment {
