@@ -1,7 +1,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { setPriority, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import mqtt from 'mqtt';
@@ -38,6 +38,8 @@ const SIMULATOR_WAIT_SECONDS = 30;
 const bridgeUser = (site: number) => ({ username: `cascade-bridge-site-${site}`, password: `bench-bridge-secret-${site}` });
 const PER_SIMULATOR = 5_000;
 /** How long enrolment, and then the rollout, may take to converge. */
+/** The simulators' nice value (CASCADE_BENCH_SCALE_SIM_NICE; 0: same priority as the region). */
+const SIM_NICE = Number(process.env['CASCADE_BENCH_SCALE_SIM_NICE'] ?? 10);
 /** The size (MQTT) at which the region is also killed with SIGKILL mid-rollout and restarted (0: none). */
 const KILL_AT = Number(process.env['CASCADE_BENCH_SCALE_KILL_AT'] ?? 10_000);
 const CONVERGE_TIMEOUT_MS = Number(process.env['CASCADE_BENCH_SCALE_TIMEOUT_MS'] ?? 900_000);
@@ -92,6 +94,8 @@ export interface ScaleResult {
   statusRolloutMaxMs: number;
   metricsRolloutMs: number;
   enrolCpuSeconds: number;
+  /** Seconds the region's main thread was ready to run but waited for a core during the rollout (/proc/<pid>/schedstat). */
+  rolloutRunQueueSeconds?: number;
   /** CPU seconds of all brokers (region and sites) during enrolment: they re-read the password file. */
   enrolBrokerCpuSeconds: number;
   /** V8 heap used (cascade_process_nodejs_heap_size_used_bytes) after start and after the rollout. */
@@ -106,6 +110,10 @@ interface SimChild {
 
 function startSimulator(options: object): SimChild {
   const child = spawn(process.execPath, ['--import', 'tsx', SIM_CHILD, JSON.stringify(options)], { stdio: ['ignore', 'pipe', 'inherit'] });
+  // The simulated devices stand for machines of their own: on this 2-core machine they yield the CPU to
+  // the region and the brokers (nice 10), else a rollout measures how the two cores are shared among the
+  // region, four brokers and the simulators reacting to it as much as the region itself.
+  if (SIM_NICE !== 0 && child.pid !== undefined) setPriority(child.pid, SIM_NICE);
   const sim: SimChild = { child, stats: null };
   let buffer = '';
   child.stdout!.on('data', (chunk: Buffer) => {
@@ -311,6 +319,7 @@ export async function measureScale(
       }
     })();
     const cpuBefore = cpuSeconds(pid);
+    const waitBefore = runQueueSeconds(pid);
     // The clock starts once the commit exists (as after a push): making it in the bench's own
     // repository (git add, commit: tens of ms) is not the region's work.
     const commitStarted = performance.now();
@@ -332,6 +341,7 @@ export async function measureScale(
     rolling = false;
     await scraping;
     const rolloutCpuSeconds = cpuSeconds(pid) - cpuBefore;
+    const rolloutRunQueueSeconds = runQueueSeconds(pid) - waitBefore;
     const after = await status(url);
     const metricsAfter = await (await fetch(`${url}/metrics`)).text();
     await watcher.endAsync();
@@ -358,6 +368,7 @@ export async function measureScale(
       lastPublishSeconds: lastSeen ? (lastSeen - started) / 1000 : NaN,
       convergedSeconds,
       rolloutCpuSeconds,
+      rolloutRunQueueSeconds,
       baselinePublishSeconds,
       baselineOtherTopicsSeconds,
       published,
@@ -445,6 +456,15 @@ async function killMidRollout(opts: { region: RegionChild; regionArgs: string[];
   return region;
 }
 
+/** Seconds the process's main thread spent ready to run, waiting for a core (the second field of /proc/<pid>/schedstat). */
+function runQueueSeconds(pid: number): number {
+  try {
+    return readFileSync(`/proc/${pid}/schedstat`, 'utf8').split(' ').map(Number)[1]! / 1e9;
+  } catch {
+    return NaN;
+  }
+}
+
 /** Seconds of GC pauses so far, every kind (prom-client's nodejs_gc_duration_seconds histogram). */
 function gcSeconds(metrics: string): number {
   return sumOf(metrics, 'cascade_process_nodejs_gc_duration_seconds_sum');
@@ -473,6 +493,7 @@ export function scaleFigures(r: ScaleResult): BenchFigure[] {
       figure(`${n} devices (${via}): commit to 100% converged (200 ms installs)`, r.convergedSeconds, 's', 'converged', true),
       figure(`${n} devices (${via}): region CPU for the rollout, per device`, (r.rolloutCpuSeconds / n) * 1e6, 'µs', 'flat in N', true),
       figure(`${n} devices (${via}): idle region CPU, all connected, nothing changing`, r.idleCpuPercent, '% of a core', '< 2%', r.idleCpuPercent < 2),
+      ...(r.rolloutRunQueueSeconds !== undefined ? [figure(`${n} devices (${via}): the region's main thread waiting for a core during the rollout (run queue)`, r.rolloutRunQueueSeconds, 's', 'informational', true, { name: 'its CPU in the rollout', value: r.rolloutCpuSeconds, unit: 's' })] : []),
       ...(r.idleGcPercent !== undefined ? [figure(`${n} devices (${via}): idle, of which main-thread garbage collection`, r.idleGcPercent, '% of a core', 'informational', true)] : []),
       ...(r.idleMessages !== undefined ? [figure(`${n} devices (${via}): idle, reports and presence messages that reached the region`, r.idleMessages, 'messages', 'informational', true)] : []),
       figure(`${n} devices (${via}): GET /api/v1/status`, r.statusMs, 'ms', '< 5 ms', r.statusMs < 5),
