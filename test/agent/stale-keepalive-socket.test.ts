@@ -1,8 +1,7 @@
 import http from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
-import { deviceAgentOptions, FREE_SOCKET_IDLE_MS, RegionClient } from '../../src/agent/http/region-client.js';
-import { createRegionHttpServer } from '../../src/http/http-server.js';
+import { deviceAgentOptions, RegionClient } from '../../src/agent/http/region-client.js';
 import { RegionFixture, ENROLLMENT_TOKEN } from './region-fixture.js';
 
 /**
@@ -133,45 +132,5 @@ describe('a report the region applied before the connection died', () => {
     } finally {
       await region.close();
     }
-  });
-});
-
-describe('free sockets of the device agent', () => {
-  it("are closed by the device before the region's keep-alive timeout closes them (no agent timeout: kept for ever)", async () => {
-    const app = createRegionHttpServer({ log: false });
-    app.get('/x', async () => ({ ok: true }));
-    await app.listen({ host: '127.0.0.1', port: 0 });
-    try {
-      const regionKeepAliveMs = (app.server as http.Server).keepAliveTimeout;
-      expect(FREE_SOCKET_IDLE_MS).toBeLessThanOrEqual(regionKeepAliveMs / 2);
-      const agent = deviceAgent();
-      const { port } = app.server.address() as AddressInfo;
-      await new Promise<void>((resolve, reject) => {
-        http.get({ host: '127.0.0.1', port, path: '/x', agent }, (res) => res.resume().on('end', resolve)).on('error', reject);
-      });
-      await new Promise((resolve) => setImmediate(resolve));
-      const free = Object.values(agent.freeSockets).flat();
-      expect(free).toHaveLength(1);
-      // The idle timer the agent armed on the free socket (0 would be none).
-      const idle = (free[0] as Socket).timeout ?? 0;
-      expect(idle).toBeGreaterThan(0);
-      expect(idle).toBeLessThanOrEqual(FREE_SOCKET_IDLE_MS);
-    } finally {
-      await app.close();
-    }
-  });
-
-  it("take the server's Keep-Alive hint when it is shorter (a proxy, a region with a short keep-alive)", async () => {
-    server = http.createServer((_req, res) => res.end('{}'));
-    server.keepAliveTimeout = 3_000;
-    await new Promise<void>((resolve) => server!.listen(0, '127.0.0.1', resolve));
-    const agent = deviceAgent();
-    const { port } = server.address() as AddressInfo;
-    await new Promise<void>((resolve, reject) => {
-      http.get({ host: '127.0.0.1', port, path: '/', agent }, (res) => res.resume().on('end', resolve)).on('error', reject);
-    });
-    await new Promise((resolve) => setImmediate(resolve));
-    const free = Object.values(agent.freeSockets).flat();
-    expect((free[0] as Socket).timeout).toBe(2_000);
   });
 });

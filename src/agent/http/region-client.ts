@@ -58,16 +58,6 @@ export type DesiredResult =
   | { status: 304 };
 
 /**
- * How long a kept-alive socket may wait unused before the device closes it itself: well within the
- * region's keep-alive timeout (75 s, http-server.ts) and the idle timeouts of proxies in between (AWS ALB
- * 60 s), as Node's global agent (5 s) and undici (4 s) do. The agent takes the smaller of this and the
- * server's `Keep-Alive: timeout=N` less a second; without a timeout of its own, Node 20's agent ignores
- * that hint and keeps a free socket for ever, until the server closes it, and a request sent on it just
- * then fails with ECONNRESET. (The agent's timeout does not limit requests: each sets its own.)
- */
-export const FREE_SOCKET_IDLE_MS = 5_000;
-
-/**
  * Times a request is sent again at once when it failed on a reused keep-alive socket before any byte
  * of an answer (see sendRequest). Each such failure used up one stale socket of the pool.
  */
@@ -92,7 +82,7 @@ let sharedHttpsAgent: http.Agent | undefined;
  */
 export function deviceAgentOptions(devices: number): http.AgentOptions {
   // Twice the devices at most: a device's socket may still be closing while its next one opens.
-  return { keepAlive: true, maxSockets: Math.max(2 * devices, 16), maxFreeSockets: Math.max(devices, 16), timeout: FREE_SOCKET_IDLE_MS };
+  return { keepAlive: true, maxSockets: Math.max(2 * devices, 16), maxFreeSockets: Math.max(devices, 16) };
 }
 
 const DEFAULT_TIMEOUT_MS = 30_000;
