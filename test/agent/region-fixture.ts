@@ -10,6 +10,10 @@ import { createRegionHttpServer } from '../../src/http/http-server.js';
 import { limitEnrollment, type EnrollmentLimits } from '../../src/region/routes/enrollment-limiter.js';
 import { SqliteStateStore } from '../../src/storage/region-state-store.js';
 import type { AppCatalog } from '../../src/reconciler/state-store.js';
+import { pino } from 'pino';
+import { Registry } from 'prom-client';
+import { ReportOrder } from '../../src/region/report-order.js';
+import { createSecurityMetrics } from '../../src/region/security-metrics.js';
 
 export const ENROLLMENT_TOKEN = 'fixture-enrollment-token';
 
@@ -32,12 +36,18 @@ export class RegionFixture {
     readonly store: SqliteStateStore,
     private readonly enrollmentLimits?: EnrollmentLimits,
     private readonly lagMs?: () => number,
+    private readonly reportOrder?: ReportOrder,
   ) {}
 
-  /** With `enrollmentLimits`, enrolments go through the region's limiter (enrollment-limiter.ts) with them, and `lagMs` as the region's event-loop lag. */
-  static async start(opts: { enrollmentLimits?: EnrollmentLimits; lagMs?: () => number } = {}): Promise<RegionFixture> {
+  /**
+   * With `enrollmentLimits`, enrolments go through the region's limiter (enrollment-limiter.ts) with them, and `lagMs` as the region's
+   * event-loop lag. With `reportOrder`, reports are applied in `seq` order as by a real region (report-order.ts): a replay is acknowledged, not applied.
+   */
+  static async start(opts: { enrollmentLimits?: EnrollmentLimits; lagMs?: () => number; reportOrder?: boolean } = {}): Promise<RegionFixture> {
     const dir = mkdtempSync(join(tmpdir(), 'cascade-region-'));
-    const fixture = new RegionFixture(dir, SqliteStateStore.open(join(dir, 'data')), opts.enrollmentLimits, opts.lagMs);
+    const store = SqliteStateStore.open(join(dir, 'data'));
+    const order = opts.reportOrder ? new ReportOrder(store, createSecurityMetrics(new Registry()), pino({ level: 'silent' })) : undefined;
+    const fixture = new RegionFixture(dir, store, opts.enrollmentLimits, opts.lagMs, order);
     await fixture.listen(0);
     return fixture;
   }
@@ -54,6 +64,7 @@ export class RegionFixture {
       watchers: this.watchers,
       clock: Date.now,
       onReport: (id) => this.reports.push(id),
+      ...(this.reportOrder ? { reportOrder: this.reportOrder } : {}),
     });
     this.url = await this.app.listen({ host: '127.0.0.1', port });
   }

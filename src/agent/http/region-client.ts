@@ -58,6 +58,16 @@ export type DesiredResult =
   | { status: 304 };
 
 /**
+ * Times a request is sent again at once when it failed on a reused keep-alive socket before any byte
+ * of an answer (see sendRequest). Each such failure used up one stale socket of the pool.
+ */
+const STALE_SOCKET_RETRIES = 3;
+/** Errors of a connection the server closed or reset under a request it had not answered. */
+const STALE_SOCKET_ERRORS = new Set(['ECONNRESET', 'EPIPE', 'ECONNABORTED']);
+/** Failures of sendAttempt that may be sent again (see RequestOptions.replayable). */
+const staleSocketFailures = new WeakSet<object>();
+
+/**
  * Keep-alive agents shared by every client in the process: the simulator runs thousands of
  * devices in one process, each holding a long poll open, so sockets must be reused and unbounded (free ones too).
  */
@@ -94,13 +104,41 @@ interface RequestOptions {
   timeoutMs: number;
   signal?: AbortSignal;
   agent?: http.Agent;
+  /**
+   * Whether the region may receive this request twice with no harm: GETs, and POSTs the region
+   * de-duplicates (a report with a `seq`: a second copy is acknowledged, not applied) or whose second
+   * copy supersedes the first (a challenge, an enrolment, a token renewal: only the last nonce or token
+   * counts; a key proof whose nonce the first copy spent is refused, and the device enrols again as after
+   * any failure). Such a request is sent again when it failed on a reused keep-alive socket before any
+   * byte of the answer came back. GETs are replayable by default; POSTs are not unless they say so.
+   */
+  replayable?: boolean;
 }
 
 function joinUrl(base: string, path: string): string {
   return base.replace(/\/+$/, '') + path;
 }
 
-function sendRequest(opts: RequestOptions): Promise<RawResponse> {
+/**
+ * Sends the request; when it fails on a kept-alive socket the agent reused, before a byte of the answer
+ * came back (ECONNRESET, EPIPE: the server closed that idle connection just as the request went out on
+ * it), and it is replayable, sends it again at once, as undici and got do for idempotent requests (Node's
+ * documentation of `request.reusedSocket` advises the same). The server closed the connection without
+ * answering, so it either never read the request or, for the POSTs marked replayable, reading it twice
+ * does no harm.
+ */
+async function sendRequest(opts: RequestOptions): Promise<RawResponse> {
+  const replayable = opts.replayable ?? opts.method === 'GET';
+  for (let retries = 0; ; retries++) {
+    try {
+      return await sendAttempt(opts);
+    } catch (err) {
+      if (!replayable || retries >= STALE_SOCKET_RETRIES || opts.signal?.aborted || !staleSocketFailures.has(err as object)) throw err;
+    }
+  }
+}
+
+function sendAttempt(opts: RequestOptions): Promise<RawResponse> {
   return new Promise((resolve, reject) => {
     let target: URL;
     try {
@@ -127,6 +165,12 @@ function sendRequest(opts: RequestOptions): Promise<RawResponse> {
       agent,
       signal: opts.signal,
     });
+    // Bytes the socket had read when this request got it: more by the time of an error means an answer had begun.
+    let readBefore = -1;
+    let answered = false;
+    request.once('socket', (socket) => {
+      readBefore = socket.bytesRead;
+    });
     request.setTimeout(opts.timeoutMs, () => {
       request.destroy(new CascadeError('region-timeout', `${opts.method} ${opts.url}: no answer within ${opts.timeoutMs} ms`, { url: opts.url }));
     });
@@ -135,9 +179,13 @@ function sendRequest(opts: RequestOptions): Promise<RawResponse> {
         reject(err);
         return;
       }
-      reject(new CascadeError('region-unreachable', `${opts.method} ${opts.url}: cannot reach the region (${err.code ?? err.message}); check --region-url and that the region is running`, { url: opts.url, cause: err.code ?? err.message }));
+      const failure = new CascadeError('region-unreachable', `${opts.method} ${opts.url}: cannot reach the region (${err.code ?? err.message}); check --region-url and that the region is running`, { url: opts.url, cause: err.code ?? err.message });
+      const socket = request.socket;
+      if (request.reusedSocket && !answered && socket && socket.bytesRead === readBefore && STALE_SOCKET_ERRORS.has(err.code ?? '')) staleSocketFailures.add(failure);
+      reject(failure);
     });
     request.on('response', (response) => {
+      answered = true;
       const chunks: Buffer[] = [];
       let size = 0;
       response.on('data', (chunk: Buffer) => {
@@ -151,7 +199,13 @@ function sendRequest(opts: RequestOptions): Promise<RawResponse> {
       response.on('end', () => {
         resolve({ status: response.statusCode ?? 0, headers: response.headers, body: Buffer.concat(chunks).toString('utf8') });
       });
-      response.on('error', (err) => request.destroy(err));
+      // The connection lost in the middle of the answer: Node reports it on the response alone (the
+      // request emits no error once it has one), so without this the request would never settle.
+      response.on('error', (err: Error & { code?: string }) => {
+        if (err instanceof CascadeError) reject(err);
+        else reject(new CascadeError('region-unreachable', `${opts.method} ${opts.url}: the connection to the region was lost in the middle of its answer (${err.code ?? err.message})`, { url: opts.url, cause: err.code ?? err.message }));
+        request.destroy(err);
+      });
     });
     request.end(payload);
   });
@@ -250,7 +304,9 @@ export class RegionClient {
     }
     const url = joinUrl(this.regionUrl, apiPaths.enroll);
     const { raw, body: answer } = await requestJson<EnrollResponse | EnrollPendingResponse>(
-      { method: 'POST', url, body, timeoutMs: this.timeoutMs, signal, agent: this.agent },
+      // A second enrolment supersedes the first (its token is the one that counts), or is refused when the
+      // first spent its proof's nonce (the loop enrols again): one sent twice does no harm.
+      { method: 'POST', url, body, timeoutMs: this.timeoutMs, signal, agent: this.agent, replayable: true },
       [201, 202],
     );
     if (raw.status === 202) {
@@ -266,7 +322,7 @@ export class RegionClient {
     const proof = await this.prove(key, 'renew-token', signal);
     if (!proof) throw new RegionHttpError(404, errorCodes.notFound, `POST ${url}: this region does not renew tokens with a key proof`, url);
     const body: RenewTokenRequest = { proof };
-    const { body: answer } = await requestJson<EnrollResponse>({ method: 'POST', url, body, timeoutMs: this.timeoutMs, signal, agent: this.agent }, [201]);
+    const { body: answer } = await requestJson<EnrollResponse>({ method: 'POST', url, body, timeoutMs: this.timeoutMs, signal, agent: this.agent, replayable: true }, [201]);
     return this.keepToken(answer, url);
   }
 
@@ -286,7 +342,7 @@ export class RegionClient {
     const url = joinUrl(this.regionUrl, apiPaths.challenge(this.deviceId));
     let body: ChallengeResponse | null;
     try {
-      ({ body } = await requestJson<ChallengeResponse>({ method: 'POST', url, body: {}, timeoutMs: this.timeoutMs, signal, agent: this.agent }, [200]));
+      ({ body } = await requestJson<ChallengeResponse>({ method: 'POST', url, body: {}, timeoutMs: this.timeoutMs, signal, agent: this.agent, replayable: true }, [200]));
     } catch (err) {
       if (err instanceof RegionHttpError && err.status === 404 && err.code === errorCodes.notFound) return null;
       throw err;
@@ -299,7 +355,8 @@ export class RegionClient {
 
   async report(body: ReportRequest, signal?: AbortSignal): Promise<void> {
     await requestJson(
-      { method: 'POST', url: joinUrl(this.regionUrl, apiPaths.report(this.deviceId)), headers: this.authHeaders(), body, timeoutMs: this.timeoutMs, signal, agent: this.agent },
+      // With a seq the region applies a report once, however often it arrives (report-order.ts).
+      { method: 'POST', url: joinUrl(this.regionUrl, apiPaths.report(this.deviceId)), headers: this.authHeaders(), body, timeoutMs: this.timeoutMs, signal, agent: this.agent, replayable: body.seq !== undefined },
       [200],
     );
   }
