@@ -38,7 +38,7 @@ describe('hand-out in slices', () => {
     await rm(root, { recursive: true, force: true });
   });
 
-  async function setUp(options: { failHandOutWrite?: number } = {}) {
+  async function setUp(options: { failHandOutWrite?: number; failResolvedWrite?: number } = {}) {
     const repo = join(root, 'fleet');
     await makeLocalRepo(repo, smallFleet({ region: REGION, web: '1.0.0', db: null }));
     const now = 1_800_000_000_000;
@@ -51,6 +51,12 @@ describe('hand-out in slices', () => {
     failing.writeBatch = (batch) => {
       if (armed && Array.isArray(batch.handed) && batch.handed.length > 0 && ++handOutWrites === options.failHandOutWrite) throw new Error('disk full');
       durable.writeBatch(batch);
+    };
+    // ... or the n-th transaction of a new revision's resolution rows.
+    let resolvedWrites = 0;
+    failing.writeResolvedRows = (rows) => {
+      if (armed && ++resolvedWrites === options.failResolvedWrite) throw new Error('disk full');
+      durable.writeResolvedRows(rows);
     };
     index = new FleetIndex({ durable: failing, clock, offlineAfterMs: () => 600_000, log });
     source = await openFleetSource({ repo, branch: 'main', dataDir: join(root, 'data'), log });
@@ -88,7 +94,7 @@ describe('hand-out in slices', () => {
     events.length = 0;
     await commitFiles(repo, { 'deployments/web.yaml': webDeployment('2.0.0') }, 'web 2.0.0');
     armed = true;
-    return { reconciler, durable, announced, events, metrics };
+    return { reconciler, durable, announced, events, metrics, head: () => durable.getRevision() };
   }
 
   it('writes and announces each slice before the next, with the event loop served between', async () => {
@@ -115,5 +121,22 @@ describe('hand-out in slices', () => {
     expect(durable.listHanded().size).toBe(DEVICES);
     expect(durable.updatesSent()).toBe(2 * DEVICES);
     expect(index!.updatesSent()).toBe(2 * DEVICES);
+  });
+
+  it('a revision whose resolution fails half-written stays unapplied, and the next pass applies it whole', async () => {
+    const { reconciler, durable, announced, head } = await setUp({ failResolvedWrite: 2 });
+    const before = head().applied;
+    await reconciler.runPass({ fetch: true, reason: 'commit' });
+    // The first slice of rows was written, the second failed: the old revision is still the applied one,
+    // nothing was handed out, and the commit is not taken for a refusal (no error recorded against it).
+    expect(head().applied).toBe(before);
+    expect(head().errors).toEqual([]);
+    expect(announced).toEqual([]);
+    await reconciler.runPass({ fetch: true, reason: 'retry' });
+    expect(head().applied).not.toBe(before);
+    expect(new Set(announced.flat()).size).toBe(DEVICES);
+    expect(durable.getResolved().size).toBe(DEVICES);
+    for (const apps of durable.getResolved().values()) expect(apps['web']?.version).toBe('2.0.0');
+    expect(durable.updatesSent()).toBe(2 * DEVICES);
   });
 });
