@@ -11,6 +11,14 @@ import { EVENT_LOOP_RESOLUTION_MS } from './region-metrics.js';
 const SAMPLE_MS = 20;
 
 /**
+ * How many samples in a row must be late before `lagMs` says the region is behind. One stall (start-up,
+ * a checkpoint, a core taken by a neighbour for half a second) is not being behind: the loop is
+ * free again right after it, and refusing enrolments then would only make devices wait for nothing
+ * (seen in CI: the first enrolment after start-up was refused for start-up's own stall).
+ */
+const BEHIND_SAMPLES = 3;
+
+/**
  * Two views of how late the event loop runs:
  * - `cascade_event_loop_delay_seconds{quantile="0.5"|"0.99"|"max"}`: since the previous scrape
  *   (perf_hooks.monitorEventLoopDelay, 20 ms resolution); each scrape reads and resets it.
@@ -42,11 +50,14 @@ export function watchEventLoopDelay(registry: Registry): { stop(): void; lagMs()
   });
   let expected = performance.now() + SAMPLE_MS;
   let timer: NodeJS.Timeout | null = null;
-  let last = 0;
+  const recent = new Array<number>(BEHIND_SAMPLES).fill(0);
+  let next = 0;
   const tick = (): void => {
     const now = performance.now();
-    last = Math.max(0, now - expected);
-    lag.observe(last / 1000);
+    const late = Math.max(0, now - expected);
+    recent[next] = late;
+    next = (next + 1) % BEHIND_SAMPLES;
+    lag.observe(late / 1000);
     expected = now + SAMPLE_MS;
     timer = setTimeout(tick, SAMPLE_MS);
     timer.unref();
@@ -54,8 +65,11 @@ export function watchEventLoopDelay(registry: Registry): { stop(): void; lagMs()
   timer = setTimeout(tick, SAMPLE_MS);
   timer.unref();
   return {
-    /** How late the sampling timer fired the last time it ran (ms): a cheap sign the region is behind now. */
-    lagMs: () => last,
+    /**
+     * How late the sampling timer fired at least, over its last few runs (ms): a cheap sign the region
+     * is behind now and has been for a while, not that it stalled once.
+     */
+    lagMs: () => Math.min(...recent),
     stop: () => {
       histogram.disable();
       if (timer) clearTimeout(timer);
