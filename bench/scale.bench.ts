@@ -40,6 +40,12 @@ const PER_SIMULATOR = 5_000;
 /** How long enrolment, and then the rollout, may take to converge. */
 /** The simulators' nice value (CASCADE_BENCH_SCALE_SIM_NICE; 0: same priority as the region). */
 const SIM_NICE = Number(process.env['CASCADE_BENCH_SCALE_SIM_NICE'] ?? 10);
+/**
+ * The site brokers' nice value (CASCADE_BENCH_SCALE_SITE_NICE; 0: same priority as the region). Like the
+ * simulated devices, the site brokers stand for machines of their own (a gateway at each site); the
+ * region broker, the region's own, keeps the region's priority.
+ */
+const SITE_NICE = Number(process.env['CASCADE_BENCH_SCALE_SITE_NICE'] ?? 10);
 /** The size (MQTT) at which the region is also killed with SIGKILL mid-rollout and restarted (0: none). */
 const KILL_AT = Number(process.env['CASCADE_BENCH_SCALE_KILL_AT'] ?? 10_000);
 const CONVERGE_TIMEOUT_MS = Number(process.env['CASCADE_BENCH_SCALE_TIMEOUT_MS'] ?? 900_000);
@@ -101,6 +107,9 @@ export interface ScaleResult {
   /** V8 heap used (cascade_process_nodejs_heap_size_used_bytes) after start and after the rollout. */
   baseHeapMb: number;
   heapMb: number;
+  /** Main-thread GC pauses during the rollout, by kind: seconds in all, and how many took over 10 ms and over 100 ms. */
+  rolloutGc?: Record<string, { seconds: number; pauses: number; over10ms: number; over100ms: number }>;
+  memory?: { heapTotalMb: number; newSpaceMb: number; oldSpaceMb: number; externalMb: number; rssAnonMb: number; rssFileMb: number };
 }
 
 interface SimChild {
@@ -225,11 +234,13 @@ export async function measureScale(
     const simSizes = Array.from({ length: simulators }, (_, i) => Math.floor(devices / simulators) + (i < devices % simulators ? 1 : 0));
     const siteLoad = (site: number) => simSizes.reduce((n, size, i) => n + (i % opts.sites === site ? size : 0), 0);
     for (let i = 0; useMqtt && i < opts.sites; i++) {
-      siteBrokers.push(await startMosquitto({
+      const site = await startMosquitto({
         allowAnonymous: false,
         extraConfig: [`password_file ${broker.passwordFile}`, `acl_file ${broker.aclFile}`, ...bridgeConfig(`region-${i}`, broker.port, bridgeUser(i), REGION)],
         maxOpenFiles: siteLoad(i) + 1000,
-      }));
+      });
+      if (SITE_NICE !== 0 && site.child.pid !== undefined) setPriority(site.child.pid, SITE_NICE);
+      siteBrokers.push(site);
     }
     const deviceBrokers = siteBrokers.length > 0 ? siteBrokers : [broker];
     const repo = join(root, 'fleet');
@@ -387,6 +398,17 @@ export async function measureScale(
       enrolBrokerCpuSeconds,
       baseHeapMb,
       heapMb: metricValue(metricsAfter, 'cascade_process_nodejs_heap_size_used_bytes') / 2 ** 20,
+      // Where the RSS goes (informational): V8's heap as reserved, its young generation, memory outside it
+      // (buffers), and the process's anonymous and file-backed resident pages.
+      rolloutGc: gcOver(metricsBefore, metricsAfter),
+      memory: {
+        heapTotalMb: metricValue(metricsAfter, 'cascade_process_nodejs_heap_size_total_bytes') / 2 ** 20,
+        newSpaceMb: metricValue(metricsAfter, 'cascade_process_nodejs_heap_space_size_total_bytes', 'space="new"') / 2 ** 20,
+        oldSpaceMb: metricValue(metricsAfter, 'cascade_process_nodejs_heap_space_size_total_bytes', 'space="old"') / 2 ** 20,
+        externalMb: metricValue(metricsAfter, 'cascade_process_nodejs_external_memory_bytes') / 2 ** 20,
+        rssAnonMb: memoryMb(pid, 'RssAnon'),
+        rssFileMb: memoryMb(pid, 'RssFile'),
+      },
     };
     if (useMqtt && KILL_AT === devices) {
       region = await killMidRollout({ region, regionArgs, repo, brokerUrl: broker.url, devices, result, log });
@@ -468,6 +490,25 @@ function runQueueSeconds(pid: number): number {
 /** Seconds of GC pauses so far, every kind (prom-client's nodejs_gc_duration_seconds histogram). */
 function gcSeconds(metrics: string): number {
   return sumOf(metrics, 'cascade_process_nodejs_gc_duration_seconds_sum');
+}
+
+/** GC pauses between two scrapes, by kind (prom-client's buckets: 1 ms, 10 ms, 100 ms, 1 s...). */
+function gcOver(before: string, after: string): Record<string, { seconds: number; pauses: number; over10ms: number; over100ms: number }> {
+  const name = 'cascade_process_nodejs_gc_duration_seconds';
+  const value = (metrics: string, suffix: string, labels: string[]) => {
+    for (const line of metrics.split('\n')) {
+      if (line.startsWith(`${name}${suffix}{`) && labels.every((l) => line.includes(l))) return Number(line.slice(line.lastIndexOf(' ') + 1));
+    }
+    return 0;
+  };
+  const out: Record<string, { seconds: number; pauses: number; over10ms: number; over100ms: number }> = {};
+  for (const kind of ['minor', 'major', 'incremental', 'weakcb']) {
+    const k = `kind="${kind}"`;
+    const d = (suffix: string, labels: string[]) => value(after, suffix, [k, ...labels]) - value(before, suffix, [k, ...labels]);
+    const pauses = d('_count', []);
+    out[kind] = { seconds: d('_sum', []), pauses, over10ms: pauses - d('_bucket', ['le="0.01"']), over100ms: pauses - d('_bucket', ['le="0.1"']) };
+  }
+  return out;
 }
 
 /** The sum of a metric's samples over all its label sets. */

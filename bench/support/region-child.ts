@@ -43,7 +43,7 @@ export async function startRegionChild(args: string[]): Promise<RegionChild> {
   };
 }
 
-export function memoryMb(pid: number, field: 'VmHWM' | 'VmRSS'): number {
+export function memoryMb(pid: number, field: 'VmHWM' | 'VmRSS' | 'RssAnon' | 'RssFile'): number {
   const match = new RegExp(`${field}:\\s+(\\d+) kB`).exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
   return match ? Number(match[1]) / 1024 : NaN;
 }
