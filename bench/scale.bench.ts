@@ -1,7 +1,7 @@
-import { spawn, type ChildProcess } from 'node:child_process';
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
-import { setPriority, tmpdir } from 'node:os';
+import { availableParallelism, setPriority, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import mqtt from 'mqtt';
@@ -46,6 +46,12 @@ const SIM_NICE = Number(process.env['CASCADE_BENCH_SCALE_SIM_NICE'] ?? 10);
  * region broker, the region's own, keeps the region's priority.
  */
 const SITE_NICE = Number(process.env['CASCADE_BENCH_SCALE_SITE_NICE'] ?? 10);
+/**
+ * CASCADE_BENCH_SCALE_REGION_CPU=0 gives the region a core of its own (CPU 0; taskset, every thread) and
+ * puts the bench, the brokers and the simulators on the other cores: as deployed, where the region runs in
+ * its own container and the brokers and devices are other machines. Unset: all share every core.
+ */
+const REGION_CPU = process.env['CASCADE_BENCH_SCALE_REGION_CPU'] ?? '';
 /** The size (MQTT) at which the region is also killed with SIGKILL mid-rollout and restarted (0: none). */
 const KILL_AT = Number(process.env['CASCADE_BENCH_SCALE_KILL_AT'] ?? 10_000);
 const CONVERGE_TIMEOUT_MS = Number(process.env['CASCADE_BENCH_SCALE_TIMEOUT_MS'] ?? 900_000);
@@ -109,6 +115,8 @@ export interface ScaleResult {
   heapMb: number;
   /** Main-thread GC pauses during the rollout, by kind: seconds in all, and how many took over 10 ms and over 100 ms. */
   rolloutGc?: Record<string, { seconds: number; pauses: number; over10ms: number; over100ms: number }>;
+  /** The CPU the region had to itself (CASCADE_BENCH_SCALE_REGION_CPU), if any. */
+  regionCpu?: string;
   memory?: { heapTotalMb: number; newSpaceMb: number; oldSpaceMb: number; externalMb: number; rssAnonMb: number; rssFileMb: number };
 }
 
@@ -199,6 +207,8 @@ export async function measureScale(
   log: (line: string) => void = (l) => process.stderr.write(`${l}\n`),
 ): Promise<ScaleResult> {
   const root = await mkdtemp(join(tmpdir(), 'cascade-bench-scale-'));
+  // The bench itself, and so the brokers and simulators it starts, on the cores the region does not use.
+  if (REGION_CPU) execFileSync('taskset', ['-a', '-p', '-c', otherCpus(REGION_CPU), String(process.pid)], { stdio: 'ignore' });
   const useMqtt = opts.transport === 'mqtt';
   const siteBrokers: Mosquitto[] = [];
   let broker: Mosquitto | undefined;
@@ -253,7 +263,7 @@ export async function measureScale(
           '--mqtt-device-passwords', broker.passwordFile, '--mqtt-broker-pid-file', [broker, ...siteBrokers].map((b) => b.pidFile).join(',')]
         : []),
     ];
-    region = await startRegionChild(regionArgs);
+    region = pinned(await startRegionChild(regionArgs));
     const url = region.url;
     const pid = region.child.pid!;
     await until(async () => ((await status(url)).revision.applied ? true : undefined), 60_000, () => 'the first revision');
@@ -401,6 +411,7 @@ export async function measureScale(
       // Where the RSS goes (informational): V8's heap as reserved, its young generation, memory outside it
       // (buffers), and the process's anonymous and file-backed resident pages.
       rolloutGc: gcOver(metricsBefore, metricsAfter),
+      ...(REGION_CPU ? { regionCpu: REGION_CPU } : {}),
       memory: {
         heapTotalMb: metricValue(metricsAfter, 'cascade_process_nodejs_heap_size_total_bytes') / 2 ** 20,
         newSpaceMb: metricValue(metricsAfter, 'cascade_process_nodejs_heap_space_size_total_bytes', 'space="new"') / 2 ** 20,
@@ -455,7 +466,7 @@ async function killMidRollout(opts: { region: RegionChild; regionArgs: string[];
   opts.region.child.kill('SIGKILL');
   await opts.region.stop();
   const restarted = performance.now();
-  const region = await startRegionChild(opts.regionArgs);
+  const region = pinned(await startRegionChild(opts.regionArgs));
   await until(async () => {
     const s = await status(region.url);
     return s.revision.applied === head && s.devices.converged === devices ? true : undefined;
@@ -521,12 +532,25 @@ function sumOf(metrics: string, name: string): number {
   return sum;
 }
 
+/** Every CPU of this machine but `cpu`, as taskset's list. */
+function otherCpus(cpu: string): string {
+  const others = Array.from({ length: availableParallelism() }, (_, i) => String(i)).filter((c) => c !== cpu);
+  if (others.length === 0) throw new Error(`CASCADE_BENCH_SCALE_REGION_CPU=${cpu} leaves no core for the brokers and simulators`);
+  return others.join(',');
+}
+
+/** The region on its own core (CASCADE_BENCH_SCALE_REGION_CPU), every thread of it. */
+function pinned(region: RegionChild): RegionChild {
+  if (REGION_CPU && region.child.pid !== undefined) execFileSync('taskset', ['-a', '-p', '-c', REGION_CPU, String(region.child.pid)], { stdio: 'ignore' });
+  return region;
+}
+
 /** The figures of one run (one size, one transport). */
 export function scaleFigures(r: ScaleResult): BenchFigure[] {
   const figures: BenchFigure[] = [];
   const n = r.devices;
   if (r.transport === 'mqtt') {
-    const via = r.sites ? `MQTT via ${r.sites} site brokers` : 'MQTT';
+    const via = `${r.sites ? `MQTT via ${r.sites} site brokers` : 'MQTT'}${r.regionCpu ? ', region on a core of its own' : ''}`;
     figures.push(
       figure(`${n} devices (${via}): commit to last desired state at the region broker`, r.lastPublishSeconds, 's', '< 2x bare MQTT.js', r.lastPublishSeconds < 2 * r.baselinePublishSeconds, {
         name: `bare MQTT.js client publishing the same ${n} retained QoS 1 messages (same topics and payloads), same brokers`, value: r.baselinePublishSeconds, unit: 's',
