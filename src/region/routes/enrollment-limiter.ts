@@ -8,9 +8,10 @@ export interface EnrollmentLimits {
   failuresTotal: number;
   windowMs: number;
   /**
-   * While the region's event loop runs this late (ms), enrolments get 503 with Retry-After instead of
-   * queueing until devices time out: a fleet enrolling at once on a busy region is slowed, not failed.
-   * 0: never. Default 500.
+   * While the region's event loop runs this late (ms), sample after sample (`lagMs`: the least lateness of
+   * its last three 20 ms samples, so one stall such as start-up's is not "busy"), enrolments get 503 with
+   * Retry-After instead of queueing until devices time out: a fleet enrolling at once on a busy region is
+   * slowed, not failed. 0: never. Default 500.
    */
   busyLagMs?: number;
   /** The Retry-After of those 503s, in seconds (devices add jitter). Default 2. */
