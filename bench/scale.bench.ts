@@ -506,18 +506,15 @@ function gcSeconds(metrics: string): number {
 /** GC pauses between two scrapes, by kind (prom-client's buckets: 1 ms, 10 ms, 100 ms, 1 s...). */
 function gcOver(before: string, after: string): Record<string, { seconds: number; pauses: number; over10ms: number; over100ms: number }> {
   const name = 'cascade_process_nodejs_gc_duration_seconds';
-  const value = (metrics: string, suffix: string, labels: string[]) => {
-    for (const line of metrics.split('\n')) {
-      if (line.startsWith(`${name}${suffix}{`) && labels.every((l) => line.includes(l))) return Number(line.slice(line.lastIndexOf(' ') + 1));
-    }
-    return 0;
-  };
   const out: Record<string, { seconds: number; pauses: number; over10ms: number; over100ms: number }> = {};
   for (const kind of ['minor', 'major', 'incremental', 'weakcb']) {
-    const k = `kind="${kind}"`;
-    const d = (suffix: string, labels: string[]) => value(after, suffix, [k, ...labels]) - value(before, suffix, [k, ...labels]);
-    const pauses = d('_count', []);
-    out[kind] = { seconds: d('_sum', []), pauses, over10ms: pauses - d('_bucket', ['le="0.01"']), over100ms: pauses - d('_bucket', ['le="0.1"']) };
+    // A bucket's labels are {le="...",region="...",kind="..."}: each is looked for on its own.
+    const d = (suffix: string, le?: string) => {
+      const labels = [`kind="${kind}"`, ...(le ? [`le="${le}"`] : [])];
+      return metricValue(after, `${name}${suffix}`, labels) - metricValue(before, `${name}${suffix}`, labels);
+    };
+    const pauses = d('_count');
+    out[kind] = { seconds: d('_sum'), pauses, over10ms: pauses - d('_bucket', '0.01'), over100ms: pauses - d('_bucket', '0.1') };
   }
   return out;
 }

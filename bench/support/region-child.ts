@@ -57,11 +57,12 @@ export function cpuSeconds(pid: number): number {
 }
 
 /** The value of a sample in a Prometheus text exposition (0 when absent). */
-export function metricValue(text: string, name: string, labels = ''): number {
+export function metricValue(text: string, name: string, labels: string | string[] = ''): number {
   const escaped = name.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
   const match = new RegExp(`^${escaped}(?:\\{([^}]*)\\})? (\\S+)$`, 'gm');
+  const wanted = (Array.isArray(labels) ? labels : [labels]).filter(Boolean);
   for (const m of text.matchAll(match)) {
-    if (!labels || (m[1] ?? '').includes(labels)) return Number(m[2]);
+    if (wanted.every((label) => (m[1] ?? '').includes(label))) return Number(m[2]);
   }
   return 0;
 }

@@ -141,9 +141,9 @@ interface StepBudget {
   left: number;
 }
 
-/** Counts `devices` looked at; true when a step is due (the caller yields). */
-function stepDue(budget: StepBudget, devices = 1): boolean {
-  budget.left -= devices;
+/** Counts one device looked at; true when a step is due (the caller yields). */
+function stepDue(budget: StepBudget): boolean {
+  budget.left--;
   if (budget.left > 0) return false;
   budget.left = budget.step;
   return true;
