@@ -36,6 +36,7 @@ const SIMULATOR_WAIT_SECONDS = 30;
  * other's session again and again (reports redelivered, desired states queued for one site handed to another).
  */
 const bridgeUser = (site: number) => ({ username: `cascade-bridge-site-${site}`, password: `bench-bridge-secret-${site}` });
+const siteName = (site: number) => `site-${site}`;
 const PER_SIMULATOR = 5_000;
 /** How long enrolment, and then the rollout, may take to converge. */
 /** The simulators' nice value (CASCADE_BENCH_SCALE_SIM_NICE; 0: same priority as the region). */
@@ -56,6 +57,8 @@ const REGION_CPU = process.env['CASCADE_BENCH_SCALE_REGION_CPU'] ?? '';
 const KILL_AT = Number(process.env['CASCADE_BENCH_SCALE_KILL_AT'] ?? 10_000);
 const CONVERGE_TIMEOUT_MS = Number(process.env['CASCADE_BENCH_SCALE_TIMEOUT_MS'] ?? 900_000);
 const REGION = 'us-east';
+/** Where the region publishes desired states at the region broker: device topics, and each site's prefix. */
+const DESIRED_FILTERS = [`cascade/${REGION}/+/desired`, `cascade/${REGION}/sites/+/+/desired`];
 const TOKEN = 'bench-enrolment-token';
 const REGION_USER = { username: 'cascade-region', password: 'bench-region-secret' };
 const BASELINE_USER = { username: 'bench-baseline', password: 'bench-baseline-secret' };
@@ -224,10 +227,11 @@ export async function measureScale(
       acl: [
         `user ${REGION_USER.username}`,
         `topic readwrite cascade/${REGION}/#`,
-        ...Array.from({ length: opts.sites }, (_, i) => [`user ${bridgeUser(i).username}`, `topic readwrite cascade/${REGION}/#`]).flat(),
+        // Each site's bridge carries its devices' topics under its own prefix (docs/mqtt.md), and may use that prefix only.
+        ...Array.from({ length: opts.sites }, (_, i) => [`user ${bridgeUser(i).username}`, `topic readwrite cascade/${REGION}/sites/${siteName(i)}/#`]).flat(),
         `user ${BASELINE_USER.username}`,
         'topic readwrite baseline/#',
-        `topic readwrite cascade/${REGION}/+/desired`,
+        ...DESIRED_FILTERS.map((filter) => `topic readwrite ${filter}`),
         'pattern read cascade/+/%u/desired',
         'pattern write cascade/+/%u/reported',
         'pattern write cascade/+/%u/status',
@@ -246,7 +250,7 @@ export async function measureScale(
     for (let i = 0; useMqtt && i < opts.sites; i++) {
       const site = await startMosquitto({
         allowAnonymous: false,
-        extraConfig: [`password_file ${broker.passwordFile}`, `acl_file ${broker.aclFile}`, ...bridgeConfig(`region-${i}`, broker.port, bridgeUser(i), REGION)],
+        extraConfig: [`password_file ${broker.passwordFile}`, `acl_file ${broker.aclFile}`, ...bridgeConfig(`region-${i}`, broker.port, bridgeUser(i), REGION, siteName(i))],
         maxOpenFiles: siteLoad(i) + 1000,
       });
       if (SITE_NICE !== 0 && site.child.pid !== undefined) setPriority(site.child.pid, SITE_NICE);
@@ -315,7 +319,7 @@ export async function measureScale(
     const watcher = await mqtt.connectAsync(broker.url, { protocolVersion: 5, ...BASELINE_USER, reconnectPeriod: 0, clean: true });
     let lastSeen = 0;
     const seen = new Map<string, Buffer>();
-    await watcher.subscribeAsync(`cascade/${REGION}/+/desired`, { qos: 0, rh: 2 });
+    await watcher.subscribeAsync(DESIRED_FILTERS, { qos: 0, rh: 2 });
     watcher.on('message', (topic, message) => {
       lastSeen = performance.now();
       seen.set(topic, message);
@@ -450,8 +454,9 @@ async function killMidRollout(opts: { region: RegionChild; regionArgs: string[];
   /** Per device, the generations of desired states for the commit that reached the broker (repeats included). */
   const generations = new Map<string, number[]>();
   let atBroker = 0;
-  await watcher.subscribeAsync(`cascade/${REGION}/+/desired`, { qos: 0, rh: 2 });
+  await watcher.subscribeAsync(DESIRED_FILTERS, { qos: 0, rh: 2 });
   watcher.on('message', (topic, message) => {
+    if (message.length === 0) return; // a cleared retained state (a device that moved site): none here
     const desired = JSON.parse(message.toString('utf8')) as { revision?: string; generation?: number };
     if (!head || desired.revision !== head) return;
     const list = generations.get(topic) ?? [];

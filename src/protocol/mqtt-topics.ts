@@ -8,6 +8,17 @@
  *
  * Both payloads are the JSON of the HTTP protocol; a report also names its device, and the
  * region drops a report whose `deviceId` is not the device in its topic.
+ *
+ * Devices always use the topics above, at the broker they connect to. A site broker bridged to the
+ * region broker (docs/mqtt.md) may carry them under its site's prefix there instead:
+ *
+ *   cascade/<region>/sites/<site>/<device>/<kind>
+ *
+ * (Mosquitto's bridge `topic +/desired in 1 cascade/<region>/ cascade/<region>/sites/<site>/`). The
+ * region then knows which site each device reports from and publishes its desired state to that
+ * site's prefix only, so each site's uplink carries the desired states of its own devices, not the
+ * region's. A device topic has one level for the device, a site topic three more (`sites/<site>/`
+ * then the device): the two never match the same filter, and a device named `sites` stays a device.
  */
 import type { DeviceId } from '../core/types.js';
 import type { DesiredResponse, ReportRequest } from './types.js';
@@ -61,13 +72,46 @@ export function regionSubscription(region: string, kind: MqttTopicKind): string 
   return `${MQTT_TOPIC_ROOT}/${region}/+/${kind}`;
 }
 
-/** The device a `cascade/<region>/<device>/<kind>` topic is about, or null when the topic is not one. */
-export function deviceOfTopic(topic: string, region: string, kind: MqttTopicKind): DeviceId | null {
+/** The level after the region that starts a site's prefix at the region broker. */
+export const MQTT_SITES_LEVEL = 'sites';
+
+/**
+ * Where a device's topics are at the region broker: '' for the device topics themselves (a device on
+ * the region broker, or behind a bridge that forwards topics unchanged), else the name of the site
+ * whose bridge carries them under `cascade/<region>/sites/<site>/`.
+ */
+export type MqttLocation = string;
+export const DIRECT: MqttLocation = '';
+
+/** The `kind` topic of a device at `location` as the region broker names it. */
+export function mqttTopicAt(region: string, location: MqttLocation, deviceId: DeviceId, kind: MqttTopicKind): string {
+  if (location === DIRECT) return mqttTopic(region, deviceId, kind);
+  checkLevel('region', region);
+  checkLevel('site', location);
+  checkLevel('device id', deviceId);
+  return `${MQTT_TOPIC_ROOT}/${region}/${MQTT_SITES_LEVEL}/${location}/${deviceId}/${kind}`;
+}
+
+/** The filter the region subscribes to for every site's devices' `kind` topics. */
+export function regionSitesSubscription(region: string, kind: MqttTopicKind): string {
+  checkLevel('region', region);
+  return `${MQTT_TOPIC_ROOT}/${region}/${MQTT_SITES_LEVEL}/+/+/${kind}`;
+}
+
+/**
+ * The device and location of a `cascade/<region>/<device>/<kind>` or
+ * `cascade/<region>/sites/<site>/<device>/<kind>` topic, or null when the topic is neither.
+ */
+export function deviceAtTopic(topic: string, region: string, kind: MqttTopicKind): { device: DeviceId; location: MqttLocation } | null {
   const prefix = `${MQTT_TOPIC_ROOT}/${region}/`;
   const suffix = `/${kind}`;
-  if (!topic.startsWith(prefix) || !topic.endsWith(suffix)) return null;
-  const device = topic.slice(prefix.length, topic.length - suffix.length);
-  return device === '' || device.includes('/') ? null : device;
+  if (!topic.startsWith(prefix) || !topic.endsWith(suffix) || topic.length < prefix.length + suffix.length) return null;
+  const middle = topic.slice(prefix.length, topic.length - suffix.length);
+  const levels = middle.split('/');
+  if (levels.length === 1) return levels[0] === '' ? null : { device: levels[0]!, location: DIRECT };
+  // A site the region could not publish to again (`$...`, too long) is no site.
+  if (levels.length !== 3 || levels[0] !== MQTT_SITES_LEVEL || topicLevelProblem(levels[1]!) !== null || levels[2] === '') return null;
+  return { device: levels[2]!, location: levels[1]! };
 }
 
 /**

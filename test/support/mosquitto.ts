@@ -193,8 +193,14 @@ export async function makeTestCertificates(dir: string): Promise<{ caFile: strin
   return { caFile, certFile, keyFile };
 }
 
-/** The bridge section of a site broker's mosquitto.conf (docs/mqtt.md shows the same). */
-export function bridgeConfig(name: string, regionBrokerPort: number, user: { username: string; password: string }, region: string): string[] {
+/**
+ * The bridge section of a site broker's mosquitto.conf (docs/mqtt.md shows the same). With `site`, the
+ * bridge carries the site's topics under `cascade/<region>/sites/<site>/` at the region broker, so only
+ * its own devices' desired states come down; without, every topic as it is (every desired state of the region).
+ */
+export function bridgeConfig(name: string, regionBrokerPort: number, user: { username: string; password: string }, region: string, site?: string): string[] {
+  const mapped = site === undefined ? '' : ` cascade/${region}/ cascade/${region}/sites/${site}/`;
+  const pattern = (kind: string) => (site === undefined ? `cascade/${region}/+/${kind}` : `+/${kind}`);
   return [
     `connection ${name}`,
     `address 127.0.0.1:${regionBrokerPort}`,
@@ -205,8 +211,8 @@ export function bridgeConfig(name: string, regionBrokerPort: number, user: { use
     'try_private true',
     'notifications false',
     'bridge_protocol_version mqttv311',
-    `topic cascade/${region}/+/reported out 1`,
-    `topic cascade/${region}/+/status out 1`,
-    `topic cascade/${region}/+/desired in 1`,
+    `topic ${pattern('reported')} out 1${mapped}`,
+    `topic ${pattern('status')} out 1${mapped}`,
+    `topic ${pattern('desired')} in 1${mapped}`,
   ];
 }

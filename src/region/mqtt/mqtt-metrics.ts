@@ -5,6 +5,7 @@ export interface MqttMetrics {
   published: Counter;
   reports: Counter<'outcome'>;
   presence: Counter<'status'>;
+  moves: Counter;
 }
 
 export function createMqttMetrics(registry: Registry): MqttMetrics {
@@ -24,6 +25,11 @@ export function createMqttMetrics(registry: Registry): MqttMetrics {
       name: 'cascade_mqtt_presence_messages_total',
       help: "Devices' presence messages (their retained status topic: online, or offline from their will) that reached the region; a steady rate with nothing changing means devices reconnecting",
       labelNames: ['status'],
+      registers: [registry],
+    }),
+    moves: new Counter({
+      name: 'cascade_mqtt_device_moves_total',
+      help: "Devices that turned up at another location (a site's prefix, or the device topics): their desired state was published there and cleared where they were",
       registers: [registry],
     }),
   };

@@ -4,7 +4,7 @@ import mqtt, { type IClientOptions, type MqttClient } from 'mqtt';
 import type { Logger } from 'pino';
 import { CascadeError } from '../../core/errors.js';
 import type { AppReport, DeviceId } from '../../core/types.js';
-import { MQTT_ONLINE, MQTT_QOS, desiredTopic, deviceOfTopic, regionSubscription, regionSyncTopic } from '../../protocol/mqtt-topics.js';
+import { DIRECT, MQTT_ONLINE, MQTT_QOS, deviceAtTopic, mqttTopicAt, regionSitesSubscription, regionSubscription, regionSyncTopic, type MqttLocation } from '../../protocol/mqtt-topics.js';
 import { parseMqttReport } from '../../protocol/report-validator.js';
 import type { DesiredResponse } from '../../protocol/types.js';
 import { isValidDeviceId } from '../../protocol/validate.js';
@@ -64,6 +64,12 @@ export interface MqttRegionStats {
   connected: boolean;
   /** Devices whose status is `online`. */
   devicesOnline: number;
+  /** Devices the region reaches through a site's prefix (`cascade/<region>/sites/<site>/`), not the device topics. */
+  devicesAtSites: number;
+  /** Devices whose desired state moved from one location to another (a device that changed site), each time. */
+  moves: number;
+  /** Retained desired states cleared where a device no longer is. */
+  cleared: number;
 }
 
 export interface MqttRegionTransport {
@@ -86,6 +92,8 @@ const DEFAULT_CONNECT_TIMEOUT_MS = 15_000;
 const DEFAULT_SYNC_TIMEOUT_MS = 60_000;
 /** The most QoS 1 messages MQTT allows in flight; the broker may ask for fewer in its CONNACK. */
 const MAX_IN_FLIGHT = 65_535;
+/** Distinct site names kept as one string each; past this many the table starts afresh (values stay valid). */
+const MAX_SITE_NAMES = 4_096;
 
 /**
  * The region's side of MQTT: one persistent session (clean start off, so reports sent while the
@@ -95,6 +103,13 @@ const MAX_IN_FLIGHT = 65_535;
  * At every connection it reads the retained desired states back from the broker and publishes only
  * those that differ from the store: nothing is published twice across restarts, and a broker that
  * lost its retained messages gets them again.
+ *
+ * Devices behind a site broker whose bridge maps their topics under `cascade/<region>/sites/<site>/`
+ * (mqtt-topics.ts) are reached there: a device's location is where it last reported or said it
+ * was online, and its desired state is published to that location only. When a device turns up at
+ * another site its desired state is published there and cleared where it was. After a restart the
+ * locations come back with the devices' retained statuses, or else from where their retained desired
+ * states are.
  */
 export async function startMqttRegionTransport(opts: MqttRegionTransportOptions): Promise<MqttRegionTransport> {
   const transport = new RegionTransport(opts);
@@ -117,12 +132,26 @@ class RegionTransport implements MqttRegionTransport {
   /** Settles when the retained states of the current connection are read; publishing waits for it. */
   private synced: Promise<void> = Promise.resolve();
   private firstSetup: Promise<void> = Promise.resolve();
-  private sync: { nonce: string; retained: Map<DeviceId, number>; done: () => void } | null = null;
+  private sync: { nonce: string; retained: Array<{ device: DeviceId; location: MqttLocation; generation: number }>; done: () => void } | null = null;
   private readonly reportedFilter: string;
   private readonly statusFilter: string;
-  /** Devices whose retained status is `online`. */
-  private readonly online = new Set<DeviceId>();
+  /** Devices whose retained status is `online`, and where: the location of the latest `online`. */
+  private readonly online = new Map<DeviceId, MqttLocation>();
+  /**
+   * The other locations where a device's retained status says `online` too: a device that moved to
+   * another site before the old site's broker noticed it had gone. Its will there says `offline`
+   * later, and only then is that location forgotten. Rare, and short-lived.
+   */
+  private readonly onlineElsewhere = new Map<DeviceId, Set<MqttLocation>>();
+  /** Where each device's desired state is published, when not at its device topics (DIRECT). */
+  private readonly location = new Map<DeviceId, MqttLocation>();
+  private readonly siteNames = new Map<string, string>();
+  private moves = 0;
+  private cleared = 0;
+  /** True while a connection is set up: locations are learned, but it publishes at the end. */
+  private settingUp = false;
   private readonly desiredFilter: string;
+  private readonly sitesFilters: { reported: string; status: string; desired: string };
   private readonly syncTopic: string;
 
   constructor(private readonly opts: MqttRegionTransportOptions) {
@@ -131,6 +160,11 @@ class RegionTransport implements MqttRegionTransport {
     this.reportedFilter = regionSubscription(opts.region, 'reported');
     this.statusFilter = regionSubscription(opts.region, 'status');
     this.desiredFilter = regionSubscription(opts.region, 'desired');
+    this.sitesFilters = {
+      reported: regionSitesSubscription(opts.region, 'reported'),
+      status: regionSitesSubscription(opts.region, 'status'),
+      desired: regionSitesSubscription(opts.region, 'desired'),
+    };
     this.syncTopic = regionSyncTopic(opts.region);
   }
 
@@ -199,8 +233,24 @@ class RegionTransport implements MqttRegionTransport {
   private async onConnected(): Promise<void> {
     // The broker sends every retained status again on subscribing: presence starts afresh.
     this.online.clear();
+    this.onlineElsewhere.clear();
+    this.settingUp = true;
     try {
-      const granted = await this.client.subscribeAsync({ [this.reportedFilter]: { qos: MQTT_QOS }, [this.statusFilter]: { qos: MQTT_QOS } });
+      await this.setUp();
+    } finally {
+      this.settingUp = false;
+    }
+  }
+
+  private async setUp(): Promise<void> {
+    const sites = this.sitesFilters;
+    try {
+      const granted = await this.client.subscribeAsync({
+        [this.reportedFilter]: { qos: MQTT_QOS },
+        [this.statusFilter]: { qos: MQTT_QOS },
+        [sites.reported]: { qos: MQTT_QOS },
+        [sites.status]: { qos: MQTT_QOS },
+      });
       if (granted.some((g) => g.qos > 2)) throw new Error(`reason code ${granted.find((g) => g.qos > 2)?.qos}`);
     } catch (err) {
       throw new CascadeError(
@@ -210,28 +260,116 @@ class RegionTransport implements MqttRegionTransport {
     }
     const retained = await this.readRetained();
     this.atBroker.clear();
+    let stale = 0;
     if (retained) {
-      for (const [device, generation] of retained) this.atBroker.set(device, generation);
+      // A device whose location is not known yet (no retained status) is where its desired state is.
+      const seenAt = new Map<DeviceId, MqttLocation | null>();
+      for (const { device, location } of retained) seenAt.set(device, seenAt.has(device) && seenAt.get(device) !== location ? null : location);
+      for (const [device, location] of seenAt) {
+        if (location !== null && !this.online.has(device) && !this.location.has(device)) this.setLocation(device, location);
+      }
+      for (const { device, location, generation } of retained) {
+        if (location === this.locationOf(device)) this.atBroker.set(device, generation);
+        else {
+          this.clear(device, location);
+          stale++;
+        }
+      }
     }
     const handed = [...this.opts.store.listHanded().keys()];
     const sent = await this.publishChanged(handed);
     this.log.info(
-      { retained: retained?.size ?? null, handed: handed.length, published: sent },
+      { retained: retained?.length ?? null, stale, handed: handed.length, published: sent, atSites: this.location.size },
       retained
-        ? `MQTT: ${retained.size} retained desired states at the broker, ${sent} published to bring it up to date`
+        ? `MQTT: ${retained.length} retained desired states at the broker (${stale} where their device no longer is, cleared), ${sent} published to bring it up to date`
         : `MQTT: could not read the retained desired states; published all ${sent}`,
     );
   }
 
-  /** Device -> generation of every retained desired state at the broker, or null when they cannot be read. */
-  private async readRetained(): Promise<Map<DeviceId, number> | null> {
+  private locationOf(deviceId: DeviceId): MqttLocation {
+    return this.location.get(deviceId) ?? DIRECT;
+  }
+
+  private setLocation(deviceId: DeviceId, location: MqttLocation): void {
+    if (location === DIRECT) this.location.delete(deviceId);
+    else this.location.set(deviceId, location);
+  }
+
+  /** One string per site name, however many topics it was read from. */
+  private siteName(location: MqttLocation): MqttLocation {
+    if (location === DIRECT) return DIRECT;
+    const known = this.siteNames.get(location);
+    if (known !== undefined) return known;
+    if (this.siteNames.size >= MAX_SITE_NAMES) this.siteNames.clear();
+    this.siteNames.set(location, location);
+    return location;
+  }
+
+  /**
+   * The device was heard from at `location`: from now on its desired state goes there. Moved from
+   * elsewhere, its desired state is published at the new location and cleared at the old one.
+   */
+  private seenAt(deviceId: DeviceId, location: MqttLocation): void {
+    const before = this.locationOf(deviceId);
+    if (before === location) return;
+    this.setLocation(deviceId, location);
+    // While a connection is set up, the retained states read back decide what to publish and clear.
+    if (this.settingUp) return;
+    this.moves++;
+    this.opts.metrics?.moves.inc();
+    this.log.info({ deviceId, from: before === DIRECT ? null : before, to: location === DIRECT ? null : location }, `device ${deviceId} is now reached ${location === DIRECT ? 'at its device topics' : `through site ${location}`}`);
+    if (this.atBroker.delete(deviceId)) this.clear(deviceId, before);
+    void this.publishDesired([deviceId]).catch((err: unknown) => this.log.error({ err, deviceId }, `publishing the desired state of ${deviceId} at its new location failed`));
+  }
+
+  /** Removes the retained desired state of the device at a location it has left (an empty retained message). */
+  private clear(deviceId: DeviceId, location: MqttLocation): void {
+    this.cleared++;
+    this.client.publish(mqttTopicAt(this.opts.region, location, deviceId, 'desired'), '', { qos: MQTT_QOS, retain: true }, (err) => {
+      if (err && !this.closed) this.log.warn({ err: err.message, deviceId, location }, `clearing the old desired state of ${deviceId} failed`);
+    });
+  }
+
+  /** A retained status of the device at `location`. */
+  private onStatus(deviceId: DeviceId, location: MqttLocation, online: boolean): void {
+    const wasOnline = this.online.has(deviceId);
+    const current = this.online.get(deviceId);
+    const elsewhere = this.onlineElsewhere.get(deviceId);
+    if (online) {
+      if (current !== undefined && current !== location) {
+        const others = elsewhere ?? new Set<MqttLocation>();
+        others.add(current);
+        others.delete(location);
+        this.onlineElsewhere.set(deviceId, others);
+      }
+      this.online.set(deviceId, location);
+      this.seenAt(deviceId, location);
+    } else if (current === location) {
+      // Gone from where it was last: still online at another location, if it said so there.
+      const next = elsewhere ? [...elsewhere].pop() : undefined;
+      if (next === undefined) this.online.delete(deviceId);
+      else {
+        elsewhere!.delete(next);
+        if (elsewhere!.size === 0) this.onlineElsewhere.delete(deviceId);
+        this.online.set(deviceId, next);
+        this.seenAt(deviceId, next);
+      }
+    } else if (elsewhere?.delete(location) && elsewhere.size === 0) this.onlineElsewhere.delete(deviceId);
+    this.opts.metrics?.presence.inc({ status: online ? 'online' : 'offline' });
+    if (wasOnline !== this.online.has(deviceId)) this.opts.onPresence?.(deviceId);
+  }
+
+  /** Every retained desired state at the broker (device, location, generation), or null when they cannot be read. */
+  private async readRetained(): Promise<Array<{ device: DeviceId; location: MqttLocation; generation: number }> | null> {
     const nonce = randomBytes(12).toString('base64url');
-    const retained = new Map<DeviceId, number>();
+    const retained: Array<{ device: DeviceId; location: MqttLocation; generation: number }> = [];
     const done = new Promise<void>((resolve) => (this.sync = { nonce, retained, done: resolve }));
     let timer: NodeJS.Timeout | undefined;
     const timeout = new Promise<'timeout'>((resolve) => (timer = setTimeout(() => resolve('timeout'), this.opts.syncTimeoutMs ?? DEFAULT_SYNC_TIMEOUT_MS)));
     try {
-      const granted = await this.client.subscribeAsync({ [this.desiredFilter]: { qos: MQTT_QOS }, [this.syncTopic]: { qos: MQTT_QOS } }).catch(() => null);
+      const granted = await this.client
+        .subscribeAsync({ [this.desiredFilter]: { qos: MQTT_QOS }, [this.sitesFilters.desired]: { qos: MQTT_QOS }, [this.syncTopic]: { qos: MQTT_QOS } })
+        .catch(() => null);
       if (!granted || granted.some((g) => g.qos > 2)) {
         this.log.warn({ filter: this.desiredFilter }, `the broker refused the region read access to ${this.desiredFilter} or ${this.syncTopic}; publishing every desired state`);
         return null;
@@ -247,7 +385,7 @@ class RegionTransport implements MqttRegionTransport {
       clearTimeout(timer);
       this.sync = null;
       // Only needed for this read: the region would otherwise get its own publications back.
-      await this.client.unsubscribeAsync([this.desiredFilter, this.syncTopic]).catch(() => undefined);
+      await this.client.unsubscribeAsync([this.desiredFilter, this.sitesFilters.desired, this.syncTopic]).catch(() => undefined);
     }
   }
 
@@ -257,32 +395,35 @@ class RegionTransport implements MqttRegionTransport {
         if (this.sync && payload.toString('utf8') === this.sync.nonce) this.sync.done();
         return;
       }
-      const reporter = deviceOfTopic(topic, this.opts.region, 'reported');
+      const reporter = deviceAtTopic(topic, this.opts.region, 'reported');
       if (reporter !== null) {
-        this.onReport(reporter, payload);
+        this.onReport(reporter.device, this.siteName(reporter.location), payload);
         return;
       }
-      const statusOf = deviceOfTopic(topic, this.opts.region, 'status');
+      const statusOf = deviceAtTopic(topic, this.opts.region, 'status');
       if (statusOf !== null) {
-        const wasOnline = this.online.has(statusOf);
-        const online = payload.toString('utf8') === MQTT_ONLINE;
-        if (online) this.online.add(statusOf);
-        else this.online.delete(statusOf);
-        this.opts.metrics?.presence.inc({ status: online ? 'online' : 'offline' });
-        if (wasOnline !== this.online.has(statusOf)) this.opts.onPresence?.(statusOf);
+        // Only an enrolled device has a location: a stray status must not grow the region's maps.
+        if (!this.isEnrolled(statusOf.device)) return;
+        this.onStatus(statusOf.device, this.siteName(statusOf.location), payload.toString('utf8') === MQTT_ONLINE);
         return;
       }
-      const desiredOf = deviceOfTopic(topic, this.opts.region, 'desired');
+      const desiredOf = deviceAtTopic(topic, this.opts.region, 'desired');
       if (desiredOf !== null && this.sync && payload.length > 0) {
         const generation = (JSON.parse(payload.toString('utf8')) as Partial<DesiredResponse>).generation;
-        if (typeof generation === 'number') this.sync.retained.set(desiredOf, generation);
+        if (typeof generation === 'number') this.sync.retained.push({ device: desiredOf.device, location: this.siteName(desiredOf.location), generation });
       }
     } catch (err) {
       this.log.error({ err, topic }, 'MQTT message handling failed');
     }
   }
 
-  private onReport(deviceId: DeviceId, payload: Buffer): void {
+  private isEnrolled(deviceId: DeviceId): boolean {
+    if (!isValidDeviceId(deviceId)) return false;
+    const device = this.opts.store.getDevice(deviceId);
+    return device !== null && !device.revoked;
+  }
+
+  private onReport(deviceId: DeviceId, location: MqttLocation, payload: Buffer): void {
     const { store, clock } = this.opts;
     const check = parseMqttReport(payload);
     if (!check.ok) {
@@ -311,6 +452,7 @@ class RegionTransport implements MqttRegionTransport {
       this.opts.metrics?.reports.inc({ outcome: 'out-of-order' });
       return;
     }
+    this.seenAt(deviceId, location);
     store.recordReport(deviceId, check.report.apps as Record<string, AppReport>, clock(), check.report.labels);
     this.reportsRecorded++;
     this.opts.metrics?.reports.inc({ outcome: 'recorded' });
@@ -367,7 +509,7 @@ class RegionTransport implements MqttRegionTransport {
       settled(false);
       return;
     }
-    this.client.publish(desiredTopic(this.opts.region, deviceId), desired.payload, { qos: MQTT_QOS, retain: true }, (err) => {
+    this.client.publish(mqttTopicAt(this.opts.region, this.locationOf(deviceId), deviceId, 'desired'), desired.payload, { qos: MQTT_QOS, retain: true }, (err) => {
       if (err) this.failed(deviceId, desired, err);
       else {
         this.publishedCount++;
@@ -400,6 +542,9 @@ class RegionTransport implements MqttRegionTransport {
       connections: this.connections,
       connected: this.client.connected,
       devicesOnline: this.online.size,
+      devicesAtSites: this.location.size,
+      moves: this.moves,
+      cleared: this.cleared,
     };
   }
 

@@ -1,5 +1,7 @@
 import { describe, expect, it } from 'vitest';
-import { desiredTopic, deviceOfTopic, regionSubscription, regionSyncTopic, reportedTopic, topicLevelProblem } from '../../../src/protocol/mqtt-topics.js';
+import { DIRECT, desiredTopic, deviceAtTopic, mqttTopicAt, regionSitesSubscription, regionSubscription, regionSyncTopic, reportedTopic, topicLevelProblem } from '../../../src/protocol/mqtt-topics.js';
+
+const deviceOfTopic = (topic: string, region: string, kind: 'desired' | 'reported' | 'status') => deviceAtTopic(topic, region, kind)?.device ?? null;
 import { parseMqttReport } from '../../../src/protocol/report-validator.js';
 
 describe('MQTT topics', () => {
@@ -14,6 +16,31 @@ describe('MQTT topics', () => {
     // The sync marker cannot be any device's topic, nor match the region's subscriptions.
     expect(regionSyncTopic('eu-west')).toBe('cascade/eu-west/$sync');
     expect(deviceOfTopic(regionSyncTopic('eu-west'), 'eu-west', 'desired')).toBeNull();
+  });
+
+  it("names a device's topics under a site's prefix and reads device and site back; nothing else is a site topic", () => {
+    expect(mqttTopicAt('eu-west', 'site-a', 'dev-1', 'desired')).toBe('cascade/eu-west/sites/site-a/dev-1/desired');
+    expect(mqttTopicAt('eu-west', DIRECT, 'dev-1', 'desired')).toBe(desiredTopic('eu-west', 'dev-1'));
+    expect(regionSitesSubscription('eu-west', 'reported')).toBe('cascade/eu-west/sites/+/+/reported');
+    expect(deviceAtTopic('cascade/eu-west/sites/site-a/dev-1/reported', 'eu-west', 'reported')).toEqual({ device: 'dev-1', location: 'site-a' });
+    expect(deviceAtTopic('cascade/eu-west/dev-1/reported', 'eu-west', 'reported')).toEqual({ device: 'dev-1', location: DIRECT });
+    // A device named like the sites level is a device, with its own four-level topics.
+    expect(deviceAtTopic('cascade/eu-west/sites/status', 'eu-west', 'status')).toEqual({ device: 'sites', location: DIRECT });
+    for (const topic of [
+      'cascade/eu-west/sites//dev-1/status', // empty site
+      'cascade/eu-west/sites/site-a//status', // empty device
+      'cascade/eu-west/site/site-a/dev-1/status', // not the sites level
+      'cascade/eu-west/sites/site-a/x/dev-1/status', // a level too many
+      'cascade/eu-west/sites/site-a/status', // two levels: neither a device's nor a site's
+      'cascade/eu-west/sites/$site/dev-1/status', // a site the region could not publish to
+      `cascade/eu-west/sites/${'s'.repeat(1025)}/dev-1/status`,
+      'cascade/eu-west//status',
+      'cascade/eu-west/status',
+    ]) {
+      expect(deviceAtTopic(topic, 'eu-west', 'status'), topic).toBeNull();
+    }
+    expect(() => mqttTopicAt('eu-west', 'site/a', 'dev-1', 'desired')).toThrow(/site 'site\/a' contains/);
+    expect(() => mqttTopicAt('eu-west', '$SYS', 'dev-1', 'desired')).toThrow(/reserves/);
   });
 
   it('refuses names MQTT cannot carry in one topic level', () => {
