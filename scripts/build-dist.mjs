@@ -83,6 +83,16 @@ try {
 } catch (err) {
   say(`schemas not precompiled (${err?.message ?? err}); validation compiles them at start`);
 }
+// What `cascade --help` lists of each command, so that it need not load every command's module.
+try {
+  const { Command } = await import('commander');
+  const commands = await import(pathToFileURL(join(staging, 'cli', 'commands', 'index.js')).href);
+  const program = new Command('cascade');
+  await commands.registerCommands(program, ['help']);
+  writeFileSync(join(staging, 'cli', 'commands', commands.HELP_SUMMARY_FILE), `${JSON.stringify(commands.commandSummaries(program))}\n`);
+} catch (err) {
+  say(`help summary not written (${err?.message ?? err}); \`cascade --help\` loads every command`);
+}
 writeFileSync(join(staging, STAMP_NAME), `${JSON.stringify(stamp)}\n`);
 
 if (existsSync(DIST_DIR)) renameSync(DIST_DIR, retired);

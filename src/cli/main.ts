@@ -1,18 +1,21 @@
 import { Command, CommanderError, Option } from 'commander';
 import { isCascadeError } from '../core/errors.js';
-import { registerCommands } from './commands/index.js';
+import { registerCommands, type CommandSummary } from './commands/index.js';
 import { applyContext } from './config/apply-context.js';
 import { configureUserErrors, endQuietlyOnClosedPipe } from './user-errors.js';
 
-/** The program with the command `args[0]` names, or every command (see registerCommands). */
-export async function buildProgram(args: readonly string[] = []): Promise<Command> {
+/**
+ * The program with the command `args[0]` names, or every command (see registerCommands); for the root
+ * help, stand-ins from `summaries` (default: the build's) when there are some.
+ */
+export async function buildProgram(args: readonly string[] = [], summaries?: () => readonly CommandSummary[] | null): Promise<Command> {
   const program = new Command('cascade')
     .description('Declarative GitOps reconciler for fleets of edge devices')
     .version('0.1.0')
     .addOption(new Option('--context <name>', 'use this context (`cascade context list`) instead of the current one').env('CASCADE_CONTEXT'));
   // Before each command's own checks: a context fills --region-url, --hub-url and tokens not given otherwise.
   program.hook('preAction', (_program, actionCommand) => applyContext(program, actionCommand));
-  await registerCommands(program, args);
+  await registerCommands(program, args, summaries);
   configureUserErrors(program);
   return program;
 }
