@@ -113,6 +113,8 @@ export interface ScaleResult {
   rolloutRunQueueSeconds?: number;
   /** CPU seconds of all brokers (region and sites) during enrolment: they re-read the password file. */
   enrolBrokerCpuSeconds: number;
+  /** CPU seconds of the region broker and of the site brokers together during the rollout (MQTT). */
+  rolloutBrokerCpuSeconds?: { region: number; sites: number };
   /** V8 heap used (cascade_process_nodejs_heap_size_used_bytes) after start and after the rollout. */
   baseHeapMb: number;
   heapMb: number;
@@ -345,6 +347,9 @@ export async function measureScale(
     })();
     const cpuBefore = cpuSeconds(pid);
     const waitBefore = runQueueSeconds(pid);
+    const regionBrokerCpu = (): number => (broker ? cpuSeconds(broker.child.pid!) : 0);
+    const siteBrokersCpu = (): number => siteBrokers.reduce((sum, b) => sum + cpuSeconds(b.child.pid!), 0);
+    const brokersBefore = { region: regionBrokerCpu(), sites: siteBrokersCpu() };
     // The clock starts once the commit exists (as after a push): making it in the bench's own
     // repository (git add, commit: tens of ms) is not the region's work.
     const commitStarted = performance.now();
@@ -366,6 +371,7 @@ export async function measureScale(
     rolling = false;
     await scraping;
     const rolloutCpuSeconds = cpuSeconds(pid) - cpuBefore;
+    const rolloutBrokerCpuSeconds = useMqtt ? { region: regionBrokerCpu() - brokersBefore.region, sites: siteBrokersCpu() - brokersBefore.sites } : undefined;
     const rolloutRunQueueSeconds = runQueueSeconds(pid) - waitBefore;
     const after = await status(url);
     const metricsAfter = await (await fetch(`${url}/metrics`)).text();
@@ -393,6 +399,7 @@ export async function measureScale(
       lastPublishSeconds: lastSeen ? (lastSeen - started) / 1000 : NaN,
       convergedSeconds,
       rolloutCpuSeconds,
+      ...(rolloutBrokerCpuSeconds ? { rolloutBrokerCpuSeconds } : {}),
       rolloutRunQueueSeconds,
       baselinePublishSeconds,
       baselineOtherTopicsSeconds,
@@ -576,6 +583,9 @@ export function scaleFigures(r: ScaleResult): BenchFigure[] {
       figure(`${n} devices (${via}): enrolment, all enrolled and converged`, r.enrolSeconds, 's', 'informational', true),
       figure(`${n} devices (${via}): enrolment, region CPU per device`, (r.enrolCpuSeconds / n) * 1e6, 'µs', 'flat in N', true),
       figure(`${n} devices (${via}): enrolment, brokers' CPU per device`, (r.enrolBrokerCpuSeconds / n) * 1e6, 'µs', 'informational', true),
+      ...(r.rolloutBrokerCpuSeconds
+        ? [figure(`${n} devices (${via}): rollout, site brokers' CPU per device (each site gets its own devices' desired states)`, (r.rolloutBrokerCpuSeconds.sites / n) * 1e6, 'µs', 'informational', true, { name: "the region broker's", value: (r.rolloutBrokerCpuSeconds.region / n) * 1e6, unit: 'µs' })]
+        : []),
       figure(`${n} devices (${via}): GET /api/v1/status during the rollout, /metrics scraped every second (median)`, r.statusRolloutMs, 'ms', '< 5 ms', r.statusRolloutMs < 5),
       figure(`${n} devices (${via}): GET /api/v1/status during the rollout (slowest)`, r.statusRolloutMaxMs, 'ms', 'informational', true),
       figure(`${n} devices (${via}): event-loop delay p99 over the rollout`, r.eventLoopRolloutP99Ms, 'ms', '< 50 ms', r.eventLoopRolloutP99Ms < 50),
