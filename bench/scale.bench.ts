@@ -37,6 +37,11 @@ const SIMULATOR_WAIT_SECONDS = 30;
  */
 const bridgeUser = (site: number) => ({ username: `cascade-bridge-site-${site}`, password: `bench-bridge-secret-${site}` });
 const siteName = (site: number) => `site-${site}`;
+/**
+ * CASCADE_BENCH_SCALE_SITE_PREFIX=0 bridges the site brokers without their site's prefix (every topic as it is,
+ * as before 2026-12-01): every site broker then receives every desired state of the region. Default: prefixed.
+ */
+const SITE_PREFIX = process.env['CASCADE_BENCH_SCALE_SITE_PREFIX'] !== '0';
 const PER_SIMULATOR = 5_000;
 /** How long enrolment, and then the rollout, may take to converge. */
 /** The simulators' nice value (CASCADE_BENCH_SCALE_SIM_NICE; 0: same priority as the region). */
@@ -68,6 +73,8 @@ export interface ScaleResult {
   devices: number;
   transport: 'mqtt' | 'http';
   sites: number;
+  /** Site brokers bridged under their site's prefix (only their devices' desired states come down), or every topic as it is. */
+  sitePrefix?: boolean;
   /** Commit to every hand-out counted (updatesSent up by the fleet). */
   handedOutSeconds: number;
   failedRequests: number;
@@ -230,7 +237,7 @@ export async function measureScale(
         `user ${REGION_USER.username}`,
         `topic readwrite cascade/${REGION}/#`,
         // Each site's bridge carries its devices' topics under its own prefix (docs/mqtt.md), and may use that prefix only.
-        ...Array.from({ length: opts.sites }, (_, i) => [`user ${bridgeUser(i).username}`, `topic readwrite cascade/${REGION}/sites/${siteName(i)}/#`]).flat(),
+        ...Array.from({ length: opts.sites }, (_, i) => [`user ${bridgeUser(i).username}`, `topic readwrite cascade/${REGION}/${SITE_PREFIX ? `sites/${siteName(i)}/` : ''}#`]).flat(),
         `user ${BASELINE_USER.username}`,
         'topic readwrite baseline/#',
         ...DESIRED_FILTERS.map((filter) => `topic readwrite ${filter}`),
@@ -252,7 +259,7 @@ export async function measureScale(
     for (let i = 0; useMqtt && i < opts.sites; i++) {
       const site = await startMosquitto({
         allowAnonymous: false,
-        extraConfig: [`password_file ${broker.passwordFile}`, `acl_file ${broker.aclFile}`, ...bridgeConfig(`region-${i}`, broker.port, bridgeUser(i), REGION, siteName(i))],
+        extraConfig: [`password_file ${broker.passwordFile}`, `acl_file ${broker.aclFile}`, ...bridgeConfig(`region-${i}`, broker.port, bridgeUser(i), REGION, SITE_PREFIX ? siteName(i) : undefined)],
         maxOpenFiles: siteLoad(i) + 1000,
       });
       if (SITE_NICE !== 0 && site.child.pid !== undefined) setPriority(site.child.pid, SITE_NICE);
@@ -388,6 +395,7 @@ export async function measureScale(
       devices,
       transport: opts.transport,
       sites: siteBrokers.length,
+      ...(siteBrokers.length > 0 ? { sitePrefix: SITE_PREFIX } : {}),
       handedOutSeconds: (handedOut - started) / 1000,
       failedRequests,
       enrolSeconds,
