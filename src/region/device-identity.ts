@@ -49,9 +49,12 @@ export class DeviceIdentity {
    * Nonces carry their expiry and a MAC under a per-process secret, so the region keeps nothing per
    * challenge (a flood of challenges costs no memory, and cannot push out the nonce a real device is
    * signing). Only nonces spent by a proof that held are remembered, until they expire: single use.
+   * Expired ones are dropped at the next proof, or by a timer when no proof comes (an enrolment burst
+   * of 50,000 devices left the last minute's nonces, ~100 bytes each, in memory for good).
    */
   private readonly secret = randomBytes(32);
   private readonly spent = new Map<string, number>();
+  private pruneTimer: NodeJS.Timeout | null = null;
 
   constructor(private readonly deps: DeviceIdentityDeps) {}
 
@@ -78,12 +81,34 @@ export class DeviceIdentity {
     const expiresAt = Number(body.readBigUInt64BE(0));
     if (expiresAt < now || this.spent.has(proof.nonce)) return false;
     if (!verifyProof(publicKey, purpose, this.deps.region, deviceId, proof.nonce, proof.signature)) return false;
+    this.pruneSpent(now);
+    this.spent.set(proof.nonce, expiresAt);
+    this.schedulePrune();
+    return true;
+  }
+
+  /** Drops the spent nonces that expired by `now` (they are refused as expired anyway). Insertion order is expiry order. */
+  private pruneSpent(now: number): void {
     for (const [nonce, at] of this.spent) {
       if (at >= now) break;
       this.spent.delete(nonce);
     }
-    this.spent.set(proof.nonce, expiresAt);
-    return true;
+  }
+
+  /** While nonces are remembered, looks again once the oldest could have expired; no timer when none are. */
+  private schedulePrune(): void {
+    if (this.pruneTimer !== null || this.spent.size === 0) return;
+    this.pruneTimer = setTimeout(() => {
+      this.pruneTimer = null;
+      this.pruneSpent(this.deps.clock());
+      this.schedulePrune();
+    }, NONCE_TTL_MS + 1_000);
+    this.pruneTimer.unref();
+  }
+
+  /** Spent nonces remembered now (for tests and metrics). */
+  get spentNonces(): number {
+    return this.spent.size;
   }
 
   private refuse(log: FastifyBaseLogger, deviceId: DeviceId, reason: RefusalReason, code: string, message: string): HttpError {

@@ -4,7 +4,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import { Registry } from 'prom-client';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { pino } from 'pino';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { proofPayload } from '../../src/protocol/device-identity.js';
 import { createRegionHttpServer } from '../../src/http/http-server.js';
 import { DeviceIdentity } from '../../src/region/device-identity.js';
@@ -116,5 +117,34 @@ describe('hostile key material at enrolment', () => {
     const unbound = await post('/api/v1/devices/legacy/token', { proof: await proofFor('legacy') });
     expect(unbound.status).toBe(403);
     expect(((await unbound.json()) as { error: { code: string } }).error.code).toBe('device-key-unbound');
+  });
+});
+
+describe('spent nonces', () => {
+  it('are forgotten once expired even when no further proof comes (an enrolment burst leaves nothing behind)', () => {
+    vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout'] });
+    try {
+      let time = 1_700_000_000_000;
+      const identity = new DeviceIdentity({ store, region: 'eu-west', policy: 'auto', metrics: createSecurityMetrics(new Registry()), clock: () => time });
+      const key = generateKeyPairSync('ed25519').privateKey;
+      const log = pino({ level: 'silent' });
+      for (let i = 0; i < 20; i++) {
+        const deviceId = `burst-${i}`;
+        const { nonce, region } = identity.challenge(deviceId);
+        const signature = sign(null, proofPayload('enroll', region, deviceId, nonce), key).toString('base64');
+        identity.decide({ deviceId, labels: {}, enrollmentToken: TOKEN, publicKey: spki(key), proof: { nonce, signature } }, null, log);
+      }
+      expect(identity.spentNonces).toBe(20);
+      // Still unexpired: a replay within the minute must still be refused, so they stay.
+      time += 30_000;
+      vi.advanceTimersByTime(30_000);
+      expect(identity.spentNonces).toBe(20);
+      time += 32_000;
+      vi.advanceTimersByTime(32_000);
+      expect(identity.spentNonces).toBe(0);
+      expect(vi.getTimerCount()).toBe(0);
+    } finally {
+      vi.useRealTimers();
+    }
   });
 });
