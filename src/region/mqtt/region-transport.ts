@@ -140,7 +140,7 @@ class RegionTransport implements MqttRegionTransport {
   /**
    * The other locations where a device's retained status says `online` too: a device that moved to
    * another site before the old site's broker noticed it had gone. Its will there says `offline`
-   * later, and only then is that location forgotten. Rare, and short-lived.
+   * later, and only then is that location forgotten and its desired state there cleared. Rare, and short-lived.
    */
   private readonly onlineElsewhere = new Map<DeviceId, Set<MqttLocation>>();
   /** Where each device's desired state is published, when not at its device topics (DIRECT). */
@@ -270,7 +270,7 @@ class RegionTransport implements MqttRegionTransport {
       }
       for (const { device, location, generation } of retained) {
         if (location === this.locationOf(device)) this.atBroker.set(device, generation);
-        else {
+        else if (!this.isOnlineAt(device, location)) {
           this.clear(device, location);
           stale++;
         }
@@ -318,8 +318,13 @@ class RegionTransport implements MqttRegionTransport {
     this.moves++;
     this.opts.metrics?.moves.inc();
     this.log.info({ deviceId, from: before === DIRECT ? null : before, to: location === DIRECT ? null : location }, `device ${deviceId} is now reached ${location === DIRECT ? 'at its device topics' : `through site ${location}`}`);
-    if (this.atBroker.delete(deviceId)) this.clear(deviceId, before);
+    // Where its status still says online (a site that has not noticed it leave), the copy stays until that site's will says offline.
+    if (this.atBroker.delete(deviceId) && !this.isOnlineAt(deviceId, before)) this.clear(deviceId, before);
     void this.publishDesired([deviceId]).catch((err: unknown) => this.log.error({ err, deviceId }, `publishing the desired state of ${deviceId} at its new location failed`));
+  }
+
+  private isOnlineAt(deviceId: DeviceId, location: MqttLocation): boolean {
+    return this.online.get(deviceId) === location || (this.onlineElsewhere.get(deviceId)?.has(location) ?? false);
   }
 
   /** Removes the retained desired state of the device at a location it has left (an empty retained message). */
@@ -354,7 +359,11 @@ class RegionTransport implements MqttRegionTransport {
         this.online.set(deviceId, next);
         this.seenAt(deviceId, next);
       }
-    } else if (elsewhere?.delete(location) && elsewhere.size === 0) this.onlineElsewhere.delete(deviceId);
+    } else if (elsewhere?.delete(location)) {
+      if (elsewhere.size === 0) this.onlineElsewhere.delete(deviceId);
+      // Gone from a site it had left already: the copy kept there (seenAt) goes now.
+      if (location !== this.locationOf(deviceId)) this.clear(deviceId, location);
+    }
     this.opts.metrics?.presence.inc({ status: online ? 'online' : 'offline' });
     if (wasOnline !== this.online.has(deviceId)) this.opts.onPresence?.(deviceId);
   }

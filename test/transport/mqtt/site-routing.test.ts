@@ -17,6 +17,11 @@ const missing = await requireTool(MOSQUITTO);
  */
 const SITES = ['site-1', 'site-2'] as const;
 const bridgeUser = (site: string) => ({ username: `cascade-bridge-${site}`, password: `bridge-secret-${site}` });
+/**
+ * Speaks under site 1's prefix at the region broker as its bridge would (late statuses, strays). An account of
+ * its own: the broker takes the username as client id, so the bridge's own account would take over the bridge.
+ */
+const REPLAY = { username: 'site-1-replay', password: 'replay-secret' };
 
 let regionBroker: Mosquitto;
 const siteBrokers = new Map<string, Mosquitto>();
@@ -31,6 +36,8 @@ beforeAll(async () => {
     // Each bridge may use its own site's prefix only: one site cannot speak for another's devices.
     acl += `\nuser ${bridgeUser(site).username}\ntopic readwrite cascade/${REGION}/sites/${site}/#\n`;
   }
+  users[REPLAY.username] = REPLAY.password;
+  acl += `\nuser ${REPLAY.username}\ntopic readwrite cascade/${REGION}/sites/site-1/#\n`;
   regionBroker = await startMosquitto({ users, acl });
   for (const site of SITES) {
     siteBrokers.set(
@@ -140,10 +147,10 @@ describe.skipIf(missing)('desired states go only to the site a device is at', ()
     }
   });
 
-  it("an old site's late statuses neither take a device back nor mark it offline while it is online elsewhere", async () => {
+  it("an old site's late statuses neither take a device back for good, nor clear its copy where it is, nor mark it offline", async () => {
     const client = await enrollEverywhere('dev-late');
     const device = await connectAt('site-2', client);
-    const bridge1 = await mqtt.connectAsync(regionBroker.url, { protocolVersion: 4, ...bridgeUser('site-1'), clientId: 'bridge-1-replay', reconnectPeriod: 0 });
+    const bridge1 = await mqtt.connectAsync(regionBroker.url, { protocolVersion: 4, ...REPLAY, clientId: REPLAY.username, reconnectPeriod: 0 });
     try {
       await device.client.publishAsync(reportedTopic(REGION, 'dev-late'), JSON.stringify({ deviceId: 'dev-late', apps: {} }), { qos: 1 });
       await region.handOut(['dev-late'], { web: { version: '3.0.0', deployment: 'web' } });
@@ -153,6 +160,9 @@ describe.skipIf(missing)('desired states go only to the site a device is at', ()
       const at1 = mqttTopicAt(REGION, 'site-1', 'dev-late', 'status');
       await bridge1.publishAsync(at1, MQTT_ONLINE, { qos: 1, retain: true });
       await until(() => region.transport.stats().moves === moves + 1, 10_000, 'the late online status');
+      // Meanwhile the copy at site 2, where the device says it is online too, is kept: a reconnect there finds it.
+      await untilAsync(async () => (await retainedAt(site('site-1').url, desiredTopic(REGION, 'dev-late'))).size === 1, 10_000, 'the desired state at site 1');
+      expect((await retainedAt(site('site-2').url, desiredTopic(REGION, 'dev-late'))).size).toBe(1);
       await bridge1.publishAsync(at1, MQTT_OFFLINE, { qos: 1, retain: true });
       await until(() => region.transport.stats().moves === moves + 2, 10_000, 'the will at site 1');
       expect(region.transport.isConnected('dev-late')).toBe(true);
@@ -168,7 +178,7 @@ describe.skipIf(missing)('desired states go only to the site a device is at', ()
   it('a status from a device that is not enrolled, under any site, leaves no trace in the region', async () => {
     await region.enroll('dev-marker');
     const before = region.transport.stats();
-    const bridge1 = await mqtt.connectAsync(regionBroker.url, { protocolVersion: 4, ...bridgeUser('site-1'), clientId: 'bridge-1-stray', reconnectPeriod: 0 });
+    const bridge1 = await mqtt.connectAsync(regionBroker.url, { protocolVersion: 4, ...REPLAY, clientId: REPLAY.username, reconnectPeriod: 0 });
     try {
       for (let i = 0; i < 50; i++) await bridge1.publishAsync(mqttTopicAt(REGION, 'site-1', `stray-${i}`, 'status'), MQTT_ONLINE, { qos: 1 });
       // An empty site level is no site.
