@@ -106,7 +106,7 @@ export class DeviceIdentity {
     this.pruneTimer.unref();
   }
 
-  /** Spent nonces remembered now (for tests and metrics). */
+  /** Spent nonces remembered now (tests read it). */
   get spentNonces(): number {
     return this.spent.size;
   }

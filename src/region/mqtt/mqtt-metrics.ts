@@ -29,7 +29,7 @@ export function createMqttMetrics(registry: Registry): MqttMetrics {
     }),
     moves: new Counter({
       name: 'cascade_mqtt_device_moves_total',
-      help: "Devices that turned up at another location (a site's prefix, or the device topics): their desired state was published there and cleared where they were",
+      help: "Devices that turned up at another location (a site's prefix, or the device topics): their desired state was published there, and cleared where they were once gone from there",
       registers: [registry],
     }),
   };

@@ -263,13 +263,15 @@ class RegionTransport implements MqttRegionTransport {
     let stale = 0;
     if (retained) {
       // A device whose location is not known yet (no retained status) is where its desired state is.
-      const seenAt = new Map<DeviceId, MqttLocation | null>();
-      for (const { device, location } of retained) seenAt.set(device, seenAt.has(device) && seenAt.get(device) !== location ? null : location);
-      for (const [device, location] of seenAt) {
+      // null: retained at more than one location, so no guess.
+      const retainedAt = new Map<DeviceId, MqttLocation | null>();
+      for (const { device, location } of retained) retainedAt.set(device, retainedAt.has(device) && retainedAt.get(device) !== location ? null : location);
+      for (const [device, location] of retainedAt) {
         if (location !== null && !this.online.has(device) && !this.location.has(device)) this.setLocation(device, location);
       }
       for (const { device, location, generation } of retained) {
         if (location === this.locationOf(device)) this.atBroker.set(device, generation);
+        // Elsewhere: cleared, unless the device's status there still says online (cleared when its will says offline).
         else if (!this.isOnlineAt(device, location)) {
           this.clear(device, location);
           stale++;

@@ -13,7 +13,7 @@ import { registerDeviceApi } from '../../../src/region/routes/device-routes.js';
 import { createRegionHttpServer } from '../../../src/http/http-server.js';
 import { SqliteStateStore } from '../../../src/storage/region-state-store.js';
 import { MosquittoPasswordFile } from '../../../src/region/mqtt/mosquitto-password-file.js';
-import { startMqttRegionTransport, type MqttRegionTransport } from '../../../src/region/mqtt/region-transport.js';
+import { startMqttRegionTransport, type MqttRegionTransport, type MqttRegionTransportOptions } from '../../../src/region/mqtt/region-transport.js';
 import { startMosquitto, type Mosquitto, type MosquittoOptions } from '../../support/mosquitto.js';
 
 export const REGION = 'test-region';
@@ -99,7 +99,8 @@ export class MqttRegion {
     this.transport = await this.startTransport();
   }
 
-  startTransport(): Promise<MqttRegionTransport> {
+  /** The transport, with `extra` options (a report order, say) beside the fixture's own. */
+  startTransport(extra: Partial<MqttRegionTransportOptions> = {}): Promise<MqttRegionTransport> {
     return startMqttRegionTransport({
       url: this.broker.url,
       ...REGION_USER,
@@ -110,6 +111,7 @@ export class MqttRegion {
       clock: Date.now,
       desiredFor: (id) => desiredResponse(this.store, REGION, id),
       onReport: (id) => this.reports.push(id),
+      ...extra,
     });
   }
 

@@ -4,7 +4,10 @@ import { MQTT_OFFLINE, MQTT_ONLINE, desiredTopic, mqttTopicAt, reportedTopic, st
 import type { RegionClient } from '../../../src/agent/http/region-client.js';
 import { MOSQUITTO, requireTool } from '../../support/requirements.js';
 import { bridgeConfig, startMosquitto, type Mosquitto } from '../../support/mosquitto.js';
-import { OBSERVER, REGION, REGION_USER, MqttRegion, brokerAccepts, connectRecorder, regionAcl, until, type Recorder } from './mqtt-fixture.js';
+import { Registry } from 'prom-client';
+import { ReportOrder } from '../../../src/region/report-order.js';
+import { createSecurityMetrics } from '../../../src/region/security-metrics.js';
+import { OBSERVER, REGION, REGION_USER, MqttRegion, brokerAccepts, connectRecorder, quietLog, regionAcl, until, type Recorder } from './mqtt-fixture.js';
 
 const missing = await requireTool(MOSQUITTO);
 
@@ -192,6 +195,36 @@ describe.skipIf(missing)('desired states go only to the site a device is at', ()
       expect(region.transport.isConnected('stray-0')).toBe(false);
     } finally {
       await bridge1.endAsync(true);
+    }
+  });
+
+  it("a replayed report, or one naming another device, under another site's prefix does not move the device there", async () => {
+    // The region's report order (report-order.ts), as compose.ts gives the transport.
+    await region.transport.close();
+    region.transport = await region.startTransport({ reportOrder: new ReportOrder(region.store, createSecurityMetrics(new Registry()), quietLog) });
+    const client = await enrollEverywhere('dev-replayed');
+    const device = await connectAt('site-2', client);
+    const replay = await mqtt.connectAsync(regionBroker.url, { protocolVersion: 4, ...REPLAY, clientId: REPLAY.username, reconnectPeriod: 0 });
+    try {
+      const report = JSON.stringify({ deviceId: 'dev-replayed', apps: {}, seq: 7 });
+      await device.client.publishAsync(reportedTopic(REGION, 'dev-replayed'), report, { qos: 1 });
+      await region.handOut(['dev-replayed'], { web: { version: '4.0.0', deployment: 'web' } });
+      await until(() => device.messages.some((m) => m.topic === desiredTopic(REGION, 'dev-replayed')), 10_000, 'the desired state at site 2');
+      const before = region.transport.stats();
+      // The same report again, and a report naming another device, both under site 1's prefix.
+      await replay.publishAsync(mqttTopicAt(REGION, 'site-1', 'dev-replayed', 'reported'), report, { qos: 1 });
+      await replay.publishAsync(mqttTopicAt(REGION, 'site-1', 'dev-s1', 'reported'), report, { qos: 1 });
+      // Then the device's own next report at site 2, to know the ones before were handled.
+      await device.client.publishAsync(reportedTopic(REGION, 'dev-replayed'), JSON.stringify({ deviceId: 'dev-replayed', apps: {}, seq: 8 }), { qos: 1 });
+      await until(() => region.transport.stats().reportsRecorded === before.reportsRecorded + 1, 10_000, 'the next report');
+      const after = region.transport.stats();
+      expect(after.moves).toBe(before.moves);
+      expect(after.dropped.identityMismatch).toBe(before.dropped.identityMismatch + 1);
+      expect((await retainedAt(site('site-1').url, desiredTopic(REGION, 'dev-replayed'))).size).toBe(0);
+      expect((await retainedAt(site('site-2').url, desiredTopic(REGION, 'dev-replayed'))).size).toBe(1);
+    } finally {
+      await replay.endAsync(true);
+      await device.close();
     }
   });
 
