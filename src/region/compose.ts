@@ -1,5 +1,6 @@
 import type { FastifyInstance, preHandlerHookHandler } from 'fastify';
 import type { Logger } from 'pino';
+import { Counter } from 'prom-client';
 import type { ArtifactUrlPolicy } from '../core/artifact-url.js';
 import type { DeviceId } from '../core/types.js';
 import { FleetLoader } from '../desired/load.js';
@@ -37,7 +38,7 @@ export const DEFAULT_RESYNC_INTERVAL_MS = 10 * 60_000;
 import { createSecurityMetrics } from './security-metrics.js';
 import { DeviceIdentity, keyFingerprint } from './device-identity.js';
 import { ReportOrder } from './report-order.js';
-import { fleetGrew } from './heap-tuning.js';
+import { fleetGrew, startMemorySettler } from './heap-tuning.js';
 import type { EnrollmentPolicy } from './enrollment-policy.js';
 import { pendingDeviceViews, registerIdentityAdminRoutes, type PendingDeviceView } from './routes/identity-admin-routes.js';
 import { StateHealth } from '../storage/state-health.js';
@@ -72,6 +73,11 @@ export interface RegionConfig {
   mqtt?: RegionMqttOptions;
   /** Devices pull container images through this mirror unless the Region document names one. */
   registryMirror?: string;
+  /**
+   * Give memory back once the region falls quiet (heap-tuning.ts MemorySettler): `cascade region` sets it;
+   * off by default, since it collects garbage in the whole process (tests run regions in theirs).
+   */
+  settleMemory?: boolean;
   log: Logger;
   clock?: () => number;
   /** Housekeeping on a cron schedule (region/maintenance.ts); none when absent. */
@@ -148,6 +154,23 @@ export async function startRegion(config: RegionConfig): Promise<RunningRegion> 
     const metrics = createRegionMetrics(config.region);
     const loopDelay = watchEventLoopDelay(metrics.registry);
     teardown.push(() => loopDelay.stop());
+    if (config.settleMemory) {
+      const settling = startMemorySettler();
+      if (settling) {
+        teardown.push(() => settling.stop());
+        new Counter({
+          name: 'cascade_memory_settle_collections_total',
+          help: 'Garbage collections the region ran once quiet, to give memory back after a rollout (kind: minor, major)',
+          labelNames: ['kind'],
+          registers: [metrics.registry],
+          collect() {
+            this.reset();
+            this.inc({ kind: 'minor' }, settling.settler.collections.minor);
+            this.inc({ kind: 'major' }, settling.settler.collections.major);
+          },
+        });
+      } else log.warn('memory settling is off: V8 refused --expose-gc');
+    }
     const security = createSecurityMetrics(metrics.registry);
     const identity = new DeviceIdentity({ store, region: config.region, policy: config.enrollmentPolicy ?? 'auto', metrics: security, clock });
     const reportOrder = new ReportOrder(store, security, log);

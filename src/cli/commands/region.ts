@@ -223,6 +223,7 @@ export function registerRegion(program: Command): void {
           : undefined,
         haltRevert: { pushToken: flags.gitPushToken, pushUsername: flags.gitPushUsername, signer },
         registryMirror: flags.registryMirror,
+        settleMemory: true,
         log,
       }).catch((err: unknown) => {
         throw listenError(err, flags.listen, '--listen');

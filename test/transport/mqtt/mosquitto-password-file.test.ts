@@ -3,6 +3,8 @@ import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writ
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
 import { pino } from 'pino';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { MosquittoPasswordFile, mosquittoPasswordHash, verifyMosquittoPassword } from '../../../src/region/mqtt/mosquitto-password-file.js';
@@ -131,3 +133,26 @@ describe('MosquittoPasswordFile', () => {
 async function until(check: () => boolean): Promise<void> {
   while (!check()) await new Promise((resolve) => setTimeout(resolve, 10));
 }
+
+describe('MosquittoPasswordFile memory', () => {
+  it("keeps nothing of the file's text between writes (an operator name long enough to be a slice of it kept it all)", () => {
+    setFlagsFromString('--expose-gc');
+    const gc = runInNewContext('gc') as () => void;
+    const block = Array.from({ length: 100_000 }, (_, i) => `device-${String(i).padStart(6, '0')}:${mosquittoPasswordHash('t', undefined, 1)}`);
+    const text = ['cascade-region-account:' + mosquittoPasswordHash('r', undefined, 1), '# BEGIN cascade devices of region eu-west: written by `cascade region`; edits inside this block are lost', ...block, '# END cascade devices of region eu-west', ''].join('\n');
+    writeFileSync(path, text);
+    // The file is ~13 MB; what the open file keeps is its reserved names and a count.
+    expect(text.length).toBeGreaterThan(12_000_000);
+    block.length = 0;
+    gc();
+    const before = process.memoryUsage().heapUsed;
+    const file = open();
+    file.setDevicePassword('one-more-device', 'token');
+    file.flush();
+    gc();
+    const kept = process.memoryUsage().heapUsed - before;
+    expect(kept).toBeLessThan(2 * 2 ** 20);
+    expect(file.devices()).toHaveLength(100_001);
+    file.close();
+  });
+});
