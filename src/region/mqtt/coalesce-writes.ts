@@ -27,3 +27,32 @@ export function coalesceWrites(stream: Duplex): void {
     this._write(Buffer.concat(buffers), 'buffer' as BufferEncoding, callback);
   };
 }
+
+const ACKS_HELD = Symbol('cascade.acknowledgementsHeld');
+
+/**
+ * Makes what a client writes while it handles one read of its socket leave together, after it.
+ *
+ * MQTT.js answers each QoS 1 message it receives with a PUBACK, as soon as it handled it, and
+ * mqtt-packet uncorks the socket on the next tick, between two messages of the same read: each PUBACK
+ * was a write of its own. A region taking 50,000 reports of a rollout made 50,000 writes of 4 bytes, a
+ * tenth of its busy time in a 25,000-device rollout (CPU profile: the native write under
+ * Socket._writeGeneric), and as many reads for the broker. Here the socket is corked when a read
+ * arrives and uncorked once the event loop moves on (setImmediate, after every tick of handling it):
+ * the read's acknowledgements leave in one write (with coalesceWrites, one buffer), a turn later at most.
+ */
+export function holdWritesPerRead(stream: Duplex): void {
+  const socket = stream as Duplex & { [ACKS_HELD]?: true };
+  if (socket[ACKS_HELD]) return;
+  socket[ACKS_HELD] = true;
+  let held = false;
+  socket.prependListener('data', () => {
+    if (held || socket.destroyed) return;
+    held = true;
+    socket.cork();
+    setImmediate(() => {
+      held = false;
+      socket.uncork();
+    });
+  });
+}

@@ -12,7 +12,7 @@ import type { StateStore } from '../../reconciler/state-store.js';
 import { brokerClientOptions, describeBroker, isAuthRefusal, type MqttBrokerOptions } from '../../protocol/mqtt-connection.js';
 import type { MqttMetrics } from './mqtt-metrics.js';
 import { InFlightLimiter } from './in-flight-limiter.js';
-import { coalesceWrites } from './coalesce-writes.js';
+import { coalesceWrites, holdWritesPerRead } from './coalesce-writes.js';
 import type { DesiredMessage } from '../desired-document.js';
 import type { ReportOrder } from '../report-order.js';
 
@@ -184,6 +184,7 @@ class RegionTransport implements MqttRegionTransport {
     this.client.on('connect', (connack) => {
       this.connections++;
       coalesceWrites(this.client.stream);
+      holdWritesPerRead(this.client.stream);
       const serverMaximum = connack.properties?.receiveMaximum;
       this.inFlight.resize(serverMaximum ?? MAX_IN_FLIGHT);
       this.log.info({ broker: this.broker, sessionPresent: connack.sessionPresent, reconnect: this.connections > 1 }, `connected to MQTT broker ${this.broker}`);
