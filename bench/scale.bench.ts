@@ -59,8 +59,14 @@ const SITE_NICE = Number(process.env['CASCADE_BENCH_SCALE_SITE_NICE'] ?? 10);
  */
 const REGION_CPU = process.env['CASCADE_BENCH_SCALE_REGION_CPU'] ?? '';
 /** The size (MQTT) at which the region is also killed with SIGKILL mid-rollout and restarted (0: none). */
+/**
+ * The monitoring client of the rollout (/metrics every second, a status read beside it): by default in a
+ * process of its own, so its timings are not delayed by the bench's own event loop, which takes every
+ * desired-state message of the rollout meanwhile; `bench`: in the bench's process, as before 2026-12-01 21:00.
+ */
+const SCRAPER_PROCESS = process.env['CASCADE_BENCH_SCALE_SCRAPER'] !== 'bench';
 /** How long the region holds the converged fleet, nothing changing, before its settled memory is read (0: not read). */
-const SETTLE_MS = Number(process.env['CASCADE_BENCH_SCALE_SETTLE_MS'] ?? 45_000);
+const SETTLE_MS = Number(process.env['CASCADE_BENCH_SCALE_SETTLE_MS'] ?? 60_000);
 const KILL_AT = Number(process.env['CASCADE_BENCH_SCALE_KILL_AT'] ?? 10_000);
 const CONVERGE_TIMEOUT_MS = Number(process.env['CASCADE_BENCH_SCALE_TIMEOUT_MS'] ?? 900_000);
 const REGION = 'us-east';
@@ -201,6 +207,27 @@ function errorKindsOf(sims: SimChild[]): Record<string, number> {
     for (const [kind, n] of Object.entries((sim.stats as { errorKinds?: Record<string, number> } | null)?.errorKinds ?? {})) kinds[kind] = (kinds[kind] ?? 0) + n;
   }
   return kinds;
+}
+
+/** The monitoring client in a process of its own (bench/support/scrape-child.ts): started, and stopped with what it measured. */
+async function startScraper(url: string): Promise<{ stop(): Promise<{ metricsMs: number[]; statusMs: number[]; loopP99Ms: number[]; loopMaxMs: number[] }> }> {
+  const child = spawn(process.execPath, ['--import', 'tsx', fileURLToPath(new URL('./support/scrape-child.ts', import.meta.url)), url], { stdio: ['ignore', 'pipe', 'inherit'] });
+  let out = '';
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  await new Promise<void>((resolve, reject) => {
+    child.stdout!.on('data', (chunk: Buffer) => {
+      out += chunk.toString();
+      if (out.startsWith('ready\n')) resolve();
+    });
+    void exited.then(() => reject(new Error(`the scraper exited before it was ready: ${out}`)));
+  });
+  return {
+    async stop() {
+      child.kill('SIGTERM');
+      await exited;
+      return JSON.parse(out.slice('ready\n'.length).trim()) as { metricsMs: number[]; statusMs: number[]; loopP99Ms: number[]; loopMaxMs: number[] };
+    },
+  };
 }
 
 async function timed(url: string): Promise<number> {
@@ -351,17 +378,33 @@ export async function measureScale(
     const statusRollout: number[] = [];
     const metricsRollout: number[] = [];
     let rolling = true;
-    const scraping = (async () => {
-      while (rolling) {
-        const t0 = performance.now();
-        const text = await (await fetch(`${url}/metrics`)).text();
-        metricsRollout.push(performance.now() - t0);
-        loopP99.push(metricValue(text, 'cascade_event_loop_delay_seconds', 'quantile="0.99"') * 1000);
-        loopMax.push(metricValue(text, 'cascade_event_loop_delay_seconds', 'quantile="max"') * 1000);
-        statusRollout.push(await timed(`${url}/api/v1/status`));
-        await new Promise((resolve) => setTimeout(resolve, Math.max(0, 1000 - (performance.now() - t0))));
-      }
-    })();
+    let stopScraping: () => Promise<void>;
+    if (SCRAPER_PROCESS) {
+      const scraper = await startScraper(url);
+      stopScraping = async () => {
+        const measured = await scraper.stop();
+        metricsRollout.push(...measured.metricsMs);
+        statusRollout.push(...measured.statusMs);
+        loopP99.push(...measured.loopP99Ms);
+        loopMax.push(...measured.loopMaxMs);
+      };
+    } else {
+      const scraping = (async () => {
+        while (rolling) {
+          const t0 = performance.now();
+          const text = await (await fetch(`${url}/metrics`)).text();
+          metricsRollout.push(performance.now() - t0);
+          loopP99.push(metricValue(text, 'cascade_event_loop_delay_seconds', 'quantile="0.99"') * 1000);
+          loopMax.push(metricValue(text, 'cascade_event_loop_delay_seconds', 'quantile="max"') * 1000);
+          statusRollout.push(await timed(`${url}/api/v1/status`));
+          await new Promise((resolve) => setTimeout(resolve, Math.max(0, 1000 - (performance.now() - t0))));
+        }
+      })();
+      stopScraping = async () => {
+        rolling = false;
+        await scraping;
+      };
+    }
     const cpuBefore = cpuSeconds(pid);
     const waitBefore = runQueueSeconds(pid);
     const regionBrokerCpu = (): number => (broker ? cpuSeconds(broker.child.pid!) : 0);
@@ -385,8 +428,7 @@ export async function measureScale(
     const convergedSeconds = (performance.now() - started) / 1000;
     log(`scale ${devices}: making the commit took ${Math.round(started - commitStarted)} ms; clock started at ${startedAt} (epoch ms), last desired state seen at ${Math.round(startedAt + lastSeen - started)}`);
     await handedWatch;
-    rolling = false;
-    await scraping;
+    await stopScraping();
     const rolloutCpuSeconds = cpuSeconds(pid) - cpuBefore;
     const rolloutBrokerCpuSeconds = useMqtt ? { region: regionBrokerCpu() - brokersBefore.region, sites: siteBrokersCpu() - brokersBefore.sites } : undefined;
     const rolloutRunQueueSeconds = runQueueSeconds(pid) - waitBefore;

@@ -27,8 +27,13 @@ export function fleetGrew(devices: number): void {
 const SETTLE_TICK_MS = 5_000;
 /** A tick in which the event loop was busy less than this share of the time is quiet. */
 const QUIET_UTILIZATION = 0.05;
-/** Quiet ticks in a row before the settler collects: a rollout's last reports are ~10 s behind it. */
-const QUIET_TICKS = 2;
+/**
+ * Quiet ticks in a row before the settler collects (30 s). It acts once per quiet spell, after the
+ * work is surely over: a full collection of a 50,000-device heap takes ~100 ms of CPU on a slow
+ * 2-core machine, which soon after a burst (an enrolment wave, a rollout's last reports) would only
+ * be repeated by the next burst.
+ */
+export const QUIET_TICKS = 6;
 /** A young generation above this has grown (V8 starts it at 2 x 1 MB; 2 x 16 MB at most). */
 const YOUNG_FLOOR_BYTES = 4 * 2 ** 20;
 /** Garbage worth a full collection: the heap used grew this much since the settler's last one. */
@@ -52,6 +57,8 @@ export interface MemorySettlerOptions {
   utilization: () => number;
   heap: () => HeapReading;
   collect: (type: 'minor' | 'major') => void;
+  /** Quiet ticks before collecting (default QUIET_TICKS). */
+  quietTicks?: number;
 }
 
 /**
@@ -60,7 +67,7 @@ export interface MemorySettlerOptions {
  * neither back by itself when the region then falls quiet: a quiet region allocates so little that V8
  * never collects again, so it held 32 MB of young generation and the rollout's garbage for as long as
  * nothing changed (45 s after a 10,000-device rollout, RSS had not moved). Every SETTLE_TICK_MS the
- * settler reads the event loop's utilization; after QUIET_TICKS quiet ticks in a row it collects:
+ * settler reads the event loop's utilization; after QUIET_TICKS quiet ticks in a row (30 s) it collects:
  * - once per quiet spell, a full collection if the heap in use grew OLD_GROWTH_BYTES since its last one
  *   (~16 ms for a 37 MB heap on a 2-core machine: far below a rollout pass's slices);
  * - a minor collection per tick while the young generation is above YOUNG_FLOOR_BYTES (about a
@@ -88,7 +95,7 @@ export class MemorySettler {
       this.majorDone = false;
       return;
     }
-    if (++this.quiet < QUIET_TICKS) return;
+    if (++this.quiet < (this.options.quietTicks ?? QUIET_TICKS)) return;
     const before = this.options.heap();
     if (!this.majorDone && before.usedBytes > this.usedAfterMajor + OLD_GROWTH_BYTES) {
       this.majorDone = true;
@@ -109,7 +116,7 @@ export class MemorySettler {
  * The settler on this process's own V8: the collector comes from `--expose-gc`, set now and read by a
  * fresh context only (the region's global scope gets no `gc`). Returns null where V8 refuses it.
  */
-export function startMemorySettler(): { settler: MemorySettler; stop(): void } | null {
+export function startMemorySettler(options: { quietTicks?: number } = {}): { settler: MemorySettler; stop(): void } | null {
   let gc: ((options: { type: 'minor' | 'major' }) => void) | undefined;
   try {
     setFlagsFromString('--expose-gc');
@@ -132,6 +139,7 @@ export function startMemorySettler(): { settler: MemorySettler; stop(): void } |
       return { youngBytes: young?.space_size ?? 0, usedBytes: getHeapStatistics().used_heap_size };
     },
     collect: (type) => collect({ type }),
+    ...options,
   });
   const timer = setInterval(() => settler.tick(), SETTLE_TICK_MS);
   timer.unref();

@@ -1,7 +1,7 @@
 import { spawn } from 'node:child_process';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { MAX_MINOR_PER_QUIET, MemorySettler, type HeapReading } from '../../src/region/heap-tuning.js';
+import { MAX_MINOR_PER_QUIET, MemorySettler, QUIET_TICKS, type HeapReading } from '../../src/region/heap-tuning.js';
 
 const MB = 2 ** 20;
 
@@ -27,13 +27,13 @@ function scripted(utilization: number[], heap: HeapReading) {
 
 describe('MemorySettler: memory back once the region is quiet', () => {
   it('collects nothing while the event loop is busy, then one full collection and minor ones until the young generation is small', () => {
-    const s = scripted([0.5, 0.3, 0.2, 0.01, 0.01, 0.01, 0.01, 0.01, 0.01], { youngBytes: 32 * MB, usedBytes: 10 * MB });
+    const s = scripted([0.5, 0.3, 0.2, ...Array(QUIET_TICKS + 5).fill(0.01)], { youngBytes: 32 * MB, usedBytes: 10 * MB });
     s.reading.usedBytes = 90 * MB; // the rollout's garbage and the fleet
     s.tick(3);
     expect(s.collected).toEqual([]);
-    s.tick(1); // first quiet tick: not yet
+    s.tick(QUIET_TICKS - 1); // quiet, not yet for long enough
     expect(s.collected).toEqual([]);
-    s.tick(5);
+    s.tick(6);
     expect(s.collected).toEqual(['major', 'minor', 'minor']);
     expect(s.settler.collections).toEqual({ minor: 2, major: 1 });
   });
@@ -45,23 +45,24 @@ describe('MemorySettler: memory back once the region is quiet', () => {
   });
 
   it('gives up on a young generation V8 keeps after a few tries in one quiet spell, and tries again after work', () => {
-    const utilization = [...Array(20).fill(0), 0.9, ...Array(20).fill(0)];
+    const utilization = [...Array(30).fill(0), 0.9, ...Array(30).fill(0)];
     const collected: string[] = [];
     const stubborn = new MemorySettler({ utilization: () => utilization.shift()!, heap: () => ({ youngBytes: 32 * MB, usedBytes: 1 * MB }), collect: (type) => collected.push(type) });
-    for (let i = 0; i < 20; i++) stubborn.tick();
+    for (let i = 0; i < 30; i++) stubborn.tick();
     expect(collected).toEqual(Array(MAX_MINOR_PER_QUIET).fill('minor'));
-    for (let i = 0; i < 21; i++) stubborn.tick();
+    for (let i = 0; i < 31; i++) stubborn.tick();
     expect(collected).toEqual(Array(2 * MAX_MINOR_PER_QUIET).fill('minor'));
   });
 
   it('a busy tick ends the spell: the next quiet spell may collect in full again', () => {
-    const s = scripted([0, 0, 0.9, 0, 0], { youngBytes: 2 * MB, usedBytes: 0 });
+    const quiet = Array(QUIET_TICKS).fill(0);
+    const s = scripted([...quiet, 0.9, ...quiet], { youngBytes: 2 * MB, usedBytes: 0 });
     s.reading.usedBytes = 60 * MB;
-    s.tick(2);
+    s.tick(QUIET_TICKS);
     expect(s.collected).toEqual(['major']);
     s.reading.usedBytes = 60 * MB;
     s.tick(1);
-    s.tick(2);
+    s.tick(QUIET_TICKS);
     expect(s.collected).toEqual(['major', 'major']);
   });
 });
