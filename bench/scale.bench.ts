@@ -119,6 +119,9 @@ export interface ScaleResult {
   settledRssMb?: number;
   settledHeapMb?: number;
   settledNewSpaceMb?: number;
+  settleGc?: Record<string, { seconds: number; pauses: number; over10ms: number; over100ms: number }>;
+  /** The settler's collections so far (cascade_memory_settle_collections_total). */
+  settleCollections?: { minor: number; major: number };
   passes: number;
   passSeconds: number;
   /** Event-loop delay during the rollout: the worst p99 and max of the per-second scrapes. */
@@ -498,6 +501,9 @@ export async function measureScale(
       result.settledRssMb = memoryMb(pid, 'VmRSS');
       result.settledHeapMb = metricValue(settled, 'cascade_process_nodejs_heap_size_used_bytes') / 2 ** 20;
       result.settledNewSpaceMb = metricValue(settled, 'cascade_process_nodejs_heap_space_size_total_bytes', 'space="new"') / 2 ** 20;
+      // What giving memory back cost: the GC pauses of the settle window (the settler's own collections, by kind).
+      result.settleGc = gcOver(metricsAfter, settled);
+      result.settleCollections = { minor: metricValue(settled, 'cascade_memory_settle_collections_total', 'kind="minor"'), major: metricValue(settled, 'cascade_memory_settle_collections_total', 'kind="major"') };
     }
     if (useMqtt && KILL_AT === devices) {
       region = await killMidRollout({ region, regionArgs, repo, brokerUrl: broker.url, devices, result, log });
