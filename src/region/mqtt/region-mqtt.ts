@@ -27,6 +27,12 @@ export interface RegionMqttOptions extends MqttBrokerOptions {
  */
 export class RegionMqtt {
   private transport: MqttRegionTransport | null = null;
+  /**
+   * Devices handed out while the transport was starting. Its first connection publishes what was
+   * handed when it read the store, after reading the broker's retained states back (seconds at tens of
+   * thousands of devices); a pass that hands out meanwhile (devices report during it) must not be lost.
+   */
+  private handedWhileStarting: Set<DeviceId> | null = new Set();
   private readonly log: Logger;
 
   private constructor(
@@ -87,13 +93,19 @@ export class RegionMqtt {
       reportOrder: this.reportOrder,
       metrics: deps.registry ? createMqttMetrics(deps.registry) : undefined,
     });
+    const handed = this.handedWhileStarting;
+    this.handedWhileStarting = null;
+    if (handed && handed.size > 0) this.publishDesired(handed);
   }
 
   /** Publishes the changed desired states in the background (the reconciler's onHandOut is synchronous). */
   publishDesired(deviceIds: Iterable<DeviceId>): void {
     const transport = this.transport;
-    // Before start, the transport's first connection publishes whatever is out of date anyway.
-    if (!transport) return;
+    if (!transport) {
+      // Until start returns: published then (what is already at the broker is skipped).
+      if (this.handedWhileStarting) for (const id of deviceIds) this.handedWhileStarting.add(id);
+      return;
+    }
     transport.publishDesired(deviceIds).catch((err: unknown) => this.log.error({ err }, 'publishing desired states over MQTT failed'));
   }
 
