@@ -380,7 +380,6 @@ export async function measureScale(
     const loopMax: number[] = [];
     const statusRollout: number[] = [];
     const metricsRollout: number[] = [];
-    let rolling = true;
     let stopScraping: () => Promise<void>;
     if (SCRAPER_PROCESS) {
       const scraper = await startScraper(url);
@@ -392,6 +391,7 @@ export async function measureScale(
         loopMax.push(...measured.loopMaxMs);
       };
     } else {
+      let rolling = true;
       const scraping = (async () => {
         while (rolling) {
           const t0 = performance.now();

@@ -29,7 +29,7 @@ const SETTLE_TICK_MS = 5_000;
 const QUIET_UTILIZATION = 0.05;
 /**
  * Quiet ticks in a row before the settler collects (30 s). It acts once per quiet spell, after the
- * work is surely over: a full collection of a 50,000-device heap takes ~100 ms of CPU on a slow
+ * work is surely over: a full collection of a 50,000-device heap pauses the region ~60-130 ms on a slow
  * 2-core machine, which soon after a burst (an enrolment wave, a rollout's last reports) would only
  * be repeated by the next burst.
  */
@@ -69,7 +69,8 @@ export interface MemorySettlerOptions {
  * nothing changed (45 s after a 10,000-device rollout, RSS had not moved). Every SETTLE_TICK_MS the
  * settler reads the event loop's utilization; after QUIET_TICKS quiet ticks in a row (30 s) it collects:
  * - once per quiet spell, a full collection if the heap in use grew OLD_GROWTH_BYTES since its last one
- *   (~16 ms for a 37 MB heap on a 2-core machine: far below a rollout pass's slices);
+ *   (~16 ms for a 37 MB heap on a 2-core machine; at 50,000 devices the settle window's full-collection
+ *   pauses came to 60-130 ms: an event-loop stall once per quiet spell, when nothing is waiting);
  * - a minor collection per tick while the young generation is above YOUNG_FLOOR_BYTES (about a
  *   millisecond: a quiet region has next to nothing young alive). V8 shrinks the young generation
  *   at a collection that sees a low allocation rate, so the second or third one gives it back.

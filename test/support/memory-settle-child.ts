@@ -22,6 +22,7 @@ kept.length = 0;
 const grown = young();
 // Two quiet ticks instead of six: what is tested here is V8 giving the young generation back, not the wait.
 const settling = process.argv[2] === 'settle' ? startMemorySettler({ quietTicks: 2 }) : null;
+// Its own 5 s timer is stopped: the ticks below are driven by hand, at a known pace.
 settling?.stop();
 // Half the settler's own 5 s tick: V8 judges the allocation rate over the last 5 s of collections.
 for (let i = 0; i < 8; i++) {
