@@ -136,13 +136,13 @@ export function* planRolloutsInSteps(input: RolloutPlanInput, stepDevices = PLAN
 }
 
 /** How many more devices before the next step. */
-interface StepBudget {
+export interface StepBudget {
   step: number;
   left: number;
 }
 
 /** Counts one device looked at; true when a step is due (the caller yields). */
-function stepDue(budget: StepBudget): boolean {
+export function stepDue(budget: StepBudget): boolean {
   budget.left--;
   if (budget.left > 0) return false;
   budget.left = budget.step;
@@ -161,17 +161,26 @@ interface Advance {
   waitingForCanary?: boolean;
 }
 
-function* planDeployment(
-  input: RolloutDeploymentInput,
+/** A Deployment's settings, window and starting state for one pass (rule 9: settings or a window that cannot be applied throw). */
+export interface BegunDeployment {
+  settings: RolloutSettings;
+  window: WindowStatus | undefined;
+  /** A copy of the starting state: the pass changes it and returns it as the next state. */
+  state: RolloutState;
+  fresh: boolean;
+  immediate: boolean;
+}
+
+/** The rollout's settings, window and starting state (a copy the pass may change); throws what stalls the Deployment. */
+export function beginDeployment(
+  input: Pick<RolloutDeploymentInput, 'deployment' | 'version' | 'fingerprint' | 'rollout'>,
+  deviceCount: number,
   now: number,
   revision: string,
-  offlineAfterMs: number,
   previous: RolloutState | undefined,
-  retryAsked: boolean,
-  budget: StepBudget,
-): Generator<void, PlannedDeployment, void> {
+): BegunDeployment {
   const where = `Deployment ${input.deployment}`;
-  const settings = rolloutSettings(input.rollout, input.devices.length, where);
+  const settings = rolloutSettings(input.rollout, deviceCount, where);
   // Checked before anything else, so a window this machine cannot read stalls the Deployment (rule 9).
   const window = settings.window ? checkWindow(settings.window, now, where) : undefined;
   const started = startingState(previous, input, now, revision);
@@ -182,38 +191,70 @@ function* planDeployment(
     wavesCompleteAtStart: [...started.state.wavesCompleteAtStart],
     canaryAt: started.state.canaryAt ?? null,
   };
-  const waveCount = settings.waves.length;
   const immediate = state.rollback && settings.rollback.strategy === 'immediate';
+  return { settings, window, state, fresh: started.fresh, immediate };
+}
 
-  let devices = input.devices;
-  let { classes, waves, counts } = yield* classifyAll(input, settings.waves, now, offlineAfterMs, state.startedAt, budget);
-  if (retryAsked && state.halted && !started.fresh) {
-    // Rule 10: the halt is lifted for exactly the failed devices, handed the version again as a new attempt.
-    const round = (state.retry?.round ?? 0) + 1;
-    const retried = devices.filter((_, i) => classes[i] === 'failed').map((d) => d.id).sort(compareIds);
-    const devicesRetried = retried.slice(0, MAX_RETRIED_DEVICES);
-    state.retry = { round, devices: devicesRetried, count: devicesRetried.length, at: now, halt: state.halted.reason };
-    state.halted = null;
-    const again = new Set(state.retry.devices);
-    devices = devices.map((d) => (again.has(d.id) ? { ...d, handedAttempt: round } : d));
-    ({ classes, waves, counts } = yield* classifyAll({ ...input, devices }, settings.waves, now, offlineAfterMs, state.startedAt, budget));
-  }
-  let attempted = 0;
+/** A device the rules may release this pass, with its wave; `pending` says it moves from pending to updating in the counts. */
+export interface ReleaseCandidate {
+  id: DeviceId;
+  wave: number;
+  pending: boolean;
+}
+
+/**
+ * What the rules read of a Deployment's devices, however it was counted: by classifying every device
+ * (planRollouts) or kept up to date device by device (DeploymentTracker). The rules themselves
+ * (decideDeployment) are the same for both.
+ */
+export interface DeploymentTally {
+  /** Per wave, before this pass's releases; decideDeployment moves the released pending devices to updating. */
+  counts: WaveStatus[];
+  /** Online devices handed the version (rule 4). */
+  attempted: number;
+  /** Whether a device of the Deployment ever reported. */
+  anySeen: boolean;
+  /** The devices that failed, in any order (read only when a halt is recorded). */
+  failedIds(): DeviceId[];
+  /**
+   * The devices that may be released: pending devices of waves 1..upToWave, or, for an immediate
+   * rollback, every device not there yet (handed the version or running it healthy), whatever its class.
+   */
+  candidates(upToWave: number, immediate: boolean, budget: StepBudget): Generator<void, ReleaseCandidate[], void>;
+}
+
+/** A budget that never asks for a step (a caller whose work is already small). */
+export function noSteps(): StepBudget {
+  return { step: Infinity, left: Infinity };
+}
+
+/**
+ * The rules of one pass over a Deployment's tally (rules 1, 3, 4, 6, 7, 8, 10): halts, starts and
+ * bakes waves, chooses the devices released now and says where the rollout stands. `begun.state` is
+ * changed in place and returned as the next state.
+ */
+export function* decideDeployment(
+  input: Pick<RolloutDeploymentInput, 'deployment' | 'app' | 'version'>,
+  begun: BegunDeployment,
+  tally: DeploymentTally,
+  now: number,
+  budget: StepBudget,
+): Generator<void, { state: RolloutState; status: DeploymentRolloutStatus; chosen: DeviceId[] }, void> {
+  const { settings, window, state, immediate } = begun;
+  const counts = tally.counts;
+  const waveCount = settings.waves.length;
   let updating = 0;
+  let failedCount = 0;
   let toAttempt = 0;
-  const failed: DeviceId[] = [];
-  for (let i = 0; i < devices.length; i++) {
-    if (stepDue(budget)) yield;
-    const cls = classes[i]!;
-    if (cls === 'failed') failed.push(devices[i]!.id);
-    else if (cls === 'updating') updating++;
-    if (cls !== 'offline' && cls !== 'new' && devices[i]!.handedVersion === input.version) attempted++;
-    if ((cls === 'pending' || cls === 'new') && waves[i]! <= state.currentWave) toAttempt++;
+  for (const count of counts) {
+    updating += count.updating;
+    failedCount += count.failed;
+    if (count.wave <= state.currentWave) toAttempt += count.pending + count.new;
   }
 
   if (!state.halted && !immediate) {
-    const reason = thresholdCrossed(settings, failed.length, attempted, toAttempt);
-    if (reason) state.halted = { reason, devices: [...failed].sort(compareIds).slice(0, MAX_HALTED_DEVICES), at: now, failed: failed.length, attempted };
+    const reason = thresholdCrossed(settings, failedCount, tally.attempted, toAttempt);
+    if (reason) state.halted = { reason, devices: [...tally.failedIds()].sort(compareIds).slice(0, MAX_HALTED_DEVICES), at: now, failed: failedCount, attempted: tally.attempted };
   }
 
   const windowApplies = !state.rollback || settings.rollback.respectWindow;
@@ -225,39 +266,31 @@ function* planDeployment(
   } else {
     state.currentWave = Math.min(Math.max(state.currentWave, 1), waveCount);
     // Paused: waves neither start nor bake on, and the memory is kept for when it resumes.
-    if (!state.halted && !settings.paused) advance = advanceWaves(state, counts, settings.bakeMs, now, started.fresh);
+    if (!state.halted && !settings.paused) advance = advanceWaves(state, counts, settings.bakeMs, now, begun.fresh);
   }
 
-  const release = new Set<DeviceId>();
-  for (const device of devices) {
-    if (stepDue(budget)) yield;
-    if (alreadyThere(device, input.version)) release.add(device.id);
-  }
+  const chosenIds: DeviceId[] = [];
   if (!state.halted && mayStart && !settings.paused) {
-    const chosen: number[] = [];
-    for (let i = 0; i < devices.length; i++) {
-      if (stepDue(budget)) yield;
-      if (immediate ? !release.has(devices[i]!.id) : classes[i] === 'pending' && waves[i]! <= state.currentWave) chosen.push(i);
-    }
+    const chosen = yield* tally.candidates(state.currentWave, immediate, budget);
     if (!immediate && settings.maxUnavailable !== null) {
       const slots = Math.max(0, settings.maxUnavailable - updating);
       if (slots < chosen.length) {
-        chosen.sort((a, b) => waves[a]! - waves[b]! || compareIds(devices[a]!.id, devices[b]!.id));
+        chosen.sort((a, b) => a.wave - b.wave || compareIds(a.id, b.id));
         chosen.length = slots;
       }
     }
-    for (const i of chosen) {
-      release.add(devices[i]!.id);
-      if (classes[i] === 'pending') {
-        counts[waves[i]! - 1]!.pending--;
-        counts[waves[i]! - 1]!.updating++;
+    for (const device of chosen) {
+      chosenIds.push(device.id);
+      if (device.pending) {
+        counts[device.wave - 1]!.pending--;
+        counts[device.wave - 1]!.updating++;
       }
     }
   }
 
   const phase = phaseOf(state, counts, mayStart, advance, settings.paused);
   if (phase === 'Complete' && state.completedAt === null) state.completedAt = now;
-  const reason = phase === 'Progressing' ? waitReason(state, counts, devices, advance) : undefined;
+  const reason = phase === 'Progressing' ? waitReason(state, counts, tally.anySeen, advance) : undefined;
   const status: DeploymentRolloutStatus = {
     deployment: input.deployment,
     app: input.app,
@@ -276,7 +309,65 @@ function* planDeployment(
   if (state.retry) status.retry = { ...state.retry, devices: state.retry.devices.slice(0, MAX_HALTED_DEVICES) };
   if (phase === 'Baking') status.nextWaveAt = advance.nextWaveAt;
   if (window) status.window = window;
-  return { release, state, status };
+  return { state, status, chosen: chosenIds };
+}
+
+function* planDeployment(
+  input: RolloutDeploymentInput,
+  now: number,
+  revision: string,
+  offlineAfterMs: number,
+  previous: RolloutState | undefined,
+  retryAsked: boolean,
+  budget: StepBudget,
+): Generator<void, PlannedDeployment, void> {
+  const begun = beginDeployment(input, input.devices.length, now, revision, previous);
+  const { settings, state } = begun;
+
+  let devices = input.devices;
+  let { classes, waves, counts } = yield* classifyAll(input, settings.waves, now, offlineAfterMs, state.startedAt, budget);
+  if (retryAsked && state.halted && !begun.fresh) {
+    // Rule 10: the halt is lifted for exactly the failed devices, handed the version again as a new attempt.
+    const round = (state.retry?.round ?? 0) + 1;
+    const retried = devices.filter((_, i) => classes[i] === 'failed').map((d) => d.id).sort(compareIds);
+    const devicesRetried = retried.slice(0, MAX_RETRIED_DEVICES);
+    state.retry = { round, devices: devicesRetried, count: devicesRetried.length, at: now, halt: state.halted.reason };
+    state.halted = null;
+    const again = new Set(state.retry.devices);
+    devices = devices.map((d) => (again.has(d.id) ? { ...d, handedAttempt: round } : d));
+    ({ classes, waves, counts } = yield* classifyAll({ ...input, devices }, settings.waves, now, offlineAfterMs, state.startedAt, budget));
+  }
+  let attempted = 0;
+  let anySeen = false;
+  const failed: DeviceId[] = [];
+  const release = new Set<DeviceId>();
+  for (let i = 0; i < devices.length; i++) {
+    if (stepDue(budget)) yield;
+    const cls = classes[i]!;
+    const device = devices[i]!;
+    if (cls === 'failed') failed.push(device.id);
+    if (cls !== 'offline' && cls !== 'new' && device.handedVersion === input.version) attempted++;
+    if (device.lastSeen !== null) anySeen = true;
+    if (alreadyThere(device, input.version)) release.add(device.id);
+  }
+  const tally: DeploymentTally = {
+    counts,
+    attempted,
+    anySeen,
+    failedIds: () => failed,
+    *candidates(upToWave, immediate, steps) {
+      const chosen: ReleaseCandidate[] = [];
+      for (let i = 0; i < devices.length; i++) {
+        if (stepDue(steps)) yield;
+        const id = devices[i]!.id;
+        if (immediate ? !release.has(id) : classes[i] === 'pending' && waves[i]! <= upToWave) chosen.push({ id, wave: waves[i]!, pending: classes[i] === 'pending' });
+      }
+      return chosen;
+    },
+  };
+  const decided = yield* decideDeployment(input, begun, tally, now, budget);
+  for (const id of decided.chosen) release.add(id);
+  return { release, state: decided.state, status: decided.status };
 }
 
 /** Each device's class and wave, and the per-wave counts (before this pass's releases). */
@@ -401,8 +492,8 @@ function phaseOf(state: RolloutState, counts: WaveStatus[], mayStart: boolean, a
 }
 
 /** Why a Progressing rollout does not move, when only first reports or a canary can move it. */
-function waitReason(state: RolloutState, counts: WaveStatus[], devices: RolloutDeploymentInput['devices'], advance: Advance): RolloutWaitReason | undefined {
-  if (advance.waitingForCanary) return devices.some((d) => d.lastSeen !== null) ? 'WaitingForCanary' : 'WaitingForFirstReport';
+function waitReason(state: RolloutState, counts: WaveStatus[], anySeen: boolean, advance: Advance): RolloutWaitReason | undefined {
+  if (advance.waitingForCanary) return anySeen ? 'WaitingForCanary' : 'WaitingForFirstReport';
   let fresh = 0;
   let moving = 0;
   for (const count of counts) {

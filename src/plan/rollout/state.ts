@@ -12,7 +12,7 @@ export const MAX_COMPLETED_VERSIONS = 20;
  */
 export function startingState(
   previous: RolloutState | undefined,
-  deployment: RolloutDeploymentInput,
+  deployment: Pick<RolloutDeploymentInput, 'version' | 'fingerprint'>,
   now: number,
   revision: string,
 ): { state: RolloutState; fresh: boolean } {

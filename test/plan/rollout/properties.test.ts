@@ -3,8 +3,10 @@ import { describe, expect, it } from 'vitest';
 import type { AppReport } from '../../../src/core/types.js';
 import type { RolloutSpec } from '../../../src/desired/model.js';
 import { planRollouts, planRolloutsInSteps } from '../../../src/plan/rollout/plan-rollouts.js';
-import type { DeploymentRolloutStatus, RolloutDeviceInput, RolloutState } from '../../../src/plan/rollout/types.js';
+import type { DeploymentRolloutStatus, RolloutDeploymentInput, RolloutDeviceInput, RolloutPlan, RolloutState } from '../../../src/plan/rollout/types.js';
 import { HOUR, MINUTE, SECOND, T0 } from './rollout-sim.js';
+import { DeploymentTracker } from '../../../src/plan/rollout/tracker.js';
+import { startingState } from '../../../src/plan/rollout/state.js';
 
 /**
  * Property-based tests of the pure engine: random fleets (waves, some empty), enrolments before and
@@ -138,6 +140,9 @@ class Harness {
   now = T0;
   /** Every device reports on every pass from now on (the settle phase). */
   everyoneOnline = false;
+  /** The incremental engine the region runs, given only the devices whose input changed; checked against planRollouts every pass. */
+  tracker: DeploymentTracker | null = null;
+  private lastInputs = new Map<string, string>();
 
   constructor(readonly scenario: Scenario) {
     this.states = new Map([['web', completed10(scenario.waves.length)]]);
@@ -191,6 +196,7 @@ class Harness {
     }
     const plan = planRollouts({ ...planInput, previous: this.states });
     expect(step.value).toEqual(plan);
+    this.checkTracker(planInput.deployments[0]!, inputs, plan);
     if (inputs.length > stepDevices) expect(stepsTaken).toBeGreaterThan(0);
     this.states = new Map([...plan.states].map(([name, state]) => [name, JSON.parse(JSON.stringify(state)) as RolloutState]));
     const newly: string[] = [];
@@ -204,6 +210,31 @@ class Harness {
     const pass: Pass = { index, now, version: this.version, inputs, status: plan.statuses[0]!, state: plan.states.get('web')!, newly };
     this.trace.push(pass);
     return pass;
+  }
+
+  /** The tracker, fed the devices whose input changed since the last pass, plans what planRollouts planned. */
+  private checkTracker(deployment: Omit<RolloutDeploymentInput, 'devices'>, inputs: RolloutDeviceInput[], plan: RolloutPlan): void {
+    const { now } = this;
+    const previous = this.states.get('web');
+    if (!this.tracker || this.tracker.deployment.fingerprint !== deployment.fingerprint) {
+      this.tracker = new DeploymentTracker(deployment, this.scenario.offlineAfterMs, startingState(previous, deployment, now, `rev-${this.version}`).state.startedAt);
+      this.lastInputs.clear();
+    }
+    const current = new Map(inputs.map((input) => [input.id, input]));
+    for (const input of inputs) {
+      const json = JSON.stringify(input);
+      if (this.lastInputs.get(input.id) === json) continue;
+      this.lastInputs.set(input.id, json);
+      this.tracker.set(input.id, input, now);
+    }
+    const steps = this.tracker.plan(now, `rev-${this.version}`, previous && JSON.parse(JSON.stringify(previous)), (id) => current.get(id), { offlineAfterMs: this.scenario.offlineAfterMs });
+    let step = steps.next();
+    while (!step.done) step = steps.next();
+    const tracked = step.value;
+    expect(tracked.state).toEqual(plan.states.get('web'));
+    expect(tracked.status).toEqual(plan.statuses[0]);
+    const released = inputs.filter((input) => this.tracker!.isReleased(input.id)).map((input) => input.id).sort();
+    expect(released).toEqual([...plan.release.get('web')!].sort());
   }
 
   private reportOf(device: Live, pass: number): AppReport {
