@@ -9,15 +9,18 @@ import { formatProblem } from '../desired/format-problem.js';
 import { createResolver, type DesiredResolver } from '../desired/resolve.js';
 import { computeHandOut } from '../plan/hand-out.js';
 import {
-  collectRolloutInputs,
   DEFAULT_OFFLINE_AFTER_MS,
-  planRolloutsInSteps,
+  DeploymentTracker,
   regionOfflineAfterMs,
+  rolloutDeviceInput,
+  startingState,
+  trackedDeployment,
   attemptsBy,
   type DeploymentRolloutStatus,
-  type RolloutDeploymentInput,
+  type RolloutDeviceInput,
   type RolloutState,
 } from '../plan/rollout/index.js';
+import { waveOf } from '../plan/waves.js';
 import type { FleetSource } from '../source/fleet-source.js';
 import { readGitSnapshot, type GitSnapshotState } from '../source/git-snapshot.js';
 import type { AppCatalog, DeviceRecord } from './state-store.js';
@@ -107,6 +110,10 @@ export class Reconciler {
   private rollouts: DeploymentRolloutStatus[] = [];
   /** The last plan of each Deployment: its status, its rollout state and the devices it released. */
   private readonly planned = new Map<string, PlannedDeployment>();
+  /** Each Deployment's devices as its rollout sees them, kept up to date by each pass (rebuilt on a full one). */
+  private readonly trackers = new Map<string, DeploymentTracker>();
+  /** The wave percentages each tracker's devices are placed by. */
+  private readonly waves = new WeakMap<DeploymentTracker, readonly number[]>();
   /** The next pass plans every Deployment and hands out to every device (new fleet, restart). */
   private fullPass = true;
   private snapshotState: GitSnapshotState | undefined;
@@ -416,100 +423,95 @@ export class Reconciler {
     this.fullPass = false;
     const dirty = store.takeDirty();
     const touched = store.takeTouchedDeployments();
+    const revision = fleet.revision ?? store.getRevision().applied ?? 'unknown';
+    const offlineAfterMs = this.offlineAfterMs;
+    const previous = this.previousStates();
+    const candidates = full ? new Set<DeviceId>(store.allDeviceIds()) : dirty;
 
-    // The Deployments to plan this pass, and the devices they hold.
+    // The Deployments to plan this pass.
     const replan = new Set<string>();
     if (full) {
+      // A new fleet (or a restart): every Deployment's devices are counted again, from the index.
+      this.trackers.clear();
       for (const name of store.deploymentsWithMembers()) replan.add(name);
-      for (const name of store.getRolloutStates().keys()) replan.add(name);
+      for (const name of previous.keys()) replan.add(name);
       for (const name of this.planned.keys()) replan.add(name);
+      for (const name of replan) {
+        const tracker = this.trackerFor(fleet, name, now, revision, previous);
+        if (!tracker) continue;
+        let i = 0;
+        for (const id of store.membersOf(name)) {
+          if (++i % SLICE === 0) await yieldToLoop();
+          tracker.set(id, this.deviceInput(tracker, id, now), now);
+        }
+      }
     } else {
       for (const name of touched) replan.add(name);
+      // A device whose report, hand-out, resolution or presence changed is counted again where it is, and
+      // no longer where it left: a pass costs the devices that changed, not the Deployments' size.
+      let i = 0;
       for (const id of dirty) {
+        if (++i % SLICE === 0) await yieldToLoop();
         const desired = store.resolvedOf(id);
-        for (const app in desired) replan.add(desired[app]!.deployment);
+        for (const [name, tracker] of this.trackers) {
+          if (tracker.has(id) && !inDeployment(desired, name)) {
+            tracker.set(id, undefined, now);
+            replan.add(name);
+          }
+        }
+        for (const app in desired) {
+          const name = desired[app]!.deployment;
+          const tracker = this.trackerFor(fleet, name, now, revision, previous);
+          if (!tracker) continue;
+          tracker.set(id, this.deviceInput(tracker, id, now), now);
+          replan.add(name);
+        }
       }
       // Time moves rollouts that are not Complete (bakes, windows), and turns silent devices offline.
-      for (const [name, planned] of this.planned) if (planned.status.state !== 'Complete' || planned.offlineAt <= now) replan.add(name);
+      for (const [name, planned] of this.planned) if (planned.status.state !== 'Complete') replan.add(name);
+      for (const [name, tracker] of this.trackers) if (tracker.nextDeadline() < now) replan.add(name);
     }
 
-    const revision = fleet.revision ?? store.getRevision().applied ?? 'unknown';
-    const candidates = full ? new Set<DeviceId>(store.allDeviceIds()) : dirty;
     let statesChanged = false;
     // Operator retries (`cascade rollout retry`) are taken by this pass, halted or not.
     const retries = store.pendingRetries();
     for (const name of retries.keys()) replan.add(name);
     if (replan.size > 0) {
-      // Each device once, even when it belongs to several of the Deployments planned.
-      let ids: Iterable<DeviceId>;
-      if (replan.size === 1) ids = store.membersOf([...replan][0]!);
-      else {
-        const union = new Set<DeviceId>();
-        for (const name of replan) for (const id of store.membersOf(name)) union.add(id);
-        ids = union;
-      }
-      const resolved = store.resolvedView;
-      const handed = store.handedView;
-      const previous = this.previousStates();
-      // Read in slices, the event loop served in between: a device that changes meanwhile is dirty for the next pass.
-      const all = [...ids];
-      const byName = new Map<string, RolloutDeploymentInput>();
-      for (let from = 0; from === 0 || from < all.length; from += SLICE) {
-        if (from > 0) await yieldToLoop();
-        const devices: DeviceRecord[] = [];
-        for (let i = from; i < Math.min(all.length, from + SLICE); i++) {
-          const view = store.rolloutView(all[i]!, now);
-          if (view) devices.push(view);
-        }
-        for (const part of collectRolloutInputs({ fleet, region, resolved, handed, devices, previous: from === 0 ? previous : undefined })) {
-          const known = byName.get(part.deployment);
-          if (!known) byName.set(part.deployment, part);
-          else for (const device of part.devices) known.devices.push(device);
-        }
-      }
-      const inputs = [...byName.values()].filter((d) => replan.has(d.deployment)).sort((a, b) => (a.deployment < b.deployment ? -1 : a.deployment > b.deployment ? 1 : 0));
-      if (all.length > SLICE) await yieldToLoop();
-      // Planned in steps of SLICE devices, the event loop served between (a 50,000-device Deployment was one ~50 ms block).
-      const steps = planRolloutsInSteps({ now, offlineAfterMs: this.offlineAfterMs, revision, deployments: inputs, previous, retries }, SLICE);
-      let step = steps.next();
-      while (!step.done) {
-        await yieldToLoop();
-        step = steps.next();
-      }
-      const planned = step.value;
-      // The relay holds back releases of a version whose artifact the region has not verified yet.
       const gate = this.options.artifactGate;
-      const plan = gate
-        ? withholdUnready(planned, gate, { get: (id) => store.getHanded(id)?.apps }, { get: (id) => { const d = store.getDevice(id); return d ? installedVersions(d) : undefined; } })
-        : planned;
-      // Devices a retry re-attempts keep their release but get a new attempt: hand them out again.
-      for (const name of retries.keys()) {
-        const retry = plan.states.get(name)?.retry;
-        if (retry && retry.at === now) for (const id of retry.devices) candidates.add(id);
-      }
-      if (all.length > SLICE) await yieldToLoop();
-      const offlineAt = new Map(inputs.map((input) => [input.deployment, nextOffline(input, now, this.offlineAfterMs)]));
-      const statuses = new Map(plan.statuses.map((s) => [s.deployment, s]));
-      if (full) {
-        for (const name of this.planned.keys()) if (!plan.states.has(name)) this.planned.delete(name);
-      }
-      for (const [name, state] of plan.states) {
-        const release = plan.release.get(name)!;
-        const before = this.planned.get(name)?.release;
-        if (!full) {
-          // Devices whose release changed are handed out again.
-          for (const id of release) if (!before?.has(id)) candidates.add(id);
-          if (before) for (const id of before) if (!release.has(id)) candidates.add(id);
+      const handedApps = { get: (id: DeviceId) => store.getHanded(id)?.apps };
+      const installed = { get: (id: DeviceId) => { const d = store.getDevice(id); return d ? installedVersions(d) : undefined; } };
+      for (const name of [...replan].sort(compareNames)) {
+        const tracker = this.trackers.get(name);
+        if (!tracker) {
+          // A Deployment gone from the fleet leaves the plan.
+          this.planned.delete(name);
+          this.trackers.delete(name);
+          continue;
         }
-        this.planned.set(name, { status: statuses.get(name)!, state, release, ...offlineAt.get(name)! });
+        // Usually a few counters; over every device (read between turns of the event loop) for an operator's retry or a Stalled Deployment.
+        const steps = tracker.plan(now, revision, previous.get(name), (id) => this.deviceInput(tracker, id, now), { offlineAfterMs, retryAsked: retries.has(name), stepDevices: SLICE });
+        let step = steps.next();
+        while (!step.done) {
+          await yieldToLoop();
+          step = steps.next();
+        }
+        const planned = step.value;
+        // The relay holds back releases of a version whose artifact the region has not verified yet.
+        const { status, chosen } = gate ? withholdUnready(planned.status, planned.chosen, gate, handedApps, installed) : planned;
+        if (!full) {
+          // Devices whose release may have changed are handed out again (those whose input changed are already).
+          for (const id of chosen) candidates.add(id);
+          for (const id of planned.chosenBefore) candidates.add(id);
+        }
+        // Devices a retry re-attempts keep their release but get a new attempt: hand them out again.
+        const retry = planned.state.retry;
+        if (retries.has(name) && retry && retry.at === now) for (const id of retry.devices) candidates.add(id);
+        this.planned.set(name, { status, state: planned.state, tracker, chosen });
       }
-      // A Deployment gone from the fleet (not planned again) leaves the plan.
-      for (const name of replan) if (!plan.states.has(name)) this.planned.delete(name);
+      if (full) for (const name of [...this.planned.keys()]) if (!this.trackers.has(name)) this.planned.delete(name);
       statesChanged = true;
-      let quiet = Infinity;
-      for (const planned of this.planned.values()) quiet = Math.min(quiet, planned.offlineAfterMs);
-      store.setQuietThreshold(quiet);
-      const sorted = [...this.planned.values()].map((p) => p.status).sort((a, b) => (a.deployment < b.deployment ? -1 : a.deployment > b.deployment ? 1 : 0));
+      store.setQuietThreshold(this.planned.size > 0 ? offlineAfterMs : Infinity);
+      const sorted = [...this.planned.values()].map((p) => p.status).sort((a, b) => compareNames(a.deployment, b.deployment));
       this.reportTransitions(sorted);
       this.rollouts = sorted;
     }
@@ -517,7 +519,7 @@ export class Reconciler {
 
     const released = (device: DeviceId, _app: string, desired: { deployment: string; version: string }): boolean => {
       const planned = this.planned.get(desired.deployment);
-      return planned !== undefined && planned.release.has(device) && planned.state.version === desired.version;
+      return planned !== undefined && planned.state.version === desired.version && (planned.chosen.has(device) || planned.tracker.isThere(device));
     };
     // Handed out in slices, each written (one transaction) and then announced before the next is
     // looked at: no turn of the event loop holds more than a slice's SQLite writes and publishes, the
@@ -557,12 +559,62 @@ export class Reconciler {
       }
       if (changes.size > 0) {
         handedOut += changes.size;
+        // What a device was handed is part of its rollout input: counted again where it is.
+        for (const [id, apps] of changes) {
+          for (const app in apps) {
+            const tracker = this.trackers.get(apps[app]!.deployment);
+            if (tracker?.has(id)) tracker.set(id, this.deviceInput(tracker, id, now), now);
+          }
+        }
         onHandOut(changes.keys());
       }
     }
     if (retries.size > 0) store.clearRetries(retries.keys());
     if (handedOut > 0) log.debug({ devices: handedOut }, 'handed out desired state');
     this.scheduleWakeUp(now);
+  }
+
+  /**
+   * The periodic resync's check of the rollouts' counts (kept device by device) against a recount of
+   * every Deployment's devices from the index. Each difference is logged as a bug and the next pass
+   * counts every Deployment again. Returns the differences.
+   */
+  verifyRollouts(): string[] {
+    const { store, clock, log } = this.options;
+    const now = clock();
+    const differences: string[] = [];
+    for (const [name, tracker] of this.trackers) {
+      for (const difference of tracker.verify(store.membersOf(name), (id) => this.deviceInput(tracker, id, now), now)) {
+        differences.push(`${name}: ${difference}`);
+      }
+    }
+    for (const difference of differences.slice(0, 20)) log.error({ difference }, `rollout counts differ from a full recount: ${difference}`);
+    if (differences.length > 0) this.fullPass = true;
+    return differences;
+  }
+
+  /** The Deployment's tracker, made (empty) when there is none yet; undefined when the fleet has no such Deployment. */
+  private trackerFor(fleet: LoadedFleet, name: string, now: number, revision: string, previous: ReadonlyMap<string, RolloutState>): DeploymentTracker | undefined {
+    const known = this.trackers.get(name);
+    if (known) return known;
+    const deployment = trackedDeployment(fleet, name, this.options.region);
+    if (!deployment) return undefined;
+    const { waves, ...tracked } = deployment;
+    const tracker = new DeploymentTracker(tracked, this.offlineAfterMs, startingState(previous.get(name), tracked, now, revision).state.startedAt);
+    this.waves.set(tracker, waves);
+    this.trackers.set(name, tracker);
+    return tracker;
+  }
+
+  /** The device as its Deployment's rollout sees it now; undefined when it is not (or no longer) in that Deployment. */
+  private deviceInput(tracker: DeploymentTracker, id: DeviceId, now: number): RolloutDeviceInput | undefined {
+    const { store } = this.options;
+    const { deployment: name, app } = tracker.deployment;
+    const desired = store.resolvedOf(id)?.[app];
+    if (!desired || desired.deployment !== name) return undefined;
+    const record = store.rolloutView(id, now);
+    if (!record || record.revoked) return undefined;
+    return rolloutDeviceInput(record, app, store.handedView.get(id), waveOf(id, name, this.waves.get(tracker) ?? []));
   }
 
   /** The rollout state of each Deployment planned so far (the attempts an operator's retry hands out). */
@@ -633,27 +685,21 @@ const yieldToLoop = (): Promise<void> => new Promise((resolve) => setImmediate(r
 interface PlannedDeployment {
   status: DeploymentRolloutStatus;
   state: RolloutState;
-  /** The devices the plan released. */
-  release: Set<DeviceId>;
-  /** When the first device this plan saw online turns offline by the rollout's offlineAfter: plan again then. */
-  offlineAt: number;
-  offlineAfterMs: number;
+  /** The Deployment's devices, counted as they change: those there already are released. */
+  tracker: DeploymentTracker;
+  /** The devices the plan released beyond those there already (after the artifact gate). */
+  chosen: ReadonlySet<DeviceId>;
 }
 
-/** When the first online device of a Deployment's input falls silent for its rollout's offlineAfter. */
-/**
- * When the next device of a Deployment turns offline by the clock alone (a silent reporter, or an
- * enrolled device that never reported: `new` until offlineAfter since its enrolment), so a Complete
- * rollout is planned again then; with the region's one offline clock.
- */
-function nextOffline(input: RolloutDeploymentInput, now: number, offlineAfterMs: number): { offlineAt: number; offlineAfterMs: number } {
-  let offlineAt = Infinity;
-  for (const device of input.devices) {
-    const since = device.lastSeen ?? device.enrolledAt ?? null;
-    if (since === null || now - since > offlineAfterMs) continue;
-    offlineAt = Math.min(offlineAt, since + offlineAfterMs + 1);
-  }
-  return { offlineAt, offlineAfterMs };
+/** Whether `desired` holds an app of the Deployment. */
+function inDeployment(desired: DeviceDesired | undefined, name: string): boolean {
+  for (const app in desired) if (desired[app]!.deployment === name) return true;
+  return false;
+}
+
+/** Deployment names in the order statuses are listed. */
+function compareNames(a: string, b: string): number {
+  return a < b ? -1 : a > b ? 1 : 0;
 }
 
 /** Devices holding a connection open are seen now, whatever their last report. */

@@ -400,7 +400,7 @@ export async function startRegion(config: RegionConfig): Promise<RunningRegion> 
     if (resyncMs > 0) {
       const resync = setInterval(() => {
         void scheduler.idle().then(() => {
-          const differences = store.verify((devices) => reconciler.resolveAll(devices));
+          const differences = [...store.verify((devices) => reconciler.resolveAll(devices)), ...reconciler.verifyRollouts()];
           if (differences.length > 0) {
             metrics.indexDifferences.inc(differences.length);
             scheduler.request({ fetch: false, reason: 'index resync' });

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { planRollouts } from '../../src/plan/rollout/index.js';
-import type { RolloutDeploymentInput } from '../../src/plan/rollout/types.js';
+import type { DeploymentRolloutStatus, RolloutDeploymentInput } from '../../src/plan/rollout/types.js';
 import { withholdUnready } from '../../src/reconciler/artifact-gate.js';
 
 function deployment(name: string, version: string, devices: string[]): RolloutDeploymentInput {
@@ -22,32 +22,38 @@ describe('withholdUnready', () => {
     previous: new Map(),
     deployments: [deployment('web', '2.0.0', ['a', 'b', 'c']), deployment('db', '5.0.0', ['a', 'b'])],
   });
+  const status = (name: string): DeploymentRolloutStatus => plan.statuses.find((s) => s.deployment === name)!;
+  // None of them was handed the version or runs it: the pass chose them all.
+  const chosen = (name: string): ReadonlySet<string> => plan.release.get(name)!;
 
   it('releases nobody new for a version whose artifact is not ready, and says why', () => {
-    expect(plan.release.get('web')?.size).toBe(3);
+    expect(chosen('web').size).toBe(3);
     const handed = new Map([['a', { web: { version: '2.0.0', deployment: 'web' } }]]);
     const installed = new Map([['b', { web: '2.0.0' }]]);
-    const gated = withholdUnready(plan, (r) => (r.app === 'web' ? 'the region is fetching artifact web 2.0.0' : null), handed, installed);
+    const gate = (r: { app: string }) => (r.app === 'web' ? 'the region is fetching artifact web 2.0.0' : null);
+    const gated = withholdUnready(status('web'), chosen('web'), gate, handed, installed);
     // a was handed it already, b runs it: they keep it; c waits.
-    expect([...gated.release.get('web')!].sort()).toEqual(['a', 'b']);
-    expect(gated.release.get('db')).toBe(plan.release.get('db'));
-    const web = gated.statuses.find((s) => s.deployment === 'web')!;
-    expect(web.waitingForArtifact).toBe('the region is fetching artifact web 2.0.0');
-    expect(web.message).toBe('waiting for the artifact: the region is fetching artifact web 2.0.0');
-    expect(gated.statuses.find((s) => s.deployment === 'db')!.waitingForArtifact).toBeUndefined();
-    // The engine's memory is untouched: the rollout goes on from there once the artifact is ready.
-    expect(gated.states).toBe(plan.states);
+    expect([...gated.chosen].sort()).toEqual(['a', 'b']);
+    expect(gated.status.waitingForArtifact).toBe('the region is fetching artifact web 2.0.0');
+    expect(gated.status.message).toBe('waiting for the artifact: the region is fetching artifact web 2.0.0');
+    const db = withholdUnready(status('db'), chosen('db'), gate, handed, installed);
+    expect(db.chosen).toBe(chosen('db'));
+    expect(db.status.waitingForArtifact).toBeUndefined();
   });
 
   it('does not ask about a rollout that hands the version to nobody new', () => {
     const asked: string[] = [];
     const everyone = new Map(['a', 'b', 'c'].map((id) => [id, { web: '2.0.0', db: '5.0.0' }]));
-    const gated = withholdUnready(plan, (r) => (asked.push(r.deployment), 'not ready'), new Map(), everyone);
+    const gated = withholdUnready(status('web'), chosen('web'), (r) => (asked.push(r.deployment), 'not ready'), new Map(), everyone);
     expect(asked).toEqual([]);
-    expect(gated).toBe(plan);
+    expect(gated.chosen).toBe(chosen('web'));
+    expect(gated.status).toBe(status('web'));
+    expect(withholdUnready(status('web'), new Set(), () => 'not ready', new Map(), new Map()).status).toBe(status('web'));
   });
 
-  it('returns the plan itself when every artifact is ready', () => {
-    expect(withholdUnready(plan, () => null, new Map(), new Map())).toBe(plan);
+  it('returns the status and devices themselves when every artifact is ready', () => {
+    const gated = withholdUnready(status('web'), chosen('web'), () => null, new Map(), new Map());
+    expect(gated.status).toBe(status('web'));
+    expect(gated.chosen).toBe(chosen('web'));
   });
 });

@@ -125,6 +125,8 @@ describe('incremental reconcile pass', () => {
             checkAgainstFullPass(index, reconciler, durable, now);
           }
           expect(index.verify((devices) => reconciler.resolveAll(devices))).toEqual([]);
+          // The rollouts' counts, kept device by device, equal a recount of every Deployment's devices.
+          expect(reconciler.verifyRollouts()).toEqual([]);
         } finally {
           await source?.close();
           index.close();

@@ -1,6 +1,6 @@
 export { alreadyThere, classifyDevice } from './classify.js';
 export { deploymentFingerprint, stableJson } from './fingerprint.js';
-export { collectRolloutInputs, type CollectRolloutInputs, type RolloutDeviceRecord } from './inputs.js';
+export { collectRolloutInputs, rolloutDeviceInput, trackedDeployment, type CollectRolloutInputs, type RolloutDeviceRecord } from './inputs.js';
 export { MAX_HALTED_DEVICES, MAX_RETRIED_DEVICES, planRollouts, planRolloutsInSteps, thresholdCrossed } from './plan-rollouts.js';
 export { attemptsBy, releasedBy } from './released.js';
 export { DEFAULT_BAKE_MS, DEFAULT_MIN_SAMPLE, DEFAULT_OFFLINE_AFTER_MS, DEFAULT_WAVE_PERCENTS } from './defaults.js';

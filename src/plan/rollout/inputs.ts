@@ -31,6 +31,27 @@ export interface CollectRolloutInputs {
   previous?: ReadonlyMap<string, RolloutState>;
 }
 
+/** One device as the engine sees it in the Deployment of `app`: its wave, last report of the app, and what it was last handed of it. */
+export function rolloutDeviceInput(record: RolloutDeviceRecord, app: string, handed: DeviceDesired | undefined, wave: number): RolloutDeviceInput {
+  const device: RolloutDeviceInput = { id: record.id, wave, lastSeen: record.lastSeen };
+  if (record.enrolledAt !== undefined) device.enrolledAt = record.enrolledAt;
+  const report = record.apps[app];
+  if (report) device.report = report;
+  const handedVersion = handed?.[app]?.version;
+  if (handedVersion !== undefined) device.handedVersion = handedVersion;
+  const handedAttempt = handed?.[app]?.attempt;
+  if (handedAttempt) device.handedAttempt = handedAttempt;
+  return device;
+}
+
+/** A Deployment of the fleet as the engine plans it in `region` (everything but its devices); undefined when the fleet has none of that name. */
+export function trackedDeployment(fleet: LoadedFleet, name: string, region: string): (Omit<RolloutDeploymentInput, 'devices'> & { waves: number[] }) | undefined {
+  const doc = fleet.deployments.get(name);
+  if (!doc) return undefined;
+  const rollout = effectiveRollout(fleet, name, region);
+  return { deployment: name, app: doc.spec.app, version: doc.spec.version, fingerprint: deploymentFingerprint(doc.spec), rollout, waves: rollout.waves };
+}
+
 /**
  * The planRollouts input of one region: per Deployment resolved to one of its devices, the
  * Deployment's effective rollout, fingerprint, and per device its wave, last report of the app and
@@ -42,18 +63,9 @@ export function collectRolloutInputs(input: CollectRolloutInputs): RolloutDeploy
   const entry = (name: string): (RolloutDeploymentInput & { waves: number[] }) | undefined => {
     let found = byName.get(name);
     if (found) return found;
-    const doc = fleet.deployments.get(name);
-    if (!doc) return undefined;
-    const rollout = effectiveRollout(fleet, name, region);
-    found = {
-      deployment: name,
-      app: doc.spec.app,
-      version: doc.spec.version,
-      fingerprint: deploymentFingerprint(doc.spec),
-      rollout,
-      waves: rollout.waves,
-      devices: [],
-    };
+    const tracked = trackedDeployment(fleet, name, region);
+    if (!tracked) return undefined;
+    found = { ...tracked, devices: [] };
     byName.set(name, found);
     return found;
   };
@@ -65,15 +77,7 @@ export function collectRolloutInputs(input: CollectRolloutInputs): RolloutDeploy
     for (const app in desired) {
       const deployment = entry(desired[app]!.deployment);
       if (!deployment) continue;
-      const device: RolloutDeviceInput = { id: record.id, wave: waveOf(record.id, deployment.deployment, deployment.waves), lastSeen: record.lastSeen };
-      if (record.enrolledAt !== undefined) device.enrolledAt = record.enrolledAt;
-      const report = record.apps[app];
-      if (report) device.report = report;
-      const handedVersion = handed?.[app]?.version;
-      if (handedVersion !== undefined) device.handedVersion = handedVersion;
-      const handedAttempt = handed?.[app]?.attempt;
-      if (handedAttempt) device.handedAttempt = handedAttempt;
-      deployment.devices.push(device);
+      deployment.devices.push(rolloutDeviceInput(record, app, handed, waveOf(record.id, deployment.deployment, deployment.waves)));
     }
   }
   if (input.previous) for (const name of input.previous.keys()) entry(name);

@@ -102,7 +102,12 @@ export class DeploymentTracker {
 
   /** Whether the last plan releases the device: there already, or chosen by it. */
   isReleased(id: DeviceId): boolean {
-    return this.slots.get(id)?.there === true || this.chosen.has(id);
+    return this.isThere(id) || this.chosen.has(id);
+  }
+
+  /** Handed the version or running it healthy, as of its last input: released whatever the rules say. */
+  isThere(id: DeviceId): boolean {
+    return this.slots.get(id)?.there === true;
   }
 
   /** The earliest instant a device may turn offline by the clock alone (Infinity: none can). */
@@ -156,12 +161,7 @@ export class DeploymentTracker {
       this.refreshAll(view, now);
     }
     this.lastNow = now;
-    // Devices whose silence passed offlineAfter since they were last read: read again (connected ones stay online).
-    while (this.deadlines.peek() < now) {
-      const { at, id } = this.deadlines.pop();
-      const slot = this.slots.get(id);
-      if (slot && slot.deadline === at) this.set(id, view(id), now);
-    }
+    this.expire(view, now);
 
     let begun: BegunDeployment | null;
     try {
@@ -179,6 +179,38 @@ export class DeploymentTracker {
     const decided = yield* decideDeployment(this.deployment, begun, this.tally(), now, noSteps());
     this.chosen = new Set(decided.chosen);
     return { state: decided.state, status: decided.status, chosen: this.chosen, chosenBefore };
+  }
+
+  /**
+   * Checks the counts against a recount of `members` read through `view` now (the periodic resync):
+   * each difference is a bug of whoever feeds the tracker (a change it was not told of). Empty when they agree.
+   */
+  verify(members: Iterable<DeviceId>, view: DeviceView, now: number): string[] {
+    this.expire(view, now);
+    const fresh = new DeploymentTracker(this.deployment, this.offlineAfterMs, this.since);
+    for (const id of members) fresh.set(id, view(id), now);
+    const differences: string[] = [];
+    for (const id of fresh.slots.keys()) if (!this.slots.has(id)) differences.push(`device ${id} is missing`);
+    for (const id of this.slots.keys()) if (!fresh.slots.has(id)) differences.push(`device ${id} is counted but no longer belongs`);
+    for (const [id, slot] of fresh.slots) {
+      const mine = this.slots.get(id);
+      if (mine && (mine.cls !== slot.cls || mine.there !== slot.there || mine.wave !== slot.wave || mine.attempted !== slot.attempted)) {
+        differences.push(`device ${id} is counted ${mine.cls} (wave ${mine.wave}), recounted ${slot.cls} (wave ${slot.wave})`);
+      }
+    }
+    const counted = JSON.stringify({ counts: this.counts, attempted: this.attempted, seen: this.seen, failed: this.failed.size, notThere: this.notThere.size });
+    const recounted = JSON.stringify({ counts: fresh.counts, attempted: fresh.attempted, seen: fresh.seen, failed: fresh.failed.size, notThere: fresh.notThere.size });
+    if (counted !== recounted) differences.push(`counted ${counted}, recounted ${recounted}`);
+    return differences;
+  }
+
+  /** Devices whose silence passed offlineAfter since they were last read: read again (connected ones stay online). */
+  private expire(view: DeviceView, now: number): void {
+    while (this.deadlines.peek() < now) {
+      const { at, id } = this.deadlines.pop();
+      const slot = this.slots.get(id);
+      if (slot && slot.deadline === at) this.set(id, view(id), now);
+    }
   }
 
   /** planRollouts over every device, read through `view`: an operator's retry, a Stalled Deployment. */
@@ -221,7 +253,6 @@ export class DeploymentTracker {
       attempted: this.attempted,
       anySeen: this.seen > 0,
       failedIds: () => [...failed],
-      // eslint-disable-next-line require-yield
       *candidates(upToWave: number, immediate: boolean, _budget: StepBudget) {
         const out: ReleaseCandidate[] = [];
         if (immediate) {
