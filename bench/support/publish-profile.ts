@@ -66,12 +66,23 @@ if (profile) {
 // devices' reports come back while the region still publishes.
 const busyMs = Number(process.env['BUSY'] ?? 0);
 const busy = busyMs > 0 ? setInterval(() => { const until = performance.now() + busyMs; while (performance.now() < until); }, 0) : undefined;
+// The event loop's longest stalls during the push: a 2 ms timer's gaps (what a report or a status request waits at worst).
+const gaps: number[] = [];
+let lastTick = performance.now();
+const ticker = setInterval(() => {
+  const at = performance.now();
+  gaps.push(at - lastTick);
+  lastTick = at;
+}, 2);
 const started = performance.now();
 await reconciler.runPass({ fetch: true, reason: 'commit' });
 const passDone = performance.now();
 const sent = await lastPublished;
 const done = performance.now();
 clearInterval(busy);
+clearInterval(ticker);
+const sortedGaps = gaps.sort((a, b) => b - a);
+console.log(`longest event-loop stalls (ms): ${sortedGaps.slice(0, 6).map((g) => g.toFixed(0)).join(' ')}; p99 ${sortedGaps[Math.floor(gaps.length / 100)]?.toFixed(1)} of ${gaps.length} ticks`);
 if (profile) await writeFile(profile, JSON.stringify((await session.post('Profiler.stop')).profile));
 console.log(`region: pass ${(handedAt - started).toFixed(0)} ms to hand-out, pass done at ${(passDone - started).toFixed(0)} ms, ${sent} published (${transport.published() - before}) by ${(done - started).toFixed(0)} ms; publishing alone ${(done - handedAt).toFixed(0)} ms`);
 

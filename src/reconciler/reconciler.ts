@@ -21,6 +21,7 @@ import {
   type RolloutState,
 } from '../plan/rollout/index.js';
 import { waveOf } from '../plan/waves.js';
+import { stableJson } from '../core/stable-json.js';
 import type { FleetSource } from '../source/fleet-source.js';
 import { readGitSnapshot, type GitSnapshotState } from '../source/git-snapshot.js';
 import type { AppCatalog, DeviceRecord } from './state-store.js';
@@ -112,6 +113,8 @@ export class Reconciler {
   private readonly planned = new Map<string, PlannedDeployment>();
   /** Each Deployment's devices as its rollout sees them, kept up to date by each pass (rebuilt on a full one). */
   private readonly trackers = new Map<string, DeploymentTracker>();
+  /** The rollout states last written to the store (stableJson by Deployment); null before the first write. */
+  private writtenStates: Map<string, string> | null = null;
   /** The wave percentages each tracker's devices are placed by. */
   private readonly waves = new WeakMap<DeploymentTracker, readonly number[]>();
   /** The next pass plans every Deployment and hands out to every device (new fleet, restart). */
@@ -527,9 +530,21 @@ export class Reconciler {
     // its hand-out is durable (a crash between slices leaves the rest for the next pass, none twice).
     const attempt = attemptsBy({ states: this.plannedStates() });
     let states: Map<string, RolloutState> | undefined;
+    let statesWritten: Map<string, string> | null = null;
     if (statesChanged) {
-      states = new Map<string, RolloutState>();
-      for (const [name, planned] of this.planned) states.set(name, planned.state);
+      // Written only when one changed: most passes of a rollout only move devices (a transaction saved per pass).
+      const written = new Map<string, string>();
+      let changed = this.writtenStates === null || this.writtenStates.size !== this.planned.size;
+      for (const [name, planned] of this.planned) {
+        const json = stableJson(planned.state);
+        written.set(name, json);
+        if (!changed && this.writtenStates!.get(name) !== json) changed = true;
+      }
+      if (changed) {
+        states = new Map<string, RolloutState>();
+        for (const [name, planned] of this.planned) states.set(name, planned.state);
+        statesWritten = written;
+      }
     }
     const ids = [...candidates];
     let handedOut = 0;
@@ -553,7 +568,10 @@ export class Reconciler {
       const changes = computeHandOut({ resolved, handed, installed, released, attempt });
       // The rollout states go with the first slice, written even when it hands out nothing.
       if (changes.size > 0 || states) {
+        // A failed write leaves the states to be written by the next pass.
+        if (states) this.writtenStates = null;
         const count = store.handOut(changes, revision, now, states);
+        if (states) this.writtenStates = statesWritten;
         states = undefined;
         if (count > 0) metrics.updatesSent.inc(count);
       }
@@ -677,9 +695,9 @@ export class Reconciler {
 }
 
 /** Devices a pass looks at between two turns of the event loop (reports, polls and scrapes are served in between). */
-const SLICE = 2_000;
+const SLICE = 1_000;
 /** Devices handed out per transaction and announcement (a few tens of milliseconds of SQLite writes and publishes). */
-const HAND_OUT_SLICE = 1_000;
+const HAND_OUT_SLICE = 250;
 const yieldToLoop = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
 
 interface PlannedDeployment {
