@@ -42,7 +42,7 @@ if (process.argv[2] === 'region') {
 if (process.argv[2] === 'agent' && !gives(/^--(no[-_])?opt\b|^--max[-_]opt\b/)) setFlagsFromString('--no-opt');
 
 let main;
-if (distIsCurrent()) {
+if (await distIsCurrent()) {
   ({ main } = await import(pathToFileURL(COMPILED_MAIN).href));
 } else {
   const { register } = await import('tsx/esm/api');

@@ -41,9 +41,9 @@ function skipOrFail(reason) {
   process.exit(1);
 }
 
-if (flags.has('--check')) process.exit(distIsCurrent() ? 0 : 1);
+if (flags.has('--check')) process.exit((await distIsCurrent()) ? 0 : 1);
 if (!existsSync(SRC_DIR)) skipOrFail(`no sources in ${SRC_DIR}`);
-if (flags.has('--if-stale') && distIsCurrent()) {
+if (flags.has('--if-stale') && (await distIsCurrent())) {
   say('dist/ is up to date');
   process.exit(0);
 }
@@ -57,7 +57,7 @@ try {
 
 // Fingerprints taken before compiling: a file edited while tsc runs makes the stamp stale, not wrong.
 const files = listSourceFiles();
-const stamp = { stat: statFingerprint(files), content: contentFingerprint(files) };
+const stamp = { stat: statFingerprint(files), content: await contentFingerprint(files) };
 
 // Built aside and swapped in by renames, so a process starting meanwhile never sees half a dist/.
 const staging = `${DIST_DIR}.tmp-${process.pid}`;
