@@ -502,9 +502,11 @@ export class Reconciler {
         // The relay holds back releases of a version whose artifact the region has not verified yet.
         const { status, chosen } = gate ? withholdUnready(planned.status, planned.chosen, gate, handedApps, installed) : planned;
         if (!full) {
-          // Devices whose release may have changed are handed out again (those whose input changed are already).
-          for (const id of chosen) candidates.add(id);
-          for (const id of planned.chosenBefore) candidates.add(id);
+          // Devices whose release changed are handed out again (those whose input changed are already):
+          // chosen now and not before, or the other way round, and not there (released either way).
+          const before = this.planned.get(name)?.chosen ?? NONE;
+          for (const id of chosen) if (!before.has(id)) candidates.add(id);
+          for (const id of before) if (!chosen.has(id) && !tracker.isThere(id)) candidates.add(id);
         }
         // Devices a retry re-attempts keep their release but get a new attempt: hand them out again.
         const retry = planned.state.retry;
@@ -708,6 +710,8 @@ interface PlannedDeployment {
   /** The devices the plan released beyond those there already (after the artifact gate). */
   chosen: ReadonlySet<DeviceId>;
 }
+
+const NONE: ReadonlySet<DeviceId> = new Set();
 
 /** Whether `desired` holds an app of the Deployment. */
 function inDeployment(desired: DeviceDesired | undefined, name: string): boolean {

@@ -39,8 +39,6 @@ export interface TrackedPlan {
   status: DeploymentRolloutStatus;
   /** Devices released by this pass that are not there yet (not handed the version, not running it healthy). */
   chosen: ReadonlySet<DeviceId>;
-  /** The same of the pass before: a device in either may have changed its release. */
-  chosenBefore: ReadonlySet<DeviceId>;
 }
 
 /** A device's current rollout input, read from wherever the caller keeps it; undefined when it left the Deployment. */
@@ -154,7 +152,6 @@ export class DeploymentTracker {
     view: DeviceView,
     options: { offlineAfterMs: number; retryAsked?: boolean; stepDevices?: number },
   ): Generator<void, TrackedPlan, void> {
-    const chosenBefore = this.chosen;
     if (now < this.lastNow || options.offlineAfterMs !== this.offlineAfterMs) {
       // The clock went back (offline devices may be online again) or the offline clock changed: read every device again.
       this.offlineAfterMs = options.offlineAfterMs;
@@ -170,7 +167,7 @@ export class DeploymentTracker {
       begun = null; // Stalled: planRollouts says so, with its problem.
     }
     if (!begun || (options.retryAsked && begun.state.halted && !begun.fresh)) {
-      return yield* this.planFully(now, revision, previous, view, options, chosenBefore);
+      return yield* this.planFully(now, revision, previous, view, options);
     }
     if (begun.state.startedAt !== this.since) {
       this.since = begun.state.startedAt;
@@ -178,7 +175,7 @@ export class DeploymentTracker {
     }
     const decided = yield* decideDeployment(this.deployment, begun, this.tally(), now, noSteps());
     this.chosen = new Set(decided.chosen);
-    return { state: decided.state, status: decided.status, chosen: this.chosen, chosenBefore };
+    return { state: decided.state, status: decided.status, chosen: this.chosen };
   }
 
   /**
@@ -220,7 +217,6 @@ export class DeploymentTracker {
     previous: RolloutState | undefined,
     view: DeviceView,
     options: { offlineAfterMs: number; retryAsked?: boolean; stepDevices?: number },
-    chosenBefore: ReadonlySet<DeviceId>,
   ): Generator<void, TrackedPlan, void> {
     const devices: RolloutDeviceInput[] = [];
     for (const id of this.slots.keys()) {
@@ -242,7 +238,7 @@ export class DeploymentTracker {
     const chosen = new Set<DeviceId>();
     for (const id of plan.release.get(name)!) if (this.slots.get(id)?.there !== true) chosen.add(id);
     this.chosen = chosen;
-    return { state: plan.states.get(name)!, status: plan.statuses[0]!, chosen, chosenBefore };
+    return { state: plan.states.get(name)!, status: plan.statuses[0]!, chosen };
   }
 
   /** The counts as the rules read them; a copy, for the rules move released devices in it. */
