@@ -31,6 +31,11 @@ interface Slot {
   seen: boolean;
   /** Never reported and no enrolment time: its class depends on when the rollout started. */
   sinceBound: boolean;
+  /**
+   * The instant of the device's entry in the deadline heap (Infinity: none). At most one entry per
+   * device: a deadline that moves later keeps the earlier entry, which re-queues it when it comes up.
+   */
+  queued: number;
 }
 
 /** One pass of a tracked Deployment: what planRollouts gives for it, with the releases beyond the devices already there. */
@@ -118,26 +123,29 @@ export class DeploymentTracker {
     // Classified at `now`: a later plan at an earlier instant reads every device again.
     if (now > this.lastNow) this.lastNow = now;
     const slot = this.slots.get(id);
-    const deadline = slot?.deadline;
     if (slot) this.unaccount(id, slot);
     if (!input) {
       if (slot) this.slots.delete(id);
       return;
     }
-    const next = slot ?? ({} as Slot);
+    const next = slot ?? ({ queued: Infinity } as Slot);
     this.classify(next, input, now);
     if (!slot) this.slots.set(id, next);
     this.account(id, next);
-    if (next.deadline !== Infinity && next.deadline !== deadline) {
+    if (next.deadline < next.queued) {
       this.deadlines.push(next.deadline, id);
-      // Entries a device left behind are dropped when they come up; rebuilt when they outnumber the devices.
-      if (this.deadlines.size > 4 * this.slots.size + 1024) this.compactDeadlines();
+      next.queued = next.deadline;
+      // Entries left behind (a device gone, a deadline moved earlier) are dropped when they come up; rebuilt when they outnumber the devices.
+      if (this.deadlines.size > 2 * this.slots.size + 1024) this.compactDeadlines();
     }
   }
 
   private compactDeadlines(): void {
     this.deadlines.clear();
-    for (const [id, slot] of this.slots) if (slot.deadline !== Infinity) this.deadlines.push(slot.deadline, id);
+    for (const [id, slot] of this.slots) {
+      slot.queued = slot.deadline;
+      if (slot.deadline !== Infinity) this.deadlines.push(slot.deadline, id);
+    }
   }
 
   /**
@@ -206,7 +214,14 @@ export class DeploymentTracker {
     while (this.deadlines.peek() < now) {
       const { at, id } = this.deadlines.pop();
       const slot = this.slots.get(id);
-      if (slot && slot.deadline === at) this.set(id, view(id), now);
+      if (!slot || slot.queued !== at) continue;
+      slot.queued = Infinity;
+      if (slot.deadline < now) this.set(id, view(id), now);
+      else if (slot.deadline !== Infinity) {
+        // Seen again since it was queued: queued again for its later deadline.
+        this.deadlines.push(slot.deadline, id);
+        slot.queued = slot.deadline;
+      }
     }
   }
 
