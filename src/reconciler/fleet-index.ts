@@ -528,6 +528,11 @@ export class FleetIndex implements StateStore {
   // what a pass and the status read
 
   /** Devices whose report, enrolment, resolution, revocation or presence changed since the last call. */
+  /** Whether the device changed since the last pass took the changed devices (takeDirty). */
+  isDirty(id: DeviceId): boolean {
+    return this.dirty.has(id);
+  }
+
   takeDirty(): Set<DeviceId> {
     const dirty = this.dirty;
     this.dirty = new Set();

@@ -604,7 +604,7 @@ export class Reconciler {
     const now = clock();
     const differences: string[] = [];
     for (const [name, tracker] of this.trackers) {
-      for (const difference of tracker.verify(store.membersOf(name), (id) => this.deviceInput(tracker, id, now), now)) {
+      for (const difference of tracker.verify(store.membersOf(name), (id) => this.deviceInput(tracker, id, now), now, (id) => store.isDirty(id))) {
         differences.push(`${name}: ${difference}`);
       }
     }

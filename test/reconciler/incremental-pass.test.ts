@@ -121,6 +121,9 @@ describe('incremental reconcile pass', () => {
                 now += command.ms;
                 break;
             }
+            // Between passes too (the periodic resync runs whenever the region is idle): what changed since the
+            // last pass is the next pass's to count, not a difference.
+            expect(reconciler.verifyRollouts(), `after ${command.kind}, before its pass`).toEqual([]);
             await reconciler.runPass({ fetch: command.kind === 'commit', reason: command.kind });
             checkAgainstFullPass(index, reconciler, durable, now);
           }

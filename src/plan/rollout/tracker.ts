@@ -190,10 +190,35 @@ export class DeploymentTracker {
    * Checks the counts against a recount of `members` read through `view` now (the periodic resync):
    * each difference is a bug of whoever feeds the tracker (a change it was not told of). Empty when they agree.
    */
-  verify(members: Iterable<DeviceId>, view: DeviceView, now: number): string[] {
+  verify(members: Iterable<DeviceId>, view: DeviceView, now: number, pending: (id: DeviceId) => boolean = () => false): string[] {
     this.expire(view, now);
     const fresh = new DeploymentTracker(this.deployment, this.offlineAfterMs, this.since);
-    for (const id of members) fresh.set(id, view(id), now);
+    // A change the next pass will bring (`pending`: a device seen again after a silence, between passes) is no difference.
+    for (const id of members) if (!pending(id)) fresh.set(id, view(id), now);
+    const differences: string[] = [];
+    // The counts kept as devices changed, against a count of the devices as the tracker holds them.
+    const own = new DeploymentTracker(this.deployment, this.offlineAfterMs, this.since);
+    for (const [id, slot] of this.slots) own.copy(id, slot);
+    if (this.aggregates() !== own.aggregates()) differences.push(`counted ${this.aggregates()}, recounted from its devices ${own.aggregates()}`);
+    // The devices as the tracker holds them, against the devices as they are.
+    const mine = new DeploymentTracker(this.deployment, this.offlineAfterMs, this.since);
+    for (const [id, slot] of this.slots) if (!pending(id)) mine.copy(id, slot);
+    differences.push(...mine.differencesFrom(fresh));
+    return differences;
+  }
+
+  private aggregates(): string {
+    return JSON.stringify({ counts: this.counts, attempted: this.attempted, seen: this.seen, failed: this.failed.size, notThere: this.notThere.size, pending: this.pending.map((p) => p.size) });
+  }
+
+  /** Counts a device as another tracker classified it. */
+  private copy(id: DeviceId, slot: Slot): void {
+    const mine = { ...slot };
+    this.slots.set(id, mine);
+    this.account(id, mine);
+  }
+
+  private differencesFrom(fresh: DeploymentTracker): string[] {
     const differences: string[] = [];
     for (const id of fresh.slots.keys()) if (!this.slots.has(id)) differences.push(`device ${id} is missing`);
     for (const id of this.slots.keys()) if (!fresh.slots.has(id)) differences.push(`device ${id} is counted but no longer belongs`);
@@ -203,9 +228,7 @@ export class DeploymentTracker {
         differences.push(`device ${id} is counted ${mine.cls} (wave ${mine.wave}), recounted ${slot.cls} (wave ${slot.wave})`);
       }
     }
-    const counted = JSON.stringify({ counts: this.counts, attempted: this.attempted, seen: this.seen, failed: this.failed.size, notThere: this.notThere.size });
-    const recounted = JSON.stringify({ counts: fresh.counts, attempted: fresh.attempted, seen: fresh.seen, failed: fresh.failed.size, notThere: fresh.notThere.size });
-    if (counted !== recounted) differences.push(`counted ${counted}, recounted ${recounted}`);
+    if (this.aggregates() !== fresh.aggregates()) differences.push(`counted ${this.aggregates()}, recounted ${fresh.aggregates()}`);
     return differences;
   }
 

@@ -83,5 +83,15 @@ describe('DeploymentTracker: a pass costs what changed', () => {
     expect(tracker.verify(devices.keys(), view, T0)).toEqual([]);
     devices.delete('d00008');
     expect(tracker.verify(devices.keys(), view, T0)).toContain('device d00008 is counted but no longer belongs');
+    // A change the next pass will bring (the index holds the device as changed) is not a difference.
+    expect(tracker.verify(devices.keys(), view, T0, (id) => id === 'd00008')).toEqual([]);
+  });
+
+  it('verify finds counts that drifted from the devices it holds', () => {
+    const devices = fleet(10);
+    const tracker = new DeploymentTracker(web, OFFLINE, T0);
+    for (const [id, input] of devices) tracker.set(id, input, T0);
+    (tracker as unknown as { attempted: number }).attempted++;
+    expect(tracker.verify(devices.keys(), (id) => devices.get(id), T0)[0]).toMatch(/^counted .*"attempted":1.*, recounted from its devices .*"attempted":0/);
   });
 });
