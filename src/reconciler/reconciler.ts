@@ -115,8 +115,6 @@ export class Reconciler {
   private readonly trackers = new Map<string, DeploymentTracker>();
   /** The rollout states last written to the store (stableJson by Deployment); null before the first write. */
   private writtenStates: Map<string, string> | null = null;
-  /** The wave percentages each tracker's devices are placed by. */
-  private readonly waves = new WeakMap<DeploymentTracker, readonly number[]>();
   /** The next pass plans every Deployment and hands out to every device (new fleet, restart). */
   private fullPass = true;
   private snapshotState: GitSnapshotState | undefined;
@@ -619,9 +617,7 @@ export class Reconciler {
     if (known) return known;
     const deployment = trackedDeployment(fleet, name, this.options.region);
     if (!deployment) return undefined;
-    const { waves, ...tracked } = deployment;
-    const tracker = new DeploymentTracker(tracked, this.offlineAfterMs, startingState(previous.get(name), tracked, now, revision).state.startedAt);
-    this.waves.set(tracker, waves);
+    const tracker = new DeploymentTracker(deployment, this.offlineAfterMs, startingState(previous.get(name), deployment, now, revision).state.startedAt);
     this.trackers.set(name, tracker);
     return tracker;
   }
@@ -634,7 +630,7 @@ export class Reconciler {
     if (!desired || desired.deployment !== name) return undefined;
     const record = store.rolloutView(id, now);
     if (!record || record.revoked) return undefined;
-    return rolloutDeviceInput(record, app, store.handedView.get(id), waveOf(id, name, this.waves.get(tracker) ?? []));
+    return rolloutDeviceInput(record, app, store.handedView.get(id), waveOf(id, name, tracker.deployment.rollout.waves ?? []));
   }
 
   /** The rollout state of each Deployment planned so far (the attempts an operator's retry hands out). */

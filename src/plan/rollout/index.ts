@@ -9,4 +9,4 @@ export { MAX_COMPLETED_VERSIONS, startingState } from './state.js';
 export type * from './types.js';
 export { checkWindow } from './window.js';
 export { describeHalt, sumWaves, type RolloutTotals } from './totals.js';
-export { DeploymentTracker, type DeviceView, type TrackedDeployment, type TrackedPlan } from './tracker.js';
+export { DeploymentTracker, type DeviceView, type TrackedDeployment, type TrackedPlan, type TrackerPlanOptions } from './tracker.js';

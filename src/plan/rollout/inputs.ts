@@ -1,6 +1,6 @@
 import type { AppName, AppReport, DeviceDesired, DeviceId } from '../../core/types.js';
 import type { LoadedFleet } from '../../desired/model.js';
-import { effectiveRollout, waveOf } from '../waves.js';
+import { effectiveRollout, waveOf, type EffectiveRollout } from '../waves.js';
 import { deploymentFingerprint } from './fingerprint.js';
 import type { RolloutDeploymentInput, RolloutDeviceInput, RolloutState } from './types.js';
 
@@ -45,11 +45,10 @@ export function rolloutDeviceInput(record: RolloutDeviceRecord, app: string, han
 }
 
 /** A Deployment of the fleet as the engine plans it in `region` (everything but its devices); undefined when the fleet has none of that name. */
-export function trackedDeployment(fleet: LoadedFleet, name: string, region: string): (Omit<RolloutDeploymentInput, 'devices'> & { waves: number[] }) | undefined {
+export function trackedDeployment(fleet: LoadedFleet, name: string, region: string): (Omit<RolloutDeploymentInput, 'devices' | 'rollout'> & { rollout: EffectiveRollout }) | undefined {
   const doc = fleet.deployments.get(name);
   if (!doc) return undefined;
-  const rollout = effectiveRollout(fleet, name, region);
-  return { deployment: name, app: doc.spec.app, version: doc.spec.version, fingerprint: deploymentFingerprint(doc.spec), rollout, waves: rollout.waves };
+  return { deployment: name, app: doc.spec.app, version: doc.spec.version, fingerprint: deploymentFingerprint(doc.spec), rollout: effectiveRollout(fleet, name, region) };
 }
 
 /**
@@ -59,8 +58,8 @@ export function trackedDeployment(fleet: LoadedFleet, name: string, region: stri
  */
 export function collectRolloutInputs(input: CollectRolloutInputs): RolloutDeploymentInput[] {
   const { fleet, region } = input;
-  const byName = new Map<string, RolloutDeploymentInput & { waves: number[] }>();
-  const entry = (name: string): (RolloutDeploymentInput & { waves: number[] }) | undefined => {
+  const byName = new Map<string, RolloutDeploymentInput & { rollout: EffectiveRollout }>();
+  const entry = (name: string): (RolloutDeploymentInput & { rollout: EffectiveRollout }) | undefined => {
     let found = byName.get(name);
     if (found) return found;
     const tracked = trackedDeployment(fleet, name, region);
@@ -77,11 +76,9 @@ export function collectRolloutInputs(input: CollectRolloutInputs): RolloutDeploy
     for (const app in desired) {
       const deployment = entry(desired[app]!.deployment);
       if (!deployment) continue;
-      deployment.devices.push(rolloutDeviceInput(record, app, handed, waveOf(record.id, deployment.deployment, deployment.waves)));
+      deployment.devices.push(rolloutDeviceInput(record, app, handed, waveOf(record.id, deployment.deployment, deployment.rollout.waves)));
     }
   }
   if (input.previous) for (const name of input.previous.keys()) entry(name);
-  return [...byName.values()]
-    .sort((a, b) => (a.deployment < b.deployment ? -1 : a.deployment > b.deployment ? 1 : 0))
-    .map(({ waves: _waves, ...deployment }) => deployment);
+  return [...byName.values()].sort((a, b) => (a.deployment < b.deployment ? -1 : a.deployment > b.deployment ? 1 : 0));
 }

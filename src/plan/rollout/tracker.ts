@@ -46,6 +46,13 @@ export interface TrackedPlan {
   chosen: ReadonlySet<DeviceId>;
 }
 
+/** A pass's options: the region's offline clock, whether an operator asked to retry, how many devices a full replan reads between pauses. */
+export interface TrackerPlanOptions {
+  offlineAfterMs: number;
+  retryAsked?: boolean;
+  stepDevices?: number;
+}
+
 /** A device's current rollout input, read from wherever the caller keeps it; undefined when it left the Deployment. */
 export type DeviceView = (id: DeviceId) => RolloutDeviceInput | undefined;
 
@@ -153,13 +160,7 @@ export class DeploymentTracker {
    * planRollouts would give them for the devices' current inputs. A generator only for its rare full
    * replans (it pauses every `stepDevices` devices); the usual pass costs what changed.
    */
-  *plan(
-    now: number,
-    revision: string,
-    previous: RolloutState | undefined,
-    view: DeviceView,
-    options: { offlineAfterMs: number; retryAsked?: boolean; stepDevices?: number },
-  ): Generator<void, TrackedPlan, void> {
+  *plan(now: number, revision: string, previous: RolloutState | undefined, view: DeviceView, options: TrackerPlanOptions): Generator<void, TrackedPlan, void> {
     if (now < this.lastNow || options.offlineAfterMs !== this.offlineAfterMs) {
       // The clock went back (offline devices may be online again) or the offline clock changed: read every device again.
       this.offlineAfterMs = options.offlineAfterMs;
@@ -192,44 +193,28 @@ export class DeploymentTracker {
    */
   verify(members: Iterable<DeviceId>, view: DeviceView, now: number, pending: (id: DeviceId) => boolean = () => false): string[] {
     this.expire(view, now);
-    const fresh = new DeploymentTracker(this.deployment, this.offlineAfterMs, this.since);
-    // A change the next pass will bring (`pending`: a device seen again after a silence, between passes) is no difference.
-    for (const id of members) if (!pending(id)) fresh.set(id, view(id), now);
     const differences: string[] = [];
     // The counts kept as devices changed, against a count of the devices as the tracker holds them.
     const own = new DeploymentTracker(this.deployment, this.offlineAfterMs, this.since);
-    for (const [id, slot] of this.slots) own.copy(id, slot);
+    for (const [id, slot] of this.slots) own.account(id, slot);
     if (this.aggregates() !== own.aggregates()) differences.push(`counted ${this.aggregates()}, recounted from its devices ${own.aggregates()}`);
-    // The devices as the tracker holds them, against the devices as they are.
-    const mine = new DeploymentTracker(this.deployment, this.offlineAfterMs, this.since);
-    for (const [id, slot] of this.slots) if (!pending(id)) mine.copy(id, slot);
-    differences.push(...mine.differencesFrom(fresh));
+    // The devices as the tracker holds them, against the devices as they are. A change the next pass will
+    // bring (`pending`: a device seen again after a silence, between passes) is no difference.
+    const fresh = new DeploymentTracker(this.deployment, this.offlineAfterMs, this.since);
+    for (const id of members) if (!pending(id)) fresh.set(id, view(id), now);
+    for (const id of fresh.slots.keys()) if (!this.slots.has(id)) differences.push(`device ${id} is missing`);
+    for (const id of this.slots.keys()) if (!pending(id) && !fresh.slots.has(id)) differences.push(`device ${id} is counted but no longer belongs`);
+    for (const [id, slot] of fresh.slots) {
+      const mine = this.slots.get(id);
+      if (mine && (mine.cls !== slot.cls || mine.there !== slot.there || mine.wave !== slot.wave || mine.attempted !== slot.attempted || mine.seen !== slot.seen)) {
+        differences.push(`device ${id} is counted ${mine.cls} (wave ${mine.wave}), recounted ${slot.cls} (wave ${slot.wave})`);
+      }
+    }
     return differences;
   }
 
   private aggregates(): string {
     return JSON.stringify({ counts: this.counts, attempted: this.attempted, seen: this.seen, failed: this.failed.size, notThere: this.notThere.size, pending: this.pending.map((p) => p.size) });
-  }
-
-  /** Counts a device as another tracker classified it. */
-  private copy(id: DeviceId, slot: Slot): void {
-    const mine = { ...slot };
-    this.slots.set(id, mine);
-    this.account(id, mine);
-  }
-
-  private differencesFrom(fresh: DeploymentTracker): string[] {
-    const differences: string[] = [];
-    for (const id of fresh.slots.keys()) if (!this.slots.has(id)) differences.push(`device ${id} is missing`);
-    for (const id of this.slots.keys()) if (!fresh.slots.has(id)) differences.push(`device ${id} is counted but no longer belongs`);
-    for (const [id, slot] of fresh.slots) {
-      const mine = this.slots.get(id);
-      if (mine && (mine.cls !== slot.cls || mine.there !== slot.there || mine.wave !== slot.wave || mine.attempted !== slot.attempted)) {
-        differences.push(`device ${id} is counted ${mine.cls} (wave ${mine.wave}), recounted ${slot.cls} (wave ${slot.wave})`);
-      }
-    }
-    if (this.aggregates() !== fresh.aggregates()) differences.push(`counted ${this.aggregates()}, recounted ${fresh.aggregates()}`);
-    return differences;
   }
 
   /** Devices whose silence passed offlineAfter since they were last read: read again (connected ones stay online). */
@@ -249,13 +234,7 @@ export class DeploymentTracker {
   }
 
   /** planRollouts over every device, read through `view`: an operator's retry, a Stalled Deployment. */
-  private *planFully(
-    now: number,
-    revision: string,
-    previous: RolloutState | undefined,
-    view: DeviceView,
-    options: { offlineAfterMs: number; retryAsked?: boolean; stepDevices?: number },
-  ): Generator<void, TrackedPlan, void> {
+  private *planFully(now: number, revision: string, previous: RolloutState | undefined, view: DeviceView, options: TrackerPlanOptions): Generator<void, TrackedPlan, void> {
     const devices: RolloutDeviceInput[] = [];
     for (const id of this.slots.keys()) {
       const device = view(id);

@@ -442,6 +442,16 @@ describe('planRollouts: properties over random fleets, enrolments, offline and f
         const alone = planRollouts({ ...input, deployments: [good] });
         expect(both.statuses.find((st) => st.deployment === 'good')).toEqual(alone.statuses[0]);
         expect(both.release.get('good')).toEqual(alone.release.get('good'));
+        // The region's incremental engine plans the hostile Deployment exactly as planRollouts does.
+        const { devices: _evilDevices, ...evilDeployment } = evil;
+        const tracker = new DeploymentTracker(evilDeployment, scenario.offlineAfterMs, T0);
+        for (const device of devices) tracker.set(device.id, device, T0);
+        const steps = tracker.plan(T0, 'r', undefined, (id) => devices.find((d) => d.id === id), { offlineAfterMs: scenario.offlineAfterMs });
+        let step = steps.next();
+        while (!step.done) step = steps.next();
+        expect(step.value.status).toEqual(both.statuses.find((st) => st.deployment === 'evil'));
+        expect(step.value.state).toEqual(both.states.get('evil'));
+        expect(devices.filter((d) => tracker.isReleased(d.id)).map((d) => d.id).sort()).toEqual([...both.release.get('evil')!].sort());
         const evilStatus = both.statuses.find((st) => st.deployment === 'evil')!;
         if (evilStatus.state === 'Stalled') {
           expect(evilStatus.problem?.message).toBeTruthy();
